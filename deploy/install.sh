@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Installs what the local Sluice stack and build need, only what is missing, and
+# says what it did. Safe to re-run: with everything present it changes nothing.
+#
+# Usage: deploy/install.sh [apt|tansu]
+#   (no argument)  everything
+#   apt            only the Debian packages
+#   tansu          only the tansu broker (cargo install, ~20 minutes on 2 cores)
+set -euo pipefail
+
+# ClickHouse 18.16 server and client (Debian's), cmake + libcurl headers + g++ +
+# pkg-config for rdkafka's bundled librdkafka (cmake-build), curl for the stack
+# script's health checks.
+APT_PACKAGES=(clickhouse-server clickhouse-client cmake libcurl4-openssl-dev pkg-config g++ curl)
+TANSU_VERSION=0.6.0
+# dynostore+libsql gives the sqlite storage engine without the postgres/S3 extras.
+TANSU_INSTALL=(cargo install tansu --version "$TANSU_VERSION" --locked --no-default-features --features "dynostore,libsql")
+CARGO_BIN=${CARGO_HOME:-$HOME/.cargo}/bin
+
+log() { printf 'install: %s\n' "$*"; }
+die() {
+    printf 'install: error: %s\n' "$*" >&2
+    exit 1
+}
+usage() { sed -n '5,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+
+# sudo only when needed, so the script also works as root in containers/CI
+# where sudo is usually absent.
+as_root() {
+    if ((EUID == 0)); then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        die "need root for: $* (run as root or install sudo)"
+    fi
+}
+
+# `dpkg -s` alone succeeds for removed packages whose config files remain, so
+# look at the Status line.
+is_installed() {
+    dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed$'
+}
+
+install_apt() {
+    command -v dpkg >/dev/null || die "not a Debian-family system (no dpkg): install ${APT_PACKAGES[*]} by hand"
+    local missing=() p
+    for p in "${APT_PACKAGES[@]}"; do
+        is_installed "$p" || missing+=("$p")
+    done
+    if ((${#missing[@]} == 0)); then
+        log "apt: all present, nothing to do (${APT_PACKAGES[*]})"
+        return 0
+    fi
+    log "apt: installing ${missing[*]}"
+    # update only now: it is the slow part, and a fresh machine's lists may be empty.
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+    for p in "${missing[@]}"; do
+        is_installed "$p" || die "apt: $p is still not installed"
+    done
+    log "apt: installed ${missing[*]}"
+    # On machines with an init system the package starts its own server on
+    # 8123/9000, which would collide with deploy/stack.sh's defaults.
+    if [[ " ${missing[*]} " == *" clickhouse-server "* ]] && pgrep -x clickhouse-server >/dev/null 2>&1; then
+        log "apt: note: the package started a system clickhouse-server; deploy/stack.sh runs its own."
+        log "     Stop it (e.g. systemctl disable --now clickhouse-server) or set SLUICE_CLICKHOUSE_HTTP_PORT/_TCP_PORT."
+    fi
+}
+
+# Prints the path of a tansu binary that actually runs.
+working_tansu() {
+    local cand
+    for cand in "$(command -v tansu || true)" "$CARGO_BIN/tansu"; do
+        if [[ -n $cand && -x $cand ]] && "$cand" --version >/dev/null 2>&1; then
+            echo "$cand"
+            return 0
+        fi
+    done
+    return 1
+}
+
+install_tansu() {
+    local bin ver pid
+    if bin=$(working_tansu); then
+        ver=$("$bin" --version 2>/dev/null | head -n 1)
+        log "tansu: present, nothing to do ($bin: $ver)"
+        [[ $ver == *"$TANSU_VERSION"* ]] || log "tansu: note: the project is tested with $TANSU_VERSION"
+        return 0
+    fi
+    # A build already under way (e.g. started by hand or by another run) would
+    # just block on cargo's lock; wait for it instead of starting a second one.
+    while pid=$(pgrep -f -o 'cargo install tansu' 2>/dev/null); do
+        log "tansu: a 'cargo install tansu' is already running (pid $pid); waiting for it to finish"
+        while kill -0 "$pid" 2>/dev/null; do sleep 10; done
+        if bin=$(working_tansu); then
+            log "tansu: that build finished: $bin"
+            return 0
+        fi
+    done
+    command -v cargo >/dev/null || die "tansu: cargo not found; install Rust (rustup) first"
+    local cmd=("${TANSU_INSTALL[@]}")
+    # A binary that exists but does not run (broken build, missing library)
+    # makes plain `cargo install` answer "already installed".
+    [[ -e $CARGO_BIN/tansu ]] && cmd+=(--force)
+    log "tansu: building with: ${cmd[*]}"
+    log "tansu: this takes about 20 minutes on 2 cores (once)"
+    "${cmd[@]}"
+    bin=$(working_tansu) || die "tansu: cargo install finished but $CARGO_BIN/tansu does not run"
+    log "tansu: installed $bin ($("$bin" --version 2>/dev/null | head -n 1))"
+    [[ :$PATH: == *":$CARGO_BIN:"* ]] || log "tansu: note: $CARGO_BIN is not on PATH; deploy/stack.sh finds it there anyway"
+}
+
+case ${1:-all} in
+all)
+    install_apt
+    install_tansu
+    ;;
+apt) install_apt ;;
+tansu) install_tansu ;;
+-h | --help | help) usage ;;
+*)
+    usage >&2
+    exit 2
+    ;;
+esac

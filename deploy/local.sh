@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The whole Sluice pipeline on this machine, no Docker: installs what is
+# missing, starts the broker and ClickHouse (deploy/stack.sh), builds and starts
+# the three services in the background, waits until each is ready, and prints
+# the URLs and two curl commands to try.
+#
+# Usage: deploy/local.sh up|down|status
+#   up      install + start everything (idempotent: running services are kept)
+#   down    stop the three services and the stack (data is kept)
+#   status  show what runs
+#
+# Environment: SLUICE_LOCAL_API_KEY [sluice-dev-key] and SLUICE_LOCAL_PROJECT
+# [demo] name the API key the services accept; SLUICE_GATEWAY_PORT [8080],
+# SLUICE_QUERY_PORT [8081], SLUICE_PROCESSOR_PORT [8082]; the stack's own
+# variables are described in deploy/stack.sh.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STACK_DIR=$(realpath -m -- "${SLUICE_STACK_DIR:-$ROOT/.sluice}")
+RUN_DIR=$STACK_DIR/run
+LOG_DIR=$STACK_DIR/logs
+API_KEY=${SLUICE_LOCAL_API_KEY:-sluice-dev-key}
+PROJECT=${SLUICE_LOCAL_PROJECT:-demo}
+GATEWAY_PORT=${SLUICE_GATEWAY_PORT:-8080}
+QUERY_PORT=${SLUICE_QUERY_PORT:-8081}
+PROCESSOR_PORT=${SLUICE_PROCESSOR_PORT:-8082}
+SERVICES=(sluice-ingest-gateway sluice-stream-processor sluice-query-api)
+
+log() { printf 'local: %s\n' "$*"; }
+die() {
+    printf 'local: error: %s\n' "$*" >&2
+    exit 1
+}
+
+port_of() {
+    case $1 in
+    sluice-ingest-gateway) echo "$GATEWAY_PORT" ;;
+    sluice-query-api) echo "$QUERY_PORT" ;;
+    sluice-stream-processor) echo "$PROCESSOR_PORT" ;;
+    esac
+}
+
+port_variable_of() {
+    case $1 in
+    sluice-ingest-gateway) echo SLUICE_GATEWAY_PORT ;;
+    sluice-query-api) echo SLUICE_QUERY_PORT ;;
+    sluice-stream-processor) echo SLUICE_PROCESSOR_PORT ;;
+    esac
+}
+
+pid_of() {
+    local file=$RUN_DIR/$1.pid
+    [[ -f $file ]] && kill -0 "$(cat "$file")" 2>/dev/null && cat "$file"
+}
+
+start_service() {
+    local name=$1 port
+    port=$(port_of "$name")
+    if pid=$(pid_of "$name"); then
+        log "$name already running (pid $pid)"
+        return
+    fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        die "port $port for $name is taken by another process; choose another with $(port_variable_of "$name")=PORT"
+    fi
+    # Every setting has a SLUICE_* variable; see `$name --help`.
+    SLUICE_LISTEN=127.0.0.1:$port \
+        SLUICE_API_KEYS="$API_KEY=$PROJECT" \
+        setsid nohup "$ROOT/target/debug/$name" >"$LOG_DIR/$name.log" 2>&1 </dev/null &
+    echo $! >"$RUN_DIR/$name.pid"
+    log "$name started (pid $!), log $LOG_DIR/$name.log"
+}
+
+wait_ready() {
+    local name=$1 port deadline
+    port=$(port_of "$name")
+    deadline=$((SECONDS + 90))
+    until curl -fsS "http://127.0.0.1:$port/health/ready" >/dev/null 2>&1; do
+        if ! pid_of "$name" >/dev/null; then
+            tail -n 20 "$LOG_DIR/$name.log" >&2 || true
+            die "$name exited; its log is above"
+        fi
+        ((SECONDS < deadline)) || die "$name not ready after 90 s; see $LOG_DIR/$name.log"
+        sleep 0.5
+    done
+    log "$name ready on http://127.0.0.1:$port"
+}
+
+up() {
+    "$ROOT/deploy/install.sh"
+    "$ROOT/deploy/stack.sh" up
+    log "building the services (first build takes several minutes)"
+    (cd "$ROOT" && cargo build --bins --quiet)
+    mkdir -p "$RUN_DIR" "$LOG_DIR"
+    for name in "${SERVICES[@]}"; do start_service "$name"; done
+    for name in "${SERVICES[@]}"; do wait_ready "$name"; done
+    cat <<MSG
+
+Sluice is running.
+  ingest gateway    http://127.0.0.1:$GATEWAY_PORT   (POST /v1/events)
+  query API         http://127.0.0.1:$QUERY_PORT   (GET /v1/events)
+  stream processor  http://127.0.0.1:$PROCESSOR_PORT   (/health/ready, /metrics)
+  API key           $API_KEY (project $PROJECT)
+
+Send an event:
+  curl -s -X POST http://127.0.0.1:$GATEWAY_PORT/v1/events \\
+    -H 'Authorization: Bearer $API_KEY' -H 'Content-Type: application/json' \\
+    -d '{"type":"page_view","user_id":"u1","properties":{"path":"/"}}'
+
+Read it back (visible about a second later):
+  curl -s -H 'Authorization: Bearer $API_KEY' 'http://127.0.0.1:$QUERY_PORT/v1/events?type=page_view'
+
+Stop everything: deploy/local.sh down
+MSG
+}
+
+down() {
+    for name in "${SERVICES[@]}"; do
+        if pid=$(pid_of "$name"); then
+            kill -TERM "$pid"
+            for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -KILL "$pid" 2>/dev/null || true
+            log "$name stopped"
+        fi
+        rm -f "$RUN_DIR/$name.pid"
+    done
+    "$ROOT/deploy/stack.sh" down
+}
+
+status() {
+    for name in "${SERVICES[@]}"; do
+        if pid=$(pid_of "$name"); then
+            log "$name running (pid $pid) on http://127.0.0.1:$(port_of "$name")"
+        else
+            log "$name stopped"
+        fi
+    done
+    "$ROOT/deploy/stack.sh" status
+}
+
+case ${1:-} in
+up) up ;;
+down) down ;;
+status) status ;;
+*)
+    sed -n '7,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac

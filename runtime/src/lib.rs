@@ -1,0 +1,20 @@
+//! Plumbing that the three Sluice services share, kept in one place.
+//!
+//! - [`auth`]: API keys and the project each one belongs to.
+//! - [`settings`]: typed settings for Kafka, ClickHouse and telemetry, and the
+//!   loader that layers defaults < config file < `SLUICE_*` environment < flags.
+//! - [`telemetry`]: `tracing` set-up, text or JSON.
+//! - [`shutdown`]: SIGINT/SIGTERM to a `CancellationToken`.
+//! - [`kafka`]: librdkafka client settings and idempotent topic creation.
+//! - [`clickhouse`]: the ClickHouse client and idempotent schema creation.
+//! - [`ops`]: `/health/live`, `/health/ready` and `/metrics`, plus per-route HTTP metrics.
+//! - [`http`]: the JSON error body every endpoint answers with, and `serve_http`.
+
+pub mod auth;
+pub mod clickhouse;
+pub mod http;
+pub mod kafka;
+pub mod ops;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;

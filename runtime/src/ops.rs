@@ -1,0 +1,192 @@
+//! Operations endpoints: liveness, readiness, Prometheus metrics, and the HTTP
+//! metrics every service records per matched route.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use serde_json::json;
+
+/// Named readiness checks; the service is ready when every check is.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<RwLock<BTreeMap<&'static str, bool>>>);
+
+impl Readiness {
+    /// Declares a check (not ready yet) so readiness fails until it is set.
+    pub fn register(&self, check: &'static str) {
+        self.set(check, false);
+    }
+
+    pub fn set(&self, check: &'static str, ready: bool) {
+        if let Ok(mut checks) = self.0.write() {
+            checks.insert(check, ready);
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0
+            .read()
+            .map(|checks| checks.values().all(|ready| *ready))
+            .unwrap_or(false)
+    }
+
+    fn report(&self) -> BTreeMap<&'static str, bool> {
+        self.0
+            .read()
+            .map(|checks| checks.clone())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Clone)]
+struct OpsState {
+    readiness: Readiness,
+    registry: Arc<Registry>,
+}
+
+/// `/health/live`, `/health/ready` and `/metrics`.
+pub fn router(readiness: Readiness, registry: Arc<Registry>) -> Router {
+    Router::new()
+        .route(
+            "/health/live",
+            get(|| async { Json(json!({"status": "live"})) }),
+        )
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(OpsState {
+            readiness,
+            registry,
+        })
+}
+
+async fn ready(State(state): State<OpsState>) -> Response {
+    let checks = state.readiness.report();
+    let ready = state.readiness.is_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({"status": if ready { "ready" } else { "not_ready" }, "checks": checks});
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<OpsState>) -> Response {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, &state.registry) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(cause = %error, "cannot encode metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+/// Request counts and latencies by matched route (never the raw URI, which
+/// would let clients create unbounded label values).
+#[derive(Clone)]
+pub struct HttpMetrics {
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram>,
+}
+
+impl HttpMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ])
+        });
+        registry.register(
+            "sluice_http_requests",
+            "HTTP requests by method, matched route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "sluice_http_request_duration_seconds",
+            "HTTP request latency by matched route",
+            latency.clone(),
+        );
+        Self { requests, latency }
+    }
+
+    /// Middleware; install with `Router::route_layer` so the route is known.
+    pub async fn track(State(metrics): State<Self>, request: Request, next: Next) -> Response {
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|path| path.as_str().to_owned())
+            .unwrap_or_else(|| "unmatched".to_owned());
+        let method = request.method().to_string();
+        let started = Instant::now();
+        let response = next.run(request).await;
+        let status = response.status().as_u16();
+        metrics
+            .latency
+            .get_or_create(&RouteLabels {
+                route: route.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                method,
+                route,
+                status,
+            })
+            .inc();
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn readiness_follows_every_check() {
+        let readiness = Readiness::default();
+        readiness.register("kafka");
+        let app = router(readiness.clone(), Arc::new(Registry::default()));
+        let get_ready = || Request::get("/health/ready").body(Body::empty()).unwrap();
+        let response = app.clone().oneshot(get_ready()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        readiness.set("kafka", true);
+        let response = app.oneshot(get_ready()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}

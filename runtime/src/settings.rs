@@ -1,0 +1,333 @@
+//! Typed settings, shared by the services, and the loader that layers them.
+//!
+//! Every setting is a `clap` argument with a long flag and a `SLUICE_*`
+//! environment variable, so `--help` documents all of them. A TOML file named
+//! by `--config` or `SLUICE_CONFIG` supplies values between the built-in
+//! defaults and the environment: `[kafka] brokers = "..."` sets
+//! `--kafka-brokers`. Unknown keys in the file are errors, not silently ignored.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Command, Parser, ValueEnum};
+
+/// The broker and the topics.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaSettings {
+    /// Kafka bootstrap servers, comma-separated host:port.
+    #[arg(
+        long = "kafka-brokers",
+        env = "SLUICE_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub brokers: String,
+
+    /// Topic that carries accepted events (Avro values).
+    #[arg(
+        long = "kafka-events-topic",
+        env = "SLUICE_KAFKA_EVENTS_TOPIC",
+        default_value = "sluice.events"
+    )]
+    pub events_topic: String,
+
+    /// Dead-letter topic for values the processor cannot read; headers say why.
+    #[arg(
+        long = "kafka-dlq-topic",
+        env = "SLUICE_KAFKA_DLQ_TOPIC",
+        default_value = "sluice.events.dlq"
+    )]
+    pub dlq_topic: String,
+
+    /// Partitions given to topics that Sluice creates (existing topics are left alone).
+    #[arg(
+        long = "kafka-partitions",
+        env = "SLUICE_KAFKA_PARTITIONS",
+        default_value_t = 4
+    )]
+    pub partitions: i32,
+
+    /// Replication factor of topics that Sluice creates.
+    #[arg(
+        long = "kafka-replication-factor",
+        env = "SLUICE_KAFKA_REPLICATION_FACTOR",
+        default_value_t = 1
+    )]
+    pub replication_factor: i32,
+
+    /// Extra librdkafka properties, comma-separated key=value (e.g. security.protocol=SASL_SSL).
+    #[arg(
+        long = "kafka-properties",
+        env = "SLUICE_KAFKA_PROPERTIES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub properties: Vec<String>,
+}
+
+/// The ClickHouse server.
+#[derive(Debug, Clone, Args)]
+pub struct ClickhouseSettings {
+    /// ClickHouse HTTP endpoint.
+    #[arg(
+        long = "clickhouse-url",
+        env = "SLUICE_CLICKHOUSE_URL",
+        default_value = "http://127.0.0.1:8123"
+    )]
+    pub url: String,
+
+    /// Database that holds Sluice's tables; created when missing.
+    #[arg(
+        long = "clickhouse-database",
+        env = "SLUICE_CLICKHOUSE_DATABASE",
+        default_value = "sluice"
+    )]
+    pub database: String,
+
+    /// ClickHouse user.
+    #[arg(
+        long = "clickhouse-user",
+        env = "SLUICE_CLICKHOUSE_USER",
+        default_value = "default"
+    )]
+    pub user: String,
+
+    /// ClickHouse password.
+    #[arg(
+        long = "clickhouse-password",
+        env = "SLUICE_CLICKHOUSE_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub password: String,
+}
+
+/// What every HTTP API of Sluice shares: keys and a time limit.
+#[derive(Debug, Clone, Args)]
+pub struct ApiSettings {
+    /// API keys, comma-separated key=project (e.g. dev-key-123=demo); a key
+    /// writes and reads only its own project's events.
+    #[arg(
+        long = "api-keys",
+        env = "SLUICE_API_KEYS",
+        value_delimiter = ',',
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+
+    /// Time limit for one HTTP request, in milliseconds.
+    #[arg(
+        long = "request-timeout-ms",
+        env = "SLUICE_REQUEST_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub request_timeout_ms: u64,
+}
+
+impl ApiSettings {
+    pub fn request_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Args)]
+pub struct TelemetrySettings {
+    /// Log line format.
+    #[arg(
+        long = "log-format",
+        env = "SLUICE_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
+
+    /// Log filter in tracing's EnvFilter syntax, e.g. `info,sluice_ingest_gateway=debug`.
+    #[arg(long = "log", env = "SLUICE_LOG", default_value = "info")]
+    pub log_filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The `--config` flag; the loader reads it before anything else.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigFile {
+    /// TOML file of settings (`[kafka] brokers = "..."` sets --kafka-brokers);
+    /// the environment and flags override it.
+    #[arg(long = "config", env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Parses the process's arguments into `T`, layering defaults < config file <
+/// environment < flags.
+pub fn load<T: Parser>() -> anyhow::Result<T> {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let file = config_path(&args).or_else(|| std::env::var_os("SLUICE_CONFIG").map(PathBuf::from));
+    let mut command = T::command();
+    if let Some(path) = file {
+        command = apply_config_file(command, &path)?;
+    }
+    let matches = command.get_matches_from(args);
+    Ok(T::from_arg_matches(&matches)?)
+}
+
+fn config_path(args: &[OsString]) -> Option<PathBuf> {
+    let mut args = args.iter().map(|arg| arg.to_string_lossy());
+    while let Some(arg) = args.next() {
+        if arg == "--config" {
+            return args.next().map(|path| PathBuf::from(path.as_ref()));
+        }
+        if let Some(path) = arg.strip_prefix("--config=") {
+            return Some(PathBuf::from(path));
+        }
+    }
+    None
+}
+
+/// Turns every key of the TOML file into the default value of its flag.
+pub fn apply_config_file(mut command: Command, path: &Path) -> anyhow::Result<Command> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+    let mut settings = Vec::new();
+    flatten("", &table, &mut settings)?;
+    for (key, value) in settings {
+        let flag = key.replace(['.', '_'], "-");
+        let Some(id) = command
+            .get_arguments()
+            .find(|arg| arg.get_long() == Some(flag.as_str()) && flag != "config")
+            .map(|arg| arg.get_id().clone())
+        else {
+            bail!(
+                "unknown setting `{key}` in {}; see --help for the settings",
+                path.display()
+            );
+        };
+        command = command.mut_arg(id, |arg| arg.default_value(value));
+    }
+    Ok(command)
+}
+
+fn flatten(
+    prefix: &str,
+    table: &toml::Table,
+    out: &mut Vec<(String, String)>,
+) -> anyhow::Result<()> {
+    for (key, value) in table {
+        let key = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let text = match value {
+            toml::Value::Table(inner) => {
+                flatten(&key, inner, out)?;
+                continue;
+            }
+            toml::Value::String(text) => text.clone(),
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Float(x) => x.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|item| match item {
+                    toml::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            toml::Value::Datetime(at) => at.to_string(),
+        };
+        out.push((key, text));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches};
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Demo {
+        #[command(flatten)]
+        kafka: KafkaSettings,
+        #[command(flatten)]
+        file: ConfigFile,
+    }
+
+    fn write_config(text: &str) -> tempfile_path::TempPath {
+        tempfile_path::TempPath::with(text)
+    }
+
+    /// A file that removes itself, without pulling a crate in for it.
+    mod tempfile_path {
+        pub struct TempPath(pub std::path::PathBuf);
+        impl TempPath {
+            pub fn with(text: &str) -> Self {
+                let path = std::env::temp_dir().join(format!(
+                    "sluice-settings-{}-{:?}.toml",
+                    std::process::id(),
+                    std::thread::current().id()
+                ));
+                std::fs::write(&path, text).unwrap();
+                Self(path)
+            }
+        }
+        impl Drop for TempPath {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn file_values_sit_between_defaults_and_flags() {
+        let file = write_config("[kafka]\nbrokers = \"b1:9092\"\npartitions = 8\n");
+        let command = apply_config_file(Demo::command(), &file.0).unwrap();
+        let from_file =
+            Demo::from_arg_matches(&command.clone().get_matches_from(["demo"])).unwrap();
+        assert_eq!(from_file.kafka.brokers, "b1:9092");
+        assert_eq!(from_file.kafka.partitions, 8);
+        assert_eq!(from_file.kafka.events_topic, "sluice.events");
+
+        let matches = command.get_matches_from(["demo", "--kafka-brokers", "flag:1"]);
+        let from_flag = Demo::from_arg_matches(&matches).unwrap();
+        assert_eq!(from_flag.kafka.brokers, "flag:1");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let file = write_config("[kafka]\nbrokerz = \"x\"\n");
+        let error = apply_config_file(Demo::command(), &file.0).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("unknown setting `kafka.brokerz`")
+        );
+    }
+
+    #[test]
+    fn finds_the_config_flag_in_both_spellings() {
+        let args = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            config_path(&args(&["x", "--config", "a.toml"])),
+            Some(PathBuf::from("a.toml"))
+        );
+        assert_eq!(
+            config_path(&args(&["x", "--config=b.toml"])),
+            Some(PathBuf::from("b.toml"))
+        );
+        assert_eq!(config_path(&args(&["x"])), None);
+    }
+}

@@ -1,0 +1,20 @@
+//! The event model that every Sluice service shares, and nothing else: no IO.
+//!
+//! Events enter over HTTP (the ingest gateway) or straight into Kafka (direct
+//! producers), travel on the events topic as Avro, and land in ClickHouse. This
+//! crate holds each of those shapes and the conversions between them:
+//!
+//! - [`event`]: [`Event`], the enriched record as it travels on the topic.
+//! - [`validate`]: JSON input to [`Event`], with a precise error per field.
+//! - [`avro`]: the Avro single-object codec for topic values (schema in `avro/event.avsc`).
+//! - [`ddl`]: the ClickHouse tables, in the SQL subset that 18.16 and current servers share.
+//! - [`time_format`]: event-time parsing and formatting (RFC 3339 and epoch milliseconds).
+
+pub mod avro;
+pub mod ddl;
+pub mod event;
+pub mod time_format;
+pub mod validate;
+
+pub use event::Event;
+pub use validate::{FieldError, Limits, Origin};

@@ -1,0 +1,244 @@
+//! The real broker and ClickHouse, and a private corner of each per test.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::FutureProducer;
+use sluice_runtime::kafka::client_config;
+use sluice_runtime::settings::{ClickhouseSettings, KafkaSettings};
+
+/// Where the stack answers.
+#[derive(Debug)]
+pub struct StackInfo {
+    pub brokers: String,
+    pub clickhouse_url: String,
+}
+
+static STACK: OnceLock<StackInfo> = OnceLock::new();
+
+/// The running stack; starts the local one (`deploy/stack.sh up`) when needed.
+///
+/// # Panics
+/// When the broker or ClickHouse cannot be reached or started: a test that
+/// needs them must fail, loudly, rather than pass without them.
+pub fn stack() -> &'static StackInfo {
+    STACK.get_or_init(|| {
+        let brokers = std::env::var("SLUICE_TEST_KAFKA_BROKERS").ok();
+        let clickhouse_url = std::env::var("SLUICE_TEST_CLICKHOUSE_URL").ok();
+        let external = brokers.is_some() || clickhouse_url.is_some();
+        let info = StackInfo {
+            brokers: brokers.unwrap_or_else(|| "127.0.0.1:9092".into()),
+            clickhouse_url: clickhouse_url.unwrap_or_else(|| "http://127.0.0.1:8123".into()),
+        };
+        if stack_answers(&info) {
+            return info;
+        }
+        assert!(
+            !external,
+            "the test stack named by SLUICE_TEST_KAFKA_BROKERS / SLUICE_TEST_CLICKHOUSE_URL \
+             ({info:?}) does not answer"
+        );
+        let script = repo_root().join("deploy/stack.sh");
+        let output = Command::new("bash")
+            .arg(&script)
+            .arg("up")
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run {}: {error}", script.display()));
+        assert!(
+            output.status.success() && stack_answers(&info),
+            "the broker (Kafka protocol at {}) and ClickHouse ({}) are needed and could not be \
+             started by `deploy/stack.sh up`; install them with `deploy/install.sh`.\n{}\n{}",
+            info.brokers,
+            info.clickhouse_url,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        info
+    })
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit lives in the workspace")
+        .to_path_buf()
+}
+
+fn stack_answers(info: &StackInfo) -> bool {
+    let broker = info.brokers.split(',').next().unwrap_or_default();
+    let broker_up = broker
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
+    broker_up
+        && http_request(&info.clickhouse_url, "GET", "/ping", "")
+            .is_some_and(|body| body.starts_with("Ok."))
+}
+
+/// A minimal blocking HTTP/1.0 exchange, for the harness's few ClickHouse calls
+/// made outside any async runtime (e.g. in `Drop`).
+fn http_request(base: &str, method: &str, path: &str, body: &str) -> Option<String> {
+    let authority = base.strip_prefix("http://")?.trim_end_matches('/');
+    let addr = authority.to_socket_addrs().ok()?.next()?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {authority}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200")
+        .then(|| body.to_owned())
+        .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_owned()))
+}
+
+struct PartitionOffsets {
+    low: i64,
+    high: i64,
+    committed: Option<i64>,
+}
+
+/// One test's own topics and ClickHouse database. The database is dropped
+/// when the test passes and kept for inspection when it fails.
+pub struct TestEnv {
+    pub id: String,
+    pub kafka: KafkaSettings,
+    pub clickhouse: ClickhouseSettings,
+}
+
+impl TestEnv {
+    pub fn new(name: &str) -> Self {
+        let stack = stack();
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let id = format!("{name}_{}", &suffix[..12]);
+        Self {
+            kafka: KafkaSettings {
+                brokers: stack.brokers.clone(),
+                events_topic: format!("test.{id}.events"),
+                dlq_topic: format!("test.{id}.dlq"),
+                partitions: 4,
+                replication_factor: 1,
+                properties: Vec::new(),
+            },
+            clickhouse: ClickhouseSettings {
+                url: stack.clickhouse_url.clone(),
+                database: format!("sluice_test_{id}"),
+                user: "default".into(),
+                password: String::new(),
+            },
+            id,
+        }
+    }
+
+    /// A client bound to this test's database.
+    pub fn clickhouse(&self) -> clickhouse::Client {
+        sluice_runtime::clickhouse::client(&self.clickhouse)
+            .expect("valid test database name")
+            .0
+    }
+
+    /// Runs a query that returns one number.
+    pub async fn query_u64(&self, sql: &str) -> u64 {
+        self.clickhouse()
+            .query(sql)
+            .fetch_one::<u64>()
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+    }
+
+    /// An `acks=all` producer to this test's broker.
+    pub fn producer(&self) -> FutureProducer {
+        client_config(&self.kafka)
+            .expect("client config")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .create()
+            .expect("Kafka producer")
+    }
+
+    /// How many messages `topic` holds, over all partitions (high minus low watermarks).
+    pub async fn topic_message_count(&self, topic: &str) -> i64 {
+        self.offsets(topic, "sluice-testkit-watermarks")
+            .await
+            .iter()
+            .map(|p| p.high - p.low)
+            .sum()
+    }
+
+    /// Messages of `topic` that consumer group `group` has not committed yet.
+    pub async fn group_lag(&self, topic: &str, group: &str) -> i64 {
+        self.offsets(topic, group)
+            .await
+            .iter()
+            .map(|p| p.high - p.committed.unwrap_or(p.low))
+            .sum()
+    }
+
+    async fn offsets(&self, topic: &str, group: &str) -> Vec<PartitionOffsets> {
+        let kafka = self.kafka.clone();
+        let (topic, group) = (topic.to_owned(), group.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = client_config(&kafka)
+                .expect("client config")
+                .set("group.id", &group)
+                .create()
+                .expect("Kafka consumer");
+            let timeout = Duration::from_secs(10);
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), timeout)
+                .expect("topic metadata");
+            let partitions = metadata.topics()[0].partitions().len() as i32;
+            let mut list = TopicPartitionList::new();
+            for partition in 0..partitions {
+                list.add_partition(&topic, partition);
+            }
+            let committed = consumer
+                .committed_offsets(list, timeout)
+                .expect("committed offsets");
+            (0..partitions)
+                .map(|partition| {
+                    let (low, high) = consumer
+                        .fetch_watermarks(&topic, partition, timeout)
+                        .expect("watermarks");
+                    let committed = committed
+                        .find_partition(&topic, partition)
+                        .and_then(|p| p.offset().to_raw())
+                        .filter(|offset| *offset >= 0);
+                    PartitionOffsets {
+                        low,
+                        high,
+                        committed,
+                    }
+                })
+                .collect()
+        })
+        .await
+        .expect("offsets task")
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "kept ClickHouse database {} and topics {} / {} for inspection",
+                self.clickhouse.database, self.kafka.events_topic, self.kafka.dlq_topic
+            );
+            return;
+        }
+        let sql = format!("DROP DATABASE IF EXISTS `{}`", self.clickhouse.database);
+        let _ = http_request(&self.clickhouse.url, "POST", "/", &sql);
+    }
+}

@@ -1,0 +1,309 @@
+//! One event through the whole pipeline: gateway -> Kafka -> processor ->
+//! ClickHouse -> query API, against the real broker and ClickHouse.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sluice_ingest_gateway::GatewayConfig;
+use sluice_ingest_gateway::config::IngestSettings;
+use sluice_query_api::QueryConfig;
+use sluice_runtime::settings::{ApiSettings, ConfigFile, LogFormat, TelemetrySettings};
+use sluice_stream_processor::ProcessorConfig;
+use sluice_stream_processor::config::ProcessorSettings;
+use sluice_testkit::{Running, TestEnv, eventually, spawn_service};
+
+const KEY: &str = "test-key-0001";
+
+fn telemetry() -> TelemetrySettings {
+    TelemetrySettings {
+        log_format: LogFormat::Text,
+        log_filter: "warn".into(),
+    }
+}
+
+fn project(env: &TestEnv) -> String {
+    format!("project_{}", env.id)
+}
+
+fn api_settings(env: &TestEnv) -> ApiSettings {
+    ApiSettings {
+        api_keys: vec![format!("{KEY}={}", project(env))],
+        request_timeout_ms: 30_000,
+    }
+}
+
+async fn start_gateway(env: &TestEnv) -> Running {
+    let config = GatewayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        api: api_settings(env),
+        ingest: IngestSettings {
+            max_event_bytes: 32 * 1024,
+            produce_timeout_ms: 10_000,
+            compression: "none".into(),
+        },
+        kafka: env.kafka.clone(),
+        telemetry: telemetry(),
+        config_file: ConfigFile { config: None },
+    };
+    spawn_service(|listener, shutdown| sluice_ingest_gateway::serve(config, listener, shutdown))
+        .await
+}
+
+async fn start_processor(env: &TestEnv) -> Running {
+    let config = ProcessorConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        processor: ProcessorSettings {
+            consumer_group: format!("group_{}", env.id),
+            batch_max_rows: 1_000,
+            batch_max_ms: 200,
+            session_timeout_ms: 6_000,
+        },
+        kafka: env.kafka.clone(),
+        clickhouse: env.clickhouse.clone(),
+        telemetry: telemetry(),
+        config_file: ConfigFile { config: None },
+    };
+    spawn_service(|listener, shutdown| sluice_stream_processor::serve(config, listener, shutdown))
+        .await
+}
+
+async fn start_query_api(env: &TestEnv) -> Running {
+    let config = QueryConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        api: api_settings(env),
+        clickhouse: env.clickhouse.clone(),
+        telemetry: telemetry(),
+        config_file: ConfigFile { config: None },
+    };
+    spawn_service(|listener, shutdown| sluice_query_api::serve(config, listener, shutdown)).await
+}
+
+async fn wait_ready(service: &Running) {
+    let client = reqwest::Client::new();
+    let url = service.url("/health/ready");
+    eventually("service readiness", Duration::from_secs(60), || {
+        let request = client.get(&url).send();
+        async move {
+            request
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        }
+    })
+    .await;
+}
+
+async fn post_event(gateway: &Running, body: &Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(gateway.url("/v1/events"))
+        .bearer_auth(KEY)
+        .header("user-agent", "sluice-e2e/1.0")
+        .json(body)
+        .send()
+        .await
+        .expect("gateway answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_travels_from_the_gateway_to_the_query_api() {
+    let env = TestEnv::new("e2e");
+    let gateway = start_gateway(&env).await;
+    wait_ready(&gateway).await;
+    let processor = start_processor(&env).await;
+    let query = start_query_api(&env).await;
+    wait_ready(&query).await;
+
+    let timestamp = sluice_schemas::time_format::format_rfc3339_ms(
+        sluice_schemas::time_format::now_ms() - 60_000,
+    );
+    let sent = json!({
+        "event_id": "evt-e2e-1",
+        "type": "checkout",
+        "timestamp": timestamp,
+        "user_id": "user-42",
+        "session_id": "session-7",
+        "source": "web",
+        "duration_ms": 187.5,
+        "status": "ok",
+        "tags": ["beta", "eu"],
+        "properties": {"cart": {"items": 3, "total": 59.9}, "coupon": null, "path": "/pay"}
+    });
+    let (status, body) = post_event(&gateway, &sent).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["event_id"], "evt-e2e-1");
+
+    let (status, body) = post_event(&gateway, &json!({"type": "page_view"})).await;
+    assert_eq!(status, 202, "{body}");
+    let generated = body["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        uuid::Uuid::parse_str(&generated).unwrap().get_version_num(),
+        7
+    );
+
+    let client = reqwest::Client::new();
+    let url = query.url("/v1/events?type=checkout");
+    let events = eventually(
+        "the event in the query API",
+        Duration::from_secs(60),
+        || {
+            let request = client.get(&url).bearer_auth(KEY).send();
+            async move {
+                let body: Value = request.await.ok()?.json().await.ok()?;
+                let events = body["events"].as_array()?.clone();
+                (!events.is_empty()).then_some(events)
+            }
+        },
+    )
+    .await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let got = &events[0];
+    for field in [
+        "event_id",
+        "type",
+        "timestamp",
+        "user_id",
+        "session_id",
+        "source",
+        "duration_ms",
+        "status",
+        "tags",
+        "properties",
+    ] {
+        assert_eq!(got[field], sent[field], "field {field}");
+    }
+    assert_eq!(got["project_id"], project(&env));
+    assert_eq!(got["client_ip"], "127.0.0.1");
+    assert_eq!(got["user_agent"], "sluice-e2e/1.0");
+    assert!(got["received_at"].as_str().unwrap() > timestamp.as_str());
+
+    let url = query.url("/v1/events");
+    eventually("the generated-id event", Duration::from_secs(30), || {
+        let request = client.get(&url).bearer_auth(KEY).send();
+        let generated = generated.clone();
+        async move {
+            let body: Value = request.await.ok()?.json().await.ok()?;
+            body["events"]
+                .as_array()?
+                .iter()
+                .any(|e| e["event_id"] == generated.as_str())
+                .then_some(())
+        }
+    })
+    .await;
+
+    // Another key's project sees nothing of this one.
+    let response = client
+        .get(query.url("/v1/events"))
+        .bearer_auth("not-a-key-000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+
+    gateway.stop().await.unwrap();
+    processor.stop().await.unwrap();
+    query.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors_and_never_reach_the_topic() {
+    let env = TestEnv::new("badinput");
+    let gateway = start_gateway(&env).await;
+    wait_ready(&gateway).await;
+    let client = reqwest::Client::new();
+    let url = gateway.url("/v1/events");
+
+    let (status, body) = post_event(
+        &gateway,
+        &json!({"type": 5, "duration_ms": "slow", "tags": "x"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "invalid_event");
+    let fields: Vec<&str> = body["details"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["type", "duration_ms", "tags"], "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("type: must be a string")
+    );
+
+    let send = |request: reqwest::RequestBuilder| async move {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.unwrap())
+    };
+    let (status, body) = send(
+        client
+            .post(&url)
+            .bearer_auth(KEY)
+            .header("content-type", "application/json")
+            .body("{\"type\": "),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_json"))
+    );
+    let (status, body) = send(client.post(&url).json(&json!({"type": "x"}))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (status, body) = send(
+        client
+            .post(&url)
+            .bearer_auth("wrong-key-0000")
+            .json(&json!({"type": "x"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (status, body) = send(
+        client
+            .post(&url)
+            .bearer_auth(KEY)
+            .header("content-type", "text/plain")
+            .body("{}"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (415, Some("unsupported_media_type"))
+    );
+    let huge = json!({"type": "x", "properties": {"blob": "a".repeat(100_000)}});
+    let (status, body) = send(client.post(&url).bearer_auth(KEY).json(&huge)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    let (status, body) = send(
+        client
+            .post(&url)
+            .bearer_auth(KEY)
+            .header("content-type", "application/json")
+            .body(vec![0xFF, 0xFE, b'{']),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_json"))
+    );
+
+    // One good event as a fence: the topic holds it and nothing else.
+    let (status, _) = post_event(&gateway, &json!({"type": "fence"})).await;
+    assert_eq!(status, 202);
+    assert_eq!(env.topic_message_count(&env.kafka.events_topic).await, 1);
+    gateway.stop().await.unwrap();
+}
