@@ -58,7 +58,7 @@ const HEADER_LEN: usize = 10;
 /// Why a topic value could not be read as an event.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum AvroError {
-    #[error("not Avro single-object encoding (no C3 01 marker)")]
+    #[error("not Avro single-object encoding (no C3 01 marker and 8-byte fingerprint)")]
     NotSingleObject,
     #[error("unknown Avro schema fingerprint {0:#018x}; expected the dev.sluice.Event schema")]
     UnknownSchema(u64),
