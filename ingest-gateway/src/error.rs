@@ -75,21 +75,70 @@ impl IntoResponse for ApiError {
                         .with_details(json!({"fields": fields})),
                 )
             }
-            Self::Overloaded | Self::BrokerUnavailable => {
-                let code = if matches!(self, Self::Overloaded) {
-                    "overloaded"
-                } else {
-                    "broker_unavailable"
-                };
-                let mut response = ErrorBody::new(code, format!("{message}; retry later"))
-                    .into_response(StatusCode::SERVICE_UNAVAILABLE);
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
-                );
-                return response;
-            }
+            Self::Overloaded => return unavailable("overloaded", &message),
+            Self::BrokerUnavailable => return unavailable("broker_unavailable", &message),
         };
         body.into_response(status)
+    }
+}
+
+/// 503 with `Retry-After`: the event was not acknowledged, and sending it
+/// again later is the right move.
+fn unavailable(code: &'static str, message: &str) -> Response {
+    let mut response = ErrorBody::new(code, format!("{message}; retry later"))
+        .into_response(StatusCode::SERVICE_UNAVAILABLE);
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_static(RETRY_AFTER_SECONDS),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn unacknowledged_events_ask_for_a_retry() {
+        for (error, code) in [
+            (ApiError::Overloaded, "overloaded"),
+            (ApiError::BrokerUnavailable, "broker_unavailable"),
+        ] {
+            let response = error.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], RETRY_AFTER_SECONDS);
+            assert_eq!(body_of(response).await["error"], code);
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_events_list_every_field() {
+        let response = ApiError::InvalidEvent(vec![
+            FieldError {
+                field: "type".into(),
+                reason: "is required".into(),
+            },
+            FieldError {
+                field: "tags[0]".into(),
+                reason: "must be a string, not a number".into(),
+            },
+        ])
+        .into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = body_of(response).await;
+        assert_eq!(body["details"]["fields"][1]["field"], "tags[0]");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("type: is required")
+        );
     }
 }

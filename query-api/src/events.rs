@@ -6,12 +6,11 @@ use axum::http::HeaderMap;
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sluice_schemas::time_format::{format_rfc3339_ms, now_ms, parse_rfc3339_ms};
+use sluice_schemas::time_format::{DAY_MS, format_rfc3339_ms, now_ms, parse_rfc3339_ms};
 
 use crate::error::{ApiError, Result};
 use crate::routes::AppState;
 
-const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 const DEFAULT_LIMIT: u64 = 100;
 const MAX_LIMIT: u64 = 1_000;
 

@@ -4,6 +4,9 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+/// One day in milliseconds.
+pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
 /// Parses an RFC 3339 timestamp (any offset) into epoch milliseconds.
 pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     let parsed = OffsetDateTime::parse(text, &Rfc3339).ok()?;

@@ -9,9 +9,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::event::Event;
-use crate::time_format::parse_rfc3339_ms;
-
-const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+use crate::time_format::{DAY_MS, parse_rfc3339_ms};
 
 /// Bounds on one event. The defaults are the documented public limits.
 #[derive(Debug, Clone, PartialEq)]

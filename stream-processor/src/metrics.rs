@@ -57,4 +57,11 @@ impl ProcessorMetrics {
         );
         metrics
     }
+
+    /// One successful insert of `rows` rows that took `took`.
+    pub fn record_insert(&self, rows: usize, took: std::time::Duration) {
+        self.insert_latency.observe(took.as_secs_f64());
+        self.insert_rows.observe(rows as f64);
+        self.events_written.inc_by(rows as u64);
+    }
 }

@@ -6,6 +6,7 @@
 //! rows, which the `events` table collapses.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -29,15 +30,14 @@ const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 #[derive(Default)]
 struct Batch {
     rows: Vec<EventRow>,
-    /// Next offset to consume, per (topic, partition).
-    next_offsets: BTreeMap<(String, i32), i64>,
+    /// Next offset to consume, per partition of the events topic.
+    next_offsets: BTreeMap<i32, i64>,
     opened: Option<Instant>,
 }
 
 impl Batch {
-    fn note_offset(&mut self, topic: &str, partition: i32, offset: i64) {
-        self.next_offsets
-            .insert((topic.to_owned(), partition), offset + 1);
+    fn note_offset(&mut self, partition: i32, offset: i64) {
+        self.next_offsets.insert(partition, offset + 1);
         self.opened.get_or_insert_with(Instant::now);
     }
 
@@ -46,8 +46,18 @@ impl Batch {
     }
 }
 
+/// What became of one message.
+enum Accepted {
+    /// Batched, or on the dead-letter topic: its offset may be committed.
+    Handled,
+    /// Shutdown came while the dead-letter topic was refusing it: neither
+    /// stored nor dead-lettered, so nothing at or after it may be committed.
+    Abandoned,
+}
+
 pub struct Pipeline {
     consumer: StreamConsumer,
+    topic: String,
     sink: EventSink,
     dead_letters: DeadLetters,
     settings: ProcessorSettings,
@@ -75,6 +85,7 @@ impl Pipeline {
         consumer.subscribe(&[&kafka.events_topic])?;
         Ok(Self {
             consumer,
+            topic: kafka.events_topic.clone(),
             sink,
             dead_letters: DeadLetters::new(kafka)?,
             settings,
@@ -91,13 +102,16 @@ impl Pipeline {
                 .opened
                 .map(|opened| Deadline::from_std(opened + self.settings.batch_max_wait()));
             tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => break,
                 _ = sleep_until(flush_at.unwrap_or_else(Deadline::now)), if flush_at.is_some() => {
                     self.flush(&mut batch, &shutdown, CommitMode::Async).await;
                 }
                 received = self.consumer.recv() => match received {
                     Ok(message) => {
-                        self.accept(&message, &mut batch, &shutdown).await;
+                        if let Accepted::Abandoned = self.accept(&message, &mut batch, &shutdown).await {
+                            break;
+                        }
                         if batch.rows.len() >= self.settings.batch_max_rows {
                             self.flush(&mut batch, &shutdown, CommitMode::Async).await;
                         }
@@ -119,7 +133,7 @@ impl Pipeline {
         message: &BorrowedMessage<'_>,
         batch: &mut Batch,
         shutdown: &CancellationToken,
-    ) {
+    ) -> Accepted {
         let at = MessageAt {
             topic: message.topic(),
             partition: message.partition(),
@@ -132,70 +146,59 @@ impl Pipeline {
                 .push(EventRow::new(event, at.partition, at.offset)),
             Err(reason) => {
                 tracing::warn!(reason = %reason, topic = at.topic, partition = at.partition, offset = at.offset, "message to dead-letter topic");
-                let mut backoff = Duration::from_millis(100);
-                while let Err(error) = self
-                    .dead_letters
-                    .send(at, message.key(), message.payload(), &reason)
-                    .await
-                {
-                    tracing::error!(cause = %error, "cannot write to the dead-letter topic; retrying");
-                    if shutdown.is_cancelled() {
-                        // Leave the offset uncommitted: the message is read again after restart.
-                        return;
-                    }
-                    sleep(backoff).await;
-                    backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+                let sent = retry_until_shutdown("dead-letter write", shutdown, || {
+                    self.dead_letters
+                        .send(at, message.key(), message.payload(), &reason)
+                })
+                .await;
+                if sent.is_none() {
+                    return Accepted::Abandoned;
                 }
                 self.metrics.dead_letters.inc();
             }
         }
-        batch.note_offset(at.topic, at.partition, at.offset);
+        batch.note_offset(at.partition, at.offset);
+        Accepted::Handled
     }
 
     /// Inserts the batch (retrying until it lands), then commits its offsets.
     /// At shutdown it stops retrying and commits nothing: Kafka keeps the data.
     async fn flush(&self, batch: &mut Batch, shutdown: &CancellationToken, mode: CommitMode) {
+        let batch = std::mem::take(batch);
         if batch.is_empty() {
             return;
         }
-        let mut backoff = Duration::from_millis(100);
         if !batch.rows.is_empty() {
-            loop {
+            let inserted = retry_until_shutdown("ClickHouse insert", shutdown, || async {
                 let started = Instant::now();
-                match self.sink.insert(&batch.rows).await {
-                    Ok(()) => {
-                        self.metrics
-                            .insert_latency
-                            .observe(started.elapsed().as_secs_f64());
-                        self.metrics.insert_rows.observe(batch.rows.len() as f64);
-                        self.metrics.events_written.inc_by(batch.rows.len() as u64);
-                        break;
-                    }
-                    Err(error) => {
+                let outcome = self.sink.insert(&batch.rows).await;
+                match &outcome {
+                    Ok(()) => self
+                        .metrics
+                        .record_insert(batch.rows.len(), started.elapsed()),
+                    Err(_) => {
                         self.metrics.insert_failures.inc();
-                        tracing::error!(cause = %error, rows = batch.rows.len(), "ClickHouse insert failed; retrying");
-                        if shutdown.is_cancelled() {
-                            tracing::warn!(
-                                "shutting down with an unwritten batch; it will be replayed from Kafka"
-                            );
-                            *batch = Batch::default();
-                            return;
-                        }
-                        sleep(backoff).await;
-                        backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
                     }
                 }
+                outcome
+            })
+            .await;
+            if inserted.is_none() {
+                tracing::warn!(
+                    rows = batch.rows.len(),
+                    "shutting down with an unwritten batch; it will be replayed from Kafka"
+                );
+                return;
             }
         }
         self.commit(&batch.next_offsets, mode);
-        *batch = Batch::default();
     }
 
-    fn commit(&self, next_offsets: &BTreeMap<(String, i32), i64>, mode: CommitMode) {
+    fn commit(&self, next_offsets: &BTreeMap<i32, i64>, mode: CommitMode) {
         let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), next) in next_offsets {
+        for (partition, next) in next_offsets {
             if let Err(error) =
-                offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))
+                offsets.add_partition_offset(&self.topic, *partition, Offset::Offset(*next))
             {
                 tracing::error!(cause = %error, "cannot build the offset list");
                 return;
@@ -205,6 +208,36 @@ impl Pipeline {
         // new owner replays from the last commit and the table collapses the copies.
         if let Err(error) = self.consumer.commit(&offsets, mode) {
             tracing::warn!(cause = %error, "offset commit failed; the batch may be replayed");
+        }
+    }
+}
+
+/// Runs `attempt` until it succeeds, backing off between failures. Gives up,
+/// returning `None`, once shutdown has been requested.
+async fn retry_until_shutdown<T, E, Fut>(
+    what: &'static str,
+    shutdown: &CancellationToken,
+    mut attempt: impl FnMut() -> Fut,
+) -> Option<T>
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match attempt().await {
+            Ok(value) => return Some(value),
+            Err(error) => {
+                tracing::error!(cause = %error, what, "failed; retrying");
+                if shutdown.is_cancelled() {
+                    return None;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+            }
         }
     }
 }

@@ -99,9 +99,8 @@ fn http_request(base: &str, method: &str, path: &str, body: &str) -> Option<Stri
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200")
-        .then(|| body.to_owned())
-        .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_owned()))
+    let status = head.split_whitespace().nth(1)?;
+    (status == "200").then(|| body.to_owned())
 }
 
 struct PartitionOffsets {
