@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# Ingest benchmark: HTTP batch ingest through the gateway against a bare
+# rdkafka producer, on the same private broker, in the same run.
+#
+# Each run starts a fresh tansu with the memory engine on its own port, then:
+#   1. bare:     sluice-loadgen kafka, the gateway's records straight to Kafka (the ceiling);
+#   2. peak:     the gateway under closed-loop HTTP load (max events/s);
+#   3. half:     open-loop HTTP load at half of that peak (p99 latency,
+#                measured from each request's due time);
+#   4. overload: open-loop at --overload-factor x peak with many connections
+#                (status codes and the gateway's peak RSS), unless --no-overload.
+# It prints one table row per run, then median/min/max over the runs.
+# Results (one JSON object per phase) and logs go to .sluice/bench/TIMESTAMP/.
+#
+# Usage: load-tests/bench-gateway.sh [--runs N] [--duration S] [--batch N] ...
+#        (--help lists every option)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+RUNS=1
+DURATION=10
+WARMUP=2
+BATCH=100
+EVENT_BYTES=300
+CONNECTIONS=16
+LOADGEN_THREADS=1
+PARTITIONS=4
+OVERLOAD=1
+OVERLOAD_FACTOR=2
+OVERLOAD_CONNECTIONS=256
+SINGLE_EVENT=0
+BUILD=1
+BIN_DIR=
+KAFKA_PORT=19192
+HTTP_PORT=18180
+
+# ---- API key: the one place that says how the gateway gets the benchmark's key.
+# Issue 3 (API keys, rate limits) may change how keys are configured; adapt
+# gateway_key_env (and add any rate-limit setting the benchmark key needs to be
+# unlimited) here and nowhere else.
+BENCH_API_KEY=bench-key-123
+BENCH_PROJECT=bench
+gateway_key_env() {
+    echo "SLUICE_API_KEYS=$BENCH_API_KEY=$BENCH_PROJECT"
+}
+# ---- end of API key settings.
+
+usage() {
+    cat <<EOF
+Usage: $0 [options]
+  --runs N                 repeat the whole benchmark N times, fresh broker each time (default $RUNS)
+  --duration S             measured seconds per phase (default $DURATION)
+  --warmup S               unmeasured seconds before each HTTP phase (default $WARMUP)
+  --batch N                events per HTTP request (default $BATCH)
+  --event-bytes N          size of one event as JSON (default $EVENT_BYTES)
+  --connections N          HTTP connections for the peak and half-peak phases (default $CONNECTIONS)
+  --loadgen-threads N      tokio worker threads of the load generator (default $LOADGEN_THREADS)
+  --partitions N           partitions of every topic (default $PARTITIONS)
+  --single-event           POST single events to /v1/events (needs --batch 1)
+  --no-overload            skip the overload phase
+  --overload-factor F      overload rate as a multiple of the peak (default $OVERLOAD_FACTOR)
+  --overload-connections N connections in the overload phase (default $OVERLOAD_CONNECTIONS)
+  --no-build               use the release binaries already built
+  --bin-dir DIR            take sluice-ingest-gateway and sluice-loadgen from DIR (implies --no-build)
+  --kafka-port P           port of the private broker (default $KAFKA_PORT)
+  --http-port P            port of the gateway (default $HTTP_PORT)
+EOF
+}
+
+while (($#)); do
+    case $1 in
+        --runs) RUNS=$2; shift ;;
+        --duration) DURATION=$2; shift ;;
+        --warmup) WARMUP=$2; shift ;;
+        --batch) BATCH=$2; shift ;;
+        --event-bytes) EVENT_BYTES=$2; shift ;;
+        --connections) CONNECTIONS=$2; shift ;;
+        --loadgen-threads) LOADGEN_THREADS=$2; shift ;;
+        --partitions) PARTITIONS=$2; shift ;;
+        --single-event) SINGLE_EVENT=1 ;;
+        --no-overload) OVERLOAD=0 ;;
+        --overload-factor) OVERLOAD_FACTOR=$2; shift ;;
+        --overload-connections) OVERLOAD_CONNECTIONS=$2; shift ;;
+        --no-build) BUILD=0 ;;
+        --bin-dir) BIN_DIR=$2; BUILD=0; shift ;;
+        --kafka-port) KAFKA_PORT=$2; shift ;;
+        --http-port) HTTP_PORT=$2; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log() { echo "bench: $*" >&2; }
+die() { echo "bench: error: $*" >&2; exit 1; }
+
+command -v tansu >/dev/null || die "tansu is not on PATH (deploy/install.sh tansu installs it)"
+command -v jq >/dev/null || die "jq is needed for the results table (apt-get install jq)"
+command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
+
+if [[ -z $BIN_DIR ]]; then
+    BIN_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/release
+fi
+if ((BUILD)); then
+    log "building release binaries"
+    (cd "$ROOT" && cargo build --release -p sluice-ingest-gateway -p sluice-loadgen)
+fi
+GATEWAY_BIN=$BIN_DIR/sluice-ingest-gateway
+LOADGEN_BIN=$BIN_DIR/sluice-loadgen
+[[ -x $GATEWAY_BIN && -x $LOADGEN_BIN ]] || die "no release binaries in $BIN_DIR (run without --no-build)"
+
+OUT=$ROOT/.sluice/bench/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$OUT"
+BROKERS=127.0.0.1:$KAFKA_PORT
+GATEWAY_URL=http://127.0.0.1:$HTTP_PORT
+
+TANSU_PID=
+GATEWAY_PID=
+stop_pid() {
+    local pid=$1
+    [[ -n $pid ]] || return 0
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    stop_pid "$GATEWAY_PID"
+    GATEWAY_PID=
+    stop_pid "$TANSU_PID"
+    TANSU_PID=
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() {
+    local what=$1 pid=$2 check=$3
+    for _ in $(seq 300); do
+        kill -0 "$pid" 2>/dev/null || die "$what exited at startup; see $OUT"
+        if eval "$check"; then return 0; fi
+        sleep 0.1
+    done
+    die "$what not ready after 30 s; see $OUT"
+}
+
+start_broker() {
+    local run=$1
+    port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken (--kafka-port)"
+    # tansu reads options from generic env vars too: clear the ones not passed
+    # as flags, as deploy/stack.sh does.
+    env -u SCHEMA_REGISTRY -u OTEL_EXPORTER_OTLP_ENDPOINT -u STORAGE_ENGINE NO_COLOR=1 \
+        tansu broker --cluster-id sluice-bench \
+        --listener-url "tcp://$BROKERS" --advertised-listener-url "tcp://$BROKERS" \
+        --storage-engine memory://tansu/ >"$OUT/run$run-tansu.log" 2>&1 &
+    TANSU_PID=$!
+    wait_for tansu "$TANSU_PID" "port_open $KAFKA_PORT"
+}
+
+start_gateway() {
+    local run=$1
+    port_open "$HTTP_PORT" && die "port $HTTP_PORT is taken (--http-port)"
+    # Only the settings below reach the gateway: none of the caller's SLUICE_*.
+    local unset_args=()
+    while read -r name; do unset_args+=(-u "$name"); done < <(compgen -e | grep '^SLUICE_' || true)
+    env "${unset_args[@]}" \
+        SLUICE_LISTEN="127.0.0.1:$HTTP_PORT" \
+        SLUICE_KAFKA_BROKERS="$BROKERS" \
+        SLUICE_KAFKA_EVENTS_TOPIC=bench.events \
+        SLUICE_KAFKA_DLQ_TOPIC=bench.events.dlq \
+        SLUICE_KAFKA_PARTITIONS="$PARTITIONS" \
+        SLUICE_LOG=warn \
+        "$(gateway_key_env)" \
+        "$GATEWAY_BIN" >"$OUT/run$run-gateway.log" 2>&1 &
+    GATEWAY_PID=$!
+    wait_for gateway "$GATEWAY_PID" "curl -sf -o /dev/null $GATEWAY_URL/health/ready"
+}
+
+# Peak resident memory of a process so far, in KiB.
+peak_rss_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+# CPU seconds (user + system) a process has used so far.
+cpu_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
+}
+
+http_load() {
+    local out=$1
+    shift
+    local shape=()
+    ((SINGLE_EVENT)) && shape=(--single-event)
+    "$LOADGEN_BIN" --json --threads "$LOADGEN_THREADS" http \
+        --url "$GATEWAY_URL" --api-key "$BENCH_API_KEY" \
+        --batch "$BATCH" --event-bytes "$EVENT_BYTES" \
+        --duration "$DURATION" --warmup "$WARMUP" "${shape[@]}" "$@" >"$out"
+}
+
+run_once() {
+    local run=$1
+    log "run $run/$RUNS: broker on $BROKERS (memory engine)"
+    start_broker "$run"
+
+    log "run $run: bare producer, $DURATION s"
+    "$LOADGEN_BIN" --json kafka --brokers "$BROKERS" --topic bench.bare \
+        --partitions "$PARTITIONS" --project "$BENCH_PROJECT" \
+        --event-bytes "$EVENT_BYTES" --duration "$DURATION" >"$OUT/run$run-bare.json"
+
+    start_gateway "$run"
+    local cpu_before cpu_after
+    cpu_before=$(cpu_seconds "$GATEWAY_PID")
+    log "run $run: gateway peak, closed loop, batch $BATCH, $CONNECTIONS connections"
+    http_load "$OUT/run$run-peak.json" --connections "$CONNECTIONS"
+    cpu_after=$(cpu_seconds "$GATEWAY_PID")
+    local peak half
+    peak=$(jq '.events_per_s' "$OUT/run$run-peak.json")
+    half=$(jq -n "$peak / 2")
+    [[ $(jq -n "$peak > 0") == true ]] || die "the gateway acked nothing; see $OUT/run$run-peak.json"
+
+    log "run $run: gateway at half peak, open loop, $half events/s"
+    http_load "$OUT/run$run-half.json" --connections "$CONNECTIONS" --rate "$half"
+    local rss_normal rss_overload=null
+    rss_normal=$(peak_rss_kib "$GATEWAY_PID")
+
+    if ((OVERLOAD)); then
+        local over
+        over=$(jq -n "$peak * $OVERLOAD_FACTOR")
+        log "run $run: overload, open loop, $over events/s, $OVERLOAD_CONNECTIONS connections"
+        http_load "$OUT/run$run-overload.json" --connections "$OVERLOAD_CONNECTIONS" --rate "$over" \
+            --timeout-ms 10000
+        rss_overload=$(peak_rss_kib "$GATEWAY_PID")
+    fi
+    jq -n --argjson run "$run" --argjson rss "$rss_normal" --argjson rss_over "$rss_overload" \
+        --argjson cpu "$(jq -n "$cpu_after - $cpu_before")" \
+        '{run: $run, gateway_peak_rss_kib: $rss, gateway_overload_peak_rss_kib: $rss_over,
+          gateway_cpu_s_peak_phase: $cpu}' >"$OUT/run$run-gateway.json"
+    cleanup
+}
+
+for run in $(seq "$RUNS"); do
+    run_once "$run"
+done
+
+# One row per run, then median/min/max of each column.
+jq -s -r --argjson runs "$RUNS" --argjson overload "$OVERLOAD" '
+    def phase($run; $name): map(select(.phase == $name and .run == $run))[0];
+    def median: sort | if length % 2 == 1 then .[length / 2 | floor]
+                       else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+    def fmt: if . == null then "-" elif type == "number" then (. * 10 | round / 10 | tostring) else tostring end;
+    def statuses: if . == null then "-" else (.statuses + .errors | to_entries
+                  | map("\(.key)=\(.value)") | join(" ")) end;
+    [range(1; $runs + 1) as $r
+     | (phase($r; "bare")) as $bare | (phase($r; "peak")) as $peak
+     | (phase($r; "half")) as $half | (phase($r; "gateway")) as $gw
+     | (phase($r; "overload")) as $over
+     | {run: $r,
+        bare_eps: $bare.events_per_s,
+        gateway_eps: $peak.events_per_s,
+        ratio: ($peak.events_per_s / $bare.events_per_s),
+        peak_p99_ms: $peak.latency_ms.p99,
+        half_rate: $half.target_events_per_s,
+        half_eps: $half.events_per_s,
+        half_p99_ms: $half.latency_ms.p99,
+        half_p999_ms: $half.latency_ms.p999,
+        cpu_us_per_event: ($gw.gateway_cpu_s_peak_phase * 1e6 / ($peak.events_acked)),
+        rss_mib: ($gw.gateway_peak_rss_kib / 1024),
+        overload_rss_mib: (if $gw.gateway_overload_peak_rss_kib == null then null
+                           else $gw.gateway_overload_peak_rss_kib / 1024 end),
+        overload_statuses: ($over | statuses)}] as $rows
+    | ["run", "bare ev/s", "gateway ev/s", "ratio", "peak p99 ms", "half rate",
+       "half p99 ms", "half p99.9 ms", "gw CPU us/event", "gw RSS MiB", "overload RSS MiB",
+       "overload answers"] as $head
+    | ($head | @tsv),
+      ($rows[] | [.run, .bare_eps, .gateway_eps, (.ratio * 1000 | round / 1000), .peak_p99_ms,
+                  .half_rate, .half_p99_ms, .half_p999_ms, .cpu_us_per_event, .rss_mib,
+                  .overload_rss_mib] | map(fmt) + [.overload_statuses] | @tsv),
+      (if $runs > 1 then
+         ("median", "min", "max") as $stat
+         | [$stat] + ([["bare_eps", "gateway_eps", "ratio", "peak_p99_ms", "half_rate",
+                        "half_p99_ms", "half_p999_ms", "cpu_us_per_event", "rss_mib",
+                        "overload_rss_mib"][] as $col
+                       | [$rows[][$col] | select(. != null)]
+                       | if length == 0 then null
+                         elif $stat == "median" then median
+                         elif $stat == "min" then min else max end
+                       | if $col == "ratio" and . != null then (. * 1000 | round / 1000) else . end
+                       | fmt]) + ["-"]
+         | @tsv
+       else empty end)
+' < <(for f in "$OUT"/run*-*.json; do
+        name=$(basename "$f" .json)
+        run=${name%%-*}
+        jq -c --argjson run "${run#run}" --arg phase "${name#*-}" '. + {run: $run, phase: $phase}' "$f"
+    done) | column -t -s $'\t' | tee "$OUT/table.txt"
+
+echo
+echo "batch $BATCH, event ${EVENT_BYTES} B, $PARTITIONS partitions, $DURATION s per phase, $CONNECTIONS connections," \
+    "loadgen threads $LOADGEN_THREADS, $(nproc) cores; results in ${OUT#"$ROOT"/}"

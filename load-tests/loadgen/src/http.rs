@@ -1,0 +1,203 @@
+//! HTTP ingest load: `connections` workers POST pre-built batches, either as
+//! fast as answers come back (closed loop) or on a fixed schedule (open loop).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use reqwest::header::{self, HeaderValue};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::events::Template;
+use crate::schedule::Schedule;
+use crate::stats::{Tally, round};
+
+/// The user agent the loadgen sends; the Kafka mode puts the same one into its
+/// events so that both modes produce records of the same size.
+pub const USER_AGENT: &str = concat!("sluice-loadgen/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, Clone)]
+pub struct HttpLoad {
+    /// Full URL of the ingest endpoint.
+    pub url: String,
+    pub api_key: String,
+    /// Events per request.
+    pub batch: usize,
+    pub connections: usize,
+    /// Unmeasured time at the start, to open connections and warm the broker.
+    pub warmup: Duration,
+    /// Measured time.
+    pub duration: Duration,
+    /// Open loop at this many events per second; closed loop when `None`.
+    pub rate: Option<f64>,
+    pub timeout: Duration,
+}
+
+/// Runs the load and returns what all workers saw in the measured window,
+/// with the window's length (until the last measured answer).
+pub async fn run(load: &HttpLoad, bodies: Arc<Vec<Template>>) -> anyhow::Result<(Tally, Duration)> {
+    let client = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .pool_max_idle_per_host(load.connections)
+        .tcp_nodelay(true)
+        .timeout(load.timeout)
+        .build()
+        .context("cannot build the HTTP client")?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {}", load.api_key))
+        .context("the API key is not a valid header value")?;
+
+    let start = Instant::now();
+    let shared = Arc::new(Shared {
+        client,
+        bearer,
+        url: load.url.clone(),
+        bodies,
+        batch: load.batch as u64,
+        next: AtomicU64::new(0),
+        measure_from: start + load.warmup,
+        end: start + load.warmup + load.duration,
+        start,
+        schedule: load.rate.map(|rate| Schedule::new(rate, load.batch)),
+        last_answer: AtomicU64::new(0),
+    });
+    let workers: Vec<_> = (0..load.connections)
+        .map(|_| tokio::spawn(worker(shared.clone())))
+        .collect();
+    let mut tally = Tally::default();
+    for worker in workers {
+        tally.merge(&worker.await.context("a load worker panicked")?);
+    }
+    let last_answer =
+        shared.start + Duration::from_micros(shared.last_answer.load(Ordering::Relaxed));
+    let window = last_answer
+        .saturating_duration_since(shared.measure_from)
+        .max(load.duration);
+    Ok((tally, window))
+}
+
+struct Shared {
+    client: reqwest::Client,
+    bearer: HeaderValue,
+    url: String,
+    bodies: Arc<Vec<Template>>,
+    batch: u64,
+    /// The next request number; also numbers the events for unique ids.
+    next: AtomicU64,
+    start: Instant,
+    measure_from: Instant,
+    end: Instant,
+    schedule: Option<Schedule>,
+    /// Latest answer to a measured request, µs after `start`.
+    last_answer: AtomicU64,
+}
+
+async fn worker(shared: Arc<Shared>) -> Tally {
+    let mut tally = Tally::default();
+    loop {
+        let k = shared.next.fetch_add(1, Ordering::Relaxed);
+        // Open loop: the due time, however late this worker gets to it.
+        let due = match shared.schedule {
+            Some(schedule) => {
+                let due = shared.start + schedule.due(k);
+                if due >= shared.end {
+                    break;
+                }
+                tokio::time::sleep_until(due).await;
+                due
+            }
+            None => Instant::now(),
+        };
+        if due >= shared.end {
+            break;
+        }
+        let template = &shared.bodies[(k % shared.bodies.len() as u64) as usize];
+        let body = template.stamp(k * shared.batch);
+        let sent = Instant::now();
+        let outcome = post(&shared, body).await;
+        let answered = Instant::now();
+        if due < shared.measure_from {
+            continue;
+        }
+        let since_start = u64::try_from((answered - shared.start).as_micros()).unwrap_or(u64::MAX);
+        shared.last_answer.fetch_max(since_start, Ordering::Relaxed);
+        tally.requests += 1;
+        match outcome {
+            Ok(status) => {
+                *tally.statuses.entry(status).or_default() += 1;
+                if (200..300).contains(&status) {
+                    tally.events_acked += shared.batch;
+                }
+                tally.latency.record(answered - due);
+                tally.service.record(answered - sent);
+                tally.send_lag.record(sent - due);
+            }
+            Err(error) => {
+                let kind = if error.is_timeout() {
+                    "timeout"
+                } else if error.is_connect() {
+                    "connect"
+                } else {
+                    "other"
+                };
+                *tally.errors.entry(kind).or_default() += 1;
+            }
+        }
+    }
+    tally
+}
+
+async fn post(shared: &Shared, body: Vec<u8>) -> reqwest::Result<u16> {
+    let response = shared
+        .client
+        .post(&shared.url)
+        .header(header::AUTHORIZATION, shared.bearer.clone())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    // Read the whole answer so the connection goes back to the pool.
+    response.bytes().await?;
+    Ok(status)
+}
+
+/// The run's result as one JSON object.
+pub fn report(load: &HttpLoad, tally: &Tally, window: Duration, event_bytes: f64) -> Value {
+    let seconds = window.as_secs_f64();
+    let statuses: serde_json::Map<String, Value> = tally
+        .statuses
+        .iter()
+        .map(|(status, n)| (status.to_string(), json!(n)))
+        .collect();
+    let errors: serde_json::Map<String, Value> = tally
+        .errors
+        .iter()
+        .map(|(kind, n)| ((*kind).to_owned(), json!(n)))
+        .collect();
+    let open_loop = load.rate.is_some();
+    let mut report = json!({
+        "mode": "http",
+        "loop": if open_loop { "open" } else { "closed" },
+        "url": load.url,
+        "batch": load.batch,
+        "event_bytes": round(event_bytes, 1),
+        "connections": load.connections,
+        "target_events_per_s": load.rate,
+        "seconds": round(seconds, 3),
+        "requests": tally.requests,
+        "events_acked": tally.events_acked,
+        "events_per_s": round(tally.events_acked as f64 / seconds, 1),
+        "requests_per_s": round(tally.requests as f64 / seconds, 1),
+        "statuses": statuses,
+        "errors": errors,
+        "latency_ms": tally.latency.summary(),
+    });
+    // In a closed loop every request leaves when it is due: nothing to add.
+    if open_loop {
+        report["service_ms"] = tally.service.summary();
+        report["send_lag_ms"] = tally.send_lag.summary();
+    }
+    report
+}

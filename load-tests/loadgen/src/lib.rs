@@ -1,0 +1,20 @@
+//! Sluice's load generator, for the ingest benchmarks in `BENCHMARKS.md`.
+//!
+//! Two modes send the same seeded events: `http` drives the ingest gateway
+//! (closed loop for peak throughput, open loop at a fixed rate for latency),
+//! and `kafka` is a bare rdkafka producer writing the records the gateway
+//! would write, to measure the ceiling the gateway is compared against.
+//!
+//! - [`events`]: seeded events of a target size, and pre-built payloads.
+//! - [`payloads`]: the HTTP bodies and Kafka records, built before the timed part.
+//! - [`schedule`]: the open-loop arrival schedule.
+//! - [`http`]: the HTTP load and its report.
+//! - [`kafka`]: the bare producer, topic creation and its report.
+//! - [`stats`]: counters, latency histograms, printing.
+
+pub mod events;
+pub mod http;
+pub mod kafka;
+pub mod payloads;
+pub mod schedule;
+pub mod stats;

@@ -1,0 +1,254 @@
+//! `sluice-loadgen http ...` drives the ingest gateway; `sluice-loadgen kafka ...`
+//! is the bare-producer baseline. `--help` on each lists the options.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use sluice_loadgen::events::EventSpec;
+use sluice_loadgen::http::{self, HttpLoad, USER_AGENT};
+use sluice_loadgen::kafka::{self, KafkaLoad};
+use sluice_loadgen::payloads::{BodyShape, GatewayOrigin, http_bodies, kafka_records};
+use sluice_loadgen::stats::print_report;
+use sluice_schemas::time_format::now_ms;
+
+/// Load generator for Sluice's ingest benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "sluice-loadgen", version)]
+struct Cli {
+    /// Print one JSON object per run instead of the human summary.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// Tokio worker threads: the generator's own CPU budget.
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
+
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// POST events to the ingest gateway.
+    Http(HttpArgs),
+    /// Produce the gateway's records straight to Kafka: the ceiling.
+    Kafka(KafkaArgs),
+}
+
+#[derive(Debug, Args)]
+struct EventArgs {
+    /// Size of one event as compact JSON, in bytes (padded through `properties.pad`).
+    #[arg(long, default_value_t = 300)]
+    event_bytes: usize,
+
+    /// Seed of the event stream: the same seed sends the same events.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+
+    /// Distinct users in the events.
+    #[arg(long, default_value_t = 10_000)]
+    users: u64,
+
+    /// Distinct events pre-built and cycled through (ids stay unique).
+    #[arg(long, default_value_t = 10_000)]
+    distinct_events: usize,
+}
+
+impl EventArgs {
+    fn spec(&self) -> EventSpec {
+        EventSpec {
+            seed: self.seed,
+            event_bytes: self.event_bytes,
+            users: self.users.max(1),
+            now_ms: now_ms(),
+            spread_ms: 5 * 60 * 1000,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct HttpArgs {
+    /// Base URL of the ingest gateway.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+
+    /// API key, sent as `Authorization: Bearer KEY`.
+    #[arg(long, env = "SLUICE_LOADGEN_API_KEY")]
+    api_key: String,
+
+    /// Events per request.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+
+    /// POST one event object per request to /v1/events instead of
+    /// `{"events":[...]}` to /v1/events/batch (needs --batch 1).
+    #[arg(long)]
+    single_event: bool,
+
+    /// Request path; the default follows --single-event.
+    #[arg(long)]
+    path: Option<String>,
+
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+
+    /// Unmeasured seconds before, to open connections and warm up.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+
+    /// Concurrent connections (at most this many requests in flight).
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+
+    /// Open loop: send at this many events per second and measure latency from
+    /// each request's due time. Without it: closed loop, as fast as answers come.
+    #[arg(long)]
+    rate: Option<f64>,
+
+    /// Give up on a request after this many milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    timeout_ms: u64,
+
+    #[command(flatten)]
+    events: EventArgs,
+}
+
+#[derive(Debug, Args)]
+struct KafkaArgs {
+    /// Bootstrap brokers.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+
+    /// Topic to produce to.
+    #[arg(long, default_value = "bench.bare")]
+    topic: String,
+
+    /// Partitions when the topic is created (the gateway's default is 4).
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+
+    /// Do not create the topic; it must exist.
+    #[arg(long)]
+    no_create_topic: bool,
+
+    /// Measured records to send.
+    #[arg(
+        long,
+        conflicts_with = "duration",
+        required_unless_present = "duration"
+    )]
+    count: Option<u64>,
+
+    /// Measured seconds to send for.
+    #[arg(long)]
+    duration: Option<f64>,
+
+    /// Unmeasured records sent and acknowledged first.
+    #[arg(long, default_value_t = 10_000)]
+    warmup_count: u64,
+
+    /// Project the records belong to, as the gateway takes it from the API key.
+    #[arg(long, default_value = "bench")]
+    project: String,
+
+    /// `linger.ms`, as the gateway sets it.
+    #[arg(long, default_value_t = 2)]
+    linger_ms: u64,
+
+    /// `compression.type`, as the gateway's --kafka-compression.
+    #[arg(long, default_value = "none")]
+    compression: String,
+
+    /// `message.timeout.ms`, as the gateway's --produce-timeout-ms.
+    #[arg(long, default_value_t = 10_000)]
+    message_timeout_ms: u64,
+
+    /// Extra librdkafka properties, `key=value` (repeatable).
+    #[arg(long = "property")]
+    properties: Vec<String>,
+
+    #[command(flatten)]
+    events: EventArgs,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.threads.max(1))
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let report = match cli.mode {
+        Mode::Http(args) => runtime.block_on(run_http(args))?,
+        Mode::Kafka(args) => run_kafka(&runtime, args)?,
+    };
+    print_report(&report, cli.json);
+    Ok(())
+}
+
+async fn run_http(args: HttpArgs) -> anyhow::Result<serde_json::Value> {
+    if args.batch == 0 || args.connections == 0 {
+        bail!("--batch and --connections must be at least 1");
+    }
+    if args.single_event && args.batch != 1 {
+        bail!("--single-event sends one event per request: use --batch 1");
+    }
+    let (shape, default_path) = if args.single_event {
+        (BodyShape::Single, "/v1/events")
+    } else {
+        (BodyShape::Batch, "/v1/events/batch")
+    };
+    let path = args.path.as_deref().unwrap_or(default_path);
+    let load = HttpLoad {
+        url: format!("{}{path}", args.url.trim_end_matches('/')),
+        api_key: args.api_key,
+        batch: args.batch,
+        connections: args.connections,
+        warmup: Duration::from_secs_f64(args.warmup),
+        duration: Duration::from_secs_f64(args.duration),
+        rate: args.rate,
+        timeout: Duration::from_millis(args.timeout_ms),
+    };
+    let (bodies, event_bytes) = http_bodies(
+        &args.events.spec(),
+        args.batch,
+        shape,
+        args.events.distinct_events,
+    );
+    let (tally, window) = http::run(&load, Arc::new(bodies)).await?;
+    Ok(http::report(&load, &tally, window, event_bytes))
+}
+
+fn run_kafka(
+    runtime: &tokio::runtime::Runtime,
+    args: KafkaArgs,
+) -> anyhow::Result<serde_json::Value> {
+    let load = KafkaLoad {
+        brokers: args.brokers,
+        topic: args.topic,
+        partitions: args.partitions,
+        create_topic: !args.no_create_topic,
+        count: args.count,
+        duration: args.duration.map(Duration::from_secs_f64),
+        warmup_count: args.warmup_count,
+        linger_ms: args.linger_ms,
+        compression: args.compression,
+        message_timeout_ms: args.message_timeout_ms,
+        properties: args.properties,
+    };
+    let origin = GatewayOrigin {
+        project_id: args.project,
+        client_ip: "127.0.0.1".into(),
+        user_agent: USER_AGENT.into(),
+    };
+    let (records, key_bytes, value_bytes) =
+        kafka_records(&args.events.spec(), &origin, args.events.distinct_events)?;
+    if load.create_topic {
+        runtime.block_on(kafka::create_topic(&load))?;
+    }
+    let outcome = kafka::produce(&load, &records)?;
+    Ok(kafka::report(&load, &outcome, key_bytes, value_bytes))
+}
