@@ -34,6 +34,7 @@ BUILD=1
 BIN_DIR=
 KAFKA_PORT=19192
 HTTP_PORT=18180
+REPORT_DIR=
 
 # ---- API key: the one place that says how the gateway gets the benchmark's key.
 # Issue 3 (API keys, rate limits) may change how keys are configured; adapt
@@ -65,6 +66,7 @@ Usage: $0 [options]
   --bin-dir DIR            take sluice-ingest-gateway and sluice-loadgen from DIR (implies --no-build)
   --kafka-port P           port of the private broker (default $KAFKA_PORT)
   --http-port P            port of the gateway (default $HTTP_PORT)
+  --report DIR             only print the table of an earlier run's results directory
 EOF
 }
 
@@ -86,6 +88,7 @@ while (($#)); do
         --bin-dir) BIN_DIR=$2; BUILD=0; shift ;;
         --kafka-port) KAFKA_PORT=$2; shift ;;
         --http-port) HTTP_PORT=$2; shift ;;
+        --report) REPORT_DIR=$2; shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -95,8 +98,73 @@ done
 log() { echo "bench: $*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
 
-command -v tansu >/dev/null || die "tansu is not on PATH (deploy/install.sh tansu installs it)"
+# One row per run, then median/min/max of each column, from the JSON
+# results in directory $1.
+print_table() {
+    local dir=$1
+    jq -s -r '
+        def phase($run; $name): map(select(.phase == $name and .run == $run))[0];
+        def median: sort | if length % 2 == 1 then .[length / 2 | floor]
+                           else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+        def fmt: if . == null then "-"
+                elif type != "number" then tostring
+                elif . < 10 then (. * 1000 | round / 1000 | tostring)
+                else (. * 10 | round / 10 | tostring) end;
+        def statuses: if . == null then "-" else (.statuses + .errors | to_entries
+                      | map("\(.key)=\(.value)") | join(" ")) end;
+        (map(.run) | max) as $runs
+        | [range(1; $runs + 1) as $r
+         | (phase($r; "bare")) as $bare | (phase($r; "peak")) as $peak
+         | (phase($r; "half")) as $half | (phase($r; "gateway")) as $gw
+         | (phase($r; "overload")) as $over
+         | {run: $r,
+            bare_eps: $bare.events_per_s,
+            gateway_eps: $peak.events_per_s,
+            ratio: ($peak.events_per_s / $bare.events_per_s),
+            peak_p99_ms: $peak.latency_ms.p99,
+            half_rate: $half.target_events_per_s,
+            half_eps: $half.events_per_s,
+            half_p99_ms: $half.latency_ms.p99,
+            half_p999_ms: $half.latency_ms.p999,
+            cpu_us_per_event: ($gw.gateway_cpu_s_peak_phase * 1e6 / ($peak.events_acked)),
+            loadgen_cpu_pct: ($peak.loadgen_cpu_s * 100 / $peak.seconds),
+            rss_mib: ($gw.gateway_peak_rss_kib / 1024),
+            overload_rss_mib: (if $gw.gateway_overload_peak_rss_kib == null then null
+                               else $gw.gateway_overload_peak_rss_kib / 1024 end),
+            overload_statuses: ($over | statuses)}] as $rows
+        | ["run", "bare ev/s", "gateway ev/s", "ratio", "peak p99 ms", "half rate",
+           "half p99 ms", "half p99.9 ms", "gw CPU us/event", "loadgen CPU %", "gw RSS MiB", "overload RSS MiB",
+           "overload answers"] as $head
+        | ($head | @tsv),
+          ($rows[] | . as $row | [.run, .bare_eps, .gateway_eps, .ratio, .peak_p99_ms,
+                      .half_rate, .half_p99_ms, .half_p999_ms, .cpu_us_per_event, .loadgen_cpu_pct, .rss_mib,
+                      .overload_rss_mib] | map(fmt) + [$row.overload_statuses] | @tsv),
+          (if $runs > 1 then
+             ("median", "min", "max") as $stat
+             | [$stat] + ([["bare_eps", "gateway_eps", "ratio", "peak_p99_ms", "half_rate",
+                            "half_p99_ms", "half_p999_ms", "cpu_us_per_event", "loadgen_cpu_pct", "rss_mib",
+                            "overload_rss_mib"][] as $col
+                           | [$rows[][$col] | select(. != null)]
+                           | if length == 0 then null
+                             elif $stat == "median" then median
+                             elif $stat == "min" then min else max end
+                           | fmt]) + ["-"]
+             | @tsv
+           else empty end)
+    ' < <(for f in "$dir"/run*-*.json; do
+            name=$(basename "$f" .json)
+            run=${name%%-*}
+            jq -c --argjson run "${run#run}" --arg phase "${name#*-}" '. + {run: $run, phase: $phase}' "$f"
+        done) | column -t -s $'\t' | tee "$dir/table.txt"
+}
+
 command -v jq >/dev/null || die "jq is needed for the results table (apt-get install jq)"
+if [[ -n $REPORT_DIR ]]; then
+    print_table "$REPORT_DIR"
+    cat "$REPORT_DIR/settings.txt" 2>/dev/null || true
+    exit 0
+fi
+command -v tansu >/dev/null || die "tansu is not on PATH (deploy/install.sh tansu installs it)"
 command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
 
 if [[ -z $BIN_DIR ]]; then
@@ -243,59 +311,7 @@ run_once() {
 for run in $(seq "$RUNS"); do
     run_once "$run"
 done
-
-# One row per run, then median/min/max of each column.
-jq -s -r --argjson runs "$RUNS" --argjson overload "$OVERLOAD" '
-    def phase($run; $name): map(select(.phase == $name and .run == $run))[0];
-    def median: sort | if length % 2 == 1 then .[length / 2 | floor]
-                       else (.[length / 2 - 1] + .[length / 2]) / 2 end;
-    def fmt: if . == null then "-" elif type == "number" then (. * 10 | round / 10 | tostring) else tostring end;
-    def statuses: if . == null then "-" else (.statuses + .errors | to_entries
-                  | map("\(.key)=\(.value)") | join(" ")) end;
-    [range(1; $runs + 1) as $r
-     | (phase($r; "bare")) as $bare | (phase($r; "peak")) as $peak
-     | (phase($r; "half")) as $half | (phase($r; "gateway")) as $gw
-     | (phase($r; "overload")) as $over
-     | {run: $r,
-        bare_eps: $bare.events_per_s,
-        gateway_eps: $peak.events_per_s,
-        ratio: ($peak.events_per_s / $bare.events_per_s),
-        peak_p99_ms: $peak.latency_ms.p99,
-        half_rate: $half.target_events_per_s,
-        half_eps: $half.events_per_s,
-        half_p99_ms: $half.latency_ms.p99,
-        half_p999_ms: $half.latency_ms.p999,
-        cpu_us_per_event: ($gw.gateway_cpu_s_peak_phase * 1e6 / ($peak.events_acked)),
-        rss_mib: ($gw.gateway_peak_rss_kib / 1024),
-        overload_rss_mib: (if $gw.gateway_overload_peak_rss_kib == null then null
-                           else $gw.gateway_overload_peak_rss_kib / 1024 end),
-        overload_statuses: ($over | statuses)}] as $rows
-    | ["run", "bare ev/s", "gateway ev/s", "ratio", "peak p99 ms", "half rate",
-       "half p99 ms", "half p99.9 ms", "gw CPU us/event", "gw RSS MiB", "overload RSS MiB",
-       "overload answers"] as $head
-    | ($head | @tsv),
-      ($rows[] | [.run, .bare_eps, .gateway_eps, (.ratio * 1000 | round / 1000), .peak_p99_ms,
-                  .half_rate, .half_p99_ms, .half_p999_ms, .cpu_us_per_event, .rss_mib,
-                  .overload_rss_mib] | map(fmt) + [.overload_statuses] | @tsv),
-      (if $runs > 1 then
-         ("median", "min", "max") as $stat
-         | [$stat] + ([["bare_eps", "gateway_eps", "ratio", "peak_p99_ms", "half_rate",
-                        "half_p99_ms", "half_p999_ms", "cpu_us_per_event", "rss_mib",
-                        "overload_rss_mib"][] as $col
-                       | [$rows[][$col] | select(. != null)]
-                       | if length == 0 then null
-                         elif $stat == "median" then median
-                         elif $stat == "min" then min else max end
-                       | if $col == "ratio" and . != null then (. * 1000 | round / 1000) else . end
-                       | fmt]) + ["-"]
-         | @tsv
-       else empty end)
-' < <(for f in "$OUT"/run*-*.json; do
-        name=$(basename "$f" .json)
-        run=${name%%-*}
-        jq -c --argjson run "${run#run}" --arg phase "${name#*-}" '. + {run: $run, phase: $phase}' "$f"
-    done) | column -t -s $'\t' | tee "$OUT/table.txt"
-
-echo
+print_table "$OUT"
+echo | tee "$OUT/settings.txt"
 echo "batch $BATCH, event ${EVENT_BYTES} B, $PARTITIONS partitions, $DURATION s per phase, $CONNECTIONS connections," \
-    "loadgen threads $LOADGEN_THREADS, $(nproc) cores; results in ${OUT#"$ROOT"/}"
+    "loadgen threads $LOADGEN_THREADS, $(nproc) cores; results in ${OUT#"$ROOT"/}" | tee -a "$OUT/settings.txt"

@@ -35,9 +35,20 @@ pub struct HttpLoad {
     pub timeout: Duration,
 }
 
-/// Runs the load and returns what all workers saw in the measured window,
-/// with the window's length (until the last measured answer).
-pub async fn run(load: &HttpLoad, bodies: Arc<Vec<Template>>) -> anyhow::Result<(Tally, Duration)> {
+/// What a run saw.
+#[derive(Debug)]
+pub struct HttpOutcome {
+    /// Requests answered (or failed) after the warm-up.
+    pub tally: Tally,
+    /// From the end of the warm-up to the last answer.
+    pub window: Duration,
+    /// Requests sent in all, warm-up included.
+    pub sent: u64,
+}
+
+/// Runs the load. Requests count when their answer comes after the warm-up;
+/// none is sent after the end.
+pub async fn run(load: &HttpLoad, bodies: Arc<Vec<Template>>) -> anyhow::Result<HttpOutcome> {
     let client = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .pool_max_idle_per_host(load.connections)
@@ -56,6 +67,7 @@ pub async fn run(load: &HttpLoad, bodies: Arc<Vec<Template>>) -> anyhow::Result<
         bodies,
         batch: load.batch as u64,
         next: AtomicU64::new(0),
+        sent: AtomicU64::new(0),
         measure_from: start + load.warmup,
         end: start + load.warmup + load.duration,
         start,
@@ -74,7 +86,11 @@ pub async fn run(load: &HttpLoad, bodies: Arc<Vec<Template>>) -> anyhow::Result<
     let window = last_answer
         .saturating_duration_since(shared.measure_from)
         .max(load.duration);
-    Ok((tally, window))
+    Ok(HttpOutcome {
+        tally,
+        window,
+        sent: shared.sent.load(Ordering::Relaxed),
+    })
 }
 
 struct Shared {
@@ -85,6 +101,7 @@ struct Shared {
     batch: u64,
     /// The next request number; also numbers the events for unique ids.
     next: AtomicU64,
+    sent: AtomicU64,
     start: Instant,
     measure_from: Instant,
     end: Instant,
@@ -109,15 +126,18 @@ async fn worker(shared: Arc<Shared>) -> Tally {
             }
             None => Instant::now(),
         };
-        if due >= shared.end {
+        // A server slower than the schedule leaves requests unsent at the end;
+        // the report counts them rather than letting the run overstay.
+        if due >= shared.end || Instant::now() >= shared.end {
             break;
         }
         let template = &shared.bodies[(k % shared.bodies.len() as u64) as usize];
         let body = template.stamp(k * shared.batch);
         let sent = Instant::now();
+        shared.sent.fetch_add(1, Ordering::Relaxed);
         let outcome = post(&shared, body).await;
         let answered = Instant::now();
-        if due < shared.measure_from {
+        if answered < shared.measure_from {
             continue;
         }
         let since_start = u64::try_from((answered - shared.start).as_micros()).unwrap_or(u64::MAX);
@@ -164,8 +184,9 @@ async fn post(shared: &Shared, body: Vec<u8>) -> reqwest::Result<u16> {
 }
 
 /// The run's result as one JSON object.
-pub fn report(load: &HttpLoad, tally: &Tally, window: Duration, event_bytes: f64) -> Value {
-    let seconds = window.as_secs_f64();
+pub fn report(load: &HttpLoad, outcome: &HttpOutcome, event_bytes: f64) -> Value {
+    let tally = &outcome.tally;
+    let seconds = outcome.window.as_secs_f64();
     let statuses: serde_json::Map<String, Value> = tally
         .statuses
         .iter()
@@ -176,10 +197,9 @@ pub fn report(load: &HttpLoad, tally: &Tally, window: Duration, event_bytes: f64
         .iter()
         .map(|(kind, n)| ((*kind).to_owned(), json!(n)))
         .collect();
-    let open_loop = load.rate.is_some();
     let mut report = json!({
         "mode": "http",
-        "loop": if open_loop { "open" } else { "closed" },
+        "loop": if load.rate.is_some() { "open" } else { "closed" },
         "url": load.url,
         "batch": load.batch,
         "event_bytes": round(event_bytes, 1),
@@ -195,7 +215,10 @@ pub fn report(load: &HttpLoad, tally: &Tally, window: Duration, event_bytes: f64
         "latency_ms": tally.latency.summary(),
     });
     // In a closed loop every request leaves when it is due: nothing to add.
-    if open_loop {
+    if let Some(rate) = load.rate {
+        let schedule = Schedule::new(rate, load.batch);
+        let due = schedule.count_within(load.warmup + load.duration);
+        report["requests_unsent"] = json!(due.saturating_sub(outcome.sent));
         report["service_ms"] = tally.service.summary();
         report["send_lag_ms"] = tally.send_lag.summary();
     }

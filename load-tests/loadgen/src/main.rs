@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use serde_json::json;
 use sluice_loadgen::events::EventSpec;
 use sluice_loadgen::http::{self, HttpLoad, USER_AGENT};
 use sluice_loadgen::kafka::{self, KafkaLoad};
 use sluice_loadgen::payloads::{BodyShape, GatewayOrigin, http_bodies, kafka_records};
-use sluice_loadgen::stats::print_report;
+use sluice_loadgen::stats::{own_cpu_seconds, print_report, round};
 use sluice_schemas::time_format::now_ms;
 
 /// Load generator for Sluice's ingest benchmarks.
@@ -181,10 +182,16 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let report = match cli.mode {
+    let cpu_before = own_cpu_seconds();
+    let mut report = match cli.mode {
         Mode::Http(args) => runtime.block_on(run_http(args))?,
         Mode::Kafka(args) => run_kafka(&runtime, args)?,
     };
+    // Includes building the payloads: an upper bound on the generator's own cost.
+    if let (Some(before), Some(after)) = (cpu_before, own_cpu_seconds()) {
+        report["loadgen_cpu_s"] = json!(round(after - before, 2));
+    }
+    report["threads"] = json!(cli.threads);
     print_report(&report, cli.json);
     Ok(())
 }
@@ -218,8 +225,8 @@ async fn run_http(args: HttpArgs) -> anyhow::Result<serde_json::Value> {
         shape,
         args.events.distinct_events,
     );
-    let (tally, window) = http::run(&load, Arc::new(bodies)).await?;
-    Ok(http::report(&load, &tally, window, event_bytes))
+    let outcome = http::run(&load, Arc::new(bodies)).await?;
+    Ok(http::report(&load, &outcome, event_bytes))
 }
 
 fn run_kafka(
