@@ -10,7 +10,9 @@
 #   status  show what runs
 #
 # Environment: SLUICE_LOCAL_API_KEY [sluice-dev-key] and SLUICE_LOCAL_PROJECT
-# [demo] name the API key the services accept; SLUICE_GATEWAY_PORT [8080],
+# [demo] name the dev API key that `up` creates (scopes ingest and read);
+# SLUICE_LOCAL_ADMIN_TOKEN [sluice-dev-admin-token] is the gateway's bootstrap
+# admin token for /v1/admin/keys; SLUICE_GATEWAY_PORT [8080],
 # SLUICE_QUERY_PORT [8081], SLUICE_PROCESSOR_PORT [8082]; the stack's own
 # variables are described in deploy/stack.sh.
 set -euo pipefail
@@ -21,6 +23,7 @@ RUN_DIR=$STACK_DIR/run
 LOG_DIR=$STACK_DIR/logs
 API_KEY=${SLUICE_LOCAL_API_KEY:-sluice-dev-key}
 PROJECT=${SLUICE_LOCAL_PROJECT:-demo}
+ADMIN_TOKEN=${SLUICE_LOCAL_ADMIN_TOKEN:-sluice-dev-admin-token}
 GATEWAY_PORT=${SLUICE_GATEWAY_PORT:-8080}
 QUERY_PORT=${SLUICE_QUERY_PORT:-8081}
 PROCESSOR_PORT=${SLUICE_PROCESSOR_PORT:-8082}
@@ -65,7 +68,7 @@ start_service() {
     fi
     # Every setting has a SLUICE_* variable; see `$name --help`.
     SLUICE_LISTEN=127.0.0.1:$port \
-        SLUICE_API_KEYS="$API_KEY=$PROJECT" \
+        SLUICE_ADMIN_TOKEN="$ADMIN_TOKEN" \
         setsid nohup "$ROOT/target/debug/$name" >"$LOG_DIR/$name.log" 2>&1 </dev/null &
     echo $! >"$RUN_DIR/$name.pid"
     log "$name started (pid $!), log $LOG_DIR/$name.log"
@@ -94,13 +97,15 @@ up() {
     mkdir -p "$RUN_DIR" "$LOG_DIR"
     for name in "${SERVICES[@]}"; do start_service "$name"; done
     for name in "${SERVICES[@]}"; do wait_ready "$name"; done
+    create_dev_key
     cat <<MSG
 
 Sluice is running.
   ingest gateway    http://127.0.0.1:$GATEWAY_PORT   (POST /v1/events)
   query API         http://127.0.0.1:$QUERY_PORT   (GET /v1/events)
   stream processor  http://127.0.0.1:$PROCESSOR_PORT   (/health/ready, /metrics)
-  API key           $API_KEY (project $PROJECT)
+  API key           $API_KEY (project $PROJECT, scopes ingest and read)
+  admin token       $ADMIN_TOKEN (POST/GET /v1/admin/keys, DELETE /v1/admin/keys/KEY_ID)
 
 Send an event:
   curl -s -X POST http://127.0.0.1:$GATEWAY_PORT/v1/events \\
@@ -112,6 +117,21 @@ Read it back (visible within about two seconds: the processor batches for up to 
 
 Stop everything: deploy/local.sh down
 MSG
+}
+
+# The dev key, through the admin API as an operator would; an existing key
+# is kept.
+create_dev_key() {
+    local answer
+    answer=$(curl -sS -X POST "http://127.0.0.1:$GATEWAY_PORT/v1/admin/keys" \
+        -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
+        -d "{\"project_id\":\"$PROJECT\",\"scopes\":[\"ingest\",\"read\"],\"key\":\"$API_KEY\",\"label\":\"local dev key\"}") ||
+        die "cannot reach the gateway's admin API"
+    case $answer in
+    *'"key_id"'*) log "dev key created for project $PROJECT" ;;
+    *'already exists'*) log "dev key already exists" ;;
+    *) die "the gateway refused the dev key: $answer" ;;
+    esac
 }
 
 down() {

@@ -1,44 +1,66 @@
 //! The ingest gateway: the front door for producers that speak HTTP.
 //!
-//! A request is authenticated by its API key (which names the project),
-//! validated and enriched by `sluice_schemas::validate`, encoded as Avro and
-//! produced to the events topic with `acks=all` and idempotence. The gateway
-//! answers 202 only after the broker has acknowledged the event, and 503 with
-//! `Retry-After` when it cannot get that acknowledgement.
+//! A request is authenticated by its API key (which names the project and
+//! must carry the `ingest` scope), rate-limited per key, and its events are
+//! validated and enriched one by one, encoded as Avro and produced to the
+//! events topic with `acks=all` and idempotence. The gateway answers only
+//! after the broker has acknowledged every accepted event of the request, and
+//! 503 with `Retry-After` when it cannot get that acknowledgement.
 //!
 //! - [`config`]: settings (`--help`).
-//! - [`routes`]: the router and handlers.
+//! - [`routes`]: the router and the ingest handlers (native and Segment).
+//! - [`body`]: media type, gzip and size limits of request bodies.
+//! - [`client`]: client IP (trusted proxies) and user agent.
+//! - [`ingest`]: per-event validation, publishing, and partial acceptance.
+//! - [`segment`]: Segment messages mapped onto Sluice events.
+//! - [`admin`]: creating, listing and revoking API keys.
+//! - [`rate_limit`]: per-key and per-IP limits.
 //! - [`publish`]: the Kafka producer.
 //! - [`error`]: `ApiError`, one status and body per failure.
 //! - [`metrics`]: the gateway's Prometheus metrics.
 
+pub mod admin;
+pub mod body;
+pub mod client;
 pub mod config;
 pub mod error;
+pub mod ingest;
 pub mod metrics;
 pub mod publish;
+pub mod rate_limit;
 pub mod routes;
+pub mod segment;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::bail;
 use prometheus_client::registry::Registry;
-use sluice_runtime::auth::ApiKeys;
 use sluice_runtime::http::{serve_http, with_common_layers};
-use sluice_runtime::kafka::ensure_topics;
+use sluice_runtime::kafka::{ensure_keys_topic, ensure_topics};
+use sluice_runtime::keys::{KeyStore, KeyWriter};
 use sluice_runtime::ops::{HttpMetrics, Readiness};
 use sluice_schemas::Limits;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use client::TrustedProxies;
 pub use config::GatewayConfig;
 use metrics::GatewayMetrics;
 use publish::EventPublisher;
+use rate_limit::RateLimits;
 use routes::{AppState, router};
 
 /// How long the gateway waits for the broker at startup.
 const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
 /// How long shutdown waits for queued events to be acknowledged.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(10);
+/// How often readiness asks the broker for metadata.
+const BROKER_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// Shortest bootstrap admin token accepted.
+const MIN_ADMIN_TOKEN_BYTES: usize = 16;
+/// The readiness check that the broker answers.
+const KAFKA_READINESS: &str = "kafka";
 
 /// Runs the gateway on `listener` until `shutdown` is cancelled, then drains
 /// requests in flight and flushes the producer.
@@ -47,9 +69,16 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let api_keys = ApiKeys::parse(&config.api.api_keys)?;
+    let admin_token = match config.api.admin_token.trim() {
+        "" => None,
+        token if token.len() < MIN_ADMIN_TOKEN_BYTES => {
+            bail!("the admin token must have at least {MIN_ADMIN_TOKEN_BYTES} characters")
+        }
+        token => Some(Arc::from(token)),
+    };
+    let proxies = TrustedProxies::parse(&config.ingest.trusted_proxies)?;
     let readiness = Readiness::default();
-    readiness.register("kafka");
+    readiness.register(KAFKA_READINESS);
     let kafka = &config.kafka;
     ensure_topics(
         kafka,
@@ -58,16 +87,32 @@ pub async fn serve(
         &shutdown,
     )
     .await?;
-    readiness.set("kafka", true);
+    ensure_keys_topic(kafka, STARTUP_DEADLINE, &shutdown).await?;
+    let keys = KeyStore::tail(kafka, &readiness, shutdown.child_token())?;
 
-    let publisher = Arc::new(EventPublisher::new(kafka, &config.ingest)?);
     let mut registry = Registry::default();
+    let metrics = GatewayMetrics::register(&mut registry);
+    let publisher = Arc::new(EventPublisher::new(kafka, &config.ingest, &metrics)?);
+    tokio::spawn(watch_broker(
+        publisher.clone(),
+        readiness.clone(),
+        shutdown.child_token(),
+    ));
+    let rate_limits = Arc::new(RateLimits::new(config.rate_limits.clone()));
+    tokio::spawn(forget_idle_limits(
+        rate_limits.clone(),
+        shutdown.child_token(),
+    ));
     let state = AppState {
         publisher: publisher.clone(),
-        api_keys,
+        keys,
+        key_writer: Arc::new(KeyWriter::new(kafka)?),
+        admin_token,
         limits: Arc::new(Limits::default()),
-        max_event_bytes: config.ingest.max_event_bytes,
-        metrics: GatewayMetrics::register(&mut registry),
+        ingest: Arc::new(config.ingest.clone()),
+        proxies: Arc::new(proxies),
+        rate_limits,
+        metrics,
         http_metrics: HttpMetrics::register(&mut registry),
         readiness,
         registry: Arc::new(registry),
@@ -75,7 +120,38 @@ pub async fn serve(
     let app = with_common_layers(router(state), config.api.request_timeout());
     tracing::info!(address = %listener.local_addr()?, topic = %kafka.events_topic, "ingest gateway listening");
     serve_http(listener, app, shutdown).await?;
-    publisher.flush(FLUSH_DEADLINE);
+    let flushing = publisher.clone();
+    tokio::task::spawn_blocking(move || flushing.flush(FLUSH_DEADLINE)).await?;
     tracing::info!("ingest gateway stopped");
     Ok(())
+}
+
+/// Keeps the `kafka` readiness check true while the broker answers metadata
+/// requests for the events topic.
+async fn watch_broker(
+    publisher: Arc<EventPublisher>,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let probe = publisher.clone();
+        let answers =
+            tokio::task::spawn_blocking(move || probe.broker_answers(Duration::from_secs(2)))
+                .await
+                .unwrap_or(false);
+        readiness.set(KAFKA_READINESS, answers);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(BROKER_CHECK_INTERVAL) => {}
+        }
+    }
+}
+
+async fn forget_idle_limits(limits: Arc<RateLimits>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => limits.forget_idle(),
+        }
+    }
 }

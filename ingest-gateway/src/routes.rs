@@ -1,33 +1,47 @@
-//! The HTTP API: `POST /v1/events`.
+//! The HTTP API: native ingest (`/v1/events`, `/v1/events/batch`), the
+//! Segment-compatible surface, and the operations endpoints.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::post;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
 use axum::{Json, Router, middleware};
 use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use sluice_runtime::auth::ApiKeys;
+use sluice_runtime::auth::presented_key;
+use sluice_runtime::keys::{AuthError, KeyRecord, KeyStore, KeyWriter, Scope};
 use sluice_runtime::ops::{self, HttpMetrics, Readiness};
-use sluice_schemas::time_format::now_ms;
-use sluice_schemas::validate::parse_event;
-use sluice_schemas::{Limits, Origin};
+use sluice_schemas::Limits;
 
-use crate::error::{ApiError, Result};
+use crate::admin;
+use crate::body::{Accept, read_body};
+use crate::client::{TrustedProxies, user_agent};
+use crate::config::IngestSettings;
+use crate::error::{ApiError, Result, set_budget_headers};
+use crate::ingest::{self, Batch, Submission};
 use crate::metrics::GatewayMetrics;
-use crate::publish::{EventPublisher, PublishError};
+use crate::publish::EventPublisher;
+use crate::rate_limit::{Budget, RateLimits};
+use crate::segment::{self, BatchDefaults, Call};
 
 /// Everything a handler needs, shared across requests.
 #[derive(Clone)]
 pub struct AppState {
     pub publisher: Arc<EventPublisher>,
-    pub api_keys: ApiKeys,
+    pub keys: KeyStore,
+    pub key_writer: Arc<KeyWriter>,
+    /// The bootstrap admin token, when configured.
+    pub admin_token: Option<Arc<str>>,
     pub limits: Arc<Limits>,
-    pub max_event_bytes: usize,
+    pub ingest: Arc<IngestSettings>,
+    pub proxies: Arc<TrustedProxies>,
+    pub rate_limits: Arc<RateLimits>,
     pub metrics: GatewayMetrics,
     pub http_metrics: HttpMetrics,
     pub readiness: Readiness,
@@ -35,9 +49,28 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/v1/events", post(ingest_one))
-        .layer(DefaultBodyLimit::max(state.max_event_bytes))
+    let one = state.ingest.max_event_bytes;
+    let many = state.ingest.max_batch_bytes;
+    let limited = |route: MethodRouter<AppState>, bytes| route.layer(DefaultBodyLimit::max(bytes));
+    let mut api = Router::new()
+        .route("/v1/events", limited(post(ingest_one), one))
+        .route("/v1/events/batch", limited(post(ingest_batch), many))
+        .route("/v1/batch", limited(post(segment_batch), many))
+        .route("/v1/import", limited(post(segment_batch), many));
+    for (path, call) in [
+        ("/v1/track", Call::Track),
+        ("/v1/identify", Call::Identify),
+        ("/v1/page", Call::Page),
+        ("/v1/screen", Call::Screen),
+        ("/v1/group", Call::Group),
+        ("/v1/alias", Call::Alias),
+    ] {
+        let handler =
+            move |state, peer, headers, body| segment_call(call, state, peer, headers, body);
+        api = api.route(path, limited(post(handler), one));
+    }
+    let api = api
+        .merge(admin::router())
         .route_layer(middleware::from_fn_with_state(
             state.http_metrics.clone(),
             HttpMetrics::track,
@@ -46,85 +79,312 @@ pub fn router(state: AppState) -> Router {
     api.merge(ops::router(state.readiness, state.registry))
 }
 
+/// Checks a presented key; failures are counted per client IP, and an IP
+/// over its failed-auth limit gets 429.
+pub fn authorize(
+    state: &AppState,
+    presented: Option<String>,
+    client_ip: IpAddr,
+    scope: Scope,
+) -> Result<Arc<KeyRecord>> {
+    let outcome = match presented {
+        Some(key) => state.keys.authorize(&key, scope),
+        None => Err(AuthError::Missing),
+    };
+    outcome.map_err(|error| {
+        if matches!(
+            error,
+            AuthError::Missing | AuthError::Unknown | AuthError::Revoked
+        ) && let Err(limited) = state.rate_limits.failed_auth(client_ip)
+        {
+            state.metrics.rate_limited(limited.limit);
+            return ApiError::RateLimited(limited);
+        }
+        ApiError::Auth(error)
+    })
+}
+
+/// Takes a request and its events from the key's budget.
+fn admit(state: &AppState, key: &KeyRecord, events: usize) -> Result<Option<Budget>> {
+    let events = u32::try_from(events).unwrap_or(u32::MAX);
+    state.rate_limits.admit(key, events).map_err(|limited| {
+        state.metrics.rate_limited(limited.limit);
+        ApiError::RateLimited(limited)
+    })
+}
+
+/// The request's origin: client IP (trusted proxies applied) and user agent.
+fn submission(
+    state: &AppState,
+    key: &KeyRecord,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Submission {
+    let ip = state.proxies.client_ip(peer.ip(), headers);
+    Submission::new(&key.project_id, ip.to_string(), user_agent(headers))
+}
+
+fn respond(status: StatusCode, body: Value, budget: Option<Budget>) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    if let Some(budget) = budget {
+        set_budget_headers(response.headers_mut(), budget);
+    }
+    response
+}
+
+/// Counts request-level refusals by reason, then answers with them.
+fn counted(state: &AppState, result: Result<Response>) -> Response {
+    match result {
+        Ok(response) => response,
+        Err(error) => {
+            state.metrics.request_rejected(error.reason());
+            error.into_response()
+        }
+    }
+}
+
+fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|error| ApiError::InvalidJson(error.to_string()))
+}
+
 /// `POST /v1/events`: one event; 202 with its `event_id` once the broker has it.
 async fn ingest_one(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>)> {
-    let project_id = state.api_keys.project_for(&headers).ok_or_else(|| {
-        state.metrics.reject("unauthorized");
-        ApiError::Unauthorized
-    })?;
-    let value = read_json(&state, &headers, body)?;
-    let origin = Origin {
-        project_id: Some(project_id),
-        received_at_ms: now_ms(),
-        client_ip: Some(&peer.ip().to_string()),
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|agent| agent.to_str().ok()),
-        fallback_event_id: uuid::Uuid::now_v7().to_string(),
+) -> Response {
+    let result = async {
+        let client_ip = state.proxies.client_ip(peer.ip(), &headers);
+        let key = authorize(&state, presented_key(&headers), client_ip, Scope::Ingest)?;
+        let body = read_body(&headers, body, Accept::Json, state.ingest.max_event_bytes)?;
+        let value: Value = parse_json(&body)?;
+        let budget = admit(&state, &key, 1)?;
+        let submission = submission(&state, &key, peer, &headers);
+        let mut batch = Batch::with_capacity(1);
+        batch.push(0, submission.validate(&value, &state));
+        let outcome = single(ingest::publish(&state, batch).await)?;
+        Ok(respond(
+            StatusCode::ACCEPTED,
+            json!({"event_id": outcome}),
+            budget,
+        ))
     };
-    let event = parse_event(&value, origin, &state.limits).map_err(|errors| {
-        state.metrics.reject("invalid_event");
-        ApiError::InvalidEvent(errors)
-    })?;
+    counted(&state, result.await)
+}
 
-    let started = Instant::now();
-    match state.publisher.publish(&event).await {
-        Ok(()) => {
-            state
-                .metrics
-                .produce_latency
-                .observe(started.elapsed().as_secs_f64());
-            state.metrics.accepted.inc();
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(json!({"event_id": event.event_id})),
-            ))
-        }
-        Err(PublishError::QueueFull) => {
-            state.metrics.reject("overloaded");
-            Err(ApiError::Overloaded)
-        }
-        Err(PublishError::NotAcknowledged(cause)) => {
-            tracing::error!(cause = %cause, event_id = %event.event_id, "broker did not acknowledge");
-            state.metrics.reject("broker_unavailable");
-            Err(ApiError::BrokerUnavailable)
-        }
+/// The one event of a single-event request: its id, or its errors.
+fn single(published: Result<ingest::Outcome>) -> Result<String> {
+    match published {
+        Ok(mut outcome) => Ok(outcome
+            .accepted
+            .pop()
+            .map(|accepted| accepted.event_id)
+            .unwrap_or_default()),
+        Err(ApiError::InvalidBatch(mut rejected)) => Err(ApiError::InvalidEvent(
+            rejected.pop().map(|r| r.errors).unwrap_or_default(),
+        )),
+        Err(other) => Err(other),
     }
 }
 
-/// Checks the content type and size and parses the body as JSON.
-fn read_json(
-    state: &AppState,
-    headers: &HeaderMap,
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NativeBatch<'a> {
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+}
+
+/// `POST /v1/events/batch`: `{"events": [...]}`. 202 when every event was
+/// accepted, 207 when some were refused (the body says which and why), 400
+/// when none was valid.
+async fn ingest_batch(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Value> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| {
-            let mime = value.split(';').next().unwrap_or("").trim();
-            mime.eq_ignore_ascii_case("application/json")
-        });
-    if !is_json {
-        state.metrics.reject("unsupported_media_type");
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            state.metrics.reject("payload_too_large");
-            ApiError::PayloadTooLarge(state.max_event_bytes)
-        } else {
-            state.metrics.reject("unreadable_body");
-            ApiError::UnreadableBody(rejection.body_text())
+) -> Response {
+    let result = async {
+        let client_ip = state.proxies.client_ip(peer.ip(), &headers);
+        let key = authorize(&state, presented_key(&headers), client_ip, Scope::Ingest)?;
+        let body = read_body(&headers, body, Accept::Json, state.ingest.max_batch_bytes)?;
+        let request: NativeBatch<'_> = parse_json(&body)?;
+        let events = request.events;
+        check_batch_size(&state, events.len())?;
+        let budget = admit(&state, &key, events.len())?;
+        let submission = submission(&state, &key, peer, &headers);
+        let mut batch = Batch::with_capacity(events.len());
+        for (index, raw) in events.iter().enumerate() {
+            match event_json(&state, raw) {
+                Ok(value) => batch.push(index, submission.validate(&value, &state)),
+                Err(reason) => batch.reject(index, "$", reason),
+            }
         }
-    })?;
-    serde_json::from_slice(&body).map_err(|error| {
-        state.metrics.reject("invalid_json");
-        ApiError::InvalidJson(error.to_string())
-    })
+        let outcome = ingest::publish(&state, batch).await?;
+        let status = if outcome.rejected.is_empty() {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::MULTI_STATUS
+        };
+        Ok(respond(status, json!(outcome), budget))
+    };
+    counted(&state, result.await)
+}
+
+fn check_batch_size(state: &AppState, events: usize) -> Result<()> {
+    if events == 0 {
+        return Err(ApiError::InvalidRequest(
+            "the batch holds no events".to_owned(),
+        ));
+    }
+    if events > state.ingest.max_batch_events {
+        return Err(ApiError::TooManyEvents(state.ingest.max_batch_events));
+    }
+    Ok(())
+}
+
+/// One event of a batch as a JSON value, if it is within the size limit.
+fn event_json(state: &AppState, raw: &RawValue) -> std::result::Result<Value, String> {
+    let limit = state.ingest.max_event_bytes;
+    let size = raw.get().len();
+    if size > limit {
+        return Err(format!("the event is {size} bytes; the limit is {limit}"));
+    }
+    serde_json::from_str(raw.get()).map_err(|error| error.to_string())
+}
+
+/// The key of a Segment request: the `Authorization` header (basic auth with
+/// the write key as user name, or bearer), else the body's `writeKey`.
+fn segment_key(headers: &HeaderMap, write_key: Option<&str>) -> Option<String> {
+    presented_key(headers).or_else(|| write_key.map(str::to_owned))
+}
+
+/// `POST /v1/track` and the other single Segment calls: 200
+/// `{"success": true}` once the broker has the event.
+async fn segment_call(
+    call: Call,
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let client_ip = state.proxies.client_ip(peer.ip(), &headers);
+        let body = read_body(
+            &headers,
+            body,
+            Accept::JsonOrText,
+            state.ingest.max_event_bytes,
+        )?;
+        let message: Value = parse_json(&body)?;
+        let write_key = message.get("writeKey").and_then(Value::as_str);
+        let key = authorize(
+            &state,
+            segment_key(&headers, write_key),
+            client_ip,
+            Scope::Ingest,
+        )?;
+        let budget = admit(&state, &key, 1)?;
+        let submission = submission(&state, &key, peer, &headers);
+        let mut batch = Batch::with_capacity(1);
+        batch.push(
+            0,
+            segment_event(
+                &submission,
+                &state,
+                &message,
+                Some(call),
+                &BatchDefaults::default(),
+            ),
+        );
+        let event_id = single(ingest::publish(&state, batch).await)?;
+        Ok(respond(
+            StatusCode::OK,
+            json!({"success": true, "event_id": event_id}),
+            budget,
+        ))
+    };
+    counted(&state, result.await)
+}
+
+fn segment_event(
+    submission: &Submission,
+    state: &AppState,
+    message: &Value,
+    call: Option<Call>,
+    defaults: &BatchDefaults<'_>,
+) -> std::result::Result<sluice_schemas::Event, Vec<sluice_schemas::FieldError>> {
+    let event = segment::to_event(message, call, defaults, submission.received_at_ms)?;
+    submission
+        .validate(&event, state)
+        .map_err(segment::segment_field_errors)
+}
+
+#[derive(Deserialize)]
+struct SegmentBatch<'a> {
+    #[serde(borrow)]
+    batch: Vec<&'a RawValue>,
+    #[serde(default)]
+    context: Option<Value>,
+    #[serde(default, rename = "sentAt")]
+    sent_at: Option<Value>,
+    #[serde(default, rename = "writeKey")]
+    write_key: Option<String>,
+}
+
+/// `POST /v1/batch` (and `/v1/import`): `{"batch": [...]}`, as Segment's
+/// server SDKs send it. 200 `{"success": true, ...}` when any message was
+/// accepted, listing refused ones; 400 when none was valid.
+async fn segment_batch(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let client_ip = state.proxies.client_ip(peer.ip(), &headers);
+        // Authenticate before reading a large body when the header allows it.
+        let early_key = match presented_key(&headers) {
+            Some(presented) => Some(authorize(
+                &state,
+                Some(presented),
+                client_ip,
+                Scope::Ingest,
+            )?),
+            None => None,
+        };
+        let body = read_body(
+            &headers,
+            body,
+            Accept::JsonOrText,
+            state.ingest.max_batch_bytes,
+        )?;
+        let request: SegmentBatch<'_> = parse_json(&body)?;
+        let key = match early_key {
+            Some(key) => key,
+            None => authorize(&state, request.write_key.clone(), client_ip, Scope::Ingest)?,
+        };
+        check_batch_size(&state, request.batch.len())?;
+        let budget = admit(&state, &key, request.batch.len())?;
+        let submission = submission(&state, &key, peer, &headers);
+        let defaults = BatchDefaults {
+            context: request.context.as_ref(),
+            sent_at: request.sent_at.as_ref(),
+        };
+        let mut batch = Batch::with_capacity(request.batch.len());
+        for (index, raw) in request.batch.iter().enumerate() {
+            match event_json(&state, raw) {
+                Ok(message) => batch.push(
+                    index,
+                    segment_event(&submission, &state, &message, None, &defaults),
+                ),
+                Err(reason) => batch.reject(index, "$", reason),
+            }
+        }
+        let outcome = ingest::publish(&state, batch).await?;
+        let mut body = json!(outcome);
+        body["success"] = json!(true);
+        Ok(respond(StatusCode::OK, body, budget))
+    };
+    counted(&state, result.await)
 }

@@ -1,7 +1,9 @@
 //! The query API's settings; `sluice-query-api --help` lists them all.
 
 use clap::Parser;
-use sluice_runtime::settings::{ApiSettings, ClickhouseSettings, ConfigFile, TelemetrySettings};
+use sluice_runtime::settings::{
+    ApiSettings, ClickhouseSettings, ConfigFile, KafkaSettings, TelemetrySettings,
+};
 use std::net::SocketAddr;
 
 /// Sluice query API: serves raw events and analytics from ClickHouse.
@@ -21,6 +23,10 @@ pub struct QueryConfig {
 
     #[command(flatten, next_help_heading = "ClickHouse")]
     pub clickhouse: ClickhouseSettings,
+
+    /// The broker, for the keys topic.
+    #[command(flatten, next_help_heading = "Kafka")]
+    pub kafka: KafkaSettings,
 
     #[command(flatten, next_help_heading = "Telemetry")]
     pub telemetry: TelemetrySettings,

@@ -3,12 +3,14 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use sluice_runtime::auth::refusal;
 use sluice_runtime::http::ErrorBody;
+use sluice_runtime::keys::AuthError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("missing or unknown API key")]
-    Unauthorized,
+    #[error("{0}")]
+    Auth(#[from] AuthError),
     #[error("query parameter `{name}`: {reason}")]
     InvalidParameter { name: &'static str, reason: String },
     #[error("ClickHouse query failed")]
@@ -20,11 +22,7 @@ pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            Self::Unauthorized => ErrorBody::new(
-                "unauthorized",
-                "send a valid API key as `Authorization: Bearer KEY`",
-            )
-            .into_response(StatusCode::UNAUTHORIZED),
+            Self::Auth(error) => refusal(&error),
             Self::InvalidParameter { name, ref reason } => {
                 ErrorBody::new("invalid_parameter", self.to_string())
                     .with_details(json!({"parameter": name, "reason": reason}))

@@ -6,6 +6,8 @@ use axum::http::HeaderMap;
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sluice_runtime::auth::presented_key;
+use sluice_runtime::keys::Scope;
 use sluice_schemas::time_format::{DAY_MS, format_rfc3339_ms, now_ms, parse_rfc3339_ms};
 
 use crate::error::{ApiError, Result};
@@ -111,10 +113,10 @@ pub async fn list_events(
     headers: HeaderMap,
     query: std::result::Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>> {
-    let project_id = state
-        .api_keys
-        .project_for(&headers)
-        .ok_or(ApiError::Unauthorized)?;
+    let key = state
+        .keys
+        .authorize(&presented_key(&headers).unwrap_or_default(), Scope::Read)?;
+    let project_id = key.project_id.as_str();
     let Query(query) = query.map_err(|rejection| ApiError::InvalidParameter {
         name: "query",
         reason: rejection.body_text(),

@@ -1,7 +1,8 @@
 //! The query API: what analysts and dashboards read.
 //!
-//! Every request names its project through its API key and sees only that
-//! project's rows. Reads use `FINAL` on the `events` table so that replayed or
+//! Every request names its project through its API key (which needs the
+//! `read` scope; keys come from the keys topic) and sees only that project's
+//! rows. Reads use `FINAL` on the `events` table so that replayed or
 //! retried copies of an event never count twice.
 //!
 //! - [`config`]: settings (`--help`).
@@ -18,9 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use sluice_runtime::auth::ApiKeys;
 use sluice_runtime::clickhouse::{client, ensure_schema};
 use sluice_runtime::http::{serve_http, with_common_layers};
+use sluice_runtime::kafka::ensure_keys_topic;
+use sluice_runtime::keys::KeyStore;
 use sluice_runtime::ops::{HttpMetrics, Readiness};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -36,8 +38,9 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let api_keys = ApiKeys::parse(&config.api.api_keys)?;
     let readiness = Readiness::default();
+    ensure_keys_topic(&config.kafka, STARTUP_DEADLINE, &shutdown).await?;
+    let keys = KeyStore::tail(&config.kafka, &readiness, shutdown.child_token())?;
     readiness.register("clickhouse");
     ensure_schema(&config.clickhouse, STARTUP_DEADLINE, &shutdown).await?;
     readiness.set("clickhouse", true);
@@ -46,7 +49,7 @@ pub async fn serve(
     let mut registry = Registry::default();
     let state = AppState {
         clickhouse,
-        api_keys,
+        keys,
         http_metrics: HttpMetrics::register(&mut registry),
         readiness,
         registry: Arc::new(registry),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::routing::get;
 use axum::{Router, middleware};
 use prometheus_client::registry::Registry;
-use sluice_runtime::auth::ApiKeys;
+use sluice_runtime::keys::KeyStore;
 use sluice_runtime::ops::{self, HttpMetrics, Readiness};
 
 use crate::events::list_events;
@@ -13,7 +13,7 @@ use crate::events::list_events;
 #[derive(Clone)]
 pub struct AppState {
     pub clickhouse: clickhouse::Client,
-    pub api_keys: ApiKeys,
+    pub keys: KeyStore,
     pub http_metrics: HttpMetrics,
     pub readiness: Readiness,
     pub registry: Arc<Registry>,

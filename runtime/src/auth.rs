@@ -1,63 +1,61 @@
-//! API keys as the foundation knows them: a static list from the settings,
-//! mapping each key to its project.
+//! Where a request carries its API key: `Authorization: Bearer KEY`, or HTTP
+//! basic auth with the key as the user name (how Segment-compatible SDKs send
+//! their write key).
 
-use std::fmt;
+use axum::http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 
-use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
+use crate::http::ErrorBody;
+use crate::keys::AuthError;
 
-/// `key=project` pairs; a request presents the key as `Authorization: Bearer KEY`.
-#[derive(Clone, Default)]
-pub struct ApiKeys(Vec<(String, String)>);
-
-impl fmt::Debug for ApiKeys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ApiKeys({} keys)", self.0.len())
+/// The key presented in `headers`, or `None` when there is no usable
+/// `Authorization` header.
+pub fn presented_key(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, credentials) = value.split_once(' ')?;
+    let credentials = credentials.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(credentials.to_owned()).filter(|key| !key.is_empty());
     }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = STANDARD.decode(credentials).ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let user = decoded
+            .split_once(':')
+            .map_or(decoded.as_str(), |(user, _)| user);
+        return Some(user.to_owned()).filter(|key| !key.is_empty());
+    }
+    None
 }
 
-impl ApiKeys {
-    /// Parses `key=project,key2=project2`; blank entries are skipped.
-    pub fn parse(list: &[String]) -> anyhow::Result<Self> {
-        let mut keys = Vec::new();
-        for entry in list.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
-            let Some((key, project)) = entry.split_once('=') else {
-                anyhow::bail!("API key entry must be key=project, got one without `=`");
-            };
-            let (key, project) = (key.trim(), project.trim());
-            if key.len() < 8 || project.is_empty() {
-                anyhow::bail!("API keys need at least 8 characters and a project");
-            }
-            keys.push((key.to_owned(), project.to_owned()));
+/// The answer to a refused key: 401 (missing, unknown, revoked), 403 (a
+/// scope is missing), or 503 while the key store is still loading.
+pub fn refusal(error: &AuthError) -> Response {
+    let (status, code) = match error {
+        AuthError::MissingScope(_) => (StatusCode::FORBIDDEN, "forbidden"),
+        AuthError::NotLoaded => (StatusCode::SERVICE_UNAVAILABLE, "keys_loading"),
+        AuthError::Missing | AuthError::Unknown | AuthError::Revoked => {
+            (StatusCode::UNAUTHORIZED, "unauthorized")
         }
-        Ok(Self(keys))
-    }
-
-    /// The project of the bearer key in `headers`, if the key is known.
-    pub fn project_for(&self, headers: &HeaderMap) -> Option<&str> {
-        let presented = headers
-            .get(AUTHORIZATION)?
-            .to_str()
-            .ok()?
-            .strip_prefix("Bearer ")?
-            .trim();
-        // Compare against every key without stopping early, so the time taken
-        // does not reveal how much of a guess was right.
-        let mut found = None;
-        for (key, project) in &self.0 {
-            if constant_time_eq(key.as_bytes(), presented.as_bytes()) {
-                found = Some(project.as_str());
-            }
+    };
+    let mut response = ErrorBody::new(code, error.to_string()).into_response(status);
+    let headers = response.headers_mut();
+    match status {
+        StatusCode::SERVICE_UNAVAILABLE => {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        found
+        StatusCode::UNAUTHORIZED => {
+            headers.insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sluice\""),
+            );
+        }
+        _ => {}
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+    response
 }
 
 #[cfg(test)]
@@ -66,35 +64,30 @@ mod tests {
 
     use super::*;
 
-    fn headers(value: &str) -> HeaderMap {
+    fn key_in(value: &str) -> Option<String> {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
-        headers
+        presented_key(&headers)
     }
 
     #[test]
-    fn maps_bearer_keys_to_projects() {
-        let keys =
-            ApiKeys::parse(&["dev-key-123=demo".into(), " other-key-9 = p2 ".into()]).unwrap();
-        assert_eq!(
-            keys.project_for(&headers("Bearer dev-key-123")),
-            Some("demo")
-        );
-        assert_eq!(keys.project_for(&headers("Bearer other-key-9")), Some("p2"));
-        assert_eq!(keys.project_for(&headers("Bearer dev-key-12")), None);
-        assert_eq!(keys.project_for(&headers("Basic dev-key-123")), None);
-        assert_eq!(keys.project_for(&HeaderMap::new()), None);
+    fn reads_bearer_and_basic_credentials() {
+        assert_eq!(key_in("Bearer abc-123").as_deref(), Some("abc-123"));
+        assert_eq!(key_in("bearer  abc-123 ").as_deref(), Some("abc-123"));
+        // Segment SDKs: base64("WRITE_KEY:")
+        let basic = format!("Basic {}", STANDARD.encode("write-key-1:"));
+        assert_eq!(key_in(&basic).as_deref(), Some("write-key-1"));
+        let no_colon = format!("Basic {}", STANDARD.encode("write-key-2"));
+        assert_eq!(key_in(&no_colon).as_deref(), Some("write-key-2"));
     }
 
     #[test]
-    fn refuses_malformed_lists() {
-        assert!(ApiKeys::parse(&["nokey".into()]).is_err());
-        assert!(ApiKeys::parse(&["short=p".into()]).is_err());
-        assert!(
-            ApiKeys::parse(&[String::new()])
-                .unwrap()
-                .project_for(&HeaderMap::new())
-                .is_none()
-        );
+    fn ignores_unusable_headers() {
+        assert_eq!(key_in("Bearer "), None);
+        assert_eq!(key_in("Basic !!!not-base64"), None);
+        assert_eq!(key_in(&format!("Basic {}", STANDARD.encode(":pw"))), None);
+        assert_eq!(key_in("Token abc"), None);
+        assert_eq!(key_in("abc"), None);
+        assert_eq!(presented_key(&HeaderMap::new()), None);
     }
 }

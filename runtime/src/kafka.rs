@@ -33,9 +33,6 @@ pub async fn ensure_topics(
     deadline: Duration,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client_config(settings)?
-        .create()
-        .context("cannot create the Kafka admin client")?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|topic| {
@@ -46,10 +43,39 @@ pub async fn ensure_topics(
             )
         })
         .collect();
+    create_topics(settings, &new_topics, deadline, shutdown).await
+}
+
+/// Creates the keys topic when missing: one partition, so records of a key
+/// stay in order, and compacted, so it keeps the latest record of each key.
+pub async fn ensure_keys_topic(
+    settings: &KafkaSettings,
+    deadline: Duration,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let topic = NewTopic::new(
+        &settings.keys_topic,
+        1,
+        TopicReplication::Fixed(settings.replication_factor),
+    )
+    .set("cleanup.policy", "compact");
+    create_topics(settings, &[topic], deadline, shutdown).await
+}
+
+async fn create_topics(
+    settings: &KafkaSettings,
+    new_topics: &[NewTopic<'_>],
+    deadline: Duration,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(settings)?
+        .create()
+        .context("cannot create the Kafka admin client")?;
+    let topics: Vec<&str> = new_topics.iter().map(|topic| topic.name).collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let give_up = tokio::time::Instant::now() + deadline;
     loop {
-        let outcome = admin.create_topics(&new_topics, &options).await;
+        let outcome = admin.create_topics(new_topics, &options).await;
         let failure = match outcome {
             Ok(results) => results.into_iter().find_map(|result| match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => None,

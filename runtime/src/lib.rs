@@ -1,6 +1,7 @@
 //! Plumbing that the three Sluice services share, kept in one place.
 //!
-//! - [`auth`]: API keys and the project each one belongs to.
+//! - [`auth`]: where a request carries its API key.
+//! - [`keys`]: API keys, their scopes and limits, in a tailed Kafka topic.
 //! - [`settings`]: typed settings for Kafka, ClickHouse and telemetry, and the
 //!   loader that layers defaults < config file < `SLUICE_*` environment < flags.
 //! - [`telemetry`]: `tracing` set-up, text or JSON.
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod clickhouse;
 pub mod http;
 pub mod kafka;
+pub mod keys;
 pub mod ops;
 pub mod settings;
 pub mod shutdown;

@@ -39,6 +39,15 @@ pub struct KafkaSettings {
     )]
     pub dlq_topic: String,
 
+    /// Topic that holds the API keys (hashed); every service reads it at
+    /// startup and tails it. Created with one partition, compacted.
+    #[arg(
+        long = "kafka-keys-topic",
+        env = "SLUICE_KAFKA_KEYS_TOPIC",
+        default_value = "sluice.keys"
+    )]
+    pub keys_topic: String,
+
     /// Partitions given to topics that Sluice creates (existing topics are left alone).
     #[arg(
         long = "kafka-partitions",
@@ -102,19 +111,20 @@ pub struct ClickhouseSettings {
     pub password: String,
 }
 
-/// What every HTTP API of Sluice shares: keys and a time limit.
+/// What every HTTP API of Sluice shares: the bootstrap admin token and a
+/// time limit.
 #[derive(Debug, Clone, Args)]
 pub struct ApiSettings {
-    /// API keys, comma-separated key=project (e.g. dev-key-123=demo); a key
-    /// writes and reads only its own project's events.
+    /// Bootstrap admin token (at least 16 characters): accepted as
+    /// `Authorization: Bearer TOKEN` by the key admin endpoints, to create the
+    /// first keys. Empty disables it; keys with the `admin` scope work either way.
     #[arg(
-        long = "api-keys",
-        env = "SLUICE_API_KEYS",
-        value_delimiter = ',',
+        long = "admin-token",
+        env = "SLUICE_ADMIN_TOKEN",
         default_value = "",
         hide_env_values = true
     )]
-    pub api_keys: Vec<String>,
+    pub admin_token: String,
 
     /// Time limit for one HTTP request, in milliseconds.
     #[arg(

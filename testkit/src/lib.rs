@@ -8,9 +8,11 @@
 //! skips it. Each [`TestEnv`] has its own topics and its own ClickHouse
 //! database, so tests never share state and may run in parallel.
 
+pub mod broker;
 pub mod services;
 pub mod stack;
 
+pub use broker::PrivateBroker;
 pub use services::{Running, spawn_service};
 pub use stack::{TestEnv, stack};
 

@@ -7,11 +7,17 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
-use sluice_runtime::kafka::client_config;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use sluice_runtime::kafka::{client_config, ensure_keys_topic};
+use sluice_runtime::keys::{KeyLimits, KeyRecord, KeyWriter, Scope, generate_key};
 use sluice_runtime::settings::{ClickhouseSettings, KafkaSettings};
+use sluice_schemas::Event;
+use sluice_schemas::avro::decode_event;
+use sluice_schemas::time_format::now_ms;
+use tokio_util::sync::CancellationToken;
 
 /// Where the stack answers.
 #[derive(Debug)]
@@ -63,7 +69,7 @@ pub fn stack() -> &'static StackInfo {
     })
 }
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("testkit lives in the workspace")
@@ -127,6 +133,7 @@ impl TestEnv {
                 brokers: stack.brokers.clone(),
                 events_topic: format!("test.{id}.events"),
                 dlq_topic: format!("test.{id}.dlq"),
+                keys_topic: format!("test.{id}.keys"),
                 partitions: 4,
                 replication_factor: 1,
                 properties: Vec::new(),
@@ -157,6 +164,59 @@ impl TestEnv {
             .unwrap_or_else(|error| panic!("{sql}: {error}"))
     }
 
+    /// Creates an API key of `project_id` with `scopes` in this test's keys
+    /// topic (services started on this env read it) and returns the key.
+    pub async fn create_key(&self, project_id: &str, scopes: &[Scope]) -> String {
+        self.create_key_with(project_id, scopes, KeyLimits::default())
+            .await
+    }
+
+    /// Like [`Self::create_key`], with the key's own rate limits.
+    pub async fn create_key_with(
+        &self,
+        project_id: &str,
+        scopes: &[Scope],
+        limits: KeyLimits,
+    ) -> String {
+        let key = generate_key();
+        let record = KeyRecord::for_key(
+            &key,
+            project_id,
+            scopes.to_vec(),
+            "test".into(),
+            limits,
+            now_ms(),
+        );
+        self.write_key(&record).await;
+        key
+    }
+
+    /// Revokes `key` (written as a new record, as the admin API does).
+    pub async fn revoke_key(&self, key: &str) {
+        let mut record = KeyRecord::for_key(
+            key,
+            "revoked",
+            Vec::new(),
+            String::new(),
+            KeyLimits::default(),
+            now_ms(),
+        );
+        record.revoked_at_ms = Some(now_ms());
+        self.write_key(&record).await;
+    }
+
+    async fn write_key(&self, record: &KeyRecord) {
+        let never = CancellationToken::new();
+        ensure_keys_topic(&self.kafka, Duration::from_secs(30), &never)
+            .await
+            .expect("keys topic");
+        KeyWriter::new(&self.kafka)
+            .expect("key writer")
+            .put(record)
+            .await
+            .expect("key record written");
+    }
+
     /// An `acks=all` producer to this test's broker.
     pub fn producer(&self) -> FutureProducer {
         client_config(&self.kafka)
@@ -165,6 +225,56 @@ impl TestEnv {
             .set("linger.ms", "5")
             .create()
             .expect("Kafka producer")
+    }
+
+    /// Every event on `topic`, decoded from the gateway's Avro, read from the
+    /// start of each partition to its end.
+    pub async fn topic_events(&self, topic: &str) -> Vec<Event> {
+        let kafka = self.kafka.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = client_config(&kafka)
+                .expect("client config")
+                .set("group.id", "sluice-testkit-reader")
+                .set("enable.auto.commit", "false")
+                .set("enable.partition.eof", "true")
+                .create()
+                .expect("Kafka consumer");
+            let timeout = Duration::from_secs(10);
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), timeout)
+                .expect("topic metadata");
+            let partitions = metadata.topics()[0].partitions().len() as i32;
+            let mut list = TopicPartitionList::new();
+            for partition in 0..partitions {
+                list.add_partition_offset(&topic, partition, Offset::Beginning)
+                    .expect("partition");
+            }
+            consumer.assign(&list).expect("assign");
+            let mut at_end = std::collections::BTreeSet::new();
+            let mut events = Vec::new();
+            let give_up = std::time::Instant::now() + Duration::from_secs(60);
+            while at_end.len() < partitions as usize {
+                assert!(
+                    std::time::Instant::now() < give_up,
+                    "reading {topic} timed out"
+                );
+                match consumer.poll(Duration::from_millis(500)) {
+                    Some(Ok(message)) => events.push(
+                        decode_event(message.payload().unwrap_or_default())
+                            .expect("an event the gateway encoded"),
+                    ),
+                    Some(Err(KafkaError::PartitionEOF(partition))) => {
+                        at_end.insert(partition);
+                    }
+                    Some(Err(error)) => panic!("reading {topic}: {error}"),
+                    None => {}
+                }
+            }
+            events
+        })
+        .await
+        .expect("reader task")
     }
 
     /// How many messages `topic` holds, over all partitions (high minus low watermarks).

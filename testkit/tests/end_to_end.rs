@@ -5,14 +5,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice_ingest_gateway::GatewayConfig;
-use sluice_ingest_gateway::config::IngestSettings;
+use sluice_ingest_gateway::config::{IngestSettings, RateLimitSettings};
 use sluice_query_api::QueryConfig;
+use sluice_runtime::keys::Scope;
 use sluice_runtime::settings::{ApiSettings, ConfigFile, LogFormat, TelemetrySettings};
 use sluice_stream_processor::ProcessorConfig;
 use sluice_stream_processor::config::ProcessorSettings;
 use sluice_testkit::{Running, TestEnv, eventually, spawn_service};
-
-const KEY: &str = "test-key-0001";
 
 fn telemetry() -> TelemetrySettings {
     TelemetrySettings {
@@ -25,22 +24,25 @@ fn project(env: &TestEnv) -> String {
     format!("project_{}", env.id)
 }
 
-fn api_settings(env: &TestEnv) -> ApiSettings {
+fn api_settings() -> ApiSettings {
     ApiSettings {
-        api_keys: vec![format!("{KEY}={}", project(env))],
+        admin_token: String::new(),
         request_timeout_ms: 30_000,
     }
+}
+
+/// A key of the test's project that may send and read.
+async fn key_of(env: &TestEnv) -> String {
+    env.create_key(&project(env), &[Scope::Ingest, Scope::Read])
+        .await
 }
 
 async fn start_gateway(env: &TestEnv) -> Running {
     let config = GatewayConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        api: api_settings(env),
-        ingest: IngestSettings {
-            max_event_bytes: 32 * 1024,
-            produce_timeout_ms: 10_000,
-            compression: "none".into(),
-        },
+        api: api_settings(),
+        ingest: IngestSettings::default(),
+        rate_limits: RateLimitSettings::default(),
         kafka: env.kafka.clone(),
         telemetry: telemetry(),
         config_file: ConfigFile { config: None },
@@ -70,8 +72,9 @@ async fn start_processor(env: &TestEnv) -> Running {
 async fn start_query_api(env: &TestEnv) -> Running {
     let config = QueryConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        api: api_settings(env),
+        api: api_settings(),
         clickhouse: env.clickhouse.clone(),
+        kafka: env.kafka.clone(),
         telemetry: telemetry(),
         config_file: ConfigFile { config: None },
     };
@@ -94,10 +97,10 @@ async fn wait_ready(service: &Running) {
     .await;
 }
 
-async fn post_event(gateway: &Running, body: &Value) -> (u16, Value) {
+async fn post_event(gateway: &Running, key: &str, body: &Value) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(gateway.url("/v1/events"))
-        .bearer_auth(KEY)
+        .bearer_auth(key)
         .header("user-agent", "sluice-e2e/1.0")
         .json(body)
         .send()
@@ -110,6 +113,7 @@ async fn post_event(gateway: &Running, body: &Value) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_travels_from_the_gateway_to_the_query_api() {
     let env = TestEnv::new("e2e");
+    let key = key_of(&env).await;
     let gateway = start_gateway(&env).await;
     wait_ready(&gateway).await;
     let processor = start_processor(&env).await;
@@ -131,11 +135,11 @@ async fn an_event_travels_from_the_gateway_to_the_query_api() {
         "tags": ["beta", "eu"],
         "properties": {"cart": {"items": 3, "total": 59.9}, "coupon": null, "path": "/pay"}
     });
-    let (status, body) = post_event(&gateway, &sent).await;
+    let (status, body) = post_event(&gateway, &key, &sent).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["event_id"], "evt-e2e-1");
 
-    let (status, body) = post_event(&gateway, &json!({"type": "page_view"})).await;
+    let (status, body) = post_event(&gateway, &key, &json!({"type": "page_view"})).await;
     assert_eq!(status, 202, "{body}");
     let generated = body["event_id"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -149,7 +153,7 @@ async fn an_event_travels_from_the_gateway_to_the_query_api() {
         "the event in the query API",
         Duration::from_secs(60),
         || {
-            let request = client.get(&url).bearer_auth(KEY).send();
+            let request = client.get(&url).bearer_auth(&key).send();
             async move {
                 let body: Value = request.await.ok()?.json().await.ok()?;
                 let events = body["events"].as_array()?.clone();
@@ -181,7 +185,7 @@ async fn an_event_travels_from_the_gateway_to_the_query_api() {
 
     let url = query.url("/v1/events");
     eventually("the generated-id event", Duration::from_secs(30), || {
-        let request = client.get(&url).bearer_auth(KEY).send();
+        let request = client.get(&url).bearer_auth(&key).send();
         let generated = generated.clone();
         async move {
             let body: Value = request.await.ok()?.json().await.ok()?;
@@ -194,14 +198,38 @@ async fn an_event_travels_from_the_gateway_to_the_query_api() {
     })
     .await;
 
-    // Another key's project sees nothing of this one.
-    let response = client
-        .get(query.url("/v1/events"))
-        .bearer_auth("not-a-key-000")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 401);
+    // A key of another project sees nothing of this one; an unknown key and
+    // an ingest-only key see nothing at all.
+    let other = env.create_key("another_project", &[Scope::Read]).await;
+    let body: Value = eventually("the other key", Duration::from_secs(10), || {
+        let request = client
+            .get(query.url("/v1/events"))
+            .bearer_auth(&other)
+            .send();
+        async move {
+            request
+                .await
+                .ok()
+                .filter(|r| r.status() == 200)?
+                .json()
+                .await
+                .ok()
+        }
+    })
+    .await;
+    assert_eq!(body["events"], json!([]), "{body}");
+    let ingest_only = env.create_key(&project(&env), &[Scope::Ingest]).await;
+    for (bad_key, status) in [("not-a-key-000", 401), (ingest_only.as_str(), 403)] {
+        let response = eventually("the refusal", Duration::from_secs(10), || {
+            let request = client
+                .get(query.url("/v1/events"))
+                .bearer_auth(bad_key)
+                .send();
+            async move { request.await.ok().filter(|r| r.status() == status) }
+        })
+        .await;
+        assert_eq!(response.status(), status);
+    }
 
     gateway.stop().await.unwrap();
     processor.stop().await.unwrap();
@@ -211,6 +239,7 @@ async fn an_event_travels_from_the_gateway_to_the_query_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors_and_never_reach_the_topic() {
     let env = TestEnv::new("badinput");
+    let key = key_of(&env).await;
     let gateway = start_gateway(&env).await;
     wait_ready(&gateway).await;
     let client = reqwest::Client::new();
@@ -218,6 +247,7 @@ async fn bad_requests_get_clear_errors_and_never_reach_the_topic() {
 
     let (status, body) = post_event(
         &gateway,
+        &key,
         &json!({"type": 5, "duration_ms": "slow", "tags": "x"}),
     )
     .await;
@@ -245,7 +275,7 @@ async fn bad_requests_get_clear_errors_and_never_reach_the_topic() {
     let (status, body) = send(
         client
             .post(&url)
-            .bearer_auth(KEY)
+            .bearer_auth(&key)
             .header("content-type", "application/json")
             .body("{\"type\": "),
     )
@@ -273,7 +303,7 @@ async fn bad_requests_get_clear_errors_and_never_reach_the_topic() {
     let (status, body) = send(
         client
             .post(&url)
-            .bearer_auth(KEY)
+            .bearer_auth(&key)
             .header("content-type", "text/plain")
             .body("{}"),
     )
@@ -283,7 +313,7 @@ async fn bad_requests_get_clear_errors_and_never_reach_the_topic() {
         (415, Some("unsupported_media_type"))
     );
     let huge = json!({"type": "x", "properties": {"blob": "a".repeat(100_000)}});
-    let (status, body) = send(client.post(&url).bearer_auth(KEY).json(&huge)).await;
+    let (status, body) = send(client.post(&url).bearer_auth(&key).json(&huge)).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (413, Some("payload_too_large"))
@@ -291,7 +321,7 @@ async fn bad_requests_get_clear_errors_and_never_reach_the_topic() {
     let (status, body) = send(
         client
             .post(&url)
-            .bearer_auth(KEY)
+            .bearer_auth(&key)
             .header("content-type", "application/json")
             .body(vec![0xFF, 0xFE, b'{']),
     )
@@ -302,7 +332,7 @@ async fn bad_requests_get_clear_errors_and_never_reach_the_topic() {
     );
 
     // One good event as a fence: the topic holds it and nothing else.
-    let (status, _) = post_event(&gateway, &json!({"type": "fence"})).await;
+    let (status, _) = post_event(&gateway, &key, &json!({"type": "fence"})).await;
     assert_eq!(status, 202);
     assert_eq!(env.topic_message_count(&env.kafka.events_topic).await, 1);
     gateway.stop().await.unwrap();

@@ -1,0 +1,212 @@
+//! Key administration: create, list and revoke API keys.
+//!
+//! Guarded by the bootstrap admin token (`--admin-token`) or a key with the
+//! `admin` scope. Writes go to the keys topic, and each answer waits until
+//! this gateway's own key store has the change, so a key created here works
+//! here at once; other gateways and query APIs see it within about a second.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sluice_runtime::auth::presented_key;
+use sluice_runtime::keys::record::{MAX_KEY_BYTES, MIN_IMPORTED_KEY_BYTES};
+use sluice_runtime::keys::{KeyLimits, KeyRecord, Scope, generate_key};
+use sluice_schemas::time_format::{format_rfc3339_ms, now_ms};
+
+use crate::error::{ApiError, Result};
+use crate::routes::{AppState, authorize};
+
+/// How long an admin answer waits for the key store to show its own write.
+const READ_YOUR_WRITE: Duration = Duration::from_secs(10);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/keys", get(list_keys).post(create_key))
+        .route("/v1/admin/keys/{key_id}", delete(revoke_key))
+}
+
+/// The bootstrap token, compared in constant time, or an `admin` key.
+fn authorize_admin(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Result<()> {
+    let presented = presented_key(headers);
+    if let (Some(token), Some(presented)) = (&state.admin_token, &presented)
+        && constant_time_eq(token.as_bytes(), presented.as_bytes())
+    {
+        return Ok(());
+    }
+    let client_ip = state.proxies.client_ip(peer.ip(), headers);
+    authorize(state, presented, client_ip, Scope::Admin).map(|_| ())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    project_id: String,
+    scopes: Vec<Scope>,
+    #[serde(default)]
+    label: String,
+    /// An existing secret to import (e.g. a Segment write key); generated when absent.
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    limits: KeyLimits,
+}
+
+/// `POST /v1/admin/keys`: 201 with the new key, shown this once.
+async fn create_key(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: std::result::Result<Json<NewKey>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response> {
+    authorize_admin(&state, &headers, peer)?;
+    let Json(request) = body.map_err(|rejection| ApiError::InvalidJson(rejection.body_text()))?;
+    check_project_id(&request.project_id)?;
+    if request.scopes.is_empty() {
+        return Err(invalid(
+            "scopes must name at least one of ingest, read, admin",
+        ));
+    }
+    if request.label.len() > 256 {
+        return Err(invalid("label is longer than 256 bytes"));
+    }
+    let key = match request.key {
+        Some(key) => {
+            let fits = (MIN_IMPORTED_KEY_BYTES..=MAX_KEY_BYTES).contains(&key.len());
+            if !fits || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(invalid(&format!(
+                    "key must be {MIN_IMPORTED_KEY_BYTES} to {MAX_KEY_BYTES} bytes without spaces or control characters"
+                )));
+            }
+            key
+        }
+        None => generate_key(),
+    };
+    let mut scopes = request.scopes;
+    scopes.sort_by_key(|scope| scope.as_str());
+    scopes.dedup();
+    let record = KeyRecord::for_key(
+        &key,
+        &request.project_id,
+        scopes,
+        request.label,
+        request.limits,
+        now_ms(),
+    );
+    if let Some(existing) = state.keys.get(&record.key_id)
+        && !existing.is_revoked()
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "this key already exists (key_id {}); revoke it first or leave `key` out",
+            existing.key_id
+        )));
+    }
+    write(&state, &record).await?;
+    let mut body = view(&record);
+    body["key"] = Value::String(key);
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    project_id: Option<String>,
+}
+
+/// `GET /v1/admin/keys[?project_id=]`: every key, without secrets.
+async fn list_keys(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: std::result::Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>> {
+    authorize_admin(&state, &headers, peer)?;
+    let Query(query) =
+        query.map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
+    let keys: Vec<Value> = state
+        .keys
+        .list(query.project_id.as_deref())
+        .iter()
+        .map(|record| view(record))
+        .collect();
+    Ok(Json(json!({"keys": keys})))
+}
+
+/// `DELETE /v1/admin/keys/{key_id}`: revokes the key everywhere within seconds.
+async fn revoke_key(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(key_id): Path<String>,
+) -> Result<Json<Value>> {
+    authorize_admin(&state, &headers, peer)?;
+    let record = state
+        .keys
+        .get(&key_id)
+        .ok_or_else(|| ApiError::NotFound(format!("key {key_id:?}")))?;
+    if record.is_revoked() {
+        return Ok(Json(view(&record)));
+    }
+    let mut revoked = (*record).clone();
+    revoked.revoked_at_ms = Some(now_ms());
+    write(&state, &revoked).await?;
+    Ok(Json(view(&revoked)))
+}
+
+async fn write(state: &AppState, record: &KeyRecord) -> Result<()> {
+    if let Err(error) = state.key_writer.put(record).await {
+        tracing::error!(cause = %error, key_id = %record.key_id, "cannot write a key record");
+        return Err(ApiError::Unavailable {
+            code: "broker_unavailable",
+            acknowledged: Vec::new(),
+        });
+    }
+    if !state.keys.wait_for(record, READ_YOUR_WRITE).await {
+        tracing::warn!(key_id = %record.key_id, "key written but not yet visible in this gateway's store");
+    }
+    tracing::info!(key_id = %record.key_id, project_id = %record.project_id, revoked = record.is_revoked(), "key record written");
+    Ok(())
+}
+
+/// A record as the API shows it: everything but the digest.
+fn view(record: &KeyRecord) -> Value {
+    json!({
+        "key_id": record.key_id,
+        "project_id": record.project_id,
+        "scopes": record.scopes,
+        "label": record.label,
+        "created_at": format_rfc3339_ms(record.created_at_ms),
+        "revoked_at": record.revoked_at_ms.map(format_rfc3339_ms),
+        "limits": record.limits,
+    })
+}
+
+/// Project ids end up in every event and query: keep them plain.
+fn check_project_id(project_id: &str) -> Result<()> {
+    let plain = !project_id.is_empty()
+        && project_id.len() <= 64
+        && project_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if plain {
+        Ok(())
+    } else {
+        Err(invalid(
+            "project_id must be 1 to 64 ASCII letters, digits, '_', '-' or '.'",
+        ))
+    }
+}
+
+fn invalid(message: &str) -> ApiError {
+    ApiError::InvalidRequest(message.to_owned())
+}

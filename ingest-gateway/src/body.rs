@@ -1,0 +1,189 @@
+//! A request body as JSON text: media type checked, gzip undone within the
+//! size limit, so a small compressed bomb cannot grow past it.
+
+use std::io::Read;
+
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use bytes::Bytes;
+use flate2::read::MultiGzDecoder;
+
+use crate::error::ApiError;
+
+/// Media types a route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    /// `application/json` only.
+    Json,
+    /// Also `text/plain`: browser SDKs send JSON as text to skip the CORS
+    /// preflight, as Segment's analytics.js does.
+    JsonOrText,
+}
+
+/// The body, checked and decompressed; at most `max_bytes` long.
+pub fn read_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    accept: Accept,
+    max_bytes: usize,
+) -> Result<Bytes, ApiError> {
+    check_media_type(headers, accept)?;
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(max_bytes)
+        } else {
+            ApiError::UnreadableBody(rejection.body_text())
+        }
+    })?;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|value| value.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("" | "identity") => Ok(body),
+        Some("gzip" | "x-gzip") => gunzip(&body, max_bytes),
+        Some(other) => Err(ApiError::UnsupportedEncoding(other.to_owned())),
+    }
+}
+
+fn check_media_type(headers: &HeaderMap, accept: Accept) -> Result<(), ApiError> {
+    let mime = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.split(';').next().unwrap_or("").trim());
+    let accepted = match mime {
+        Some(mime) if mime.eq_ignore_ascii_case("application/json") => true,
+        Some(mime) if mime.eq_ignore_ascii_case("text/plain") => accept == Accept::JsonOrText,
+        _ => false,
+    };
+    if accepted {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(accept))
+    }
+}
+
+/// Decompresses at most `max_bytes`; one byte more is a 413, not a larger buffer.
+fn gunzip(body: &[u8], max_bytes: usize) -> Result<Bytes, ApiError> {
+    let mut decoded = Vec::with_capacity(body.len().saturating_mul(4).min(max_bytes));
+    let limit = u64::try_from(max_bytes)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    MultiGzDecoder::new(body)
+        .take(limit)
+        .read_to_end(&mut decoded)
+        .map_err(|error| ApiError::InvalidGzip(error.to_string()))?;
+    if decoded.len() > max_bytes {
+        return Err(ApiError::PayloadTooLarge(max_bytes));
+    }
+    Ok(Bytes::from(decoded))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use axum::http::HeaderValue;
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+
+    use super::*;
+
+    fn headers(content_type: &str, encoding: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(content_type).unwrap(),
+        );
+        if let Some(encoding) = encoding {
+            headers.insert(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_str(encoding).unwrap(),
+            );
+        }
+        headers
+    }
+
+    fn gzip(data: &[u8]) -> Bytes {
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+        encoder.write_all(data).unwrap();
+        Bytes::from(encoder.finish().unwrap())
+    }
+
+    #[test]
+    fn passes_plain_json_and_undoes_gzip() {
+        let json = Bytes::from_static(br#"{"a":1}"#);
+        let plain = read_body(
+            &headers("application/json; charset=utf-8", None),
+            Ok(json.clone()),
+            Accept::Json,
+            100,
+        );
+        assert_eq!(plain.unwrap(), json);
+        let unzipped = read_body(
+            &headers("application/json", Some("gzip")),
+            Ok(gzip(&json)),
+            Accept::Json,
+            100,
+        );
+        assert_eq!(unzipped.unwrap(), json);
+    }
+
+    #[test]
+    fn text_plain_only_where_accepted() {
+        let json = Bytes::from_static(b"{}");
+        assert!(
+            read_body(
+                &headers("text/plain", None),
+                Ok(json.clone()),
+                Accept::JsonOrText,
+                9
+            )
+            .is_ok()
+        );
+        assert!(matches!(
+            read_body(
+                &headers("text/plain", None),
+                Ok(json.clone()),
+                Accept::Json,
+                9
+            ),
+            Err(ApiError::UnsupportedMediaType(_))
+        ));
+        assert!(matches!(
+            read_body(&HeaderMap::new(), Ok(json), Accept::Json, 9),
+            Err(ApiError::UnsupportedMediaType(_))
+        ));
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_limit() {
+        let bomb = gzip(&vec![b' '; 10 * 1024 * 1024]);
+        assert!(bomb.len() < 20 * 1024);
+        let result = read_body(
+            &headers("application/json", Some("gzip")),
+            Ok(bomb),
+            Accept::Json,
+            64 * 1024,
+        );
+        assert!(matches!(result, Err(ApiError::PayloadTooLarge(65536))));
+    }
+
+    #[test]
+    fn truncated_gzip_and_unknown_encodings_are_refused() {
+        let zipped = gzip(br#"{"type":"a"}"#);
+        let truncated = zipped.slice(..zipped.len() - 6);
+        assert!(matches!(
+            read_body(
+                &headers("application/json", Some("gzip")),
+                Ok(truncated),
+                Accept::Json,
+                100
+            ),
+            Err(ApiError::InvalidGzip(_))
+        ));
+        assert!(matches!(
+            read_body(&headers("application/json", Some("br")), Ok(zipped), Accept::Json, 100),
+            Err(ApiError::UnsupportedEncoding(e)) if e == "br"
+        ));
+    }
+}
