@@ -39,9 +39,9 @@ pub async fn serve(
     let api_keys = ApiKeys::parse(&config.api.api_keys)?;
     let readiness = Readiness::default();
     readiness.register("clickhouse");
-    ensure_schema(&config.clickhouse, STARTUP_DEADLINE, &shutdown).await?;
+    let features = ensure_schema(&config.clickhouse, STARTUP_DEADLINE, &shutdown).await?;
     readiness.set("clickhouse", true);
-    let (clickhouse, _) = client(&config.clickhouse)?;
+    let (clickhouse, _) = client(&config.clickhouse, features)?;
 
     let mut registry = Registry::default();
     let state = AppState {
