@@ -221,27 +221,6 @@ impl TestEnv {
             .sum()
     }
 
-    /// Like [`Self::topic_message_count`], but `None` while the topic does not exist yet.
-    pub async fn try_topic_message_count(&self, topic: &str) -> Option<i64> {
-        let kafka = self.kafka.clone();
-        let name = topic.to_owned();
-        let exists = tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = client_config(&kafka).ok()?.create().ok()?;
-            let metadata = consumer
-                .fetch_metadata(Some(&name), Duration::from_secs(5))
-                .ok()?;
-            let topic = metadata.topics().first()?;
-            (topic.error().is_none() && !topic.partitions().is_empty()).then_some(())
-        })
-        .await
-        .ok()
-        .flatten();
-        match exists {
-            Some(()) => Some(self.topic_message_count(topic).await),
-            None => None,
-        }
-    }
-
     /// Messages of `topic` that consumer group `group` has not committed yet.
     pub async fn group_lag(&self, topic: &str, group: &str) -> i64 {
         self.offsets(topic, group)
