@@ -28,19 +28,29 @@ die() {
     exit 2
 }
 
-engines=${SLUICE_TEST_ENGINES:-both}
+choice=${SLUICE_TEST_ENGINES:-both}
 runner_args=()
 while (($#)); do
     case $1 in
-    --engine) (($# >= 2)) || die "--engine needs a value: clickhouse-18, chdb or both"; engines=$2; shift 2 ;;
-    --engine=*) engines=${1#--engine=}; shift ;;
-    *) runner_args+=("$1"); shift ;;
+    --engine)
+        (($# >= 2)) || die "--engine needs a value: clickhouse-18, chdb or both"
+        choice=$2
+        shift 2
+        ;;
+    --engine=*)
+        choice=${1#--engine=}
+        shift
+        ;;
+    *)
+        runner_args+=("$1")
+        shift
+        ;;
     esac
 done
-case $engines in
+case $choice in
 both) engines=(clickhouse-18 chdb) ;;
-clickhouse-18 | chdb) engines=("$engines") ;;
-*) die "unknown engine '$engines': use clickhouse-18, chdb or both (--engine or SLUICE_TEST_ENGINES)" ;;
+clickhouse-18 | chdb) engines=("$choice") ;;
+*) die "unknown engine '$choice': use clickhouse-18, chdb or both (--engine or SLUICE_TEST_ENGINES)" ;;
 esac
 
 HOST=127.0.0.1
@@ -80,8 +90,13 @@ for engine in "${engines[@]}"; do
     log "===== engine $engine: ${url_of[$engine]} ====="
     start=$SECONDS
     rc=0
+    if [[ $engine == chdb ]]; then
+        log "the chdb fixture's own tests (testkit/chdb-fixture/test_*.py)"
+        PYTHONDONTWRITEBYTECODE=1 "${SLUICE_CHDB_VENV:-$HOME/.cache/sluice/chdb-venv}/bin/python" \
+            -m unittest discover -s testkit/chdb-fixture -q || rc=$?
+    fi
     SLUICE_TEST_CLICKHOUSE_ENGINE=$engine SLUICE_TEST_CLICKHOUSE_URL=${url_of[$engine]} \
-        "${runner[@]}" "${runner_args[@]}" || rc=$?
+        "${runner[@]}" "${runner_args[@]}" || rc=$((rc ? rc : $?))
     result=passed
     ((rc == 0)) || {
         result="FAILED (exit $rc)"

@@ -164,7 +164,7 @@ class Engine:
         self._path = path
 
     def run(self, sql, data, database, settings, params, output_format):
-        """Runs one request; returns (body bytes, output format name)."""
+        """Runs one request; returns the response body."""
         conn = chdb.connect(self._path)
         try:
             if database:
