@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Local single-machine stack for Sluice: the tansu broker (Kafka protocol) and
 # ClickHouse, run as plain background processes. No systemd and no Docker, so the
-# same script works on a developer machine, in CI and inside a container.
+# same script works on a developer machine, in CI and inside a container. For the
+# tests it also runs chdb, the test fixture that serves a current ClickHouse engine
+# over HTTP (testkit/chdb-fixture; never a server for users).
 #
-# Usage: deploy/stack.sh up|down|restart|status|env [kafka|clickhouse] [--wipe]
+# Usage: deploy/stack.sh up|down|restart|status|env [kafka|clickhouse|chdb] [--wipe]
 #
 #   up [COMPONENT]            start (idempotent; safe to run concurrently)
 #   down [COMPONENT] [--wipe] stop (SIGTERM, SIGKILL after 10 s), keeping data;
@@ -12,18 +14,21 @@
 #   status [COMPONENT]        print state, pid and URL; exit 0 only when all are up
 #   env                       print export lines for the Sluice services' env vars
 #
-# COMPONENT is kafka (alias tansu, broker) or clickhouse (alias ch); default both.
+# COMPONENT is kafka (alias tansu, broker), clickhouse (alias ch) or chdb; default
+# kafka and clickhouse (down: all three). chdb needs `deploy/install.sh chdb`.
 #
 # Environment (defaults in brackets):
 #   SLUICE_STACK_DIR [<repo>/.sluice]  state: data, generated config, pids, logs
 #   SLUICE_KAFKA_PORT [9092]  SLUICE_CLICKHOUSE_HTTP_PORT [8123]
-#   SLUICE_CLICKHOUSE_TCP_PORT [9000]  SLUICE_STACK_TIMEOUT [30] seconds to get ready
+#   SLUICE_CLICKHOUSE_TCP_PORT [9000]  SLUICE_CHDB_HTTP_PORT [8124]
+#   SLUICE_STACK_TIMEOUT [30] seconds to get ready
 #   SLUICE_TANSU_BIN, SLUICE_CLICKHOUSE_SERVER_BIN  override the binaries' paths
+#   SLUICE_CHDB_VENV [~/.cache/sluice/chdb-venv]  the fixture's Python environment
 # Everything binds 127.0.0.1 only.
 set -euo pipefail
 
 usage() {
-    sed -n '5,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '7,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,6 +38,9 @@ HOST=127.0.0.1
 KAFKA_PORT=${SLUICE_KAFKA_PORT:-9092}
 CH_HTTP_PORT=${SLUICE_CLICKHOUSE_HTTP_PORT:-8123}
 CH_TCP_PORT=${SLUICE_CLICKHOUSE_TCP_PORT:-9000}
+CHDB_PORT=${SLUICE_CHDB_HTTP_PORT:-8124}
+CHDB_VENV=${SLUICE_CHDB_VENV:-$HOME/.cache/sluice/chdb-venv}
+CHDB_FIXTURE=$ROOT/testkit/chdb-fixture/chdb_http_fixture.py
 READY_TIMEOUT=${SLUICE_STACK_TIMEOUT:-30}
 STOP_TIMEOUT=10
 # Long enough for another `up` to start both components from scratch.
@@ -45,7 +53,7 @@ die() {
     exit 1
 }
 
-for v in SLUICE_KAFKA_PORT SLUICE_CLICKHOUSE_HTTP_PORT SLUICE_CLICKHOUSE_TCP_PORT SLUICE_STACK_TIMEOUT; do
+for v in SLUICE_KAFKA_PORT SLUICE_CLICKHOUSE_HTTP_PORT SLUICE_CLICKHOUSE_TCP_PORT SLUICE_CHDB_HTTP_PORT SLUICE_STACK_TIMEOUT; do
     [[ ${!v:-0} =~ ^[0-9]+$ ]] || die "$v must be a number, got '${!v}'"
 done
 
@@ -57,6 +65,7 @@ proc_name() {
     case $1 in
     kafka) echo tansu ;;
     clickhouse) echo clickhouse ;;
+    chdb) echo chdb ;;
     esac
 }
 pid_file() { echo "$STACK_DIR/run/$(proc_name "$1").pid"; }
@@ -66,6 +75,7 @@ url_of() {
     case $1 in
     kafka) echo "tcp://$HOST:$KAFKA_PORT" ;;
     clickhouse) echo "http://$HOST:$CH_HTTP_PORT (native tcp://$HOST:$CH_TCP_PORT)" ;;
+    chdb) echo "http://$HOST:$CHDB_PORT (test fixture)" ;;
     esac
 }
 
@@ -105,12 +115,16 @@ require_binaries() {
             find_clickhouse_server >/dev/null || missing+=("clickhouse-server")
             command -v clickhouse-client >/dev/null || missing+=("clickhouse-client")
             ;;
+        chdb)
+            "$CHDB_VENV/bin/python" -c 'import chdb, lz4, clickhouse_cityhash' 2>/dev/null ||
+                missing+=("the chdb fixture's Python packages in $CHDB_VENV (deploy/install.sh chdb)")
+            ;;
         esac
     done
     command -v curl >/dev/null || missing+=("curl")
     if ((${#missing[@]})); then
         err "missing: ${missing[*]}"
-        err "run deploy/install.sh (tansu alone: deploy/install.sh tansu; packages alone: deploy/install.sh apt)"
+        err "run deploy/install.sh (tansu alone: deploy/install.sh tansu; packages alone: deploy/install.sh apt; chdb: deploy/install.sh chdb)"
         exit 1
     fi
 }
@@ -236,14 +250,15 @@ kafka_answers() {
     [[ $reply == ????????000000070000 ]]
 }
 
-clickhouse_answers() {
-    [[ $(curl -fsS --max-time 2 "http://$HOST:$CH_HTTP_PORT/ping" 2>/dev/null) == "Ok." ]]
+http_ping() {
+    [[ $(curl -fsS --max-time 2 "http://$HOST:$1/ping" 2>/dev/null) == "Ok." ]]
 }
 
 is_ready() {
     case $1 in
     kafka) kafka_answers ;;
-    clickhouse) clickhouse_answers ;;
+    clickhouse) http_ping "$CH_HTTP_PORT" ;;
+    chdb) http_ping "$CHDB_PORT" ;;
     esac
 }
 
@@ -412,6 +427,41 @@ verify_clickhouse() {
     echo "$version"
 }
 
+# --- chdb (test fixture) ---------------------------------------------------
+
+start_chdb() {
+    local dir
+    dir=$(data_dir chdb)
+    check_port_free chdb "$CHDB_PORT" SLUICE_CHDB_HTTP_PORT
+    log "chdb: starting the test fixture (current ClickHouse engine from chdb-core)"
+    mkdir -p "$dir"
+    # The data path goes on the command line so that is_ours recognises the process.
+    launch chdb "$dir" "$CHDB_VENV/bin/python" "$CHDB_FIXTURE" \
+        --host "$HOST" --port "$CHDB_PORT" --path "$dir/data"
+}
+
+# Like verify_clickhouse: /ping is answered by the fixture, a query by the engine.
+verify_http_query() {
+    local port=$1 version
+    version=$(curl -fsS --max-time 10 "http://$HOST:$port/?query=SELECT%20version()" 2>&1) ||
+        die "HTTP query SELECT version() on port $port failed: $version"
+    echo "$version"
+}
+
+version_note() {
+    local version
+    case $1 in
+    clickhouse)
+        version=$(verify_clickhouse) || exit 1
+        echo ", version $version"
+        ;;
+    chdb)
+        version=$(verify_http_query "$CHDB_PORT") || exit 1
+        echo ", engine version $version"
+        ;;
+    esac
+}
+
 # --- commands --------------------------------------------------------------
 
 # up/down take an exclusive lock so that parallel callers (tests) serialise:
@@ -434,7 +484,7 @@ up_one() {
             log "$comp: pid $pid is running but not answering yet; waiting"
             wait_ready "$comp" "$pid"
         fi
-        if [[ $comp == clickhouse ]]; then extra=", version $(verify_clickhouse)"; fi
+        extra=$(version_note "$comp")
         log "$comp: already up (pid $pid) at $(url_of "$comp")$extra"
         return 0
     fi
@@ -443,7 +493,7 @@ up_one() {
     "start_$comp"
     pid=$(<"$(pid_file "$comp")")
     wait_ready "$comp" "$pid"
-    if [[ $comp == clickhouse ]]; then extra=", version $(verify_clickhouse)"; fi
+    extra=$(version_note "$comp")
     log "$comp: up (pid $pid) at $(url_of "$comp")$extra; data in $(data_dir "$comp"), log $(log_file "$comp")"
 }
 
@@ -504,7 +554,8 @@ main() {
         case $arg in
         kafka | tansu | broker) comps+=(kafka) ;;
         clickhouse | ch) comps+=(clickhouse) ;;
-        all) comps+=(clickhouse kafka) ;;
+        chdb) comps+=(chdb) ;;
+        all) comps+=(clickhouse kafka chdb) ;;
         --wipe) wipe=yes ;;
         -h | --help)
             usage
@@ -517,7 +568,10 @@ main() {
             ;;
         esac
     done
-    ((${#comps[@]})) || comps=(clickhouse kafka)
+    if ((${#comps[@]} == 0)); then
+        # The fixture only runs for tests, but `down` should leave nothing behind.
+        if [[ $cmd == down ]]; then comps=(clickhouse kafka chdb); else comps=(clickhouse kafka); fi
+    fi
     [[ $wipe == no || $cmd == down ]] || die "--wipe only goes with down"
 
     local c rc=0
@@ -547,6 +601,7 @@ main() {
     env)
         echo "export SLUICE_KAFKA_BROKERS=$HOST:$KAFKA_PORT"
         echo "export SLUICE_CLICKHOUSE_URL=http://$HOST:$CH_HTTP_PORT"
+        echo "# the chdb test fixture, for tests only: http://$HOST:$CHDB_PORT"
         ;;
     -h | --help | help) usage ;;
     *)

@@ -36,6 +36,7 @@ pub struct EventsQuery {
 struct StoredEvent {
     event_id: String,
     project_id: String,
+    #[serde(rename = "type")]
     event_type: String,
     timestamp_ms: u64,
     received_at_ms: u64,

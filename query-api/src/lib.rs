@@ -42,9 +42,9 @@ pub async fn serve(
     ensure_keys_topic(&config.kafka, STARTUP_DEADLINE, &shutdown).await?;
     let keys = KeyStore::tail(&config.kafka, &readiness, shutdown.child_token())?;
     readiness.register("clickhouse");
-    ensure_schema(&config.clickhouse, STARTUP_DEADLINE, &shutdown).await?;
+    let features = ensure_schema(&config.clickhouse, STARTUP_DEADLINE, &shutdown).await?;
     readiness.set("clickhouse", true);
-    let (clickhouse, _) = client(&config.clickhouse)?;
+    let (clickhouse, _) = client(&config.clickhouse, features)?;
 
     let mut registry = Registry::default();
     let state = AppState {

@@ -1,12 +1,20 @@
-//! ClickHouse tables, in the SQL subset shared by 18.16 and current servers.
+//! ClickHouse tables: the SQL subset shared by 18.16 and current servers, plus
+//! what [`ServerFeatures`] says the server has (`LowCardinality`, `TTL`).
 //!
 //! Identifiers cannot be bound as query parameters, so the one identifier that
 //! operators choose, the database name, is checked by [`Database::new`] before
 //! any statement is built from it.
+//!
+//! Event time stays `DateTime` (seconds) plus `timestamp_ms` (UInt64) on every
+//! server, rather than `DateTime64(3)` where it exists: one row struct and one
+//! set of queries serve both, and the millisecond column already sorts and
+//! filters exactly.
 
 use std::fmt;
 
 use thiserror::Error;
+
+use crate::server::ServerFeatures;
 
 /// A database name that is safe to splice into SQL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,11 +45,17 @@ impl Database {
     }
 
     /// Every statement that creates the database and its tables, in order.
-    /// Each is idempotent.
-    pub fn create_statements(&self) -> Vec<String> {
+    /// Each is idempotent. `retention_days` keeps events that long by event
+    /// time, as a `TTL` where the server has it; without TTL the caller drops
+    /// day partitions instead.
+    pub fn create_statements(
+        &self,
+        features: ServerFeatures,
+        retention_days: Option<u32>,
+    ) -> Vec<String> {
         vec![
             format!("CREATE DATABASE IF NOT EXISTS {self}"),
-            self.events_table(),
+            self.events_table(features, retention_days),
         ]
     }
 
@@ -53,19 +67,31 @@ impl Database {
     /// sorting key (readers use `FINAL`). A client retry of an `event_id` with
     /// the same type and event time collapses the same way, the latest
     /// `received_at_ms` winning. Partitions are days, which retention drops.
-    fn events_table(&self) -> String {
+    fn events_table(&self, features: ServerFeatures, retention_days: Option<u32>) -> String {
+        // Few distinct values each: dictionary-encoded where the server can.
+        let tag = if features.low_cardinality {
+            "LowCardinality(String)"
+        } else {
+            "String"
+        };
+        let ttl = match retention_days {
+            Some(days) if features.ttl => {
+                format!("\n            TTL timestamp + INTERVAL {days} DAY")
+            }
+            _ => String::new(),
+        };
         format!(
             "CREATE TABLE IF NOT EXISTS {self}.events (
                 project_id String,
-                type String,
+                type {tag},
                 timestamp DateTime,
                 timestamp_ms UInt64,
                 event_id String,
                 user_id String,
                 session_id String,
-                source String,
+                source {tag},
                 duration_ms Nullable(Float64),
-                status String,
+                status {tag},
                 tags Array(String),
                 properties String,
                 received_at_ms UInt64,
@@ -75,7 +101,7 @@ impl Database {
                 kafka_offset UInt64
             ) ENGINE = ReplacingMergeTree(received_at_ms)
             PARTITION BY toYYYYMMDD(timestamp)
-            ORDER BY (project_id, type, timestamp, event_id)"
+            ORDER BY (project_id, type, timestamp, event_id){ttl}"
         )
     }
 }
@@ -107,10 +133,47 @@ mod tests {
         }
     }
 
-    #[test]
-    fn statements_name_the_database() {
-        let statements = Database::new("sluice").unwrap().create_statements();
+    const CURRENT: ServerFeatures = ServerFeatures {
+        low_cardinality: true,
+        ttl: true,
+        row_validation: true,
+    };
+
+    fn events_table(features: ServerFeatures, retention_days: Option<u32>) -> String {
+        let statements = Database::new("sluice")
+            .unwrap()
+            .create_statements(features, retention_days);
         assert_eq!(statements[0], "CREATE DATABASE IF NOT EXISTS `sluice`");
-        assert!(statements[1].contains("`sluice`.events"));
+        assert!(statements[1].starts_with("CREATE TABLE IF NOT EXISTS `sluice`.events ("));
+        statements[1].clone()
+    }
+
+    #[test]
+    fn the_common_subset_has_no_newer_sql() {
+        for retention in [None, Some(30)] {
+            let sql = events_table(ServerFeatures::COMMON_SUBSET, retention);
+            assert!(!sql.contains("LowCardinality"), "{sql}");
+            assert!(!sql.contains("TTL"), "{sql}");
+            assert!(sql.contains("\n                type String,"), "{sql}");
+            assert!(sql.ends_with("ORDER BY (project_id, type, timestamp, event_id)"));
+        }
+    }
+
+    #[test]
+    fn current_servers_get_low_cardinality_and_ttl() {
+        let sql = events_table(CURRENT, Some(30));
+        for column in ["type", "source", "status"] {
+            assert!(
+                sql.contains(&format!(
+                    "\n                {column} LowCardinality(String),"
+                )),
+                "{column}: {sql}"
+            );
+        }
+        assert!(sql.contains("project_id String,"), "{sql}");
+        assert!(sql.ends_with(
+            "ORDER BY (project_id, type, timestamp, event_id)\n            TTL timestamp + INTERVAL 30 DAY"
+        ));
+        assert!(!events_table(CURRENT, None).contains("TTL"));
     }
 }

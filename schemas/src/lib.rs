@@ -7,12 +7,15 @@
 //! - [`event`]: [`Event`], the enriched record as it travels on the topic.
 //! - [`validate`]: JSON input to [`Event`], with a precise error per field.
 //! - [`avro`]: the Avro single-object codec for topic values (schema in `avro/event.avsc`).
-//! - [`ddl`]: the ClickHouse tables, in the SQL subset that 18.16 and current servers share.
+//! - [`ddl`]: the ClickHouse tables, in the SQL subset that 18.16 and current servers
+//!   share, plus what [`server`] says a newer server has.
+//! - [`server`]: a ClickHouse server's version and the features Sluice uses on it.
 //! - [`time_format`]: event-time parsing and formatting (RFC 3339 and epoch milliseconds).
 
 pub mod avro;
 pub mod ddl;
 pub mod event;
+pub mod server;
 pub mod time_format;
 pub mod validate;
 

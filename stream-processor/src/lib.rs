@@ -70,10 +70,10 @@ pub async fn serve(
     )
     .await?;
     readiness.set("kafka", true);
-    ensure_schema(&config.clickhouse, STARTUP_DEADLINE, &shutdown).await?;
+    let features = ensure_schema(&config.clickhouse, STARTUP_DEADLINE, &shutdown).await?;
     readiness.set("clickhouse", true);
 
-    let (clickhouse, _) = client(&config.clickhouse)?;
+    let (clickhouse, _) = client(&config.clickhouse, features)?;
     let pipeline = Pipeline::new(
         kafka,
         config.processor.clone(),

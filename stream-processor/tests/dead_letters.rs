@@ -37,12 +37,9 @@ async fn poison_goes_to_the_dead_letter_topic_and_the_rest_flows() {
         sluice_stream_processor::serve(config, listener, shutdown)
     })
     .await;
+    // Ready means the topics and the ClickHouse tables exist.
+    processor.wait_ready().await;
     let topic = env.kafka.events_topic.clone();
-    eventually("the events topic", Duration::from_secs(60), || {
-        let (env, topic) = (&env, &topic);
-        async move { env.try_topic_message_count(topic).await }
-    })
-    .await;
 
     let now = sluice_schemas::time_format::now_ms();
     let good = |id: &str| {

@@ -5,7 +5,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use rdkafka::producer::FutureRecord;
-use sluice_runtime::clickhouse::ensure_schema;
 use sluice_runtime::kafka::ensure_topics;
 use sluice_schemas::Event;
 use sluice_schemas::avro::encode_event;
@@ -67,13 +66,7 @@ async fn sigkill_mid_stream_loses_and_duplicates_nothing() {
     )
     .await
     .unwrap();
-    ensure_schema(
-        &env.clickhouse,
-        Duration::from_secs(30),
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    env.ensure_schema().await;
     let producer = env.producer();
     let project = format!("p_{}", env.id);
     let mut processor = start_processor(&env, "main");

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -17,6 +18,24 @@ pub struct Running {
 impl Running {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Waits until `/health/ready` answers 200: every dependency the service
+    /// registered is set up (topics, tables), or panics after 60 s.
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let url = self.url("/health/ready");
+        crate::eventually("service readiness", Duration::from_secs(60), || {
+            let request = client.get(&url).send();
+            async move {
+                request
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
+        })
+        .await;
     }
 
     /// Graceful stop: cancels, then waits for the service to finish draining.

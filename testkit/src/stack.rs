@@ -11,6 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Message, Offset, TopicPartitionList};
+use sluice_runtime::clickhouse::ServerFeatures;
 use sluice_runtime::kafka::{client_config, ensure_keys_topic};
 use sluice_runtime::keys::{KeyLimits, KeyRecord, KeyWriter, Scope, generate_key};
 use sluice_runtime::settings::{ClickhouseSettings, KafkaSettings};
@@ -19,11 +20,18 @@ use sluice_schemas::avro::decode_event;
 use sluice_schemas::time_format::now_ms;
 use tokio_util::sync::CancellationToken;
 
-/// Where the stack answers.
+/// Where the stack answers, and which ClickHouse engine it is.
 #[derive(Debug)]
 pub struct StackInfo {
     pub brokers: String,
     pub clickhouse_url: String,
+    /// `SLUICE_TEST_CLICKHOUSE_ENGINE` (set by `deploy/test.sh`: `clickhouse-18`
+    /// or `chdb`), so that every failure says which engine it was on.
+    pub engine: String,
+    /// What the engine answers to `SELECT version()`.
+    pub clickhouse_version: String,
+    /// What the services will use on this engine.
+    pub features: ServerFeatures,
 }
 
 static STACK: OnceLock<StackInfo> = OnceLock::new();
@@ -38,35 +46,60 @@ pub fn stack() -> &'static StackInfo {
         let brokers = std::env::var("SLUICE_TEST_KAFKA_BROKERS").ok();
         let clickhouse_url = std::env::var("SLUICE_TEST_CLICKHOUSE_URL").ok();
         let external = brokers.is_some() || clickhouse_url.is_some();
-        let info = StackInfo {
+        let mut info = StackInfo {
             brokers: brokers.unwrap_or_else(|| "127.0.0.1:9092".into()),
             clickhouse_url: clickhouse_url.unwrap_or_else(|| "http://127.0.0.1:8123".into()),
+            engine: std::env::var("SLUICE_TEST_CLICKHOUSE_ENGINE")
+                .unwrap_or_else(|_| "clickhouse".into()),
+            clickhouse_version: String::new(),
+            features: ServerFeatures::COMMON_SUBSET,
         };
-        if stack_answers(&info) {
-            return info;
+        if !stack_answers(&info) {
+            start_local_stack(&info, external);
         }
-        assert!(
-            !external,
-            "the test stack named by SLUICE_TEST_KAFKA_BROKERS / SLUICE_TEST_CLICKHOUSE_URL \
-             ({info:?}) does not answer"
-        );
-        let script = repo_root().join("deploy/stack.sh");
-        let output = Command::new("bash")
-            .arg(&script)
-            .arg("up")
-            .output()
-            .unwrap_or_else(|error| panic!("cannot run {}: {error}", script.display()));
-        assert!(
-            output.status.success() && stack_answers(&info),
-            "the broker (Kafka protocol at {}) and ClickHouse ({}) are needed and could not be \
-             started by `deploy/stack.sh up`; install them with `deploy/install.sh`.\n{}\n{}",
-            info.brokers,
-            info.clickhouse_url,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+        let query = "/?query=SELECT%20version()";
+        info.clickhouse_version = http_request(&info.clickhouse_url, "GET", query, "")
+            .map(|version| version.trim().to_owned())
+            .unwrap_or_else(|| {
+                panic!(
+                    "ClickHouse engine {} at {} answers /ping but not SELECT version()",
+                    info.engine, info.clickhouse_url
+                )
+            });
+        let (features, invalid) = ServerFeatures::detect(&info.clickhouse_version);
+        assert!(invalid.is_none(), "engine {}: {invalid:?}", info.engine);
+        info.features = features;
+        eprintln!(
+            "testkit: ClickHouse engine {} at {}, version {}, {:?}",
+            info.engine, info.clickhouse_url, info.clickhouse_version, info.features
         );
         info
     })
+}
+
+/// Starts the local stack, unless the caller named another one.
+fn start_local_stack(info: &StackInfo, external: bool) {
+    assert!(
+        !external,
+        "the test stack named by SLUICE_TEST_KAFKA_BROKERS / SLUICE_TEST_CLICKHOUSE_URL \
+         ({info:?}) does not answer (start it with deploy/test.sh, or deploy/stack.sh up; \
+         the chdb engine with deploy/install.sh chdb && deploy/stack.sh up chdb)"
+    );
+    let script = repo_root().join("deploy/stack.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .arg("up")
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", script.display()));
+    assert!(
+        output.status.success() && stack_answers(info),
+        "the broker (Kafka protocol at {}) and ClickHouse ({}) are needed and could not be \
+         started by `deploy/stack.sh up`; install them with `deploy/install.sh`.\n{}\n{}",
+        info.brokers,
+        info.clickhouse_url,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 pub(crate) fn repo_root() -> PathBuf {
@@ -148,11 +181,23 @@ impl TestEnv {
         }
     }
 
-    /// A client bound to this test's database.
+    /// A client bound to this test's database, configured as the services
+    /// configure theirs on this engine.
     pub fn clickhouse(&self) -> clickhouse::Client {
-        sluice_runtime::clickhouse::client(&self.clickhouse)
+        sluice_runtime::clickhouse::client(&self.clickhouse, stack().features)
             .expect("valid test database name")
             .0
+    }
+
+    /// Creates this test's database and tables, as the services do at startup.
+    pub async fn ensure_schema(&self) -> ServerFeatures {
+        sluice_runtime::clickhouse::ensure_schema(
+            &self.clickhouse,
+            Duration::from_secs(30),
+            &tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("schema on engine {}: {error:#}", stack().engine))
     }
 
     /// Runs a query that returns one number.
@@ -161,7 +206,7 @@ impl TestEnv {
             .query(sql)
             .fetch_one::<u64>()
             .await
-            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+            .unwrap_or_else(|error| panic!("{sql} on engine {}: {error}", stack().engine))
     }
 
     /// Creates an API key of `project_id` with `scopes` in this test's keys
@@ -286,27 +331,6 @@ impl TestEnv {
             .sum()
     }
 
-    /// Like [`Self::topic_message_count`], but `None` while the topic does not exist yet.
-    pub async fn try_topic_message_count(&self, topic: &str) -> Option<i64> {
-        let kafka = self.kafka.clone();
-        let name = topic.to_owned();
-        let exists = tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = client_config(&kafka).ok()?.create().ok()?;
-            let metadata = consumer
-                .fetch_metadata(Some(&name), Duration::from_secs(5))
-                .ok()?;
-            let topic = metadata.topics().first()?;
-            (topic.error().is_none() && !topic.partitions().is_empty()).then_some(())
-        })
-        .await
-        .ok()
-        .flatten();
-        match exists {
-            Some(()) => Some(self.topic_message_count(topic).await),
-            None => None,
-        }
-    }
-
     /// Messages of `topic` that consumer group `group` has not committed yet.
     pub async fn group_lag(&self, topic: &str, group: &str) -> i64 {
         self.offsets(topic, group)
@@ -363,8 +387,12 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!(
-                "kept ClickHouse database {} and topics {} / {} for inspection",
-                self.clickhouse.database, self.kafka.events_topic, self.kafka.dlq_topic
+                "kept ClickHouse database {} on engine {} ({}) and topics {} / {} for inspection",
+                self.clickhouse.database,
+                stack().engine,
+                self.clickhouse.url,
+                self.kafka.events_topic,
+                self.kafka.dlq_topic
             );
             return;
         }

@@ -81,22 +81,6 @@ async fn start_query_api(env: &TestEnv) -> Running {
     spawn_service(|listener, shutdown| sluice_query_api::serve(config, listener, shutdown)).await
 }
 
-async fn wait_ready(service: &Running) {
-    let client = reqwest::Client::new();
-    let url = service.url("/health/ready");
-    eventually("service readiness", Duration::from_secs(60), || {
-        let request = client.get(&url).send();
-        async move {
-            request
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
-        }
-    })
-    .await;
-}
-
 async fn post_event(gateway: &Running, key: &str, body: &Value) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(gateway.url("/v1/events"))
@@ -115,10 +99,10 @@ async fn an_event_travels_from_the_gateway_to_the_query_api() {
     let env = TestEnv::new("e2e");
     let key = key_of(&env).await;
     let gateway = start_gateway(&env).await;
-    wait_ready(&gateway).await;
+    gateway.wait_ready().await;
     let processor = start_processor(&env).await;
     let query = start_query_api(&env).await;
-    wait_ready(&query).await;
+    query.wait_ready().await;
 
     let timestamp = sluice_schemas::time_format::format_rfc3339_ms(
         sluice_schemas::time_format::now_ms() - 60_000,
@@ -241,7 +225,7 @@ async fn bad_requests_get_clear_errors_and_never_reach_the_topic() {
     let env = TestEnv::new("badinput");
     let key = key_of(&env).await;
     let gateway = start_gateway(&env).await;
-    wait_ready(&gateway).await;
+    gateway.wait_ready().await;
     let client = reqwest::Client::new();
     let url = gateway.url("/v1/events");
 

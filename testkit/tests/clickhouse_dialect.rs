@@ -1,0 +1,132 @@
+//! The SQL that Sluice sends, on the ClickHouse engine this run targets
+//! (`deploy/test.sh` runs the suite once per engine): the features detected
+//! from its version, each DDL rendering the engine takes, and row validation.
+
+use sluice_runtime::clickhouse::{ServerFeatures, client};
+use sluice_schemas::Event;
+use sluice_schemas::ddl::Database;
+use sluice_schemas::time_format::now_ms;
+use sluice_stream_processor::sink::{EventRow, EventSink};
+use sluice_testkit::{TestEnv, stack};
+
+const ALL_FEATURES: ServerFeatures = ServerFeatures {
+    low_cardinality: true,
+    ttl: true,
+    row_validation: true,
+};
+
+#[test]
+fn each_engine_gets_the_features_of_its_version() {
+    let stack = stack();
+    let version = &stack.clickhouse_version;
+    match stack.engine.as_str() {
+        "clickhouse-18" => {
+            assert!(
+                version.starts_with("18."),
+                "clickhouse-18 answers {version}"
+            );
+            assert_eq!(stack.features, ServerFeatures::COMMON_SUBSET);
+        }
+        "chdb" => {
+            let major: u16 = version.split('.').next().unwrap().parse().unwrap();
+            assert!(major >= 26, "chdb answers {version}");
+            assert_eq!(stack.features, ALL_FEATURES);
+        }
+        other => eprintln!("engine {other} (version {version}): {:?}", stack.features),
+    }
+}
+
+/// The subset must work everywhere (a current server may hold tables created
+/// under it); the detected features, with a retention, where they differ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_table_takes_rows_in_every_rendering_the_engine_has() {
+    let detected = stack().features;
+    let mut renderings = vec![("subset", ServerFeatures::COMMON_SUBSET, None)];
+    if detected != ServerFeatures::COMMON_SUBSET {
+        renderings.push(("detected", detected, Some(30)));
+    }
+    for (name, features, retention_days) in renderings {
+        let env = TestEnv::new(&format!("dialect_{name}"));
+        let database = Database::new(&env.clickhouse.database).unwrap();
+        let ddl = clickhouse::Client::default()
+            .with_url(&env.clickhouse.url)
+            .with_validation(false);
+        for statement in database.create_statements(features, retention_days) {
+            ddl.query(&statement)
+                .execute()
+                .await
+                .unwrap_or_else(|error| {
+                    panic!("{name} on {}: {statement}: {error}", stack().engine)
+                });
+        }
+
+        let (writer, _) = client(&env.clickhouse, detected).unwrap();
+        let row = EventRow::new(event(), 3, 42);
+        EventSink::new(writer)
+            .insert(&[row.clone(), row])
+            .await
+            .unwrap();
+        assert_eq!(env.query_u64("SELECT count() FROM events FINAL").await, 1);
+
+        let reader = env.clickhouse();
+        let column_type: String = reader
+            .query("SELECT toTypeName(type) FROM events LIMIT 1")
+            .fetch_one()
+            .await
+            .unwrap();
+        let expected = if features.low_cardinality {
+            "LowCardinality(String)"
+        } else {
+            "String"
+        };
+        assert_eq!(column_type, expected, "{name}");
+        let create: String = reader
+            .query("SHOW CREATE TABLE events")
+            .fetch_one()
+            .await
+            .unwrap();
+        assert_eq!(
+            create.contains("TTL timestamp + toIntervalDay(30)"),
+            features.ttl && retention_days.is_some(),
+            "{name}: {create}"
+        );
+    }
+}
+
+/// Without validation, a row type that does not match the column reads as
+/// garbage; with it (current servers), the mismatch is an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_validation_catches_type_mismatches_where_the_engine_has_it() {
+    let env = TestEnv::new("validation");
+    env.ensure_schema().await;
+    let result = env
+        .clickhouse()
+        .query("SELECT toInt64(-1)")
+        .fetch_one::<u64>()
+        .await;
+    if stack().features.row_validation {
+        let error = result.expect_err("an Int64 column read as u64");
+        assert!(error.to_string().contains("Int64"), "{error}");
+    } else {
+        assert_eq!(result.unwrap(), u64::MAX);
+    }
+}
+
+fn event() -> Event {
+    Event {
+        event_id: "evt-dialect-1".into(),
+        project_id: "p1".into(),
+        event_type: "page_view".into(),
+        timestamp_ms: now_ms() - 1_000,
+        received_at_ms: now_ms(),
+        user_id: Some("u1".into()),
+        session_id: None,
+        source: Some("web".into()),
+        duration_ms: Some(12.5),
+        status: Some("200".into()),
+        tags: vec!["a".into(), "b".into()],
+        properties: r#"{"path":"/"}"#.into(),
+        client_ip: Some("127.0.0.1".into()),
+        user_agent: None,
+    }
+}
