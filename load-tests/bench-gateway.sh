@@ -36,14 +36,28 @@ KAFKA_PORT=19192
 HTTP_PORT=18180
 REPORT_DIR=
 
-# ---- API key: the one place that says how the gateway gets the benchmark's key.
-# Issue 3 (API keys, rate limits) may change how keys are configured; adapt
-# gateway_key_env (and add any rate-limit setting the benchmark key needs to be
-# unlimited) here and nowhere else.
-BENCH_API_KEY=bench-key-123
+# ---- API key: the one place that says how the benchmark's key reaches the gateway.
+# The gateway keeps keys in a keys topic and creates them through its admin
+# API (POST /v1/admin/keys), guarded by a bootstrap admin token. The key's
+# own limits are set far above anything the benchmark sends, so the rate
+# limiter stays on the path but never throttles the measurement.
+BENCH_API_KEY=bench-key-0123456789abcdef
 BENCH_PROJECT=bench
+BENCH_ADMIN_TOKEN=bench-admin-token-0123456789
+BENCH_KEY_LIMIT=1000000000
 gateway_key_env() {
-    echo "SLUICE_API_KEYS=$BENCH_API_KEY=$BENCH_PROJECT"
+    echo "SLUICE_ADMIN_TOKEN=$BENCH_ADMIN_TOKEN"
+}
+create_bench_key() {
+    local answer
+    answer=$(curl -sS -X POST "$GATEWAY_URL/v1/admin/keys" \
+        -H "Authorization: Bearer $BENCH_ADMIN_TOKEN" -H 'Content-Type: application/json' \
+        -d "{\"project_id\":\"$BENCH_PROJECT\",\"scopes\":[\"ingest\"],\"key\":\"$BENCH_API_KEY\",
+             \"label\":\"benchmark\",\"limits\":{\"requests_per_second\":$BENCH_KEY_LIMIT,
+             \"request_burst\":$BENCH_KEY_LIMIT,\"events_per_second\":$BENCH_KEY_LIMIT,
+             \"event_burst\":$BENCH_KEY_LIMIT}}") || die "cannot reach the gateway's admin API"
+    [[ $answer == *'"key_id"'* || $answer == *'already exists'* ]] ||
+        die "the gateway refused the benchmark key: $answer"
 }
 # ---- end of API key settings.
 
@@ -247,6 +261,7 @@ start_gateway() {
         "$GATEWAY_BIN" >"$OUT/run$run-gateway.log" 2>&1 &
     GATEWAY_PID=$!
     wait_for gateway "$GATEWAY_PID" "curl -sf -o /dev/null $GATEWAY_URL/health/ready"
+    create_bench_key
 }
 
 # Peak resident memory of a process so far, in KiB.

@@ -144,10 +144,12 @@ async fn worker(shared: Arc<Shared>) -> Tally {
         shared.last_answer.fetch_max(since_start, Ordering::Relaxed);
         tally.requests += 1;
         match outcome {
-            Ok(status) => {
+            Ok(Answer { status, acked }) => {
                 *tally.statuses.entry(status).or_default() += 1;
                 if (200..300).contains(&status) {
-                    tally.events_acked += shared.batch;
+                    let acked = acked.unwrap_or(shared.batch);
+                    tally.events_acked += acked;
+                    tally.events_refused += shared.batch - acked;
                 }
                 tally.latency.record(answered - due);
                 tally.service.record(answered - sent);
@@ -168,7 +170,14 @@ async fn worker(shared: Arc<Shared>) -> Tally {
     tally
 }
 
-async fn post(shared: &Shared, body: Vec<u8>) -> reqwest::Result<u16> {
+/// A request's answer: its status and, for a 207, how many of its events
+/// were acknowledged.
+struct Answer {
+    status: u16,
+    acked: Option<u64>,
+}
+
+async fn post(shared: &Shared, body: Vec<u8>) -> reqwest::Result<Answer> {
     let response = shared
         .client
         .post(&shared.url)
@@ -179,8 +188,20 @@ async fn post(shared: &Shared, body: Vec<u8>) -> reqwest::Result<u16> {
         .await?;
     let status = response.status().as_u16();
     // Read the whole answer so the connection goes back to the pool.
-    response.bytes().await?;
-    Ok(status)
+    let body = response.bytes().await?;
+    let acked = (status == MULTI_STATUS).then(|| accepted_in(&body).min(shared.batch));
+    Ok(Answer { status, acked })
+}
+
+/// 207 from the batch endpoint: some events were refused, and the body's
+/// `accepted` array lists the others.
+const MULTI_STATUS: u16 = 207;
+
+fn accepted_in(body: &[u8]) -> u64 {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|answer| Some(answer.get("accepted")?.as_array()?.len() as u64))
+        .unwrap_or(0)
 }
 
 /// The run's result as one JSON object.
@@ -208,6 +229,7 @@ pub fn report(load: &HttpLoad, outcome: &HttpOutcome, event_bytes: f64) -> Value
         "seconds": round(seconds, 3),
         "requests": tally.requests,
         "events_acked": tally.events_acked,
+        "events_refused": tally.events_refused,
         "events_per_s": round(tally.events_acked as f64 / seconds, 1),
         "requests_per_s": round(tally.requests as f64 / seconds, 1),
         "statuses": statuses,
@@ -223,4 +245,17 @@ pub fn report(load: &HttpLoad, outcome: &HttpOutcome, event_bytes: f64) -> Value
         report["send_lag_ms"] = tally.send_lag.summary();
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_the_accepted_events_of_a_partial_batch() {
+        let body = br#"{"accepted":[{"index":0,"event_id":"a"},{"index":2,"event_id":"c"}],
+                        "rejected":[{"index":1,"errors":[]}]}"#;
+        assert_eq!(accepted_in(body), 2);
+        assert_eq!(accepted_in(b"not json"), 0);
+    }
 }

@@ -56,8 +56,10 @@ impl Latencies {
 #[derive(Debug, Clone, Default)]
 pub struct Tally {
     pub requests: u64,
-    /// Events in requests answered 2xx.
+    /// Events acknowledged: all of a 2xx answer's, or those a 207 lists as accepted.
     pub events_acked: u64,
+    /// Events of 2xx answers that were not acknowledged (refused in a 207).
+    pub events_refused: u64,
     /// Answers by HTTP status code.
     pub statuses: BTreeMap<u16, u64>,
     /// Requests without an answer, by kind (connect, timeout, other).
@@ -75,6 +77,7 @@ impl Tally {
     pub fn merge(&mut self, other: &Self) {
         self.requests += other.requests;
         self.events_acked += other.events_acked;
+        self.events_refused += other.events_refused;
         for (status, n) in &other.statuses {
             *self.statuses.entry(*status).or_default() += n;
         }
@@ -125,6 +128,7 @@ const FIELD_ORDER: &[&str] = &[
     "requests_due",
     "requests_unsent",
     "events_acked",
+    "events_refused",
     "events_per_s",
     "requests_per_s",
     "statuses",
