@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use sluice_runtime::kafka::client_config;
+use sluice_runtime::kafka::{apply_properties, client_config};
 use sluice_runtime::settings::KafkaSettings;
 use sluice_schemas::Event;
 use sluice_schemas::avro::encode_event;
@@ -45,7 +45,8 @@ impl EventPublisher {
         metrics: &GatewayMetrics,
     ) -> anyhow::Result<Self> {
         let context = ProducerStats::new(metrics.clone());
-        let producer = client_config(kafka)?
+        let mut config = client_config(kafka)?;
+        config
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("compression.type", &ingest.compression)
@@ -56,8 +57,10 @@ impl EventPublisher {
                 ingest.producer_queue_messages.to_string(),
             )
             .set("message.timeout.ms", ingest.produce_timeout_ms.to_string())
-            .set("statistics.interval.ms", "1000")
-            .create_with_context(context)?;
+            .set("statistics.interval.ms", "1000");
+        // The operator's properties win (e.g. linger.ms, or SASL settings).
+        apply_properties(&mut config, kafka)?;
+        let producer = config.create_with_context(context)?;
         Ok(Self {
             producer,
             topic: kafka.events_topic.clone(),

@@ -56,18 +56,22 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", limited(post(ingest_one), one))
         .route("/v1/events/batch", limited(post(ingest_batch), many))
         .route("/v1/batch", limited(post(segment_batch), many))
-        .route("/v1/import", limited(post(segment_batch), many));
-    for (path, call) in [
-        ("/v1/track", Call::Track),
-        ("/v1/identify", Call::Identify),
-        ("/v1/page", Call::Page),
-        ("/v1/screen", Call::Screen),
-        ("/v1/group", Call::Group),
-        ("/v1/alias", Call::Alias),
+        .route("/v1/import", limited(post(segment_batch), many))
+        // analytics.js posts to one-letter paths.
+        .route("/v1/b", limited(post(segment_batch), many));
+    for (paths, call) in [
+        (["/v1/track", "/v1/t"], Call::Track),
+        (["/v1/identify", "/v1/i"], Call::Identify),
+        (["/v1/page", "/v1/p"], Call::Page),
+        (["/v1/screen", "/v1/s"], Call::Screen),
+        (["/v1/group", "/v1/g"], Call::Group),
+        (["/v1/alias", "/v1/a"], Call::Alias),
     ] {
-        let handler =
-            move |state, peer, headers, body| segment_call(call, state, peer, headers, body);
-        api = api.route(path, limited(post(handler), one));
+        for path in paths {
+            let handler =
+                move |state, peer, headers, body| segment_call(call, state, peer, headers, body);
+            api = api.route(path, limited(post(handler), one));
+        }
     }
     let api = api
         .merge(admin::router())

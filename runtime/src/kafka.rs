@@ -16,13 +16,20 @@ use crate::settings::KafkaSettings;
 pub fn client_config(settings: &KafkaSettings) -> anyhow::Result<ClientConfig> {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &settings.brokers);
+    apply_properties(&mut config, settings)?;
+    Ok(config)
+}
+
+/// Sets the operator's extra properties (again) on `config`, so they win over
+/// the defaults a client sets after [`client_config`].
+pub fn apply_properties(config: &mut ClientConfig, settings: &KafkaSettings) -> anyhow::Result<()> {
     for property in settings.properties.iter().filter(|p| !p.trim().is_empty()) {
         let Some((key, value)) = property.split_once('=') else {
             bail!("Kafka property {property:?} is not key=value");
         };
         config.set(key.trim(), value.trim());
     }
-    Ok(config)
+    Ok(())
 }
 
 /// Creates the topics that do not exist yet, retrying while the broker is

@@ -8,8 +8,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use rdkafka::ClientContext;
 use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -77,13 +78,13 @@ impl KeyStore {
     ) -> anyhow::Result<Self> {
         readiness.register(READINESS_CHECK);
         let store = Self::default();
-        let consumer: BaseConsumer = client_config(settings)?
+        let consumer: BaseConsumer<QuietEof> = client_config(settings)?
             .set("group.id", format!("sluice-keys-{}", uuid::Uuid::new_v4()))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
             .set("fetch.wait.max.ms", "100")
-            .create()
+            .create_with_context(QuietEof)
             .context("cannot create the key store's Kafka consumer")?;
         let tailer = Tailer {
             store: store.clone(),
@@ -171,10 +172,24 @@ impl KeyStore {
     }
 }
 
+/// Reaching the end of a partition is how the store knows it has loaded, not
+/// an error worth a log line.
+struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(cause = %error, reason, "key store consumer error");
+        }
+    }
+}
+
+impl ConsumerContext for QuietEof {}
+
 /// The thread that reads the keys topic into the store.
 struct Tailer {
     store: KeyStore,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<QuietEof>,
     topic: String,
     readiness: Readiness,
     shutdown: CancellationToken,

@@ -1,0 +1,153 @@
+//! Starting a gateway on a test's own topics, and talking to it.
+
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use sluice_ingest_gateway::GatewayConfig;
+use sluice_ingest_gateway::config::{IngestSettings, RateLimitSettings};
+use sluice_runtime::keys::Scope;
+use sluice_runtime::settings::{ApiSettings, ConfigFile, LogFormat, TelemetrySettings};
+use sluice_schemas::Event;
+use sluice_testkit::{Running, TestEnv, eventually, spawn_service};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0001";
+
+pub fn config(env: &TestEnv) -> GatewayConfig {
+    GatewayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        api: ApiSettings {
+            admin_token: ADMIN_TOKEN.into(),
+            request_timeout_ms: 30_000,
+        },
+        ingest: IngestSettings::default(),
+        rate_limits: RateLimitSettings::default(),
+        kafka: env.kafka.clone(),
+        telemetry: TelemetrySettings {
+            log_format: LogFormat::Text,
+            log_filter: "warn".into(),
+        },
+        config_file: ConfigFile { config: None },
+    }
+}
+
+pub fn project(env: &TestEnv) -> String {
+    format!("project_{}", env.id)
+}
+
+/// A gateway of the test, ready, with an ingest key of the test's project.
+pub struct Gateway {
+    pub running: Running,
+    pub key: String,
+    pub client: reqwest::Client,
+}
+
+/// What the gateway answered.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Gateway {
+    pub async fn start(env: &TestEnv) -> Self {
+        Self::start_with(env, config(env)).await
+    }
+
+    pub async fn start_with(env: &TestEnv, config: GatewayConfig) -> Self {
+        let key = env.create_key(&project(env), &[Scope::Ingest]).await;
+        let running = spawn_service(|listener, shutdown| {
+            sluice_ingest_gateway::serve(config, listener, shutdown)
+        })
+        .await;
+        let gateway = Self {
+            running,
+            key,
+            client: reqwest::Client::new(),
+        };
+        gateway.running.wait_ready().await;
+        gateway
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.running.url(path)
+    }
+
+    /// POSTs JSON with the gateway's key.
+    pub async fn post(&self, path: &str, body: &Value) -> Answer {
+        self.send(
+            self.client
+                .post(self.url(path))
+                .bearer_auth(&self.key)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.expect("the gateway answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("a body");
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("a JSON body, got {status}: {text:?}"));
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Waits until a request with `key` is answered `status` (keys take a
+    /// moment to reach a gateway's store).
+    pub async fn eventually_status(
+        &self,
+        what: &str,
+        status: u16,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Answer {
+        eventually(what, Duration::from_secs(15), || {
+            let request = request();
+            async move {
+                let response = request.send().await.ok()?;
+                if response.status().as_u16() != status {
+                    return None;
+                }
+                let headers = response.headers().clone();
+                let body = response.json().await.ok()?;
+                Some(Answer {
+                    status,
+                    headers,
+                    body,
+                })
+            }
+        })
+        .await
+    }
+}
+
+/// Event ids of `events`, sorted.
+pub fn ids(events: &[Event]) -> Vec<String> {
+    let mut ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+/// The `event_id`s a 2xx batch answer says were accepted, sorted.
+pub fn accepted_ids(body: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = body["accepted"]
+        .as_array()
+        .expect("an accepted list")
+        .iter()
+        .map(|a| a["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+pub fn now_rfc3339(offset_ms: i64) -> String {
+    sluice_schemas::time_format::format_rfc3339_ms(
+        sluice_schemas::time_format::now_ms() + offset_ms,
+    )
+}

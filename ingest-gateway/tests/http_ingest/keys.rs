@@ -1,0 +1,175 @@
+//! API keys: the admin API, scopes, revocation on every gateway, and the
+//! failed-auth limit per client IP.
+
+use serde_json::json;
+use sluice_runtime::keys::Scope;
+use sluice_testkit::TestEnv;
+
+use crate::common::{ADMIN_TOKEN, Gateway, config, project};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_creates_lists_and_revokes_keys_on_every_gateway() {
+    let env = TestEnv::new("gw_keys");
+    let first = Gateway::start(&env).await;
+    let second = Gateway::start(&env).await;
+    let admin = |method: reqwest::Method, path: &str, token: &str| {
+        first
+            .client
+            .request(method, first.url(path))
+            .bearer_auth(token)
+    };
+
+    // Without the token, or with a wrong one: 401; with an ingest key: 403.
+    let answer = first
+        .send(first.client.get(first.url("/v1/admin/keys")))
+        .await;
+    assert_eq!(answer.status, 401, "{answer:?}");
+    let answer = first
+        .send(admin(
+            reqwest::Method::GET,
+            "/v1/admin/keys",
+            "wrong-token-000000",
+        ))
+        .await;
+    assert_eq!(answer.status, 401, "{answer:?}");
+    let answer = first
+        .send(admin(reqwest::Method::GET, "/v1/admin/keys", &first.key))
+        .await;
+    assert_eq!(
+        (answer.status, answer.body["error"].as_str()),
+        (403, Some("forbidden"))
+    );
+
+    // The bootstrap token creates a key; it is shown once and works at once.
+    let create = json!({"project_id": project(&env), "scopes": ["ingest"], "label": "ci"});
+    let answer = first
+        .send(admin(reqwest::Method::POST, "/v1/admin/keys", ADMIN_TOKEN).json(&create))
+        .await;
+    assert_eq!(answer.status, 201, "{answer:?}");
+    let key = answer.body["key"].as_str().unwrap().to_owned();
+    let key_id = answer.body["key_id"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("slk_") && key.len() > 60);
+    let send = |gateway: &Gateway, key: &str| {
+        gateway
+            .client
+            .post(gateway.url("/v1/events"))
+            .bearer_auth(key)
+            .json(&json!({"type": "x"}))
+    };
+    assert_eq!(first.send(send(&first, &key)).await.status, 202);
+    second
+        .eventually_status("the new key on the second gateway", 202, || {
+            send(&second, &key)
+        })
+        .await;
+
+    // Listed without secrets; bad requests are named.
+    let answer = first
+        .send(admin(
+            reqwest::Method::GET,
+            &format!("/v1/admin/keys?project_id={}", project(&env)),
+            ADMIN_TOKEN,
+        ))
+        .await;
+    assert_eq!(answer.status, 200);
+    let listed = answer.body["keys"].as_array().unwrap();
+    let entry = listed
+        .iter()
+        .find(|k| k["key_id"] == key_id.as_str())
+        .expect("listed");
+    assert_eq!(entry["scopes"], json!(["ingest"]));
+    assert_eq!(entry["label"], "ci");
+    assert!(!answer.body.to_string().contains(&key));
+    assert!(!answer.body.to_string().contains("digest"));
+    for bad in [
+        json!({"project_id": "has space", "scopes": ["ingest"]}),
+        json!({"project_id": "p", "scopes": []}),
+        json!({"project_id": "p", "scopes": ["superuser"]}),
+        json!({"project_id": "p", "scopes": ["read"], "key": "short"}),
+        json!({"project_id": "p", "scopes": ["read"], "extra": 1}),
+    ] {
+        let answer = first
+            .send(admin(reqwest::Method::POST, "/v1/admin/keys", ADMIN_TOKEN).json(&bad))
+            .await;
+        assert_eq!(answer.status, 400, "{bad}: {answer:?}");
+    }
+
+    // Revoked: refused on both gateways within seconds.
+    let answer = first
+        .send(admin(
+            reqwest::Method::DELETE,
+            &format!("/v1/admin/keys/{key_id}"),
+            ADMIN_TOKEN,
+        ))
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(answer.body["revoked_at"].is_string());
+    let refused = first.send(send(&first, &key)).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.body["message"], "this API key was revoked");
+    second
+        .eventually_status("revocation on the second gateway", 401, || {
+            send(&second, &key)
+        })
+        .await;
+    let answer = first
+        .send(admin(
+            reqwest::Method::DELETE,
+            "/v1/admin/keys/0000000000000000",
+            ADMIN_TOKEN,
+        ))
+        .await;
+    assert_eq!(answer.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_auth_failure_is_refused_and_guessing_is_slowed() {
+    let env = TestEnv::new("gw_auth");
+    let mut config = config(&env);
+    config.rate_limits.failed_auth_per_minute = 5;
+    let gateway = Gateway::start_with(&env, config).await;
+    let reader = env.create_key(&project(&env), &[Scope::Read]).await;
+    let event = json!({"type": "x"});
+    let post = |auth: Option<&str>| {
+        let request = gateway.client.post(gateway.url("/v1/events")).json(&event);
+        match auth {
+            Some(value) => request.header("authorization", value),
+            None => request,
+        }
+    };
+
+    let answer = gateway
+        .eventually_status("the read-only key to load", 403, || {
+            post(Some(&format!("Bearer {reader}")))
+        })
+        .await;
+    assert_eq!(
+        answer.body["message"],
+        "this API key lacks the `ingest` scope"
+    );
+    let mut failures = 0;
+    for auth in [
+        None,
+        Some("Bearer "),
+        Some("Bearer slk_unknown_key_0000"),
+        Some("Token abc"),
+    ] {
+        let answer = gateway.send(post(auth)).await;
+        assert_eq!(
+            (answer.status, answer.body["error"].as_str()),
+            (401, Some("unauthorized")),
+            "{auth:?}"
+        );
+        assert!(answer.headers.contains_key("www-authenticate"));
+        failures += 1;
+    }
+    assert_eq!(failures, 4);
+    // The fifth failure is the last one allowed this minute; then 429.
+    assert_eq!(gateway.send(post(None)).await.status, 401);
+    let limited = gateway.send(post(Some("Bearer guess-000000000"))).await;
+    assert_eq!(limited.status, 429, "{limited:?}");
+    assert_eq!(limited.body["details"]["limit"], "failed_auth");
+    assert!(limited.headers.contains_key("retry-after"));
+    // A valid key from the same IP still works.
+    assert_eq!(gateway.post("/v1/events", &event).await.status, 202);
+}

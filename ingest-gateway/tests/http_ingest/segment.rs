@@ -1,0 +1,221 @@
+//! The Segment-compatible surface, with payloads shaped as the real SDKs
+//! send them (analytics-node, analytics-python, analytics.js).
+
+use std::io::Write;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde_json::json;
+use sluice_schemas::time_format::{format_rfc3339_ms, now_ms};
+use sluice_testkit::TestEnv;
+
+use crate::common::{Gateway, ids, project};
+
+fn basic(write_key: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{write_key}:")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_sdk_payloads_land_as_sluice_events() {
+    let env = TestEnv::new("gw_segment");
+    let gateway = Gateway::start(&env).await;
+    let url = |path: &str| gateway.url(path);
+    // The client's clock is an hour fast; the event happened 5 s before sending.
+    let skew = 3_600_000;
+    let sent_at = format_rfc3339_ms(now_ms() + skew);
+    let happened = format_rfc3339_ms(now_ms() + skew - 5_000);
+
+    // analytics-node: /v1/batch, basic auth, application/json.
+    let node = json!({
+        "batch": [{
+            "type": "track",
+            "event": "Order Completed",
+            "userId": "user-1",
+            "anonymousId": "anon-1",
+            "properties": {"revenue": 42.5, "currency": "EUR"},
+            "context": {"library": {"name": "@segment/analytics-node", "version": "2.1.2"}},
+            "messageId": "node-next-1700000000000-abc",
+            "timestamp": happened,
+            "integrations": {},
+            "_metadata": {"jsRuntime": "node"}
+        }, {
+            "type": "identify",
+            "userId": "user-1",
+            "traits": {"plan": "pro", "email": "u1@example.com"},
+            "context": {"library": {"name": "@segment/analytics-node", "version": "2.1.2"}},
+            "messageId": "node-next-1700000000001-def",
+            "timestamp": happened
+        }],
+        "sentAt": sent_at
+    });
+    let answer = gateway
+        .send(
+            gateway
+                .client
+                .post(url("/v1/batch"))
+                .header("authorization", basic(&gateway.key))
+                .json(&node),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.body["success"], true);
+
+    // analytics-python: gzip, microsecond offsets, a null anonymousId.
+    let python = json!({
+        "batch": [{
+            "type": "page",
+            "name": "Pricing",
+            "properties": {"url": "https://example.com/pricing"},
+            "userId": "user-2",
+            "anonymousId": null,
+            "context": {"library": {"name": "analytics-python", "version": "2.3.2"}},
+            "messageId": "6f3c1a2e-python-1",
+            "timestamp": "2026-11-22T08:00:00.123456+00:00",
+            "integrations": {}
+        }],
+        "sentAt": "2026-11-22T08:00:01.123456+00:00"
+    });
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder
+        .write_all(&serde_json::to_vec(&python).unwrap())
+        .unwrap();
+    let answer = gateway
+        .send(
+            gateway
+                .client
+                .post(url("/v1/batch"))
+                .header("authorization", basic(&gateway.key))
+                .header("content-type", "application/json")
+                .header("content-encoding", "gzip")
+                .body(encoder.finish().unwrap()),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+
+    // analytics.js in a browser: text/plain, the write key in the body, short paths.
+    for (path, message) in [
+        (
+            "/v1/t",
+            json!({"type": "track", "event": "Clicked", "anonymousId": "browser-1", "messageId": "ajs-t-1", "writeKey": gateway.key}),
+        ),
+        (
+            "/v1/p",
+            json!({"type": "page", "anonymousId": "browser-1", "messageId": "ajs-p-1", "writeKey": gateway.key, "properties": {"path": "/"}}),
+        ),
+    ] {
+        let answer = gateway
+            .send(
+                gateway
+                    .client
+                    .post(url(path))
+                    .header("content-type", "text/plain")
+                    .body(message.to_string()),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{path}: {answer:?}");
+    }
+
+    // Every single call, bearer auth.
+    for (path, message) in [
+        (
+            "/v1/track",
+            json!({"event": "Signed Up", "userId": "u3", "messageId": "s-track"}),
+        ),
+        (
+            "/v1/identify",
+            json!({"userId": "u3", "traits": {"name": "Ada"}, "messageId": "s-identify"}),
+        ),
+        (
+            "/v1/page",
+            json!({"userId": "u3", "name": "Home", "messageId": "s-page"}),
+        ),
+        (
+            "/v1/screen",
+            json!({"userId": "u3", "name": "Settings", "messageId": "s-screen"}),
+        ),
+        (
+            "/v1/group",
+            json!({"userId": "u3", "groupId": "acme", "traits": {"seats": 5}, "messageId": "s-group"}),
+        ),
+        (
+            "/v1/alias",
+            json!({"userId": "u3", "previousId": "anon-3", "messageId": "s-alias"}),
+        ),
+    ] {
+        let answer = gateway.post(path, &message).await;
+        assert_eq!(answer.status, 200, "{path}: {answer:?}");
+        assert_eq!(answer.body["success"], true);
+    }
+
+    // Errors name the Segment field; no key is 401.
+    let answer = gateway.post("/v1/track", &json!({"userId": "u"})).await;
+    assert_eq!(answer.status, 400, "{answer:?}");
+    assert_eq!(answer.body["details"]["fields"][0]["field"], "event");
+    let answer = gateway
+        .send(
+            gateway
+                .client
+                .post(url("/v1/track"))
+                .json(&json!({"event": "x", "userId": "u"})),
+        )
+        .await;
+    assert_eq!(answer.status, 401);
+    let answer = gateway
+        .send(
+            gateway
+                .client
+                .post(url("/v1/batch"))
+                .header("authorization", basic(&gateway.key))
+                .json(&json!({"batch": [{"type": "track", "event": "ok", "userId": "u", "messageId": "s-ok"}, {"type": "launch"}]})),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.body["rejected"][0]["index"], 1);
+    assert_eq!(answer.body["rejected"][0]["errors"][0]["field"], "type");
+
+    let events = env.topic_events(&env.kafka.events_topic).await;
+    assert_eq!(
+        ids(&events),
+        [
+            "6f3c1a2e-python-1",
+            "ajs-p-1",
+            "ajs-t-1",
+            "node-next-1700000000000-abc",
+            "node-next-1700000000001-def",
+            "s-alias",
+            "s-group",
+            "s-identify",
+            "s-ok",
+            "s-page",
+            "s-screen",
+            "s-track",
+        ]
+    );
+    let event = |id: &str| events.iter().find(|e| e.event_id == id).unwrap();
+    let order = event("node-next-1700000000000-abc");
+    assert_eq!(order.project_id, project(&env));
+    assert_eq!(order.event_type, "Order Completed");
+    assert_eq!(order.user_id.as_deref(), Some("user-1"));
+    assert_eq!(order.source.as_deref(), Some("@segment/analytics-node"));
+    // Clock skew corrected: 5 s before the gateway received it, not an hour ahead.
+    let lag = order.received_at_ms - order.timestamp_ms;
+    assert!((4_900..=5_100).contains(&lag), "lag {lag} ms");
+    let properties: serde_json::Value = serde_json::from_str(&order.properties).unwrap();
+    assert_eq!(properties["revenue"], 42.5);
+    assert_eq!(properties["$segment"]["anonymousId"], "anon-1");
+
+    let identify = event("node-next-1700000000001-def");
+    assert_eq!(identify.event_type, "$identify");
+    let traits: serde_json::Value = serde_json::from_str(&identify.properties).unwrap();
+    assert_eq!(traits["plan"], "pro");
+    let page = event("6f3c1a2e-python-1");
+    assert_eq!(page.event_type, "$page");
+    assert_eq!(page.source.as_deref(), Some("analytics-python"));
+    assert_eq!(event("ajs-t-1").user_id.as_deref(), Some("browser-1"));
+    assert_eq!(event("s-group").event_type, "$group");
+    assert_eq!(event("s-alias").event_type, "$alias");
+    assert_eq!(event("s-screen").event_type, "$screen");
+    gateway.running.stop().await.unwrap();
+}
