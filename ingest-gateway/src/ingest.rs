@@ -15,8 +15,8 @@ use serde::Serialize;
 use serde::ser::SerializeStruct;
 use serde_json::{Value, json};
 use sluice_schemas::time_format::now_ms;
-use sluice_schemas::validate::parse_event;
-use sluice_schemas::{Event, FieldError, Origin};
+use sluice_schemas::validate::{parse_event, parse_event_json};
+use sluice_schemas::{Event, FallbackId, FieldError, Origin};
 
 use crate::error::ApiError;
 use crate::publish::PublishError;
@@ -41,16 +41,28 @@ impl Submission {
         }
     }
 
-    /// Validates one event and adds what the gateway knows about it.
-    pub fn validate(&self, value: &Value, state: &AppState) -> Result<Event, Vec<FieldError>> {
-        let origin = Origin {
+    /// Validates one event (JSON text) and adds what the gateway knows about it.
+    pub fn validate(&self, json: &str, state: &AppState) -> Result<Event, Vec<FieldError>> {
+        parse_event_json(json, self.origin(), &state.limits)
+    }
+
+    /// Like [`Self::validate`], for an event built as a JSON tree (Segment).
+    pub fn validate_value(
+        &self,
+        value: &Value,
+        state: &AppState,
+    ) -> Result<Event, Vec<FieldError>> {
+        parse_event(value, self.origin(), &state.limits)
+    }
+
+    fn origin(&self) -> Origin<'_> {
+        Origin {
             project_id: Some(&self.project_id),
             received_at_ms: self.received_at_ms,
             client_ip: Some(&self.client_ip),
             user_agent: self.user_agent.as_deref(),
-            fallback_event_id: uuid::Uuid::now_v7().to_string(),
-        };
-        parse_event(value, origin, &state.limits)
+            fallback_event_id: FallbackId::UuidV7,
+        }
     }
 }
 

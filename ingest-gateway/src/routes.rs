@@ -162,11 +162,11 @@ async fn ingest_one(
         let client_ip = state.proxies.client_ip(peer.ip(), &headers);
         let key = authorize(&state, presented_key(&headers), client_ip, Scope::Ingest)?;
         let body = read_body(&headers, body, Accept::Json, state.ingest.max_event_bytes)?;
-        let value: Value = parse_json(&body)?;
+        let event: &RawValue = parse_json(&body)?;
         let budget = admit(&state, &key, 1)?;
         let submission = submission(&state, &key, peer, &headers);
         let mut batch = Batch::with_capacity(1);
-        batch.push(0, submission.validate(&value, &state));
+        batch.push(0, submission.validate(event.get(), &state));
         let outcome = single(ingest::publish(&state, batch).await)?;
         Ok(respond(
             StatusCode::ACCEPTED,
@@ -218,10 +218,17 @@ async fn ingest_batch(
         let budget = admit(&state, &key, events.len())?;
         let submission = submission(&state, &key, peer, &headers);
         let mut batch = Batch::with_capacity(events.len());
+        let limit = state.ingest.max_event_bytes;
         for (index, raw) in events.iter().enumerate() {
-            match event_json(&state, raw) {
-                Ok(value) => batch.push(index, submission.validate(&value, &state)),
-                Err(reason) => batch.reject(index, "$", reason),
+            let size = raw.get().len();
+            if size > limit {
+                batch.reject(
+                    index,
+                    "$",
+                    format!("the event is {size} bytes; the limit is {limit}"),
+                );
+            } else {
+                batch.push(index, submission.validate(raw.get(), &state));
             }
         }
         let outcome = ingest::publish(&state, batch).await?;
@@ -320,7 +327,7 @@ fn segment_event(
 ) -> std::result::Result<sluice_schemas::Event, Vec<sluice_schemas::FieldError>> {
     let event = segment::to_event(message, call, defaults, submission.received_at_ms)?;
     submission
-        .validate(&event, state)
+        .validate_value(&event, state)
         .map_err(segment::segment_field_errors)
 }
 

@@ -2,6 +2,9 @@ use sluice_query_api::{QueryConfig, serve};
 use sluice_runtime::{settings, shutdown, telemetry};
 use tokio::net::TcpListener;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config: QueryConfig = settings::load()?;

@@ -20,4 +20,4 @@ pub mod time_format;
 pub mod validate;
 
 pub use event::Event;
-pub use validate::{FieldError, Limits, Origin};
+pub use validate::{FallbackId, FieldError, Limits, Origin};

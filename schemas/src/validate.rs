@@ -3,10 +3,19 @@
 //!
 //! The same rules serve the HTTP gateway (the project comes from the API key) and
 //! JSON written straight to Kafka (the event names its own `project_id`).
+//!
+//! This runs once per event on the hot path, so it reads the JSON text in one
+//! pass without building a tree: the top-level object is split into its
+//! fields as borrowed raw JSON, each field is parsed into the type it must
+//! have, and `properties` is kept as text (checked for depth and size, and
+//! compacted only when it holds whitespace).
 
+use std::borrow::Cow;
 use std::fmt;
 
-use serde_json::{Map, Value};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::event::Event;
 use crate::time_format::{DAY_MS, parse_rfc3339_ms};
@@ -56,7 +65,25 @@ pub struct Origin<'a> {
     pub client_ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
     /// The `event_id` given to an event that carries none.
-    pub fallback_event_id: String,
+    pub fallback_event_id: FallbackId,
+}
+
+/// How an event without an `event_id` gets one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FallbackId {
+    /// A fresh UUIDv7, made only when needed.
+    UuidV7,
+    /// A deterministic id, e.g. from the Kafka position of the message.
+    Given(String),
+}
+
+impl FallbackId {
+    fn make(self) -> String {
+        match self {
+            Self::UuidV7 => uuid::Uuid::now_v7().to_string(),
+            Self::Given(id) => id,
+        }
+    }
 }
 
 /// One rule an event broke.
@@ -101,36 +128,51 @@ const KNOWN_FIELDS: &[&str] = &[
 ///
 /// Returns every rule the event broke, not only the first, so a producer can fix
 /// them in one go.
-pub fn parse_event(
-    value: &Value,
+pub fn parse_event_json(
+    text: &str,
     origin: Origin<'_>,
     limits: &Limits,
 ) -> Result<Event, Vec<FieldError>> {
-    let Some(object) = value.as_object() else {
+    let object = match serde_json::from_str::<RawObject<'_>>(text) {
+        Ok(object) => object,
+        Err(error) => {
+            let reason = match RawKind::of(text.trim_start()) {
+                Some(RawKind::Object) | None => format!("is not valid JSON: {error}"),
+                Some(kind) => format!("an event must be a JSON object, not {}", kind.name()),
+            };
+            return Err(vec![FieldError::new("$", reason)]);
+        }
+    };
+    if object.0.len() > 2 * KNOWN_FIELDS.len() {
         return Err(vec![FieldError::new(
             "$",
-            format!("an event must be a JSON object, not {}", kind(value)),
+            format!(
+                "has {} fields; an event has at most these {}: {}",
+                object.0.len(),
+                KNOWN_FIELDS.len(),
+                KNOWN_FIELDS.join(", ")
+            ),
         )]);
-    };
+    }
     let mut errors = Vec::new();
-    for key in object.keys() {
-        if !KNOWN_FIELDS.contains(&key.as_str()) {
+    for (index, (key, _)) in object.0.iter().enumerate() {
+        if !KNOWN_FIELDS.contains(&key.as_ref()) {
             errors.push(FieldError::new(
-                key.as_str(),
+                key.as_ref(),
                 format!("unknown field; expected one of {}", KNOWN_FIELDS.join(", ")),
             ));
+        } else if object.0[..index].iter().any(|(earlier, _)| earlier == key) {
+            errors.push(FieldError::new(key.as_ref(), "appears more than once"));
         }
     }
     let mut fields = Fields {
-        object,
+        object: &object,
         limits,
         errors: &mut errors,
     };
 
     let project_id = fields.project_id(origin.project_id);
-    let event_id = fields
-        .id("event_id", false)
-        .unwrap_or(origin.fallback_event_id);
+    let event_id = fields.id("event_id", false);
     let event_type = fields.id("type", true).unwrap_or_default();
     let timestamp_ms = fields.timestamp(origin.received_at_ms);
     let user_id = fields.string("user_id");
@@ -145,7 +187,7 @@ pub fn parse_event(
         return Err(errors);
     }
     Ok(Event {
-        event_id,
+        event_id: event_id.unwrap_or_else(|| origin.fallback_event_id.make()),
         project_id: project_id.unwrap_or_default(),
         event_type,
         timestamp_ms,
@@ -164,21 +206,132 @@ pub fn parse_event(
     })
 }
 
+/// Like [`parse_event_json`], for an event already held as a JSON tree.
+pub fn parse_event(
+    value: &Value,
+    origin: Origin<'_>,
+    limits: &Limits,
+) -> Result<Event, Vec<FieldError>> {
+    parse_event_json(&value.to_string(), origin, limits)
+}
+
+/// The fields of a JSON object, in order, each as borrowed raw JSON.
+struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut fields = Vec::with_capacity(12);
+                while let Some(Text(key)) = map.next_key()? {
+                    fields.push((key, map.next_value()?));
+                }
+                Ok(RawObject(fields))
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// A JSON string, borrowed from the input unless it holds escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(text)))
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(text.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+/// What kind of JSON value a raw value is, from its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RawKind {
+    Null,
+    Boolean,
+    Number,
+    String,
+    Array,
+    Object,
+}
+
+impl RawKind {
+    fn of(raw: &str) -> Option<Self> {
+        Some(match raw.as_bytes().first()? {
+            b'n' => Self::Null,
+            b't' | b'f' => Self::Boolean,
+            b'"' => Self::String,
+            b'[' => Self::Array,
+            b'{' => Self::Object,
+            b'-' | b'0'..=b'9' => Self::Number,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Null => "null",
+            Self::Boolean => "a boolean",
+            Self::Number => "a number",
+            Self::String => "a string",
+            Self::Array => "an array",
+            Self::Object => "an object",
+        }
+    }
+}
+
 /// Reads fields of one event object, collecting every error on the way.
-struct Fields<'a> {
-    object: &'a Map<String, Value>,
+struct Fields<'a, 'j> {
+    object: &'a RawObject<'j>,
     limits: &'a Limits,
     errors: &'a mut Vec<FieldError>,
 }
 
-impl<'a> Fields<'a> {
+impl<'j> Fields<'_, 'j> {
     fn fail(&mut self, field: impl Into<String>, reason: impl Into<String>) {
         self.errors.push(FieldError::new(field, reason));
     }
 
-    /// A present, non-null field.
-    fn get(&self, name: &str) -> Option<&'a Value> {
-        self.object.get(name).filter(|value| !value.is_null())
+    /// A present, non-null field: its raw text and kind.
+    fn get(&self, name: &str) -> Option<(&'j str, RawKind)> {
+        let (_, raw) = self.object.0.iter().find(|(key, _)| key == name)?;
+        let text = raw.get();
+        match RawKind::of(text) {
+            Some(RawKind::Null) | None => None,
+            Some(kind) => Some((text, kind)),
+        }
+    }
+
+    /// A string field, or why it is not one.
+    fn text(&mut self, name: &str) -> Option<Cow<'j, str>> {
+        let (raw, kind) = self.get(name)?;
+        if kind != RawKind::String {
+            self.fail(name, format!("must be a string, not {}", kind.name()));
+            return None;
+        }
+        match serde_json::from_str::<Text<'j>>(raw) {
+            Ok(Text(text)) => Some(text),
+            Err(error) => {
+                self.fail(name, format!("is not a valid string: {error}"));
+                None
+            }
+        }
     }
 
     fn project_id(&mut self, from_key: Option<&str>) -> Option<String> {
@@ -198,16 +351,13 @@ impl<'a> Fields<'a> {
 
     /// An identifier: a non-empty string without control characters.
     fn id(&mut self, name: &str, required: bool) -> Option<String> {
-        let Some(value) = self.get(name) else {
+        if self.get(name).is_none() {
             if required {
                 self.fail(name, "is required");
             }
             return None;
-        };
-        let Some(text) = value.as_str() else {
-            self.fail(name, format!("must be a string, not {}", kind(value)));
-            return None;
-        };
+        }
+        let text = self.text(name)?;
         if text.is_empty() {
             self.fail(name, "must not be empty");
         } else if text.len() > self.limits.max_id_bytes {
@@ -218,17 +368,13 @@ impl<'a> Fields<'a> {
         } else if text.chars().any(char::is_control) {
             self.fail(name, "must not contain control characters");
         } else {
-            return Some(text.to_owned());
+            return Some(text.into_owned());
         }
         None
     }
 
     fn string(&mut self, name: &str) -> Option<String> {
-        let value = self.get(name)?;
-        let Some(text) = value.as_str() else {
-            self.fail(name, format!("must be a string, not {}", kind(value)));
-            return None;
-        };
+        let text = self.text(name)?;
         if text.len() > self.limits.max_string_bytes {
             self.fail(
                 name,
@@ -236,24 +382,26 @@ impl<'a> Fields<'a> {
             );
             return None;
         }
-        Some(text.to_owned())
+        Some(text.into_owned())
     }
 
     fn timestamp(&mut self, received_at_ms: i64) -> i64 {
-        let Some(value) = self.get("timestamp") else {
+        let Some((raw, kind)) = self.get("timestamp") else {
             return received_at_ms;
         };
-        let parsed = match value {
-            Value::String(text) => parse_rfc3339_ms(text).ok_or(
-                "must be an RFC 3339 date-time such as 2024-05-01T12:00:00.000Z, or epoch milliseconds",
-            ),
-            Value::Number(number) => number
-                .as_i64()
-                .ok_or("must be a whole number of milliseconds since the Unix epoch"),
+        let parsed = match kind {
+            RawKind::String => self
+                .text("timestamp")
+                .and_then(|text| parse_rfc3339_ms(&text))
+                .ok_or(
+                    "must be an RFC 3339 date-time such as 2024-05-01T12:00:00.000Z, or epoch milliseconds",
+                ),
+            RawKind::Number => serde_json::from_str::<i64>(raw)
+                .map_err(|_| "must be a whole number of milliseconds since the Unix epoch"),
             other => {
                 let reason = format!(
                     "must be an RFC 3339 string or epoch milliseconds, not {}",
-                    kind(other)
+                    other.name()
                 );
                 self.fail("timestamp", reason);
                 return received_at_ms;
@@ -281,16 +429,16 @@ impl<'a> Fields<'a> {
     }
 
     fn duration(&mut self) -> Option<f64> {
-        let value = self.get("duration_ms")?;
-        match value.as_f64() {
-            Some(ms) if ms.is_finite() && (0.0..=1e12).contains(&ms) => Some(ms),
-            Some(_) => {
+        let (raw, kind) = self.get("duration_ms")?;
+        if kind != RawKind::Number {
+            let reason = format!("must be a number, not {}", kind.name());
+            self.fail("duration_ms", reason);
+            return None;
+        }
+        match serde_json::from_str::<f64>(raw) {
+            Ok(ms) if ms.is_finite() && (0.0..=1e12).contains(&ms) => Some(ms),
+            _ => {
                 self.fail("duration_ms", "must be between 0 and 1e12 milliseconds");
-                None
-            }
-            None => {
-                let reason = format!("must be a number, not {}", kind(value));
-                self.fail("duration_ms", reason);
                 None
             }
         }
@@ -298,11 +446,12 @@ impl<'a> Fields<'a> {
 
     /// A status is a short string; integers (HTTP status codes) are accepted as text.
     fn status(&mut self) -> Option<String> {
-        match self.get("status")? {
-            Value::Number(number) if number.is_i64() || number.is_u64() => Some(number.to_string()),
-            Value::String(_) => self.string("status"),
+        let (raw, kind) = self.get("status")?;
+        match kind {
+            RawKind::String => self.string("status"),
+            RawKind::Number if serde_json::from_str::<i64>(raw).is_ok() => Some(raw.to_owned()),
             other => {
-                let reason = format!("must be a string or an integer, not {}", kind(other));
+                let reason = format!("must be a string or an integer, not {}", other.name());
                 self.fail("status", reason);
                 None
             }
@@ -310,13 +459,16 @@ impl<'a> Fields<'a> {
     }
 
     fn tags(&mut self) -> Vec<String> {
-        let Some(value) = self.get("tags") else {
+        let Some((raw, kind)) = self.get("tags") else {
             return Vec::new();
         };
-        let Some(items) = value.as_array() else {
-            let reason = format!("must be an array of strings, not {}", kind(value));
-            self.fail("tags", reason);
-            return Vec::new();
+        let items = match (kind, serde_json::from_str::<Vec<&RawValue>>(raw)) {
+            (RawKind::Array, Ok(items)) => items,
+            _ => {
+                let reason = format!("must be an array of strings, not {}", kind.name());
+                self.fail("tags", reason);
+                return Vec::new();
+            }
         };
         if items.len() > self.limits.max_tags {
             let reason = format!("has more than {} tags", self.limits.max_tags);
@@ -325,39 +477,39 @@ impl<'a> Fields<'a> {
         }
         let mut tags = Vec::with_capacity(items.len());
         for (index, item) in items.iter().enumerate() {
-            let field = format!("tags[{index}]");
-            match item.as_str() {
-                Some(tag) if !tag.is_empty() && tag.len() <= self.limits.max_id_bytes => {
-                    tags.push(tag.to_owned());
+            let field = || format!("tags[{index}]");
+            let kind = RawKind::of(item.get()).unwrap_or(RawKind::Null);
+            match serde_json::from_str::<Text<'_>>(item.get()) {
+                Ok(Text(tag)) if !tag.is_empty() && tag.len() <= self.limits.max_id_bytes => {
+                    tags.push(tag.into_owned());
                 }
-                Some(_) => self.fail(
-                    field,
+                Ok(_) => self.fail(
+                    field(),
                     format!("must be 1 to {} bytes long", self.limits.max_id_bytes),
                 ),
-                None => self.fail(field, format!("must be a string, not {}", kind(item))),
+                Err(_) => self.fail(field(), format!("must be a string, not {}", kind.name())),
             }
         }
         tags
     }
 
     fn properties(&mut self) -> String {
-        let Some(value) = self.get("properties") else {
+        let Some((raw, kind)) = self.get("properties") else {
             return "{}".to_owned();
         };
-        if !value.is_object() {
-            let reason = format!("must be a JSON object, not {}", kind(value));
+        if kind != RawKind::Object {
+            let reason = format!("must be a JSON object, not {}", kind.name());
             self.fail("properties", reason);
             return String::new();
         }
-        if depth(value) > self.limits.max_property_depth {
+        let Some(text) = compact(raw, self.limits.max_property_depth) else {
             let reason = format!(
                 "nests objects and arrays deeper than {} levels",
                 self.limits.max_property_depth
             );
             self.fail("properties", reason);
             return String::new();
-        }
-        let text = value.to_string();
+        };
         if text.len() > self.limits.max_properties_bytes {
             let reason = format!(
                 "is larger than {} bytes as JSON",
@@ -365,28 +517,60 @@ impl<'a> Fields<'a> {
             );
             self.fail("properties", reason);
         }
-        text
+        text.into_owned()
     }
 }
 
-/// Nesting depth of objects and arrays, counting `value` itself as level 1.
-fn depth(value: &Value) -> usize {
-    match value {
-        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
-        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
-        _ => 0,
+/// `raw` (valid JSON) without whitespace between tokens, or `None` when its
+/// objects and arrays nest deeper than `max_depth` (the value itself is
+/// level 1). Borrows `raw` when it is compact already, as SDKs send it.
+fn compact(raw: &str, max_depth: usize) -> Option<Cow<'_, str>> {
+    let bytes = raw.as_bytes();
+    let (mut depth, mut in_string, mut escaped, mut spaced) = (0usize, false, false, false);
+    for &byte in bytes {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max_depth {
+                    return None;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b' ' | b'\t' | b'\n' | b'\r' => spaced = true,
+            _ => {}
+        }
     }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+    if !spaced {
+        return Some(Cow::Borrowed(raw));
     }
+    let mut out = String::with_capacity(raw.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for ch in raw.chars() {
+        if in_string {
+            match (escaped, ch) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if matches!(ch, ' ' | '\t' | '\n' | '\r') {
+            continue;
+        } else if ch == '"' {
+            in_string = true;
+        }
+        out.push(ch);
+    }
+    Some(Cow::Owned(out))
 }
 
 fn truncate(text: &str, max_bytes: usize) -> String {
@@ -411,7 +595,7 @@ mod tests {
             received_at_ms: NOW,
             client_ip: Some("192.0.2.7"),
             user_agent: Some("curl/8"),
-            fallback_event_id: "generated".into(),
+            fallback_event_id: FallbackId::Given("generated".into()),
         }
     }
 
@@ -500,6 +684,50 @@ mod tests {
             &Limits::default(),
         );
         assert_eq!(named.unwrap().project_id, "p9");
+    }
+
+    #[test]
+    fn reads_raw_text_in_one_pass() {
+        let text = r#"{ "type" : "caf\u00e9", "properties" : { "a b" : [ 1 , "x \" y" ] },
+                       "tags": ["t"], "status": 404, "timestamp": 1699999999000 }"#;
+        let event = parse_event_json(text, http_origin(), &Limits::default()).unwrap();
+        assert_eq!(event.event_type, "café");
+        assert_eq!(event.properties, r#"{"a b":[1,"x \" y"]}"#);
+        assert_eq!(event.status.as_deref(), Some("404"));
+        assert_eq!(event.timestamp_ms, 1_699_999_999_000);
+        let errors = parse_event_json(
+            r#"{"type":"a","type":"b"}"#,
+            http_origin(),
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(errors[0].reason, "appears more than once");
+        let wide = format!(
+            "{{{}}}",
+            (0..30)
+                .map(|i| format!(r#""k{i}":1"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let errors = parse_event_json(&wide, http_origin(), &Limits::default()).unwrap_err();
+        assert_eq!((errors.len(), errors[0].field.as_str()), (1, "$"));
+        let errors = parse_event_json("[1]", http_origin(), &Limits::default()).unwrap_err();
+        assert!(errors[0].reason.contains("not an array"));
+        let uuid = parse_event_json(
+            r#"{"type":"x"}"#,
+            Origin {
+                fallback_event_id: FallbackId::UuidV7,
+                ..http_origin()
+            },
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            uuid::Uuid::parse_str(&uuid.event_id)
+                .unwrap()
+                .get_version_num(),
+            7
+        );
     }
 
     #[test]

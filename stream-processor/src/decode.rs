@@ -3,8 +3,8 @@
 
 use serde::de::IgnoredAny;
 use sluice_schemas::avro::{decode_event, is_single_object};
-use sluice_schemas::validate::parse_event;
-use sluice_schemas::{Event, Limits, Origin};
+use sluice_schemas::validate::parse_event_json;
+use sluice_schemas::{Event, FallbackId, Limits, Origin};
 
 /// Where a message sits in Kafka: enough to name it, and to derive stable
 /// defaults from it.
@@ -29,8 +29,7 @@ pub fn decode(value: Option<&[u8]>, at: MessageAt<'_>, limits: &Limits) -> Resul
         return Ok(event);
     }
     if value.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{') {
-        let json: serde_json::Value =
-            serde_json::from_slice(value).map_err(|error| format!("JSON: {error}"))?;
+        let json = std::str::from_utf8(value).map_err(|error| format!("JSON: {error}"))?;
         let received_at_ms = at
             .timestamp_ms
             .ok_or("JSON value without a Kafka timestamp")?;
@@ -39,9 +38,12 @@ pub fn decode(value: Option<&[u8]>, at: MessageAt<'_>, limits: &Limits) -> Resul
             received_at_ms,
             client_ip: None,
             user_agent: None,
-            fallback_event_id: format!("{}-{}-{}", at.topic, at.partition, at.offset),
+            fallback_event_id: FallbackId::Given(format!(
+                "{}-{}-{}",
+                at.topic, at.partition, at.offset
+            )),
         };
-        return parse_event(&json, origin, limits).map_err(|errors| {
+        return parse_event_json(json, origin, limits).map_err(|errors| {
             let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
             format!("invalid event: {}", reasons.join("; "))
         });

@@ -2,6 +2,9 @@ use sluice_runtime::{settings, shutdown, telemetry};
 use sluice_stream_processor::{ProcessorConfig, serve};
 use tokio::net::TcpListener;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config: ProcessorConfig = settings::load()?;

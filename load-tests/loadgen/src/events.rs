@@ -265,7 +265,7 @@ mod tests {
             received_at_ms: 1_700_000_000_000,
             client_ip: None,
             user_agent: None,
-            fallback_event_id: "x".into(),
+            fallback_event_id: sluice_schemas::FallbackId::Given("x".into()),
         };
         for index in 0..100 {
             let event = make_event(&spec(300), index);

@@ -77,7 +77,7 @@ pub fn kafka_records(
                 received_at_ms,
                 client_ip: Some(&origin.client_ip),
                 user_agent: Some(&origin.user_agent),
-                fallback_event_id: String::new(),
+                fallback_event_id: sluice_schemas::FallbackId::Given(String::new()),
             },
             &limits,
         )
