@@ -12,6 +12,7 @@ const MAX_BATCH_EVENTS: usize = 1000;
 const MAX_BATCH_BYTES: usize = 5 * 1024 * 1024;
 const PRODUCE_TIMEOUT_MS: u64 = 10_000;
 const PRODUCER_QUEUE_MESSAGES: usize = 100_000;
+const MAX_IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
 const REQUESTS_PER_SECOND: u32 = 1000;
 const REQUEST_BURST: u32 = 2000;
 const EVENTS_PER_SECOND: u32 = 100_000;
@@ -106,6 +107,17 @@ pub struct IngestSettings {
     )]
     pub producer_queue_messages: usize,
 
+    /// Request bodies being handled at once, in bytes (a body without a
+    /// Content-Length counts as its route's limit; gzip counts twice). Past
+    /// it requests get 503 with Retry-After before their body is read, which
+    /// bounds the gateway's memory.
+    #[arg(
+        long = "max-in-flight-bytes",
+        env = "SLUICE_MAX_IN_FLIGHT_BYTES",
+        default_value_t = MAX_IN_FLIGHT_BYTES
+    )]
+    pub max_in_flight_bytes: usize,
+
     /// Compression of produced batches: none, gzip, snappy, lz4 or zstd.
     #[arg(
         long = "kafka-compression",
@@ -175,6 +187,7 @@ impl Default for IngestSettings {
             trusted_proxies: Vec::new(),
             produce_timeout_ms: PRODUCE_TIMEOUT_MS,
             producer_queue_messages: PRODUCER_QUEUE_MESSAGES,
+            max_in_flight_bytes: MAX_IN_FLIGHT_BYTES,
             compression: "none".to_owned(),
         }
     }

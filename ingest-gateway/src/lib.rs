@@ -9,6 +9,7 @@
 //!
 //! - [`config`]: settings (`--help`).
 //! - [`routes`]: the router and the ingest handlers (native and Segment).
+//! - [`admission`]: the budget of body bytes in flight (503 past it).
 //! - [`body`]: media type, gzip and size limits of request bodies.
 //! - [`client`]: client IP (trusted proxies) and user agent.
 //! - [`ingest`]: per-event validation, publishing, and partial acceptance.
@@ -20,6 +21,7 @@
 //! - [`metrics`]: the gateway's Prometheus metrics.
 
 pub mod admin;
+pub mod admission;
 pub mod body;
 pub mod client;
 pub mod config;

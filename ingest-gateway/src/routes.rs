@@ -20,6 +20,7 @@ use sluice_runtime::ops::{self, HttpMetrics, Readiness};
 use sluice_schemas::Limits;
 
 use crate::admin;
+use crate::admission::{Admission, InFlightBudget, within_budget};
 use crate::body::{Accept, read_body};
 use crate::client::{TrustedProxies, user_agent};
 use crate::config::IngestSettings;
@@ -51,7 +52,16 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let one = state.ingest.max_event_bytes;
     let many = state.ingest.max_batch_bytes;
-    let limited = |route: MethodRouter<AppState>, bytes| route.layer(DefaultBodyLimit::max(bytes));
+    let budget = InFlightBudget::new(state.ingest.max_in_flight_bytes);
+    let limited = |route: MethodRouter<AppState>, route_limit| {
+        let admission = Admission {
+            budget: budget.clone(),
+            route_limit,
+        };
+        route
+            .layer(DefaultBodyLimit::max(route_limit))
+            .layer(middleware::from_fn_with_state(admission, within_budget))
+    };
     let mut api = Router::new()
         .route("/v1/events", limited(post(ingest_one), one))
         .route("/v1/events/batch", limited(post(ingest_batch), many))

@@ -75,3 +75,44 @@ async fn keys_are_held_to_their_request_and_event_limits() {
         202
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_in_flight_are_bounded_and_the_rest_get_503() {
+    use std::io::Write;
+
+    let env = TestEnv::new("gw_inflight");
+    let mut config = crate::common::config(&env);
+    config.ingest.max_in_flight_bytes = 64 * 1024;
+    let gateway = Gateway::start_with(&env, config).await;
+
+    // A slow client announces 60 KiB and sends nothing: it holds most of the budget.
+    let mut slow = std::net::TcpStream::connect(gateway.running.addr).unwrap();
+    write!(
+        slow,
+        "POST /v1/events/batch HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        gateway.key,
+        60 * 1024
+    )
+    .unwrap();
+    let padding = "x".repeat(8 * 1024);
+    let batch = json!({"events": [{"type": "t", "properties": {"pad": padding}}]});
+    let send = || {
+        gateway
+            .client
+            .post(gateway.url("/v1/events/batch"))
+            .bearer_auth(&gateway.key)
+            .json(&batch)
+    };
+    let refused = gateway
+        .eventually_status("the budget to be taken", 503, send)
+        .await;
+    assert_eq!(refused.body["error"], "overloaded");
+    assert_eq!(refused.headers["retry-after"], "1");
+
+    // Once the slow request is gone, the budget is back.
+    drop(slow);
+    gateway
+        .eventually_status("the budget to come back", 202, send)
+        .await;
+}
