@@ -137,7 +137,65 @@ async fn a_batch_answers_for_every_event_and_publishes_only_the_valid_ones() {
         sluice_schemas::time_format::format_rfc3339_ms(first.timestamp_ms),
         at
     );
+
+    // The metrics agree with the answers.
+    let metrics = gateway
+        .client
+        .get(gateway.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "sluice_gateway_events_accepted_total 4",
+        r#"sluice_gateway_events_rejected_total{reason="invalid_event"} 8"#,
+        r#"sluice_gateway_batch_events_count 3"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
     gateway.running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_requests_in_flight_and_loses_no_acked_event() {
+    let env = TestEnv::new("gw_drain");
+    let gateway = Gateway::start(&env).await;
+    let mut requests = Vec::new();
+    for r in 0..20 {
+        let events: Vec<Value> = (0..50)
+            .map(|i| json!({"event_id": format!("d-{r}-{i}"), "type": "drain"}))
+            .collect();
+        let request = gateway
+            .client
+            .post(gateway.url("/v1/events/batch"))
+            .bearer_auth(&gateway.key)
+            .json(&json!({"events": events}))
+            .send();
+        requests.push(tokio::spawn(request));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    gateway.running.stop().await.unwrap();
+    let mut acked = Vec::new();
+    for request in requests {
+        // A request the server had not accepted before it stopped listening
+        // fails to connect; one it had accepted is answered in full.
+        let Ok(response) = request.await.unwrap() else {
+            continue;
+        };
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.unwrap();
+        acked.extend(accepted_ids(&body));
+    }
+    assert!(!acked.is_empty(), "no request was in flight at shutdown");
+    let on_topic = ids(&env.topic_events(&env.kafka.events_topic).await);
+    for id in &acked {
+        assert!(
+            on_topic.contains(id),
+            "{id} acknowledged but not on the topic"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
