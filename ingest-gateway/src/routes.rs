@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
 use axum::{Json, Router, middleware};
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sluice_runtime::auth::presented_key;
@@ -138,7 +138,7 @@ fn submission(
     Submission::new(&key.project_id, ip.to_string(), user_agent(headers))
 }
 
-fn respond(status: StatusCode, body: Value, budget: Option<Budget>) -> Response {
+fn respond(status: StatusCode, body: impl Serialize, budget: Option<Budget>) -> Response {
     let mut response = (status, Json(body)).into_response();
     if let Some(budget) = budget {
         set_budget_headers(response.headers_mut(), budget);
@@ -247,7 +247,7 @@ async fn ingest_batch(
         } else {
             StatusCode::MULTI_STATUS
         };
-        Ok(respond(status, json!(outcome), budget))
+        Ok(respond(status, outcome, budget))
     };
     counted(&state, result.await)
 }
@@ -341,6 +341,24 @@ fn segment_event(
         .map_err(segment::segment_field_errors)
 }
 
+/// Segment's `{"success": true}`, with what became of each message.
+#[derive(Serialize)]
+struct SegmentAnswer {
+    success: bool,
+    accepted: Vec<ingest::Acknowledged>,
+    rejected: Vec<ingest::Rejected>,
+}
+
+impl From<ingest::Outcome> for SegmentAnswer {
+    fn from(outcome: ingest::Outcome) -> Self {
+        Self {
+            success: true,
+            accepted: outcome.accepted,
+            rejected: outcome.rejected,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct SegmentBatch<'a> {
     #[serde(borrow)]
@@ -403,9 +421,7 @@ async fn segment_batch(
             }
         }
         let outcome = ingest::publish(&state, batch).await?;
-        let mut body = json!(outcome);
-        body["success"] = json!(true);
-        Ok(respond(StatusCode::OK, body, budget))
+        Ok(respond(StatusCode::OK, SegmentAnswer::from(outcome), budget))
     };
     counted(&state, result.await)
 }
