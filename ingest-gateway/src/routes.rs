@@ -421,7 +421,11 @@ async fn segment_batch(
             }
         }
         let outcome = ingest::publish(&state, batch).await?;
-        Ok(respond(StatusCode::OK, SegmentAnswer::from(outcome), budget))
+        Ok(respond(
+            StatusCode::OK,
+            SegmentAnswer::from(outcome),
+            budget,
+        ))
     };
     counted(&state, result.await)
 }
