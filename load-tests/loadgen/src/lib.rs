@@ -4,14 +4,18 @@
 //! (closed loop for peak throughput, open loop at a fixed rate for latency),
 //! and `kafka` is a bare rdkafka producer writing the records the gateway
 //! would write, to measure the ceiling the gateway is compared against.
+//! `e2e` sends through the gateway and watches ClickHouse: freshness and an
+//! exact count.
 //!
 //! - [`events`]: seeded events of a target size, and pre-built payloads.
 //! - [`payloads`]: the HTTP bodies and Kafka records, built before the timed part.
 //! - [`schedule`]: the open-loop arrival schedule.
 //! - [`http`]: the HTTP load and its report.
 //! - [`kafka`]: the bare producer, topic creation and its report.
+//! - [`e2e`]: end-to-end freshness (gateway ack to visible in ClickHouse).
 //! - [`stats`]: counters, latency histograms, printing.
 
+pub mod e2e;
 pub mod events;
 pub mod http;
 pub mod kafka;

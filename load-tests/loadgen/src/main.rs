@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
+use sluice_loadgen::e2e;
 use sluice_loadgen::events::EventSpec;
 use sluice_loadgen::http::{self, HttpLoad, USER_AGENT};
 use sluice_loadgen::kafka::{self, KafkaLoad};
@@ -36,6 +37,48 @@ enum Mode {
     Http(HttpArgs),
     /// Produce the gateway's records straight to Kafka: the ceiling.
     Kafka(KafkaArgs),
+    /// End to end: send events through the gateway at a constant rate and
+    /// measure how long after the gateway's ack each one is visible in
+    /// ClickHouse; then check that exactly the acknowledged events are there.
+    E2e(E2eArgs),
+}
+
+#[derive(Debug, Args)]
+struct E2eArgs {
+    /// Base URL of the ingest gateway.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+
+    /// API key with the `ingest` scope.
+    #[arg(long, env = "SLUICE_LOADGEN_API_KEY")]
+    api_key: String,
+
+    /// ClickHouse HTTP endpoint the processor writes to.
+    #[arg(long, default_value = "http://127.0.0.1:8123")]
+    clickhouse_url: String,
+
+    /// ClickHouse database of the pipeline.
+    #[arg(long, default_value = "sluice")]
+    database: String,
+
+    /// Events per second.
+    #[arg(long, default_value_t = 10_000.0)]
+    rate: f64,
+
+    /// Events per request.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+
+    /// How often ClickHouse is asked which probes are visible, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    poll_ms: u64,
+
+    #[command(flatten)]
+    events: EventArgs,
 }
 
 #[derive(Debug, Args)]
@@ -156,7 +199,7 @@ struct KafkaArgs {
     project: String,
 
     /// `linger.ms`, as the gateway sets it.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 0)]
     linger_ms: u64,
 
     /// `compression.type`, as the gateway's --kafka-compression.
@@ -186,6 +229,17 @@ fn main() -> anyhow::Result<()> {
     let mut report = match cli.mode {
         Mode::Http(args) => runtime.block_on(run_http(args))?,
         Mode::Kafka(args) => run_kafka(&runtime, args)?,
+        Mode::E2e(args) => runtime.block_on(e2e::run(e2e::E2eLoad {
+            url: args.url,
+            api_key: args.api_key,
+            clickhouse_url: args.clickhouse_url,
+            database: args.database,
+            rate: args.rate,
+            batch: args.batch.max(1),
+            duration: Duration::from_secs_f64(args.duration),
+            poll: Duration::from_millis(args.poll_ms.max(1)),
+            spec: args.events.spec(),
+        }))?,
     };
     // Includes building the payloads: an upper bound on the generator's own cost.
     if let (Some(before), Some(after)) = (cpu_before, own_cpu_seconds()) {
