@@ -376,8 +376,14 @@ impl Pipeline {
                 )
             })
             .collect();
-        if !(self.insert("events", &batch.events, shutdown).await
-            && self.insert("rollups", &batch.rollups, shutdown).await
+        // Raw rows and rollup rows are independent: write them at once. The
+        // checkpoint must follow both, since it claims everything below it.
+        let (events_written, rollups_written) = tokio::join!(
+            self.insert("events", &batch.events, shutdown),
+            self.insert("rollups", &batch.rollups, shutdown)
+        );
+        if !(events_written
+            && rollups_written
             && self
                 .insert("processor_checkpoints", &checkpoints, shutdown)
                 .await)
