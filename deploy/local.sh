@@ -112,7 +112,7 @@ Send an event:
     -H 'Authorization: Bearer $API_KEY' -H 'Content-Type: application/json' \\
     -d '{"type":"page_view","user_id":"u1","properties":{"path":"/"}}'
 
-Read it back (visible within about two seconds: the processor batches for up to 1 s):
+Read it back (visible within about a second: the processor batches for up to 250 ms):
   curl -s -H 'Authorization: Bearer $API_KEY' 'http://127.0.0.1:$QUERY_PORT/v1/events?type=page_view'
 
 Stop everything: deploy/local.sh down

@@ -86,5 +86,7 @@ log "sending $RATE events/s for $DURATION s (processor batches up to $BATCH_MAX_
 "$BIN/sluice-loadgen" --json e2e --url "http://127.0.0.1:$HTTP_PORT" --api-key "$API_KEY" \
     --clickhouse-url "$CLICKHOUSE_URL" --database "$DATABASE" \
     --rate "$RATE" --duration "$DURATION" | tee "$OUT/e2e.json"
+curl -s "http://127.0.0.1:$PROCESSOR_PORT/metrics" >"$OUT/processor-metrics.txt" || true
+curl -s "http://127.0.0.1:$HTTP_PORT/metrics" >"$OUT/gateway-metrics.txt" || true
 curl -s "$CLICKHOUSE_URL/" --data-binary "DROP DATABASE IF EXISTS $DATABASE" >/dev/null || true
 log "results and logs in $OUT"

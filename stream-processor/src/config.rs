@@ -54,11 +54,13 @@ pub struct ProcessorSettings {
     )]
     pub batch_max_rows: usize,
 
-    /// Longest time an event waits in a batch before the batch is written, in milliseconds.
+    /// Longest time an event waits in a batch before the batch is written,
+    /// in milliseconds. Freshness costs inserts: 250 ms is four inserts a
+    /// second per table at low load, and batches fill by rows at high load.
     #[arg(
         long = "batch-max-ms",
         env = "SLUICE_BATCH_MAX_MS",
-        default_value_t = 1_000
+        default_value_t = 250
     )]
     pub batch_max_ms: u64,
 
