@@ -95,9 +95,9 @@ impl Pipeline {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("statistics.interval.ms", "5000")
-            // A fetch answered at once when data is there; some brokers (tansu)
-            // hold it for the whole wait. 50 ms instead of 500 took end-to-end
-            // freshness p50 from about 700 ms to under 300 ms (BENCHMARKS.md).
+            // Freshness: with librdkafka's 500 ms, tansu answered fetches late
+            // even with data waiting; 20-50 ms cut end-to-end freshness by
+            // hundreds of milliseconds (BENCHMARKS.md).
             .set("fetch.wait.max.ms", "50")
             .set(
                 "session.timeout.ms",
