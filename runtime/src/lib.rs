@@ -8,6 +8,8 @@
 //! - [`shutdown`]: SIGINT/SIGTERM to a `CancellationToken`.
 //! - [`kafka`]: librdkafka client settings and idempotent topic creation.
 //! - [`clickhouse`]: the ClickHouse client and idempotent schema creation.
+//! - [`rollups`]: the ClickHouse `rollups` row, written by the processor and read
+//!   by the query API.
 //! - [`ops`]: `/health/live`, `/health/ready` and `/metrics`, plus per-route HTTP metrics.
 //! - [`http`]: the JSON error body every endpoint answers with, and `serve_http`.
 
@@ -17,6 +19,7 @@ pub mod http;
 pub mod kafka;
 pub mod keys;
 pub mod ops;
+pub mod rollups;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

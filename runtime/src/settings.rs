@@ -39,6 +39,15 @@ pub struct KafkaSettings {
     )]
     pub dlq_topic: String,
 
+    /// Topic of live window updates (JSON, see `sluice_schemas::rollup::live`),
+    /// which the query API pushes to WebSocket clients; empty disables them.
+    #[arg(
+        long = "kafka-live-topic",
+        env = "SLUICE_KAFKA_LIVE_TOPIC",
+        default_value = "sluice.live"
+    )]
+    pub live_topic: String,
+
     /// Topic that holds the API keys (hashed); every service reads it at
     /// startup and tails it. Created with one partition, compacted.
     #[arg(

@@ -56,6 +56,8 @@ impl Database {
         vec![
             format!("CREATE DATABASE IF NOT EXISTS {self}"),
             self.events_table(features, retention_days),
+            self.rollups_table(features),
+            self.checkpoints_table(),
         ]
     }
 
@@ -106,6 +108,69 @@ impl Database {
     }
 }
 
+/// The tables partitioned by UTC day (`toYYYYMMDD`), whose partitions older
+/// than the retention are dropped.
+pub const DAY_PARTITIONED_TABLES: [&str; 2] = ["events", "rollups"];
+
+impl Database {
+    /// Windowed rollups (see `sluice_schemas::rollup`): one row per partial
+    /// aggregate of a window, i.e. per (window key, source Kafka partition,
+    /// `seq`), where `seq` is the offset of the partial's first event. A window
+    /// has one partial per partition it got events from, plus one per
+    /// correction of late events. Every row depends only on the message
+    /// sequence, so a replay writes the same key with the same values and
+    /// ReplacingMergeTree keeps one (read with `FINAL`). Readers merge the
+    /// partials: `sum(count)` in SQL, the sketch columns (`Hll`,
+    /// `QuantileSketch` bytes) in Rust. `duration_sum_us` is in microseconds.
+    fn rollups_table(&self, features: ServerFeatures) -> String {
+        let tag = if features.low_cardinality {
+            "LowCardinality(String)"
+        } else {
+            "String"
+        };
+        format!(
+            "CREATE TABLE IF NOT EXISTS {self}.rollups (
+                project_id String,
+                minute DateTime,
+                type {tag},
+                source {tag},
+                status {tag},
+                kafka_partition UInt32,
+                seq UInt64,
+                count UInt64,
+                duration_count UInt64,
+                duration_sum_us UInt64,
+                duration_min Nullable(Float64),
+                duration_max Nullable(Float64),
+                users String,
+                sessions String,
+                durations String
+            ) ENGINE = ReplacingMergeTree
+            PARTITION BY toYYYYMMDD(minute)
+            ORDER BY (project_id, minute, type, source, status, kafka_partition, seq)"
+        )
+    }
+
+    /// The stream processor's position and window state per consumer group and
+    /// source partition: written after the rows of every message below
+    /// `next_offset` are stored, read when a processor takes the partition
+    /// over. The highest `next_offset` wins (it is the version), so a late
+    /// write of an older state changes nothing.
+    fn checkpoints_table(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {self}.processor_checkpoints (
+                consumer_group String,
+                topic String,
+                kafka_partition UInt32,
+                next_offset UInt64,
+                written_at_ms UInt64,
+                state String
+            ) ENGINE = ReplacingMergeTree(next_offset)
+            ORDER BY (consumer_group, topic, kafka_partition)"
+        )
+    }
+}
+
 impl fmt::Display for Database {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "`{}`", self.0)
@@ -144,6 +209,12 @@ mod tests {
             .unwrap()
             .create_statements(features, retention_days);
         assert_eq!(statements[0], "CREATE DATABASE IF NOT EXISTS `sluice`");
+        assert!(statements[2].contains("`sluice`.rollups ("));
+        assert!(statements[3].contains("`sluice`.processor_checkpoints ("));
+        assert_eq!(
+            statements[2].contains("LowCardinality"),
+            features.low_cardinality
+        );
         assert!(statements[1].starts_with("CREATE TABLE IF NOT EXISTS `sluice`.events ("));
         statements[1].clone()
     }

@@ -35,7 +35,7 @@ pub struct ProcessorConfig {
     pub config_file: ConfigFile,
 }
 
-/// Consumer group and batching.
+/// Consumer group, batching, windows and retention.
 #[derive(Debug, Clone, Args)]
 pub struct ProcessorSettings {
     /// Kafka consumer group; processors in one group share the partitions.
@@ -70,10 +70,77 @@ pub struct ProcessorSettings {
         default_value_t = 10_000
     )]
     pub session_timeout_ms: u64,
+
+    /// How far behind the newest event time (capped at its received time) the
+    /// watermark trails, in milliseconds. A window closes when the watermark
+    /// passes its end; later events are still counted, as a correction row.
+    #[arg(
+        long = "allowed-lateness-ms",
+        env = "SLUICE_ALLOWED_LATENESS_MS",
+        default_value_t = 5_000
+    )]
+    pub allowed_lateness_ms: u64,
+
+    /// A partition that has open windows and no message for this long gets a
+    /// watermark marker (wall clock minus the lateness), so its windows close.
+    #[arg(
+        long = "idle-timeout-ms",
+        env = "SLUICE_IDLE_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub idle_timeout_ms: u64,
+
+    /// A repeated event_id (a client retry) counts once when received within
+    /// this long of the first copy, in milliseconds. Memory grows with it:
+    /// about 50 bytes per event received in the horizon.
+    #[arg(
+        long = "dedup-horizon-ms",
+        env = "SLUICE_DEDUP_HORIZON_MS",
+        default_value_t = 600_000
+    )]
+    pub dedup_horizon_ms: u64,
+
+    /// Shortest interval between two live updates of one window, in milliseconds.
+    #[arg(
+        long = "live-interval-ms",
+        env = "SLUICE_LIVE_INTERVAL_MS",
+        default_value_t = 250
+    )]
+    pub live_interval_ms: u64,
+
+    /// Days of raw events and rollups to keep, by event time; older day
+    /// partitions are dropped hourly. 0 keeps everything.
+    #[arg(
+        long = "retention-days",
+        env = "SLUICE_RETENTION_DAYS",
+        default_value_t = 0
+    )]
+    pub retention_days: u32,
+}
+
+impl Default for ProcessorSettings {
+    /// The defaults that `--help` shows (`SLUICE_*` variables still apply), for
+    /// code that builds settings as a struct literal.
+    fn default() -> Self {
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            settings: ProcessorSettings,
+        }
+        Defaults::parse_from(["sluice-stream-processor"]).settings
+    }
 }
 
 impl ProcessorSettings {
     pub fn batch_max_wait(&self) -> Duration {
         Duration::from_millis(self.batch_max_ms)
+    }
+
+    pub fn lateness_ms(&self) -> i64 {
+        i64::try_from(self.allowed_lateness_ms).unwrap_or(i64::MAX)
+    }
+
+    pub fn dedup_horizon_ms(&self) -> i64 {
+        i64::try_from(self.dedup_horizon_ms).unwrap_or(i64::MAX)
     }
 }

@@ -4,8 +4,6 @@
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use sluice_runtime::kafka::client_config;
-use sluice_runtime::settings::KafkaSettings;
 
 use crate::decode::MessageAt;
 
@@ -20,15 +18,12 @@ pub struct DeadLetters {
 }
 
 impl DeadLetters {
-    pub fn new(kafka: &KafkaSettings) -> anyhow::Result<Self> {
-        let producer = client_config(kafka)?
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .create()?;
-        Ok(Self {
+    /// `producer` must wait for every replica (`acks=all`).
+    pub fn new(producer: FutureProducer, topic: &str) -> Self {
+        Self {
             producer,
-            topic: kafka.dlq_topic.clone(),
-        })
+            topic: topic.to_owned(),
+        }
     }
 
     /// Copies the message to the dead-letter topic and waits for the ack, so

@@ -1,29 +1,68 @@
-//! The stream processor: events topic in, ClickHouse out, exactly once in effect.
+//! The stream processor: events topic in; raw events, windowed rollups and
+//! checkpoints into ClickHouse, exactly once in effect; live window updates out.
 //!
 //! Processors share the events topic's partitions through a Kafka consumer
 //! group. Each decodes values ([`decode`]: Avro from the gateway, Avro or JSON
 //! from direct producers), sends what it cannot read to the dead-letter topic
-//! with the reason in headers ([`dlq`]), and writes events to ClickHouse in
-//! batches ([`sink`]).
+//! with the reason in headers ([`dlq`]), drops client retries of an event id
+//! ([`dedup`]), aggregates one-minute event-time windows per project, type,
+//! source and status ([`windows`], with the model in `sluice_schemas::rollup`),
+//! and writes raw events, closed windows and corrections in batches ([`sink`]).
 //!
 //! # Exactly once in effect
 //! Kafka transactions are not relied on (not every Kafka-compatible broker has
-//! them). Instead:
-//! 1. offsets are committed only after the batch holding every message below
-//!    them is in ClickHouse ([`pipeline`]): a crash replays, never skips;
-//! 2. a row depends only on its message, so a replay writes identical rows;
-//! 3. `events` is a ReplacingMergeTree keyed by (project, type, time,
-//!    event_id), which keeps one row per event; readers query it with `FINAL`.
+//! them). Instead, everything the processor writes is a function of the
+//! message sequence of a partition, and its position is kept in the sink:
+//! 1. **Deterministic rows.** A raw event row depends only on its message. A
+//!    window's watermark is computed from the messages (event and received
+//!    times, and watermark markers, see 3), so the same messages close the
+//!    same windows into the same rollup rows, each keyed by (window key,
+//!    source partition, offset of its first event). Late events become
+//!    correction rows keyed the same way. The tables are ReplacingMergeTrees
+//!    on those keys, read with `FINAL`: a replayed row replaces its copy.
+//! 2. **Checkpoints in the sink.** A flush inserts raw events, then rollup
+//!    rows, then per partition a checkpoint (next offset, watermark, the open
+//!    windows' aggregates) into `processor_checkpoints`, and only then commits
+//!    the Kafka offset ([`checkpoint`], [`pipeline`]). Whoever takes a
+//!    partition over (after a crash, a restart or a rebalance) resumes from
+//!    the checkpoint with the exact state it holds, skipping messages below it
+//!    that Kafka may still hand out. A crash before the checkpoint replays the
+//!    batch from the previous one, writing identical rows. Graceful shutdown
+//!    and revocation flush and checkpoint; nothing is written early, so
+//!    handing a partition over never splits a window differently.
+//! 3. **Idle partitions** close their windows through watermark markers that
+//!    the processor writes into the partition itself ([`marker`]): the
+//!    wall-clock decision becomes a message, so a replay meets it at the same
+//!    offset.
+//! 4. **Client retries** of an event id count once when received within the
+//!    dedup horizon (`--dedup-horizon-ms`, default 10 minutes) of the first
+//!    copy, in raw events and rollups alike ([`dedup`]); the set of recent ids
+//!    is rebuilt from `events` when a partition is taken over.
+//!
+//! Replaying a partition from offset 0 under a new consumer group therefore
+//! rewrites the same rows and changes no query result. The cost of the
+//! guarantee: a checkpoint row per partition per flush, and a partition's
+//! first message after a takeover waits for its checkpoint and recent ids.
 //!
 //! - [`config`]: settings (`--help`).
+//! - [`context`]: librdkafka callbacks (lag statistics, revocations).
+//! - [`live`]: window updates on the live topic.
+//! - [`retention`]: dropping day partitions past the retention.
 //! - [`metrics`]: Prometheus metrics.
 
+pub mod checkpoint;
 pub mod config;
+pub mod context;
 pub mod decode;
+pub mod dedup;
 pub mod dlq;
+pub mod live;
+pub mod marker;
 pub mod metrics;
 pub mod pipeline;
+pub mod retention;
 pub mod sink;
+pub mod windows;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +76,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::ProcessorConfig;
+use live::LivePublisher;
 use metrics::ProcessorMetrics;
 use pipeline::Pipeline;
 use sink::EventSink;
@@ -62,26 +102,36 @@ pub async fn serve(
     ));
 
     let kafka = &config.kafka;
-    ensure_topics(
-        kafka,
-        &[&kafka.events_topic, &kafka.dlq_topic],
-        STARTUP_DEADLINE,
-        &shutdown,
-    )
-    .await?;
+    let mut topics = vec![kafka.events_topic.as_str(), kafka.dlq_topic.as_str()];
+    if !kafka.live_topic.is_empty() {
+        topics.push(&kafka.live_topic);
+    }
+    ensure_topics(kafka, &topics, STARTUP_DEADLINE, &shutdown).await?;
     readiness.set("kafka", true);
     let features = ensure_schema(&config.clickhouse, STARTUP_DEADLINE, &shutdown).await?;
     readiness.set("clickhouse", true);
 
-    let (clickhouse, _) = client(&config.clickhouse, features)?;
+    let (clickhouse, database) = client(&config.clickhouse, features)?;
+    let retention = (config.processor.retention_days > 0).then(|| {
+        tokio::spawn(retention::run(
+            clickhouse.clone(),
+            database,
+            config.processor.retention_days,
+            shutdown.clone(),
+        ))
+    });
     let pipeline = Pipeline::new(
         kafka,
         config.processor.clone(),
         EventSink::new(clickhouse),
-        metrics,
+        metrics.clone(),
     )?;
+    let live = LivePublisher::new(pipeline.producer(), &kafka.live_topic, metrics);
     tracing::info!(topic = %kafka.events_topic, group = %config.processor.consumer_group, "stream processor running");
-    pipeline.run(shutdown).await;
+    pipeline.run(shutdown, live).await;
+    if let Some(retention) = retention {
+        retention.await?;
+    }
 
     ops_shutdown.cancel();
     ops_server.await??;

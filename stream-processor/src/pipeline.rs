@@ -1,64 +1,79 @@
-//! The consume loop: read, decode, batch, insert, then commit.
+//! The consume loop: read, decode, deduplicate, window, batch, insert,
+//! checkpoint, then commit.
 //!
-//! Offsets are committed only after the rows of every message below them are
-//! in ClickHouse (or the message is on the dead-letter topic). A crash at any
-//! point therefore replays messages, never skips them; replays write identical
-//! rows, which the `events` table collapses.
+//! A flush inserts raw events, then the rollup rows that windows emitted, then
+//! a checkpoint per partition (its next offset and window state), and only
+//! then commits the Kafka offsets. A crash at any point therefore replays from
+//! the last checkpoint, with the state that checkpoint holds; replayed
+//! messages make identical rows, which the tables collapse.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use sluice_runtime::kafka::client_config;
+use sluice_runtime::rollups::RollupRow;
 use sluice_runtime::settings::KafkaSettings;
 use sluice_schemas::Limits;
-use tokio::time::{Instant as Deadline, sleep, sleep_until};
+use sluice_schemas::time_format::now_ms;
+use tokio::time::{Instant as Deadline, MissedTickBehavior, interval, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use crate::checkpoint::{CheckpointStore, encode_state};
 use crate::config::ProcessorSettings;
+use crate::context::ProcessorContext;
 use crate::decode::{MessageAt, decode};
+use crate::dedup::RecentIds;
 use crate::dlq::DeadLetters;
-use crate::metrics::ProcessorMetrics;
+use crate::live::LivePublisher;
+use crate::marker;
+use crate::metrics::{PartitionLabel, ProcessorMetrics};
 use crate::sink::{EventRow, EventSink};
+use crate::windows::{PartitionWindows, Placement};
 
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// Rows waiting for their insert, and the offsets to commit once they land.
+/// Rows waiting for their insert, and the partitions whose checkpoint and
+/// offset follow them.
 #[derive(Default)]
 struct Batch {
-    rows: Vec<EventRow>,
-    /// Next offset to consume, per partition of the events topic.
-    next_offsets: BTreeMap<i32, i64>,
+    events: Vec<EventRow>,
+    rollups: Vec<RollupRow>,
+    partitions: BTreeSet<i32>,
     opened: Option<Instant>,
 }
 
-impl Batch {
-    fn note_offset(&mut self, partition: i32, offset: i64) {
-        self.next_offsets.insert(partition, offset + 1);
-        self.opened.get_or_insert_with(Instant::now);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.next_offsets.is_empty()
-    }
+/// One source partition's state: where it is and what its windows hold.
+struct PartitionState {
+    windows: PartitionWindows,
+    recent: RecentIds,
+    /// The next offset to process; `None` until the first message when the
+    /// group never checkpointed this partition.
+    next_offset: Option<i64>,
+    last_message: Instant,
+    last_marker: Option<Instant>,
 }
 
 /// What became of one message.
 enum Accepted {
-    /// Batched, or on the dead-letter topic: its offset may be committed.
+    /// Processed (or already processed before a restart): its offset may be committed.
     Handled,
-    /// Shutdown came while the dead-letter topic was refusing it: neither
-    /// stored nor dead-lettered, so nothing at or after it may be committed.
+    /// Shutdown came while a dependency was refusing it: nothing at or after
+    /// it may be committed.
     Abandoned,
 }
 
 pub struct Pipeline {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<ProcessorContext>,
     topic: String,
     sink: EventSink,
+    checkpoints: CheckpointStore,
+    producer: FutureProducer,
     dead_letters: DeadLetters,
     settings: ProcessorSettings,
     limits: Limits,
@@ -72,31 +87,57 @@ impl Pipeline {
         sink: EventSink,
         metrics: ProcessorMetrics,
     ) -> anyhow::Result<Self> {
-        let consumer: StreamConsumer = client_config(kafka)?
+        let context = ProcessorContext::new(&kafka.events_topic, metrics.clone());
+        let consumer: StreamConsumer<ProcessorContext> = client_config(kafka)?
             .set("group.id", &settings.consumer_group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
+            .set("statistics.interval.ms", "5000")
             .set(
                 "session.timeout.ms",
                 settings.session_timeout_ms.to_string(),
             )
-            .create()?;
+            .create_with_context(context)?;
         consumer.subscribe(&[&kafka.events_topic])?;
+        let producer: FutureProducer = client_config(kafka)?
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .create()?;
+        let checkpoints = CheckpointStore::new(
+            sink.client().clone(),
+            &settings.consumer_group,
+            &kafka.events_topic,
+        );
         Ok(Self {
             consumer,
             topic: kafka.events_topic.clone(),
             sink,
-            dead_letters: DeadLetters::new(kafka)?,
+            checkpoints,
+            dead_letters: DeadLetters::new(producer.clone(), &kafka.dlq_topic),
+            producer,
             settings,
             limits: Limits::default(),
             metrics,
         })
     }
 
-    /// Runs until `shutdown`, then writes and commits what it holds.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// The pipeline's producer (`acks=all`, idempotent), for the live topic.
+    pub fn producer(&self) -> FutureProducer {
+        self.producer.clone()
+    }
+
+    /// Runs until `shutdown`, then writes, checkpoints and commits what it
+    /// holds. Open windows are not written early: the checkpoint keeps them.
+    pub async fn run(self, shutdown: CancellationToken, mut live: LivePublisher) {
         let mut batch = Batch::default();
+        let mut partitions: HashMap<i32, PartitionState> = HashMap::new();
+        let mut live_tick = interval(Duration::from_millis(self.settings.live_interval_ms.max(1)));
+        let idle_timeout = Duration::from_millis(self.settings.idle_timeout_ms);
+        let mut idle_tick =
+            interval((idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(1)));
+        live_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        idle_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let flush_at = batch
                 .opened
@@ -105,15 +146,25 @@ impl Pipeline {
                 biased;
                 _ = shutdown.cancelled() => break,
                 _ = sleep_until(flush_at.unwrap_or_else(Deadline::now)), if flush_at.is_some() => {
-                    self.flush(&mut batch, &shutdown, CommitMode::Async).await;
+                    self.flush(&mut batch, &partitions, &shutdown, CommitMode::Async).await;
+                }
+                _ = live_tick.tick(), if live.is_enabled() => {
+                    for (partition, state) in partitions.iter_mut() {
+                        state.windows.drain_dirty(|partial| live.changed(partial, *partition));
+                    }
+                    live.send_queued();
+                }
+                _ = idle_tick.tick() => {
+                    self.mark_idle_partitions(&mut partitions, idle_timeout).await;
                 }
                 received = self.consumer.recv() => match received {
                     Ok(message) => {
-                        if let Accepted::Abandoned = self.accept(&message, &mut batch, &shutdown).await {
+                        let accepted = self.accept(&message, &mut batch, &mut partitions, &mut live, &shutdown).await;
+                        if let Accepted::Abandoned = accepted {
                             break;
                         }
-                        if batch.rows.len() >= self.settings.batch_max_rows {
-                            self.flush(&mut batch, &shutdown, CommitMode::Async).await;
+                        if batch.events.len() + batch.rollups.len() >= self.settings.batch_max_rows {
+                            self.flush(&mut batch, &partitions, &shutdown, CommitMode::Async).await;
                         }
                     }
                     Err(error) => {
@@ -122,16 +173,27 @@ impl Pipeline {
                     }
                 },
             }
+            let revoked = self.consumer.context().take_revoked();
+            if !revoked.is_empty() {
+                self.flush(&mut batch, &partitions, &shutdown, CommitMode::Async)
+                    .await;
+                for partition in revoked {
+                    partitions.remove(&partition);
+                }
+            }
         }
-        self.flush(&mut batch, &shutdown, CommitMode::Sync).await;
+        self.flush(&mut batch, &partitions, &shutdown, CommitMode::Sync)
+            .await;
         tracing::info!("stream processor stopped");
     }
 
-    /// Adds one message to the batch, or to the dead-letter topic.
+    /// Processes one message into the batch (or the dead-letter topic).
     async fn accept(
         &self,
         message: &BorrowedMessage<'_>,
         batch: &mut Batch,
+        partitions: &mut HashMap<i32, PartitionState>,
+        live: &mut LivePublisher,
         shutdown: &CancellationToken,
     ) -> Accepted {
         let at = MessageAt {
@@ -140,61 +202,222 @@ impl Pipeline {
             offset: message.offset(),
             timestamp_ms: message.timestamp().to_millis(),
         };
-        match decode(message.payload(), at, &self.limits) {
-            Ok(event) => batch
-                .rows
-                .push(EventRow::new(event, at.partition, at.offset)),
-            Err(reason) => {
-                tracing::warn!(reason = %reason, topic = at.topic, partition = at.partition, offset = at.offset, "message to dead-letter topic");
-                let sent = retry_until_shutdown("dead-letter write", shutdown, || {
-                    self.dead_letters
-                        .send(at, message.key(), message.payload(), &reason)
-                })
-                .await;
-                if sent.is_none() {
+        let state = match partitions.entry(at.partition) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                let Some(state) = self.resume(at.partition, shutdown).await else {
                     return Accepted::Abandoned;
+                };
+                entry.insert(state)
+            }
+        };
+        match state.next_offset {
+            // Already in effect: the checkpoint is ahead of the Kafka commit.
+            Some(next) if at.offset < next => return Accepted::Handled,
+            Some(next) if at.offset > next => {
+                tracing::warn!(
+                    partition = at.partition,
+                    expected = next,
+                    offset = at.offset,
+                    "offsets skipped (deleted by the topic's retention?)"
+                );
+            }
+            _ => {}
+        }
+        state.last_message = Instant::now();
+        let mut emitted = Vec::new();
+        if let Some(watermark_ms) = marker::watermark_of(message.headers()) {
+            state.windows.apply_marker(watermark_ms, &mut emitted);
+        } else {
+            match decode(message.payload(), at, &self.limits) {
+                Ok(event) => {
+                    self.metrics.events_processed.inc();
+                    if state.recent.is_repeat(
+                        &event.project_id,
+                        &event.event_id,
+                        event.received_at_ms,
+                    ) {
+                        self.metrics.duplicate_events.inc();
+                    } else {
+                        if state.windows.add(&event, at.offset, &mut emitted) == Placement::Late {
+                            self.metrics.late_events.inc();
+                        }
+                        batch
+                            .events
+                            .push(EventRow::new(event, at.partition, at.offset));
+                    }
                 }
-                self.metrics.dead_letters.inc();
+                Err(reason) => {
+                    tracing::warn!(reason = %reason, topic = at.topic, partition = at.partition, offset = at.offset, "message to dead-letter topic");
+                    let sent = retry_until_shutdown("dead-letter write", shutdown, || {
+                        self.dead_letters
+                            .send(at, message.key(), message.payload(), &reason)
+                    })
+                    .await;
+                    if sent.is_none() {
+                        return Accepted::Abandoned;
+                    }
+                    self.metrics.dead_letters.inc();
+                }
             }
         }
-        batch.note_offset(at.partition, at.offset);
+        let kafka_partition = u32::try_from(at.partition).unwrap_or(0);
+        for closed in emitted {
+            let partial = &closed.partial;
+            batch.rollups.push(RollupRow::new(
+                &partial.key,
+                &partial.aggregate,
+                kafka_partition,
+                partial.seq,
+            ));
+            if !closed.is_correction {
+                live.closed(partial, at.partition);
+            }
+        }
+        state.next_offset = Some(at.offset + 1);
+        batch.partitions.insert(at.partition);
+        batch.opened.get_or_insert_with(Instant::now);
         Accepted::Handled
     }
 
-    /// Inserts the batch (retrying until it lands), then commits its offsets.
-    /// At shutdown it stops retrying and commits nothing: Kafka keeps the data.
-    async fn flush(&self, batch: &mut Batch, shutdown: &CancellationToken, mode: CommitMode) {
-        let batch = std::mem::take(batch);
-        if batch.is_empty() {
-            return;
-        }
-        if !batch.rows.is_empty() {
-            let inserted = retry_until_shutdown("ClickHouse insert", shutdown, || async {
-                let started = Instant::now();
-                let outcome = self.sink.insert(&batch.rows).await;
-                match &outcome {
-                    Ok(()) => self
-                        .metrics
-                        .record_insert(batch.rows.len(), started.elapsed()),
-                    Err(_) => {
-                        self.metrics.insert_failures.inc();
-                    }
-                }
-                outcome
-            })
-            .await;
-            if inserted.is_none() {
-                tracing::warn!(
-                    rows = batch.rows.len(),
-                    "shutting down with an unwritten batch; it will be replayed from Kafka"
-                );
-                return;
-            }
-        }
-        self.commit(&batch.next_offsets, mode);
+    /// Loads a partition's checkpoint, retrying until ClickHouse answers.
+    async fn resume(&self, partition: i32, shutdown: &CancellationToken) -> Option<PartitionState> {
+        let resumed = retry_until_shutdown("checkpoint read", shutdown, || {
+            self.checkpoints.resume(
+                partition,
+                self.settings.lateness_ms(),
+                self.settings.dedup_horizon_ms(),
+            )
+        })
+        .await?;
+        tracing::info!(
+            partition,
+            next_offset = ?resumed.next_offset,
+            open_windows = resumed.windows.open_windows(),
+            recent_ids = resumed.recent.len(),
+            "partition resumed from its checkpoint"
+        );
+        Some(PartitionState {
+            windows: resumed.windows,
+            recent: resumed.recent,
+            next_offset: resumed.next_offset,
+            last_message: Instant::now(),
+            last_marker: None,
+        })
     }
 
-    fn commit(&self, next_offsets: &BTreeMap<i32, i64>, mode: CommitMode) {
+    /// Writes a watermark marker into each partition whose windows wait on a
+    /// partition without messages (see [`marker`]); updates the gauges.
+    async fn mark_idle_partitions(
+        &self,
+        partitions: &mut HashMap<i32, PartitionState>,
+        idle_timeout: Duration,
+    ) {
+        let now = now_ms();
+        let mut open = 0;
+        for (partition, state) in partitions.iter_mut() {
+            open += state.windows.open_windows();
+            if let Some(watermark) = state.windows.watermark_ms() {
+                self.metrics
+                    .watermark_delay
+                    .get_or_create(&PartitionLabel {
+                        partition: *partition,
+                    })
+                    .set((now - watermark) as f64 / 1000.0);
+            }
+            let idle = state.last_message.elapsed() >= idle_timeout
+                && state
+                    .last_marker
+                    .is_none_or(|sent| sent.elapsed() >= idle_timeout);
+            if !idle || !state.windows.has_pending() {
+                continue;
+            }
+            let watermark = now.saturating_sub(self.settings.lateness_ms());
+            match marker::write(&self.producer, &self.topic, *partition, watermark).await {
+                Ok(()) => state.last_marker = Some(Instant::now()),
+                Err(error) => {
+                    tracing::warn!(cause = %error, partition, "cannot write a watermark marker")
+                }
+            }
+        }
+        self.metrics.open_windows.set(open as i64);
+    }
+
+    /// Inserts the batch's rows and checkpoints (retrying until they land),
+    /// then commits its offsets. At shutdown it stops retrying and commits
+    /// nothing: Kafka and the last checkpoint keep the data.
+    async fn flush(
+        &self,
+        batch: &mut Batch,
+        partitions: &HashMap<i32, PartitionState>,
+        shutdown: &CancellationToken,
+        mode: CommitMode,
+    ) {
+        let batch = std::mem::take(batch);
+        if batch.partitions.is_empty() {
+            return;
+        }
+        let positions: Vec<(i32, i64, &PartitionState)> = batch
+            .partitions
+            .iter()
+            .filter_map(|p| {
+                partitions
+                    .get(p)
+                    .and_then(|s| Some((*p, s.next_offset?, s)))
+            })
+            .collect();
+        let checkpoints: Vec<_> = positions
+            .iter()
+            .map(|(partition, next, state)| {
+                self.checkpoints.row(
+                    *partition,
+                    *next,
+                    encode_state(&state.windows, &state.recent),
+                )
+            })
+            .collect();
+        if !(self.insert("events", &batch.events, shutdown).await
+            && self.insert("rollups", &batch.rollups, shutdown).await
+            && self
+                .insert("processor_checkpoints", &checkpoints, shutdown)
+                .await)
+        {
+            tracing::warn!(
+                events = batch.events.len(),
+                "shutting down with an unwritten batch; it will be replayed from Kafka"
+            );
+            return;
+        }
+        let offsets: Vec<(i32, i64)> = positions.iter().map(|(p, next, _)| (*p, *next)).collect();
+        self.commit(&offsets, mode);
+    }
+
+    /// Inserts `rows` into `table`, retrying; false when shutdown stopped it.
+    async fn insert<T>(&self, table: &'static str, rows: &[T], shutdown: &CancellationToken) -> bool
+    where
+        T: clickhouse::Row + clickhouse::RowOwned + clickhouse::RowWrite,
+    {
+        if rows.is_empty() {
+            return true;
+        }
+        retry_until_shutdown("ClickHouse insert", shutdown, || async {
+            let started = Instant::now();
+            let outcome = self.sink.insert_into(table, rows).await;
+            match &outcome {
+                Ok(()) => self
+                    .metrics
+                    .record_insert(table, rows.len(), started.elapsed()),
+                Err(_) => {
+                    self.metrics.insert_failures.inc();
+                }
+            }
+            outcome
+        })
+        .await
+        .is_some()
+    }
+
+    fn commit(&self, next_offsets: &[(i32, i64)], mode: CommitMode) {
         let mut offsets = TopicPartitionList::new();
         for (partition, next) in next_offsets {
             if let Err(error) =
@@ -205,9 +428,9 @@ impl Pipeline {
             }
         }
         // A commit can fail after a rebalance took the partition away; the
-        // new owner replays from the last commit and the table collapses the copies.
+        // new owner resumes from the checkpoint, which is already written.
         if let Err(error) = self.consumer.commit(&offsets, mode) {
-            tracing::warn!(cause = %error, "offset commit failed; the batch may be replayed");
+            tracing::warn!(cause = %error, "offset commit failed; the checkpoint has the position");
         }
     }
 }

@@ -1,6 +1,6 @@
-//! Writing events into the ClickHouse `events` table.
+//! Writing rows into ClickHouse: raw events, rollups and checkpoints.
 
-use clickhouse::Row;
+use clickhouse::{Row, RowOwned, RowWrite};
 use serde::Serialize;
 use sluice_schemas::Event;
 
@@ -55,7 +55,7 @@ impl EventRow {
     }
 }
 
-/// Inserts batches of rows into `events`.
+/// Inserts batches of rows into Sluice's tables.
 pub struct EventSink {
     client: clickhouse::Client,
 }
@@ -65,10 +65,24 @@ impl EventSink {
         Self { client }
     }
 
-    /// Inserts `rows` as one INSERT. Retrying a failed call is safe: rows
-    /// that did land are collapsed with their copies by ReplacingMergeTree.
+    pub fn client(&self) -> &clickhouse::Client {
+        &self.client
+    }
+
+    /// Inserts `rows` into `events` as one INSERT. Retrying a failed call is
+    /// safe: rows that did land are collapsed with their copies by
+    /// ReplacingMergeTree.
     pub async fn insert(&self, rows: &[EventRow]) -> clickhouse::error::Result<()> {
-        let mut insert = self.client.insert::<EventRow>("events").await?;
+        self.insert_into("events", rows).await
+    }
+
+    /// Inserts `rows` into `table` as one INSERT; every Sluice table collapses
+    /// a retried row with its first copy.
+    pub async fn insert_into<T>(&self, table: &str, rows: &[T]) -> clickhouse::error::Result<()>
+    where
+        T: Row + RowOwned + RowWrite,
+    {
+        let mut insert = self.client.insert::<T>(table).await?;
         for row in rows {
             insert.write(row).await?;
         }

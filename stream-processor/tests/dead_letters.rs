@@ -24,6 +24,7 @@ async fn poison_goes_to_the_dead_letter_topic_and_the_rest_flows() {
             batch_max_rows: 1_000,
             batch_max_ms: 200,
             session_timeout_ms: 6_000,
+            ..ProcessorSettings::default()
         },
         kafka: env.kafka.clone(),
         clickhouse: env.clickhouse.clone(),

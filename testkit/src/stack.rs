@@ -166,6 +166,7 @@ impl TestEnv {
                 brokers: stack.brokers.clone(),
                 events_topic: format!("test.{id}.events"),
                 dlq_topic: format!("test.{id}.dlq"),
+                live_topic: format!("test.{id}.live"),
                 keys_topic: format!("test.{id}.keys"),
                 partitions: 4,
                 replication_factor: 1,

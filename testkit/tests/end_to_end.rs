@@ -59,6 +59,7 @@ async fn start_processor(env: &TestEnv) -> Running {
             batch_max_rows: 1_000,
             batch_max_ms: 200,
             session_timeout_ms: 6_000,
+            ..ProcessorSettings::default()
         },
         kafka: env.kafka.clone(),
         clickhouse: env.clickhouse.clone(),

@@ -1,0 +1,153 @@
+//! What the processor's integration tests share: events, the processor
+//! binary started against a test's topics and database, and exact counts.
+
+#![allow(dead_code)] // each test binary uses a part of this module
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use rdkafka::producer::FutureRecord;
+use sluice_runtime::kafka::ensure_topics;
+use sluice_schemas::Event;
+use sluice_schemas::avro::encode_event;
+use sluice_testkit::{TestEnv, eventually};
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+pub fn event(project: &str, n: usize, timestamp_ms: i64) -> Event {
+    Event {
+        event_id: format!("evt-{n:06}"),
+        project_id: project.to_owned(),
+        event_type: ["view", "click", "buy"][n % 3].to_owned(),
+        timestamp_ms,
+        received_at_ms: sluice_schemas::time_format::now_ms(),
+        user_id: Some(format!("user-{}", n % 97)),
+        session_id: Some(format!("session-{}", n % 13)),
+        source: Some("test".into()),
+        duration_ms: Some(n as f64),
+        status: Some(["200", "500"][n % 2].to_owned()),
+        tags: vec![],
+        properties: format!(r#"{{"n":{n}}}"#),
+        client_ip: None,
+        user_agent: None,
+    }
+}
+
+/// Creates the topics and tables, as a processor would at startup.
+pub async fn prepare(env: &TestEnv) {
+    let kafka = &env.kafka;
+    ensure_topics(
+        kafka,
+        &[&kafka.events_topic, &kafka.dlq_topic, &kafka.live_topic],
+        Duration::from_secs(30),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    env.ensure_schema().await;
+}
+
+/// Sends `events` keyed as the gateway keys them, and waits for every ack.
+pub async fn produce(env: &TestEnv, events: &[Event]) {
+    let producer = env.producer();
+    let mut acks = Vec::with_capacity(events.len());
+    for event in events {
+        let key = event.partition_key();
+        let value = encode_event(event);
+        let record = FutureRecord::to(&env.kafka.events_topic)
+            .key(&key)
+            .payload(&value);
+        acks.push(
+            producer
+                .send_result(record)
+                .map_err(|(error, _)| error)
+                .expect("queued"),
+        );
+    }
+    for ack in acks {
+        ack.await.expect("delivery report").expect("broker acks");
+    }
+}
+
+/// The processor binary, in consumer group `group` of this test.
+pub fn start_processor(env: &TestEnv, group: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sluice-stream-processor"))
+        .env("SLUICE_LISTEN", "127.0.0.1:0")
+        .env("SLUICE_KAFKA_BROKERS", &env.kafka.brokers)
+        .env("SLUICE_KAFKA_EVENTS_TOPIC", &env.kafka.events_topic)
+        .env("SLUICE_KAFKA_DLQ_TOPIC", &env.kafka.dlq_topic)
+        .env("SLUICE_KAFKA_LIVE_TOPIC", &env.kafka.live_topic)
+        .env("SLUICE_CLICKHOUSE_URL", &env.clickhouse.url)
+        .env("SLUICE_CLICKHOUSE_DATABASE", &env.clickhouse.database)
+        .env("SLUICE_CONSUMER_GROUP", format!("{group}_{}", env.id))
+        .env("SLUICE_BATCH_MAX_ROWS", "400")
+        .env("SLUICE_BATCH_MAX_MS", "150")
+        .env("SLUICE_KAFKA_SESSION_TIMEOUT_MS", "6000")
+        .env("SLUICE_ALLOWED_LATENESS_MS", "2000")
+        .env("SLUICE_IDLE_TIMEOUT_MS", "1000")
+        .env("SLUICE_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the processor binary")
+}
+
+/// SIGKILL, as a crash.
+pub async fn kill(processor: &mut Child) {
+    processor.start_kill().expect("SIGKILL");
+    processor.wait().await.expect("reaped");
+}
+
+pub const RAW_COUNT: &str = "SELECT count() FROM events FINAL";
+pub const ROLLUP_COUNT: &str = "SELECT toUInt64(sum(count)) FROM rollups FINAL";
+
+/// Events per minute and type from raw events, then from rollups: equal when
+/// every window and correction is in.
+pub const RAW_BY_MINUTE: &str = "SELECT arrayStringConcat(groupArray(line), ',') FROM (SELECT concat(toString(toUInt32(toStartOfMinute(timestamp))), ' ', type, ' ', toString(count())) AS line FROM events FINAL GROUP BY toStartOfMinute(timestamp), type ORDER BY line)";
+pub const ROLLUPS_BY_MINUTE: &str = "SELECT arrayStringConcat(groupArray(line), ',') FROM (SELECT concat(toString(toUInt32(minute)), ' ', type, ' ', toString(sum(count))) AS line FROM rollups FINAL GROUP BY minute, type ORDER BY line)";
+
+pub async fn query_text(env: &TestEnv, sql: &str) -> String {
+    env.clickhouse()
+        .query(sql)
+        .fetch_one::<String>()
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+}
+
+/// Waits until raw events and rollups both count `expected`, then checks
+/// that they agree minute by minute and stay exact.
+pub async fn assert_exactly(env: &TestEnv, expected: u64) {
+    eventually(
+        "raw events and rollups complete",
+        Duration::from_secs(120),
+        || async move {
+            let raw = env.query_u64(RAW_COUNT).await;
+            let rolled = env.query_u64(ROLLUP_COUNT).await;
+            assert!(
+                raw <= expected && rolled <= expected,
+                "raw {raw}, rollups {rolled}, expected {expected}: double counted"
+            );
+            (raw == expected && rolled == expected).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        query_text(env, RAW_BY_MINUTE).await,
+        query_text(env, ROLLUPS_BY_MINUTE).await
+    );
+}
+
+/// A snapshot of every query result the tests compare before and after a replay.
+pub async fn results(env: &TestEnv) -> Vec<String> {
+    let mut all = vec![
+        query_text(env, RAW_BY_MINUTE).await,
+        query_text(env, ROLLUPS_BY_MINUTE).await,
+    ];
+    for sql in [
+        "SELECT arrayStringConcat(groupArray(line), ',') FROM (SELECT concat(toString(toUInt32(minute)), ' ', type, ' ', status, ' ', toString(kafka_partition), ' ', toString(seq), ' ', toString(count), ' ', toString(duration_sum_us), ' ', toString(cityHash64(users, sessions, durations))) AS line FROM rollups FINAL ORDER BY line)",
+        "SELECT toString(ifNull(sum(duration_ms), 0)) FROM events FINAL",
+    ] {
+        all.push(query_text(env, sql).await);
+    }
+    all
+}
