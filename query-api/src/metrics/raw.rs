@@ -118,8 +118,16 @@ pub async fn read(
     } else {
         "toUInt64(0)"
     };
+    // The value at rank floor(q * (n - 1)) of the sorted durations: the rank
+    // the rollups' sketches answer for (`quantilesExact` takes floor(q * n)),
+    // so both paths mean the same quantile. The sorted array is named inline
+    // and handed to the lambda once per level, so it is built once and no
+    // extra column comes back.
     let quantiles = if request.wants_quantiles() {
-        "quantilesExactIf(0.5, 0.9, 0.95, 0.99)(assumeNotNull(duration_ms), isNotNull(duration_ms))"
+        "arrayMap((q, s) -> arrayElement(s, toUInt64(floor(q * (length(s) - 1))) + 1), \
+         [0.5, 0.9, 0.95, 0.99], \
+         [(arraySort(groupArrayIf(assumeNotNull(duration_ms), isNotNull(duration_ms))) AS sorted_durations), \
+          sorted_durations, sorted_durations, sorted_durations])"
     } else {
         "emptyArrayFloat64()"
     };
