@@ -4,6 +4,7 @@
 //! `property.KEY`, comma lists), which derive macros describe poorly.
 
 use serde_json::{Value, json};
+use sluice_runtime::docs::{error_response, with_shared_parts};
 
 use crate::metrics::request::Metric;
 
@@ -80,12 +81,11 @@ fn metrics_parameters() -> Vec<Value> {
 }
 
 fn error_responses() -> Value {
-    let error = json!({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}});
     json!({
-        "400": {"description": "A parameter is invalid (`invalid_parameter`).", "content": error},
-        "401": {"description": "No key, or an unknown or revoked one (`unauthorized`).", "content": error},
-        "403": {"description": "The key lacks the `read` scope (`forbidden`).", "content": error},
-        "503": {"description": "ClickHouse or the key store is not available (`storage_unavailable`, `keys_loading`).", "content": error},
+        "400": error_response("A parameter is invalid (`invalid_parameter`)."),
+        "401": error_response("No key, or an unknown or revoked one (`unauthorized`)."),
+        "403": error_response("The key lacks the `read` scope (`forbidden`)."),
+        "503": error_response("ClickHouse or the key store is not available (`storage_unavailable`, `keys_loading`)."),
     })
 }
 
@@ -129,7 +129,7 @@ pub fn spec() -> Value {
     export_event_parameters.extend(range_and_filters());
     let mut export_metric_parameters = vec![format_parameter()];
     export_metric_parameters.extend(metrics_parameters());
-    json!({
+    with_shared_parts(json!({
         "openapi": "3.0.3",
         "info": {
             "title": "Sluice query API",
@@ -137,10 +137,7 @@ pub fn spec() -> Value {
             "description": "Raw events, metrics, exports and live pushes of one project: the project of the API key (scope `read`). Every error is {\"error\", \"message\", \"details\"}. See docs/query-api.md."
         },
         "components": {
-            "securitySchemes": {"key": {"type": "http", "scheme": "bearer"}},
             "schemas": {
-                "Error": {"type": "object", "required": ["error", "message"], "properties": {
-                    "error": {"type": "string"}, "message": {"type": "string"}, "details": {}}},
                 "Event": {"type": "object", "properties": {
                     "event_id": {"type": "string"}, "project_id": {"type": "string"}, "type": {"type": "string"},
                     "timestamp": {"type": "string", "format": "date-time"}, "received_at": {"type": "string", "format": "date-time"},
@@ -163,7 +160,6 @@ pub fn spec() -> Value {
                     "rows": {"type": "array", "items": {"type": "object", "description": "bucket, the group_by dimensions, then the metrics."}}}}
             }
         },
-        "security": [{"key": []}],
         "paths": {
             "/v1/events": {"get": {
                 "summary": "Raw events, newest first",
@@ -177,8 +173,7 @@ pub fn spec() -> Value {
                 "parameters": metrics_parameters(),
                 "responses": with_errors(json!({
                     "200": {"description": "The rows.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Metrics"}}}},
-                    "422": {"description": "More than 200000 cells before having and limit (`result_too_large`).",
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}))}},
+                    "422": error_response("More than 200000 cells before having and limit (`result_too_large`).")}))}},
             "/v1/export/events": {"get": {
                 "summary": "Every event of a range, as a file",
                 "description": "Streamed with constant memory, newest first.",
@@ -192,11 +187,7 @@ pub fn spec() -> Value {
                 "summary": "WebSocket of live metrics",
                 "description": "Upgrade to a WebSocket. Send {\"action\":\"subscribe\",\"id\":\"a\",\"window\":\"5s\",\"filters\":{\"type\":\"click\"}} or {\"action\":\"unsubscribe\",\"id\":\"a\"}; receive subscribed, unsubscribed, update, heartbeat, lagged and error messages.",
                 "parameters": [query("key", "string", "The API key, for clients that cannot set Authorization on a WebSocket.")],
-                "responses": with_errors(json!({"101": {"description": "Switching to the WebSocket protocol."}}))}},
-            "/health/live": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "Live."}}}},
-            "/health/ready": {"get": {"summary": "Readiness of keys, live feed and ClickHouse", "security": [],
-                "responses": {"200": {"description": "Ready."}, "503": {"description": "Not ready."}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "security": [], "responses": {"200": {"description": "OpenMetrics text."}}}}
+                "responses": with_errors(json!({"101": {"description": "Switching to the WebSocket protocol."}}))}}
         }
-    })
+    }))
 }

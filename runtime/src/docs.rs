@@ -8,7 +8,7 @@ use axum::Router;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The two routes, serving `spec`.
 pub fn router(spec: Value) -> Router {
@@ -28,6 +28,40 @@ pub fn router(spec: Value) -> Router {
             }),
         )
         .route("/docs", get(|| async { Html(DOCS_PAGE) }))
+}
+
+/// What every Sluice OpenAPI document shares: the bearer key scheme, the
+/// error body, and the operations endpoints. `spec` gets them merged in.
+pub fn with_shared_parts(mut spec: Value) -> Value {
+    let error = json!({"type": "object", "required": ["error", "message"], "properties": {
+        "error": {"type": "string", "description": "Stable machine-readable code."},
+        "message": {"type": "string", "description": "What went wrong, for a person."},
+        "details": {"description": "Structured specifics, e.g. the offending fields."}}});
+    spec["components"]["securitySchemes"]["key"] = json!({"type": "http", "scheme": "bearer"});
+    spec["components"]["schemas"]["Error"] = error;
+    spec["security"] = json!([{"key": []}]);
+    let ops = json!({
+        "/health/live": {"get": {"summary": "Liveness", "security": [],
+            "responses": {"200": {"description": "Live."}}}},
+        "/health/ready": {"get": {"summary": "Readiness of every dependency", "security": [],
+            "responses": {"200": {"description": "Ready."}, "503": {"description": "Not ready; the body lists the checks."}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "security": [],
+            "responses": {"200": {"description": "OpenMetrics text."}}}},
+        "/openapi.json": {"get": {"summary": "This document", "security": [],
+            "responses": {"200": {"description": "OpenAPI 3.0."}}}},
+        "/docs": {"get": {"summary": "This document, rendered", "security": [],
+            "responses": {"200": {"description": "A self-contained HTML page."}}}},
+    });
+    if let (Some(paths), Value::Object(ops)) = (spec["paths"].as_object_mut(), ops) {
+        paths.extend(ops);
+    }
+    spec
+}
+
+/// A JSON response of the shared error body.
+pub fn error_response(description: &str) -> Value {
+    json!({"description": description,
+           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
 }
 
 /// Lists every operation with its parameters, request body and responses,
@@ -87,7 +121,6 @@ fetch("openapi.json").then(r => r.json()).then(spec => {
 mod tests {
     use axum::body::{Body, to_bytes};
     use axum::http::{Request, StatusCode};
-    use serde_json::json;
     use tower::ServiceExt;
 
     use super::*;
