@@ -13,6 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sluice_schemas::time_format::format_rfc3339_ms;
 
@@ -20,6 +21,7 @@ use crate::error::Result;
 use crate::filters::{Bound, Filters, Sql, TimeRange, text};
 use crate::params::Params;
 use crate::routes::{AppState, authorize};
+use crate::snapshot::{Snapshot, read_consistent};
 
 pub const DEFAULT_LIMIT: u64 = 100;
 pub const MAX_LIMIT: u64 = 1_000;
@@ -60,9 +62,18 @@ pub struct EventView {
     pub duration_ms: Option<f64>,
     pub status: Option<String>,
     pub tags: Vec<String>,
-    pub properties: Value,
+    /// The stored JSON text as it is: parsed once to check it, never rebuilt.
+    pub properties: Box<RawValue>,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
+}
+
+/// `text` as JSON, or `null` if it is not JSON (the processor stores only
+/// JSON objects).
+fn raw_json(text: String) -> Box<RawValue> {
+    RawValue::from_string(text)
+        .or_else(|_| RawValue::from_string("null".to_owned()))
+        .expect("null is JSON")
 }
 
 fn non_empty(text: String) -> Option<String> {
@@ -83,7 +94,7 @@ impl From<StoredEvent> for EventView {
             duration_ms: row.duration_ms,
             status: non_empty(row.status),
             tags: row.tags,
-            properties: serde_json::from_str(&row.properties).unwrap_or(Value::Null),
+            properties: raw_json(row.properties),
             client_ip: non_empty(row.client_ip),
             user_agent: non_empty(row.user_agent),
         }
@@ -134,21 +145,20 @@ impl Cursor {
 }
 
 /// The project's events in `range` passing `filters`, newest first, after
-/// `after` when given. `FINAL` collapses replayed and retried copies.
+/// `after` when given, with copies collapsed (see [`Snapshot`]).
 pub fn select_events(
     project_id: &str,
     range: TimeRange,
     filters: &Filters,
     after: Option<&Cursor>,
+    snapshot: &Snapshot,
 ) -> Sql {
-    let mut sql = Sql::new(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events FINAL WHERE project_id = ?"
-    ));
-    sql.binds.push(text(project_id));
-    range.events_sql(&mut sql);
-    filters.events_sql(&mut sql);
+    let mut conditions = Sql::default();
+    conditions.push(" AND project_id = ?", [text(project_id)]);
+    range.events_sql(&mut conditions);
+    filters.events_sql(&mut conditions);
     if let Some(after) = after {
-        sql.push(
+        conditions.push(
             " AND (timestamp_ms < ? OR (timestamp_ms = ? AND event_id < ?))",
             [
                 Bound::Int(after.timestamp_ms),
@@ -157,6 +167,9 @@ pub fn select_events(
             ],
         );
     }
+    let mut sql = Sql::new(&format!("SELECT {EVENT_COLUMNS}"));
+    let from = snapshot.from_events(EVENT_COLUMNS, &conditions);
+    sql.push(&from.text, from.binds);
     sql.push(" ORDER BY timestamp_ms DESC, event_id DESC", []);
     sql
 }
@@ -188,12 +201,12 @@ pub async fn list_events(
     let filters = Filters::parse(&mut params)?;
     params.finish()?;
 
-    let mut sql = select_events(&project_id, range, &filters, cursor.as_ref());
-    sql.push(" LIMIT ?", [Bound::Int(limit as i64 + 1)]);
-    let mut rows = sql
-        .query(&state.clickhouse)
-        .fetch_all::<StoredEvent>()
-        .await?;
+    let mut rows: Vec<StoredEvent> = read_consistent(&state.clickhouse, |snapshot| {
+        let mut sql = select_events(&project_id, range, &filters, cursor.as_ref(), snapshot);
+        sql.push(" LIMIT ?", [Bound::Int(limit as i64 + 1)]);
+        sql
+    })
+    .await?;
     let next_cursor = (rows.len() as u64 > limit).then(|| {
         rows.truncate(limit as usize);
         rows.last().map(|last| {

@@ -24,6 +24,7 @@ use crate::metrics::request::MetricsRequest;
 use crate::metrics::{self, shape};
 use crate::params::Params;
 use crate::routes::{AppState, authorize};
+use crate::snapshot::Snapshot;
 
 const CHUNK_BYTES: usize = 64 * 1024;
 
@@ -92,6 +93,10 @@ pub fn csv_cell(out: &mut Vec<u8>, value: &str, is_text: bool) {
     }
 }
 
+fn text(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or("")
+}
+
 fn csv_line(out: &mut Vec<u8>, cells: &[(&str, bool)]) {
     for (index, (value, is_text)) in cells.iter().enumerate() {
         if index > 0 {
@@ -152,16 +157,6 @@ fn write_event(out: &mut Vec<u8>, format: Format, event: &EventView, first: bool
         Format::Csv => {
             let duration = event.duration_ms.map(|d| d.to_string()).unwrap_or_default();
             let tags = serde_json::to_string(&event.tags).unwrap_or_default();
-            let properties = event.properties.to_string();
-            let text = |value: &Option<String>| value.clone().unwrap_or_default();
-            let (user, session, source, status, ip, agent) = (
-                text(&event.user_id),
-                text(&event.session_id),
-                text(&event.source),
-                text(&event.status),
-                text(&event.client_ip),
-                text(&event.user_agent),
-            );
             csv_line(
                 out,
                 &[
@@ -170,15 +165,15 @@ fn write_event(out: &mut Vec<u8>, format: Format, event: &EventView, first: bool
                     (&event.event_type, true),
                     (&event.timestamp, false),
                     (&event.received_at, false),
-                    (&user, true),
-                    (&session, true),
-                    (&source, true),
+                    (text(&event.user_id), true),
+                    (text(&event.session_id), true),
+                    (text(&event.source), true),
                     (&duration, false),
-                    (&status, true),
+                    (text(&event.status), true),
                     (&tags, true),
-                    (&properties, true),
-                    (&ip, true),
-                    (&agent, true),
+                    (event.properties.get(), true),
+                    (text(&event.client_ip), true),
+                    (text(&event.user_agent), true),
                 ],
             );
         }
@@ -242,7 +237,8 @@ pub async fn export_events(
     let range = TimeRange::parse(&mut params)?;
     let filters = Filters::parse(&mut params)?;
     params.finish()?;
-    let sql = select_events(&project_id, range, &filters, None);
+    // A stream cannot be taken back, so it never skips FINAL.
+    let sql = select_events(&project_id, range, &filters, None, &Snapshot::all_final());
     let cursor = sql.query(&state.clickhouse).fetch::<StoredEvent>()?;
     let mut head = Vec::new();
     match format {

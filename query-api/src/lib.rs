@@ -3,8 +3,9 @@
 //! Every request names its project through its API key (which needs the
 //! `read` scope; keys come from the keys topic) and sees only that project's
 //! rows: the project id is bound into every query. Raw events are read with
-//! `FINAL` so that replayed or retried copies never count twice; metrics come
-//! from rollups where they cover the question, else from raw events.
+//! `FINAL` wherever a day may still hold replayed or retried copies, so they
+//! never count twice; metrics come from rollups where they cover the
+//! question, else from raw events.
 //!
 //! - [`config`]: settings (`--help`).
 //! - [`routes`]: the router, shared state and the key check.
@@ -13,6 +14,7 @@
 //! - [`metrics`]: `GET /v1/metrics`, planned over rollups and raw events.
 //! - [`export`]: `GET /v1/export/{events,metrics}`, streamed files.
 //! - [`live`]: `GET /v1/live`, WebSocket pushes from the live topic.
+//! - [`snapshot`]: reading raw events with `FINAL` only where copies may be.
 //! - [`openapi`]: the OpenAPI document behind `/openapi.json` and `/docs`.
 //! - [`error`]: `ApiError`, one status and body per failure.
 
@@ -26,6 +28,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod params;
 pub mod routes;
+pub mod snapshot;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,13 +57,10 @@ pub async fn serve(
     let readiness = Readiness::default();
     ensure_keys_topic(&config.kafka, STARTUP_DEADLINE, &shutdown).await?;
     let keys = KeyStore::tail(&config.kafka, &readiness, shutdown.child_token())?;
-    ensure_topics(
-        &config.kafka,
-        &[&config.kafka.live_topic],
-        STARTUP_DEADLINE,
-        &shutdown,
-    )
-    .await?;
+    if !config.kafka.live_topic.is_empty() {
+        let live_topic = [config.kafka.live_topic.as_str()];
+        ensure_topics(&config.kafka, &live_topic, STARTUP_DEADLINE, &shutdown).await?;
+    }
     let live = LiveFeed::tail(&config.kafka, &readiness, shutdown.child_token())?;
     readiness.register("clickhouse");
     let features = ensure_schema(&config.clickhouse, STARTUP_DEADLINE, &shutdown).await?;

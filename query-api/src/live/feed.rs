@@ -28,14 +28,19 @@ pub struct LiveFeed {
 impl LiveFeed {
     /// Starts reading `settings.live_topic` from its current end; the `live`
     /// readiness check holds once every partition's position is fixed, so a
-    /// client that subscribes after readiness sees every later update.
+    /// client that subscribes after readiness sees every later update. An
+    /// empty topic name turns live updates off.
     pub fn tail(
         settings: &KafkaSettings,
         readiness: &Readiness,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
-        readiness.register(READINESS_CHECK);
         let (sender, _) = broadcast::channel(CHANNEL_CAPACITY);
+        // Live updates are off: sockets work, and nothing is ever pushed.
+        if settings.live_topic.is_empty() {
+            return Ok(Self { sender });
+        }
+        readiness.register(READINESS_CHECK);
         let consumer: BaseConsumer = client_config(settings)?
             .set("group.id", format!("sluice-live-{}", uuid::Uuid::new_v4()))
             .set("enable.auto.commit", "false")

@@ -11,6 +11,7 @@ use super::request::{Dimension, MetricsRequest};
 use super::{Cell, GroupKey, MAX_ROWS, dominant};
 use crate::error::{ApiError, Result};
 use crate::filters::{Bound, Sql, TimeRange, text};
+use crate::snapshot::{Snapshot, read_consistent};
 
 #[derive(Debug, Row, Deserialize)]
 struct RawRow {
@@ -49,19 +50,14 @@ fn dimension_sql(dimension: &Dimension, sql: &mut Sql) {
     }
 }
 
-/// `SELECT bucket, groups, <aggregates> FROM events FINAL WHERE ... GROUP BY ...`
-fn select(
-    request: &MetricsRequest,
-    project_id: &str,
-    range: TimeRange,
-    aggregates: &str,
-    extra_group: &str,
-    extra_where: &str,
-) -> Sql {
+/// `SELECT <bucket start, ms> AS bucket, [<group values>] AS groups, ` of
+/// rows whose time in milliseconds is `time_ms` (an Int64 expression).
+pub fn select_bucket_and_groups(request: &MetricsRequest, time_ms: &str) -> Sql {
     let width = i64::from(request.granularity.seconds()) * 1000;
     let offset = request.utc_offset_ms;
-    let mut sql =
-        Sql::new("SELECT toInt64(intDiv(toInt64(timestamp_ms) + ?, ?) * ? - ?) AS bucket, [");
+    let mut sql = Sql::new(&format!(
+        "SELECT toInt64(intDiv({time_ms} + ?, ?) * ? - ?) AS bucket, ["
+    ));
     sql.binds.extend([
         Bound::Int(offset),
         Bound::Int(width),
@@ -79,22 +75,45 @@ fn select(
         sql.push("''", []);
     }
     sql.push("] AS groups, ", []);
-    sql.push(aggregates, []);
-    sql.push(
-        " FROM events FINAL WHERE project_id = ?",
-        [text(project_id)],
-    );
-    range.events_sql(&mut sql);
-    request.filters.events_sql(&mut sql);
-    sql.push(extra_where, []);
+    sql
+}
+
+/// The columns of `events` that the aggregates and group-bys read.
+const RAW_COLUMNS: &str =
+    "timestamp_ms, type, source, status, user_id, session_id, duration_ms, properties";
+
+/// `SELECT bucket, groups, <aggregates> FROM <events> WHERE ... GROUP BY ...`
+fn select(
+    request: &MetricsRequest,
+    project_id: &str,
+    range: TimeRange,
+    query: &RawQuery<'_>,
+    snapshot: &Snapshot,
+) -> Sql {
+    let mut sql = select_bucket_and_groups(request, "toInt64(timestamp_ms)");
+    sql.push(query.aggregates, []);
+    let mut conditions = Sql::default();
+    conditions.push(" AND project_id = ?", [text(project_id)]);
+    range.events_sql(&mut conditions);
+    request.filters.events_sql(&mut conditions);
+    conditions.push(query.extra_where, []);
+    let from = snapshot.from_events(RAW_COLUMNS, &conditions);
+    sql.push(&from.text, from.binds);
     sql.push(" GROUP BY bucket, groups", []);
-    sql.push(extra_group, []);
+    sql.push(query.extra_group, []);
     sql.push(" LIMIT ?", [Bound::Int(MAX_ROWS as i64 + 1)]);
     sql
 }
 
+/// The parts of one aggregate query that differ.
+struct RawQuery<'a> {
+    aggregates: &'a str,
+    extra_group: &'a str,
+    extra_where: &'a str,
+}
+
 /// The group values of a row; a request without group-by selects `['']`.
-fn group_of(request: &MetricsRequest, groups: Vec<String>) -> Vec<String> {
+pub fn group_of(request: &MetricsRequest, groups: Vec<String>) -> Vec<String> {
     if request.group_by.is_empty() {
         Vec::new()
     } else {
@@ -140,10 +159,15 @@ pub async fn read(
          min(duration_ms) AS duration_min, max(duration_ms) AS duration_max, \
          {quantiles} AS quantiles"
     );
-    let rows = select(request, project_id, range, &aggregates, "", "")
-        .query(client)
-        .fetch_all::<RawRow>()
-        .await?;
+    let query = RawQuery {
+        aggregates: &aggregates,
+        extra_group: "",
+        extra_where: "",
+    };
+    let rows: Vec<RawRow> = read_consistent(client, |snapshot| {
+        select(request, project_id, range, &query, snapshot)
+    })
+    .await?;
     if rows.len() > MAX_ROWS {
         return Err(ApiError::TooManyRows { limit: MAX_ROWS });
     }
@@ -177,16 +201,14 @@ pub async fn read(
         );
     }
     if request.wants(super::request::Metric::DominantStatus) {
-        let statuses = select(
-            request,
-            project_id,
-            range,
-            "status, count() AS count",
-            ", status",
-            " AND status != ''",
-        )
-        .query(client)
-        .fetch_all::<StatusRow>()
+        let query = RawQuery {
+            aggregates: "status, count() AS count",
+            extra_group: ", status",
+            extra_where: " AND status != ''",
+        };
+        let statuses: Vec<StatusRow> = read_consistent(client, |snapshot| {
+            select(request, project_id, range, &query, snapshot)
+        })
         .await?;
         let mut counts: BTreeMap<GroupKey, BTreeMap<String, u64>> = BTreeMap::new();
         for row in statuses {

@@ -1,14 +1,23 @@
 //! The rollup path: partial rows of the `rollups` table (one per window,
-//! source partition and correction; `FINAL` drops replayed copies) merged in
-//! Rust with the rollup model into one aggregate per bucket and group.
+//! source partition and correction; `FINAL` drops replayed copies) merged
+//! into one aggregate per bucket and group.
+//!
+//! Questions without uniques or percentiles need no sketch: ClickHouse adds
+//! the exact columns up per bucket and group ([`read_scalars`]), so only
+//! the answer's rows travel. Sketches are merged in Rust with the rollup model
+//! ([`read_sketches`]), a row per partial.
 
 use std::collections::BTreeMap;
+
+use clickhouse::Row;
+use serde::Deserialize;
 
 use sluice_runtime::rollups::RollupRow;
 use sluice_schemas::rollup::{Aggregate, Hll, QuantileSketch};
 
+use super::raw::{group_of as raw_group_of, select_bucket_and_groups};
 use super::request::{Dimension, Metric, MetricsRequest};
-use super::{Cell, GroupKey, dominant};
+use super::{Cell, GroupKey, MAX_ROWS, dominant};
 use crate::error::{ApiError, Result};
 use crate::filters::{Bound, Sql, TimeRange, text};
 
@@ -78,11 +87,19 @@ pub async fn read(
     project_id: &str,
     range: TimeRange,
 ) -> Result<BTreeMap<GroupKey, Cell>> {
-    let mut sql = Sql::new(&format!(
-        "SELECT {} FROM rollups FINAL WHERE project_id = ?",
-        columns(request)
-    ));
-    sql.binds.push(text(project_id));
+    if request.wants_users() || request.wants_sessions() || request.wants_quantiles() {
+        read_sketches(client, request, project_id, range).await
+    } else {
+        read_scalars(client, request, project_id, range).await
+    }
+}
+
+/// The rollup rows of the project in `range` passing the filters.
+fn rollups_where(request: &MetricsRequest, project_id: &str, range: TimeRange, sql: &mut Sql) {
+    sql.push(
+        " FROM rollups FINAL WHERE project_id = ?",
+        [text(project_id)],
+    );
     // Windows are whole minutes and the range is whole buckets.
     sql.push(
         " AND minute >= toDateTime(?) AND minute < toDateTime(?)",
@@ -91,7 +108,105 @@ pub async fn read(
             Bound::Int(range.to_ms / 1000),
         ],
     );
-    request.filters.rollups_sql(&mut sql);
+    request.filters.rollups_sql(sql);
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct ScalarRow {
+    bucket: i64,
+    groups: Vec<String>,
+    status_value: String,
+    total_count: u64,
+    total_duration_count: u64,
+    total_duration_sum_us: u64,
+    lowest_duration: Option<f64>,
+    highest_duration: Option<f64>,
+}
+
+async fn read_scalars(
+    client: &clickhouse::Client,
+    request: &MetricsRequest,
+    project_id: &str,
+    range: TimeRange,
+) -> Result<BTreeMap<GroupKey, Cell>> {
+    let wants_status = request.wants(Metric::DominantStatus);
+    let mut sql = select_bucket_and_groups(request, "toInt64(toUInt32(minute)) * 1000");
+    // Rows per status only when the dominant status needs their counts.
+    sql.push(
+        if wants_status {
+            "toString(status) AS status_value, "
+        } else {
+            "'' AS status_value, "
+        },
+        [],
+    );
+    sql.push(
+        // Aliases differ from the columns: ClickHouse would read an alias
+        // named like its column as a cycle.
+        "sum(count) AS total_count, sum(duration_count) AS total_duration_count, \
+         sum(duration_sum_us) AS total_duration_sum_us, min(duration_min) AS lowest_duration, \
+         max(duration_max) AS highest_duration",
+        [],
+    );
+    rollups_where(request, project_id, range, &mut sql);
+    sql.push(
+        " GROUP BY bucket, groups, status_value LIMIT ?",
+        [Bound::Int(MAX_ROWS as i64 + 1)],
+    );
+    let rows = sql.query(client).fetch_all::<ScalarRow>().await?;
+    if rows.len() > MAX_ROWS {
+        return Err(ApiError::TooManyRows { limit: MAX_ROWS });
+    }
+    let mut merged: BTreeMap<GroupKey, (Aggregate, BTreeMap<String, u64>)> = BTreeMap::new();
+    for row in rows {
+        let key = GroupKey {
+            bucket_ms: row.bucket,
+            group: raw_group_of(request, row.groups),
+        };
+        let (aggregate, statuses) = merged.entry(key).or_default();
+        aggregate.merge(&Aggregate {
+            count: row.total_count,
+            duration_count: row.total_duration_count,
+            duration_sum_us: row.total_duration_sum_us,
+            duration_min: row.lowest_duration,
+            duration_max: row.highest_duration,
+            ..Aggregate::default()
+        });
+        if !row.status_value.is_empty() {
+            *statuses.entry(row.status_value).or_default() += row.total_count;
+        }
+    }
+    Ok(cells(merged, wants_status))
+}
+
+fn cells(
+    merged: BTreeMap<GroupKey, (Aggregate, BTreeMap<String, u64>)>,
+    wants_status: bool,
+) -> BTreeMap<GroupKey, Cell> {
+    merged
+        .into_iter()
+        .map(|(key, (aggregate, statuses))| {
+            let cell = Cell {
+                summary: aggregate.summary(),
+                dominant_status: if wants_status {
+                    dominant(&statuses)
+                } else {
+                    None
+                },
+            };
+            (key, cell)
+        })
+        .collect()
+}
+
+async fn read_sketches(
+    client: &clickhouse::Client,
+    request: &MetricsRequest,
+    project_id: &str,
+    range: TimeRange,
+) -> Result<BTreeMap<GroupKey, Cell>> {
+    let mut sql = Sql::new(&format!("SELECT {}", columns(request)));
+    rollups_where(request, project_id, range, &mut sql);
     let mut cursor = sql.query(client).fetch::<RollupRow>()?;
     let mut merged: BTreeMap<GroupKey, (Aggregate, BTreeMap<String, u64>)> = BTreeMap::new();
     while let Some(row) = cursor.next().await? {
@@ -105,19 +220,5 @@ pub async fn read(
             *statuses.entry(row.status).or_default() += row.count;
         }
     }
-    let wants_status = request.wants(Metric::DominantStatus);
-    Ok(merged
-        .into_iter()
-        .map(|(key, (aggregate, statuses))| {
-            let cell = Cell {
-                summary: aggregate.summary(),
-                dominant_status: if wants_status {
-                    dominant(&statuses)
-                } else {
-                    None
-                },
-            };
-            (key, cell)
-        })
-        .collect())
+    Ok(cells(merged, request.wants(Metric::DominantStatus)))
 }

@@ -31,6 +31,16 @@ async fn connect(api: &Api, key: &str) -> Socket {
         .0
 }
 
+/// The next message other than an update (pushes may come at any time).
+async fn next_reply(socket: &mut Socket) -> Value {
+    loop {
+        let message = next_message(socket).await;
+        if message["type"] != "update" {
+            return message;
+        }
+    }
+}
+
 /// The next JSON message, skipping pings and heartbeats.
 async fn next_message(socket: &mut Socket) -> Value {
     loop {
@@ -74,7 +84,7 @@ async fn pushes_reflect_events_sent_after_subscribing() {
         .send(Message::Text("{\"action\":\"dance\"}".into()))
         .await
         .unwrap();
-    assert_eq!(next_message(&mut socket).await["error"], "invalid_message");
+    assert_eq!(next_reply(&mut socket).await["error"], "invalid_message");
 
     let now = now_ms();
     let mut events = generate(&a, 80, now - 1_000, 500, 51);
@@ -103,13 +113,7 @@ async fn pushes_reflect_events_sent_after_subscribing() {
         ))
         .await
         .unwrap();
-    loop {
-        let message = next_message(&mut socket).await;
-        if message["type"] != "update" {
-            assert_eq!(message["type"], "unsubscribed");
-            break;
-        }
-    }
+    assert_eq!(next_reply(&mut socket).await["type"], "unsubscribed");
     drop(gateway);
     processor.stop().await.unwrap();
 }

@@ -231,6 +231,24 @@ async fn rollups_from_the_pipeline_match_ground_truth() {
     assert_eq!(exact["source"], "raw");
     check_rows(&exact, &dimensions, &minutes, true);
 
+    // Without uniques and percentiles, ClickHouse adds the rollups up.
+    let scalars = "count,sum_duration,avg_duration,min_duration,max_duration,dominant_status";
+    let body = api
+        .get_ok(&format!("/v1/metrics?{old_range}&metrics={scalars}&interval=5m&group_by=source&utc_offset=%2B05:45"), &key)
+        .await;
+    assert_eq!(body["source"], "rollups");
+    assert_eq!(body["error_bounds"], json!({}));
+    let by_source = truth(&old, 5 * MINUTE, 345 * MINUTE, by(&["source"]), |_| true);
+    check_rows(&body, &["source"], &by_source, true);
+    let body = api
+        .get_ok(
+            &format!("/v1/metrics?{old_range}&interval=1h&status=404&type=click"),
+            &key,
+        )
+        .await;
+    let keep = |e: &Event| e.status.as_deref() == Some("404") && e.event_type == "click";
+    check_rows(&body, &[], &truth(&old, HOUR, 0, by(&[]), keep), true);
+
     // Up to now: rollups for the old hours, raw events for the newest.
     let all: Vec<Event> = old.iter().chain(&recent).cloned().collect();
     let body = api
@@ -258,4 +276,55 @@ async fn rollups_from_the_pipeline_match_ground_truth() {
 
     drop(gateway);
     processor.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_count_once_whether_or_not_days_are_merged() {
+    let env = TestEnv::new("qcopies");
+    env.ensure_schema().await;
+    let api = Api::start(&env).await;
+    let p = project(&env, "p");
+    let base = (now_ms() / DAY_MS - 3) * DAY_MS;
+    let events = generate(&p, 2_000, base, 2 * DAY_MS, 61);
+    let clickhouse = env.clickhouse();
+    insert_events(&clickhouse, &events).await;
+    // Replayed copies in parts of their own.
+    insert_events(&clickhouse, &events[..300]).await;
+    let key = read_key(&env, &api, &p).await;
+    let path = format!(
+        "/v1/metrics?from={base}&to={}&interval=1d&group_by=type&metrics={ALL_METRICS}&source=raw",
+        base + 2 * DAY_MS
+    );
+    let expected = truth(&events, DAY_MS, 0, by(&["type"]), |_| true);
+    let newest: Vec<String> = {
+        let mut sorted = events.clone();
+        sorted.sort_by(|a, b| (b.timestamp_ms, &b.event_id).cmp(&(a.timestamp_ms, &a.event_id)));
+        sorted.iter().take(50).map(|e| e.event_id.clone()).collect()
+    };
+    let page_ids = |page: &Value| -> Vec<String> {
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let events_path = format!("/v1/events?from={base}&to={}&limit=50", base + 2 * DAY_MS);
+    for stage in ["unmerged", "merged", "merged plus new copies"] {
+        match stage {
+            "merged" => clickhouse
+                .query("OPTIMIZE TABLE events FINAL")
+                .execute()
+                .await
+                .unwrap(),
+            "merged plus new copies" => insert_events(&clickhouse, &events[1_000..1_200]).await,
+            _ => {}
+        }
+        check_rows(&api.get_ok(&path, &key).await, &["type"], &expected, true);
+        assert_eq!(
+            page_ids(&api.get_ok(&events_path, &key).await),
+            newest,
+            "{stage}"
+        );
+    }
 }
