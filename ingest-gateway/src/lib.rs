@@ -19,6 +19,7 @@
 //! - [`publish`]: the Kafka producer.
 //! - [`error`]: `ApiError`, one status and body per failure.
 //! - [`metrics`]: the gateway's Prometheus metrics.
+//! - [`openapi`]: the OpenAPI document behind `/openapi.json` and `/docs`.
 
 pub mod admin;
 pub mod admission;
@@ -28,6 +29,7 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod openapi;
 pub mod publish;
 pub mod rate_limit;
 pub mod routes;

@@ -91,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .with_state(state.clone());
     api.merge(ops::router(state.readiness, state.registry))
+        .merge(crate::openapi::router())
 }
 
 /// Checks a presented key; failures are counted per client IP, and an IP

@@ -1,6 +1,6 @@
 //! The query API's settings; `sluice-query-api --help` lists them all.
 
-use clap::Parser;
+use clap::{Args, Parser};
 use sluice_runtime::settings::{
     ApiSettings, ClickhouseSettings, ConfigFile, KafkaSettings, TelemetrySettings,
 };
@@ -21,10 +21,13 @@ pub struct QueryConfig {
     #[command(flatten, next_help_heading = "API")]
     pub api: ApiSettings,
 
+    #[command(flatten, next_help_heading = "Queries")]
+    pub query: QuerySettings,
+
     #[command(flatten, next_help_heading = "ClickHouse")]
     pub clickhouse: ClickhouseSettings,
 
-    /// The broker, for the keys topic.
+    /// The broker, for the keys topic and the live topic.
     #[command(flatten, next_help_heading = "Kafka")]
     pub kafka: KafkaSettings,
 
@@ -33,4 +36,50 @@ pub struct QueryConfig {
 
     #[command(flatten)]
     pub config_file: ConfigFile,
+}
+
+/// How questions are answered and live pushes sent.
+#[derive(Debug, Clone, Args)]
+pub struct QuerySettings {
+    /// Buckets that ended less than this long ago are read from raw events,
+    /// older ones from rollups (where rollups cover the question), in
+    /// milliseconds. It must exceed how long the processor takes to close and
+    /// store a window: its allowed lateness plus idle timeout plus batch wait.
+    #[arg(
+        long = "rollup-delay-ms",
+        env = "SLUICE_ROLLUP_DELAY_MS",
+        default_value_t = 120_000
+    )]
+    pub rollup_delay_ms: i64,
+
+    /// Interval of WebSocket heartbeats (a ping, and a `heartbeat` message),
+    /// in milliseconds; a client silent for three intervals is dropped.
+    #[arg(
+        long = "live-heartbeat-ms",
+        env = "SLUICE_LIVE_HEARTBEAT_MS",
+        default_value_t = 10_000
+    )]
+    pub live_heartbeat_ms: u64,
+
+    /// Pushes a WebSocket client may have unsent before it counts as slow and
+    /// is dropped; the others never wait for it.
+    #[arg(
+        long = "live-client-buffer",
+        env = "SLUICE_LIVE_CLIENT_BUFFER",
+        default_value_t = 64
+    )]
+    pub live_client_buffer: usize,
+}
+
+impl Default for QuerySettings {
+    /// The defaults that `--help` shows (`SLUICE_*` variables still apply), for
+    /// code that builds settings as a struct literal.
+    fn default() -> Self {
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            settings: QuerySettings,
+        }
+        Defaults::parse_from(["sluice-query-api"]).settings
+    }
 }

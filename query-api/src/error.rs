@@ -1,4 +1,5 @@
-//! Every way a query can fail, and the status and body each one gets.
+//! Every way a query can fail, and the status and body each one gets: the
+//! one error body of Sluice, `{"error": CODE, "message": ..., "details": ...}`.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,23 +12,51 @@ use sluice_runtime::keys::AuthError;
 pub enum ApiError {
     #[error("{0}")]
     Auth(#[from] AuthError),
-    #[error("query parameter `{name}`: {reason}")]
-    InvalidParameter { name: &'static str, reason: String },
+    #[error("parameter `{name}`: {reason}")]
+    InvalidParameter { name: String, reason: String },
+    #[error(
+        "the answer would exceed {limit} rows; narrow the time range, the filters or the group-by"
+    )]
+    TooManyRows { limit: usize },
+    #[error("no route for {0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
     #[error("ClickHouse query failed")]
     Storage(#[from] clickhouse::error::Error),
+    #[error("a stored rollup could not be decoded: {0}")]
+    CorruptRollup(String),
 }
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+impl ApiError {
+    pub fn invalid(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidParameter {
+            name: name.into(),
+            reason: reason.into(),
+        }
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             Self::Auth(error) => refusal(&error),
-            Self::InvalidParameter { name, ref reason } => {
-                ErrorBody::new("invalid_parameter", self.to_string())
-                    .with_details(json!({"parameter": name, "reason": reason}))
-                    .into_response(StatusCode::BAD_REQUEST)
+            Self::InvalidParameter {
+                ref name,
+                ref reason,
+            } => ErrorBody::new("invalid_parameter", self.to_string())
+                .with_details(json!({"parameter": name, "reason": reason}))
+                .into_response(StatusCode::BAD_REQUEST),
+            Self::TooManyRows { limit } => ErrorBody::new("result_too_large", self.to_string())
+                .with_details(json!({"max_rows": limit}))
+                .into_response(StatusCode::UNPROCESSABLE_ENTITY),
+            Self::NotFound(_) => {
+                ErrorBody::new("not_found", self.to_string()).into_response(StatusCode::NOT_FOUND)
             }
+            Self::MethodNotAllowed => ErrorBody::new("method_not_allowed", self.to_string())
+                .into_response(StatusCode::METHOD_NOT_ALLOWED),
             Self::Storage(error) => {
                 // The detail goes to the log, never to the client.
                 tracing::error!(cause = %error, "ClickHouse query failed");
@@ -36,6 +65,11 @@ impl IntoResponse for ApiError {
                     "the event store did not answer; retry later",
                 )
                 .into_response(StatusCode::SERVICE_UNAVAILABLE)
+            }
+            Self::CorruptRollup(cause) => {
+                tracing::error!(%cause, "undecodable rollup row");
+                ErrorBody::new("internal", "the query failed on the server")
+                    .into_response(StatusCode::INTERNAL_SERVER_ERROR)
             }
         }
     }

@@ -2,18 +2,33 @@
 //!
 //! Every request names its project through its API key (which needs the
 //! `read` scope; keys come from the keys topic) and sees only that project's
-//! rows. Reads use `FINAL` on the `events` table so that replayed or
-//! retried copies of an event never count twice.
+//! rows: the project id is bound into every query. Raw events are read with
+//! `FINAL` wherever a day may still hold replayed or retried copies, so they
+//! never count twice; metrics come from rollups where they cover the
+//! question, else from raw events.
 //!
 //! - [`config`]: settings (`--help`).
-//! - [`routes`]: the router and shared state.
-//! - [`events`]: `GET /v1/events`.
+//! - [`routes`]: the router, shared state and the key check.
+//! - [`params`], [`filters`]: query strings, the shared filters, SQL with binds.
+//! - [`events`]: `GET /v1/events`, keyset-paginated.
+//! - [`metrics`]: `GET /v1/metrics`, planned over rollups and raw events.
+//! - [`export`]: `GET /v1/export/{events,metrics}`, streamed files.
+//! - [`live`]: `GET /v1/live`, WebSocket pushes from the live topic.
+//! - [`snapshot`]: reading raw events with `FINAL` only where copies may be.
+//! - [`openapi`]: the OpenAPI document behind `/openapi.json` and `/docs`.
 //! - [`error`]: `ApiError`, one status and body per failure.
 
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod export;
+pub mod filters;
+pub mod live;
+pub mod metrics;
+pub mod openapi;
+pub mod params;
 pub mod routes;
+pub mod snapshot;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,13 +36,14 @@ use std::time::Duration;
 use prometheus_client::registry::Registry;
 use sluice_runtime::clickhouse::{client, ensure_schema};
 use sluice_runtime::http::{serve_http, with_common_layers};
-use sluice_runtime::kafka::ensure_keys_topic;
+use sluice_runtime::kafka::{ensure_keys_topic, ensure_topics};
 use sluice_runtime::keys::KeyStore;
 use sluice_runtime::ops::{HttpMetrics, Readiness};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::QueryConfig;
+use live::feed::LiveFeed;
 use routes::{AppState, router};
 
 const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
@@ -41,6 +57,11 @@ pub async fn serve(
     let readiness = Readiness::default();
     ensure_keys_topic(&config.kafka, STARTUP_DEADLINE, &shutdown).await?;
     let keys = KeyStore::tail(&config.kafka, &readiness, shutdown.child_token())?;
+    if !config.kafka.live_topic.is_empty() {
+        let live_topic = [config.kafka.live_topic.as_str()];
+        ensure_topics(&config.kafka, &live_topic, STARTUP_DEADLINE, &shutdown).await?;
+    }
+    let live = LiveFeed::tail(&config.kafka, &readiness, shutdown.child_token())?;
     readiness.register("clickhouse");
     let features = ensure_schema(&config.clickhouse, STARTUP_DEADLINE, &shutdown).await?;
     readiness.set("clickhouse", true);
@@ -50,6 +71,9 @@ pub async fn serve(
     let state = AppState {
         clickhouse,
         keys,
+        settings: config.query.clone(),
+        live,
+        shutdown: shutdown.clone(),
         http_metrics: HttpMetrics::register(&mut registry),
         readiness,
         registry: Arc::new(registry),

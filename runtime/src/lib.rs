@@ -12,9 +12,11 @@
 //!   by the query API.
 //! - [`ops`]: `/health/live`, `/health/ready` and `/metrics`, plus per-route HTTP metrics.
 //! - [`http`]: the JSON error body every endpoint answers with, and `serve_http`.
+//! - [`docs`]: `/openapi.json` and the self-contained `/docs` page.
 
 pub mod auth;
 pub mod clickhouse;
+pub mod docs;
 pub mod http;
 pub mod kafka;
 pub mod keys;

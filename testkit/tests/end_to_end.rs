@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use sluice_ingest_gateway::GatewayConfig;
 use sluice_ingest_gateway::config::{IngestSettings, RateLimitSettings};
 use sluice_query_api::QueryConfig;
+use sluice_query_api::config::QuerySettings;
 use sluice_runtime::keys::Scope;
 use sluice_runtime::settings::{ApiSettings, ConfigFile, LogFormat, TelemetrySettings};
 use sluice_stream_processor::ProcessorConfig;
@@ -74,6 +75,7 @@ async fn start_query_api(env: &TestEnv) -> Running {
     let config = QueryConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         api: api_settings(),
+        query: QuerySettings::default(),
         clickhouse: env.clickhouse.clone(),
         kafka: env.kafka.clone(),
         telemetry: telemetry(),

@@ -1,0 +1,340 @@
+//! `GET /v1/export/events` and `GET /v1/export/metrics`: files in CSV, JSON
+//! or NDJSON.
+//!
+//! Event exports stream: rows come off a ClickHouse cursor and leave in
+//! chunks of about 64 KiB, so memory stays constant however many rows the
+//! range holds. An error after the first byte cannot change the status any
+//! more; it ends the body early (a JSON file is then visibly incomplete) and
+//! goes to the log. CSV text cells that start with `=`, `+`, `-`, `@`, tab or
+//! carriage return get a leading `'`, so spreadsheets do not run them as
+//! formulas.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use clickhouse::query::RowCursor;
+use serde_json::Value;
+use sluice_schemas::time_format::format_rfc3339_ms;
+
+use crate::error::Result;
+use crate::events::{EventView, StoredEvent, select_events};
+use crate::filters::{Filters, TimeRange};
+use crate::metrics::request::MetricsRequest;
+use crate::metrics::{self, shape};
+use crate::params::Params;
+use crate::routes::{AppState, authorize};
+use crate::snapshot::Snapshot;
+
+const CHUNK_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Json,
+    Ndjson,
+}
+
+impl Format {
+    fn parse(params: &mut Params) -> Result<Self> {
+        Ok(params
+            .parse("format", |text| match text {
+                "csv" => Ok(Self::Csv),
+                "json" => Ok(Self::Json),
+                "ndjson" => Ok(Self::Ndjson),
+                _ => Err("use csv, json or ndjson".to_owned()),
+            })?
+            .unwrap_or(Self::Csv))
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Json => "json",
+            Self::Ndjson => "ndjson",
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::Csv => "text/csv; charset=utf-8",
+            Self::Json => "application/json",
+            Self::Ndjson => "application/x-ndjson",
+        }
+    }
+}
+
+/// Appends `value` as one CSV cell (RFC 4180 quoting), escaping formulas in
+/// text cells.
+pub fn csv_cell(out: &mut Vec<u8>, value: &str, is_text: bool) {
+    let formula = is_text
+        && value
+            .as_bytes()
+            .first()
+            .is_some_and(|first| matches!(first, b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r'));
+    let quote = formula
+        || value
+            .bytes()
+            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
+    if quote {
+        out.push(b'"');
+    }
+    if formula {
+        out.push(b'\'');
+    }
+    for byte in value.bytes() {
+        if byte == b'"' {
+            out.push(b'"');
+        }
+        out.push(byte);
+    }
+    if quote {
+        out.push(b'"');
+    }
+}
+
+fn text(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or("")
+}
+
+fn csv_line(out: &mut Vec<u8>, cells: &[(&str, bool)]) {
+    for (index, (value, is_text)) in cells.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        csv_cell(out, value, *is_text);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn file_time(ms: i64) -> String {
+    format_rfc3339_ms(ms)
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect()
+}
+
+fn file_response(format: Format, name: &str, range: TimeRange, body: Body) -> Response {
+    let file = format!(
+        "sluice-{name}-{}-{}.{}",
+        file_time(range.from_ms),
+        file_time(range.to_ms),
+        format.extension()
+    );
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    // The name is made of ASCII letters, digits, dashes and a dot only.
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}
+
+const EVENT_HEADER: [&str; 14] = [
+    "event_id",
+    "project_id",
+    "type",
+    "timestamp",
+    "received_at",
+    "user_id",
+    "session_id",
+    "source",
+    "duration_ms",
+    "status",
+    "tags",
+    "properties",
+    "client_ip",
+    "user_agent",
+];
+
+/// Writes one event in `format`; `first` tells JSON where commas go.
+fn write_event(out: &mut Vec<u8>, format: Format, event: &EventView, first: bool) {
+    match format {
+        Format::Csv => {
+            let duration = event.duration_ms.map(|d| d.to_string()).unwrap_or_default();
+            let tags = serde_json::to_string(&event.tags).unwrap_or_default();
+            csv_line(
+                out,
+                &[
+                    (&event.event_id, true),
+                    (&event.project_id, true),
+                    (&event.event_type, true),
+                    (&event.timestamp, false),
+                    (&event.received_at, false),
+                    (text(&event.user_id), true),
+                    (text(&event.session_id), true),
+                    (text(&event.source), true),
+                    (&duration, false),
+                    (text(&event.status), true),
+                    (&tags, true),
+                    (event.properties.get(), true),
+                    (text(&event.client_ip), true),
+                    (text(&event.user_agent), true),
+                ],
+            );
+        }
+        Format::Json => {
+            out.extend_from_slice(if first { b"\n" } else { b",\n" });
+            let _ = serde_json::to_writer(&mut *out, event);
+        }
+        Format::Ndjson => {
+            let _ = serde_json::to_writer(&mut *out, event);
+            out.push(b'\n');
+        }
+    }
+}
+
+struct EventStream {
+    cursor: RowCursor<StoredEvent>,
+    format: Format,
+    rows: u64,
+    done: bool,
+}
+
+impl EventStream {
+    /// The next chunk, or `None` after the last.
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, clickhouse::error::Error>> {
+        if self.done {
+            return None;
+        }
+        let mut out = Vec::with_capacity(CHUNK_BYTES + 4096);
+        while out.len() < CHUNK_BYTES {
+            match self.cursor.next().await {
+                Ok(Some(row)) => {
+                    let event = EventView::from(row);
+                    write_event(&mut out, self.format, &event, self.rows == 0);
+                    self.rows += 1;
+                }
+                Ok(None) => {
+                    self.done = true;
+                    if self.format == Format::Json {
+                        out.extend_from_slice(b"\n]\n");
+                    }
+                    break;
+                }
+                Err(error) => {
+                    tracing::error!(cause = %error, rows = self.rows, "export stopped by a ClickHouse error");
+                    self.done = true;
+                    return Some(Err(error));
+                }
+            }
+        }
+        Some(Ok(Bytes::from(out)))
+    }
+}
+
+pub async fn export_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    mut params: Params,
+) -> Result<Response> {
+    let project_id = authorize(&state, &headers)?;
+    let format = Format::parse(&mut params)?;
+    let range = TimeRange::parse(&mut params)?;
+    let filters = Filters::parse(&mut params)?;
+    params.finish()?;
+    // A stream cannot be taken back, so it never skips FINAL.
+    let sql = select_events(&project_id, range, &filters, None, &Snapshot::all_final());
+    let cursor = sql.query(&state.clickhouse).fetch::<StoredEvent>()?;
+    let mut head = Vec::new();
+    match format {
+        Format::Csv => csv_line(&mut head, &EVENT_HEADER.map(|name| (name, false))),
+        Format::Json => head.push(b'['),
+        Format::Ndjson => {}
+    }
+    let stream = EventStream {
+        cursor,
+        format,
+        rows: 0,
+        done: false,
+    };
+    let chunks = futures::stream::unfold(stream, |mut stream| async move {
+        stream.next_chunk().await.map(|chunk| (chunk, stream))
+    });
+    let head = futures::stream::once(async move { Ok(Bytes::from(head)) });
+    let body = Body::from_stream(futures::StreamExt::chain(head, chunks));
+    Ok(file_response(format, "events", range, body))
+}
+
+pub async fn export_metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    mut params: Params,
+) -> Result<Response> {
+    let project_id = authorize(&state, &headers)?;
+    let format = Format::parse(&mut params)?;
+    let request = MetricsRequest::parse(&mut params)?;
+    params.finish()?;
+    let answer = metrics::answer(&state, &project_id, request).await?;
+    let request = &answer.request;
+    let columns = shape::columns(request);
+    let mut out = Vec::new();
+    match format {
+        Format::Csv => {
+            let header: Vec<(&str, bool)> = columns.iter().map(|c| (c.as_str(), false)).collect();
+            csv_line(&mut out, &header);
+            for (key, cell) in &answer.cells {
+                let row = shape::json_row(request, key, cell);
+                let cells: Vec<(String, bool)> = columns
+                    .iter()
+                    .map(|column| match &row[column] {
+                        Value::String(text) => (text.clone(), column != "bucket"),
+                        Value::Null => (String::new(), false),
+                        other => (other.to_string(), false),
+                    })
+                    .collect();
+                let cells: Vec<(&str, bool)> =
+                    cells.iter().map(|(v, t)| (v.as_str(), *t)).collect();
+                csv_line(&mut out, &cells);
+            }
+        }
+        Format::Json | Format::Ndjson => {
+            let rows = answer
+                .cells
+                .iter()
+                .map(|(key, cell)| shape::json_row(request, key, cell));
+            if format == Format::Json {
+                let rows: Vec<Value> = rows.collect();
+                let _ = serde_json::to_writer(&mut out, &rows);
+            } else {
+                for row in rows {
+                    let _ = serde_json::to_writer(&mut out, &row);
+                    out.push(b'\n');
+                }
+            }
+        }
+    }
+    Ok(file_response(
+        format,
+        "metrics",
+        request.aligned_range(),
+        Body::from(out),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(value: &str, is_text: bool) -> String {
+        let mut out = Vec::new();
+        csv_cell(&mut out, value, is_text);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn csv_cells_are_quoted_and_formulas_escaped() {
+        assert_eq!(cell("plain", true), "plain");
+        assert_eq!(cell("a,b", true), "\"a,b\"");
+        assert_eq!(cell("say \"hi\"", true), "\"say \"\"hi\"\"\"");
+        for formula in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(cell(formula, true).starts_with("\"'"), "{formula}");
+        }
+        assert_eq!(cell("-1.5", false), "-1.5");
+        assert_eq!(cell("line\nbreak", true), "\"line\nbreak\"");
+    }
+}

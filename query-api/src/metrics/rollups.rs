@@ -1,0 +1,224 @@
+//! The rollup path: partial rows of the `rollups` table (one per window,
+//! source partition and correction; `FINAL` drops replayed copies) merged
+//! into one aggregate per bucket and group.
+//!
+//! Questions without uniques or percentiles need no sketch: ClickHouse adds
+//! the exact columns up per bucket and group ([`read_scalars`]), so only
+//! the answer's rows travel. Sketches are merged in Rust with the rollup model
+//! ([`read_sketches`]), a row per partial.
+
+use std::collections::BTreeMap;
+
+use clickhouse::Row;
+use serde::Deserialize;
+
+use sluice_runtime::rollups::RollupRow;
+use sluice_schemas::rollup::{Aggregate, Hll, QuantileSketch};
+
+use super::raw::{group_of as raw_group_of, select_bucket_and_groups};
+use super::request::{Dimension, Metric, MetricsRequest};
+use super::{Cell, GroupKey, MAX_ROWS, dominant};
+use crate::error::{ApiError, Result};
+use crate::filters::{Bound, Sql, TimeRange, text};
+
+/// The columns of [`RollupRow`], with the sketches a request does not need
+/// replaced by empty strings (they are most of a row's bytes).
+fn columns(request: &MetricsRequest) -> String {
+    let sketch = |wanted: bool, column: &str| {
+        if wanted {
+            column.to_owned()
+        } else {
+            format!("'' AS {column}")
+        }
+    };
+    format!(
+        "project_id, minute, type, source, status, kafka_partition, seq, count, \
+         duration_count, duration_sum_us, duration_min, duration_max, {}, {}, {}",
+        sketch(request.wants_users(), "users"),
+        sketch(request.wants_sessions(), "sessions"),
+        sketch(request.wants_quantiles(), "durations"),
+    )
+}
+
+fn aggregate_of(row: &RollupRow) -> Result<Aggregate> {
+    let corrupt = |error: sluice_schemas::rollup::DecodeError| {
+        ApiError::CorruptRollup(format!("{error:?} in {:?}", row.key()))
+    };
+    let hll = |bytes: &[u8]| {
+        if bytes.is_empty() {
+            Ok(Hll::default())
+        } else {
+            Hll::from_bytes(bytes).map_err(corrupt)
+        }
+    };
+    Ok(Aggregate {
+        count: row.count,
+        duration_count: row.duration_count,
+        duration_sum_us: row.duration_sum_us,
+        duration_min: row.duration_min,
+        duration_max: row.duration_max,
+        users: hll(&row.users)?,
+        sessions: hll(&row.sessions)?,
+        durations: if row.durations.is_empty() {
+            QuantileSketch::default()
+        } else {
+            QuantileSketch::from_bytes(&row.durations).map_err(corrupt)?
+        },
+    })
+}
+
+fn group_of(request: &MetricsRequest, row: &RollupRow) -> Vec<String> {
+    request
+        .group_by
+        .iter()
+        .map(|dimension| match dimension {
+            Dimension::Type => row.event_type.clone(),
+            Dimension::Source => row.source.clone(),
+            Dimension::Status => row.status.clone(),
+            // The plan sends property group-bys to raw events.
+            Dimension::Property(_) => String::new(),
+        })
+        .collect()
+}
+
+pub async fn read(
+    client: &clickhouse::Client,
+    request: &MetricsRequest,
+    project_id: &str,
+    range: TimeRange,
+) -> Result<BTreeMap<GroupKey, Cell>> {
+    if request.wants_users() || request.wants_sessions() || request.wants_quantiles() {
+        read_sketches(client, request, project_id, range).await
+    } else {
+        read_scalars(client, request, project_id, range).await
+    }
+}
+
+/// The rollup rows of the project in `range` passing the filters.
+fn rollups_where(request: &MetricsRequest, project_id: &str, range: TimeRange, sql: &mut Sql) {
+    sql.push(
+        " FROM rollups FINAL WHERE project_id = ?",
+        [text(project_id)],
+    );
+    // Windows are whole minutes and the range is whole buckets.
+    sql.push(
+        " AND minute >= toDateTime(?) AND minute < toDateTime(?)",
+        [
+            Bound::Int(range.from_ms / 1000),
+            Bound::Int(range.to_ms / 1000),
+        ],
+    );
+    request.filters.rollups_sql(sql);
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct ScalarRow {
+    bucket: i64,
+    groups: Vec<String>,
+    status_value: String,
+    total_count: u64,
+    total_duration_count: u64,
+    total_duration_sum_us: u64,
+    lowest_duration: Option<f64>,
+    highest_duration: Option<f64>,
+}
+
+async fn read_scalars(
+    client: &clickhouse::Client,
+    request: &MetricsRequest,
+    project_id: &str,
+    range: TimeRange,
+) -> Result<BTreeMap<GroupKey, Cell>> {
+    let wants_status = request.wants(Metric::DominantStatus);
+    let mut sql = select_bucket_and_groups(request, "toInt64(toUInt32(minute)) * 1000");
+    // Rows per status only when the dominant status needs their counts.
+    sql.push(
+        if wants_status {
+            "toString(status) AS status_value, "
+        } else {
+            "'' AS status_value, "
+        },
+        [],
+    );
+    sql.push(
+        // Aliases differ from the columns: ClickHouse would read an alias
+        // named like its column as a cycle.
+        "sum(count) AS total_count, sum(duration_count) AS total_duration_count, \
+         sum(duration_sum_us) AS total_duration_sum_us, min(duration_min) AS lowest_duration, \
+         max(duration_max) AS highest_duration",
+        [],
+    );
+    rollups_where(request, project_id, range, &mut sql);
+    sql.push(
+        " GROUP BY bucket, groups, status_value LIMIT ?",
+        [Bound::Int(MAX_ROWS as i64 + 1)],
+    );
+    let rows = sql.query(client).fetch_all::<ScalarRow>().await?;
+    if rows.len() > MAX_ROWS {
+        return Err(ApiError::TooManyRows { limit: MAX_ROWS });
+    }
+    let mut merged: BTreeMap<GroupKey, (Aggregate, BTreeMap<String, u64>)> = BTreeMap::new();
+    for row in rows {
+        let key = GroupKey {
+            bucket_ms: row.bucket,
+            group: raw_group_of(request, row.groups),
+        };
+        let (aggregate, statuses) = merged.entry(key).or_default();
+        aggregate.merge(&Aggregate {
+            count: row.total_count,
+            duration_count: row.total_duration_count,
+            duration_sum_us: row.total_duration_sum_us,
+            duration_min: row.lowest_duration,
+            duration_max: row.highest_duration,
+            ..Aggregate::default()
+        });
+        if !row.status_value.is_empty() {
+            *statuses.entry(row.status_value).or_default() += row.total_count;
+        }
+    }
+    Ok(cells(merged, wants_status))
+}
+
+fn cells(
+    merged: BTreeMap<GroupKey, (Aggregate, BTreeMap<String, u64>)>,
+    wants_status: bool,
+) -> BTreeMap<GroupKey, Cell> {
+    merged
+        .into_iter()
+        .map(|(key, (aggregate, statuses))| {
+            let cell = Cell {
+                summary: aggregate.summary(),
+                dominant_status: if wants_status {
+                    dominant(&statuses)
+                } else {
+                    None
+                },
+            };
+            (key, cell)
+        })
+        .collect()
+}
+
+async fn read_sketches(
+    client: &clickhouse::Client,
+    request: &MetricsRequest,
+    project_id: &str,
+    range: TimeRange,
+) -> Result<BTreeMap<GroupKey, Cell>> {
+    let mut sql = Sql::new(&format!("SELECT {}", columns(request)));
+    rollups_where(request, project_id, range, &mut sql);
+    let mut cursor = sql.query(client).fetch::<RollupRow>()?;
+    let mut merged: BTreeMap<GroupKey, (Aggregate, BTreeMap<String, u64>)> = BTreeMap::new();
+    while let Some(row) = cursor.next().await? {
+        let key = GroupKey {
+            bucket_ms: request.bucket_of(i64::from(row.minute) * 1000),
+            group: group_of(request, &row),
+        };
+        let (aggregate, statuses) = merged.entry(key).or_default();
+        aggregate.merge(&aggregate_of(&row)?);
+        if !row.status.is_empty() {
+            *statuses.entry(row.status).or_default() += row.count;
+        }
+    }
+    Ok(cells(merged, request.wants(Metric::DominantStatus)))
+}

@@ -1,0 +1,119 @@
+//! `GET /v1/live`: pushes that reflect events sent after subscribing, only
+//! of the key's project.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use sluice_runtime::keys::Scope;
+use sluice_schemas::time_format::now_ms;
+use sluice_testkit::TestEnv;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::common::{
+    Api, generate, project, read_key, send_through_gateway, start_gateway, start_processor,
+};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(api: &Api, key: &str) -> Socket {
+    let mut request = format!("ws://{}/v1/live", api.running.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    tokio_tungstenite::connect_async(request)
+        .await
+        .expect("WebSocket")
+        .0
+}
+
+/// The next message other than an update (pushes may come at any time).
+async fn next_reply(socket: &mut Socket) -> Value {
+    loop {
+        let message = next_message(socket).await;
+        if message["type"] != "update" {
+            return message;
+        }
+    }
+}
+
+/// The next JSON message, skipping pings and heartbeats.
+async fn next_message(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .expect("a message within 30 s")
+            .expect("the socket is open")
+            .expect("a frame");
+        if let Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            if value["type"] != "heartbeat" {
+                return value;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_reflect_events_sent_after_subscribing() {
+    let env = TestEnv::new("qlive");
+    let gateway = start_gateway(&env).await;
+    let processor = start_processor(&env).await;
+    let api = Api::start(&env).await;
+    let (a, b) = (project(&env, "a"), project(&env, "b"));
+    let key = read_key(&env, &api, &a).await;
+    let ingest_a = env.create_key(&a, &[Scope::Ingest]).await;
+    let ingest_b = env.create_key(&b, &[Scope::Ingest]).await;
+
+    let refused =
+        tokio_tungstenite::connect_async(format!("ws://{}/v1/live", api.running.addr)).await;
+    assert!(refused.is_err(), "no key, no socket");
+
+    let mut socket = connect(&api, &key).await;
+    let subscribe = json!({"action": "subscribe", "id": "clicks", "window": "1m", "filters": {"type": "click"}});
+    socket
+        .send(Message::Text(subscribe.to_string().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_message(&mut socket).await["type"], "subscribed");
+    socket
+        .send(Message::Text("{\"action\":\"dance\"}".into()))
+        .await
+        .unwrap();
+    assert_eq!(next_reply(&mut socket).await["error"], "invalid_message");
+
+    let now = now_ms();
+    let mut events = generate(&a, 80, now - 1_000, 500, 51);
+    let clicks = events.iter().filter(|e| e.event_type == "click").count() as u64;
+    let mut others = generate(&b, 30, now - 1_000, 500, 52);
+    for event in &mut others {
+        event.event_type = "click".into();
+    }
+    send_through_gateway(&gateway, &ingest_b, &others).await;
+    send_through_gateway(&gateway, &ingest_a, &events).await;
+    events.clear();
+
+    let mut last = 0;
+    while last < clicks {
+        let message = next_message(&mut socket).await;
+        assert_eq!(message["type"], "update", "{message}");
+        assert_eq!(message["id"], "clicks");
+        last = message["count"].as_u64().unwrap();
+        assert!(last <= clicks, "only project a's clicks: {message}");
+    }
+    socket
+        .send(Message::Text(
+            json!({"action": "unsubscribe", "id": "clicks"})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next_reply(&mut socket).await["type"], "unsubscribed");
+    drop(gateway);
+    processor.stop().await.unwrap();
+}
