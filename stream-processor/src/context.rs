@@ -1,5 +1,5 @@
 //! The consumer's librdkafka callbacks: lag per partition from the client's
-//! statistics, and partitions taken away by a rebalance.
+//! statistics, and partitions given or taken away by a rebalance.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +13,8 @@ pub struct ProcessorContext {
     metrics: ProcessorMetrics,
     /// Partitions revoked since the processing loop last looked.
     revoked: Arc<Mutex<Vec<i32>>>,
+    /// Partitions assigned since the processing loop last looked.
+    assigned: Arc<Mutex<Vec<i32>>>,
 }
 
 impl ProcessorContext {
@@ -21,14 +23,29 @@ impl ProcessorContext {
             topic: topic.to_owned(),
             metrics,
             revoked: Arc::default(),
+            assigned: Arc::default(),
         }
     }
 
     pub fn take_revoked(&self) -> Vec<i32> {
-        self.revoked
-            .lock()
-            .map(|mut revoked| std::mem::take(&mut *revoked))
-            .unwrap_or_default()
+        take(&self.revoked)
+    }
+
+    pub fn take_assigned(&self) -> Vec<i32> {
+        take(&self.assigned)
+    }
+}
+
+fn take(partitions: &Mutex<Vec<i32>>) -> Vec<i32> {
+    partitions
+        .lock()
+        .map(|mut partitions| std::mem::take(&mut *partitions))
+        .unwrap_or_default()
+}
+
+fn note(partitions: &Mutex<Vec<i32>>, list: &rdkafka::TopicPartitionList) {
+    if let Ok(mut partitions) = partitions.lock() {
+        partitions.extend(list.elements().iter().map(|p| p.partition()));
     }
 }
 
@@ -56,10 +73,16 @@ impl ConsumerContext for ProcessorContext {
     /// loop drops their state. Nothing has to be flushed first, because the
     /// next owner resumes from the last checkpoint and rebuilds the same rows.
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(partitions) = rebalance
-            && let Ok(mut revoked) = self.revoked.lock()
-        {
-            revoked.extend(partitions.elements().iter().map(|p| p.partition()));
+        if let Rebalance::Revoke(partitions) = rebalance {
+            note(&self.revoked, partitions);
+        }
+    }
+
+    /// Notes the new partitions, whose state the loop loads at once: a
+    /// partition with no message left still has windows to close.
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            note(&self.assigned, partitions);
         }
     }
 }

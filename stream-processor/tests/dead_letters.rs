@@ -9,37 +9,23 @@ use rdkafka::message::Headers;
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 use sluice_runtime::kafka::client_config;
-use sluice_runtime::settings::{ConfigFile, LogFormat, TelemetrySettings};
-use sluice_stream_processor::ProcessorConfig;
 use sluice_stream_processor::config::ProcessorSettings;
-use sluice_testkit::{TestEnv, eventually, spawn_service};
+use sluice_testkit::{TestEnv, eventually};
+
+mod common;
+
+use common::spawn_processor;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_goes_to_the_dead_letter_topic_and_the_rest_flows() {
     let env = TestEnv::new("dlq");
-    let config = ProcessorConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        processor: ProcessorSettings {
-            consumer_group: format!("group_{}", env.id),
-            batch_max_rows: 1_000,
-            batch_max_ms: 200,
-            session_timeout_ms: 6_000,
-            ..ProcessorSettings::default()
-        },
-        kafka: env.kafka.clone(),
-        clickhouse: env.clickhouse.clone(),
-        telemetry: TelemetrySettings {
-            log_format: LogFormat::Text,
-            log_filter: "error".into(),
-        },
-        config_file: ConfigFile { config: None },
+    let settings = ProcessorSettings {
+        batch_max_rows: 1_000,
+        batch_max_ms: 200,
+        session_timeout_ms: 6_000,
+        ..ProcessorSettings::default()
     };
-    let processor = spawn_service(|listener, shutdown| {
-        sluice_stream_processor::serve(config, listener, shutdown)
-    })
-    .await;
-    // Ready means the topics and the ClickHouse tables exist.
-    processor.wait_ready().await;
+    let processor = spawn_processor(&env, settings).await;
     let topic = env.kafka.events_topic.clone();
 
     let now = sluice_schemas::time_format::now_ms();

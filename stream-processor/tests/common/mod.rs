@@ -8,8 +8,12 @@ use std::time::Duration;
 
 use rdkafka::producer::FutureRecord;
 use sluice_runtime::kafka::ensure_topics;
+use sluice_runtime::settings::{ConfigFile, LogFormat, TelemetrySettings};
 use sluice_schemas::Event;
 use sluice_schemas::avro::encode_event;
+use sluice_stream_processor::ProcessorConfig;
+use sluice_stream_processor::config::ProcessorSettings;
+use sluice_testkit::{Running, spawn_service};
 use sluice_testkit::{TestEnv, eventually};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
@@ -31,6 +35,31 @@ pub fn event(project: &str, n: usize, timestamp_ms: i64) -> Event {
         client_ip: None,
         user_agent: None,
     }
+}
+
+/// The processor in this test process, with `settings` (its consumer group
+/// made unique to the test), ready: its topics and tables exist.
+pub async fn spawn_processor(env: &TestEnv, settings: ProcessorSettings) -> Running {
+    let config = ProcessorConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        processor: ProcessorSettings {
+            consumer_group: format!("{}_{}", settings.consumer_group, env.id),
+            ..settings
+        },
+        kafka: env.kafka.clone(),
+        clickhouse: env.clickhouse.clone(),
+        telemetry: TelemetrySettings {
+            log_format: LogFormat::Json,
+            log_filter: "error".into(),
+        },
+        config_file: ConfigFile { config: None },
+    };
+    let processor = spawn_service(|listener, shutdown| {
+        sluice_stream_processor::serve(config, listener, shutdown)
+    })
+    .await;
+    processor.wait_ready().await;
+    processor
 }
 
 /// Creates the topics and tables, as a processor would at startup.
