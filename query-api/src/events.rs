@@ -25,6 +25,8 @@ use crate::snapshot::{Snapshot, read_consistent};
 
 pub const DEFAULT_LIMIT: u64 = 100;
 pub const MAX_LIMIT: u64 = 1_000;
+/// The newest slice of the range that a page reads first.
+const FIRST_SLICE_MS: i64 = 15 * 60 * 1000;
 
 /// One row as read back; the column order matches [`EVENT_COLUMNS`].
 #[derive(Debug, Row, Deserialize)]
@@ -201,12 +203,32 @@ pub async fn list_events(
     let filters = Filters::parse(&mut params)?;
     params.finish()?;
 
-    let mut rows: Vec<StoredEvent> = read_consistent(&state.clickhouse, |snapshot| {
-        let mut sql = select_events(&project_id, range, &filters, cursor.as_ref(), snapshot);
-        sql.push(" LIMIT ?", [Bound::Int(limit as i64 + 1)]);
-        sql
-    })
-    .await?;
+    let wanted = limit as usize + 1;
+    let mut rows: Vec<StoredEvent> = Vec::with_capacity(wanted);
+    // Newest first: read the newest slice of the range, then older slices
+    // four times as long, until the page is full. Sorting a whole day to
+    // return its newest hundred events is what this avoids.
+    let mut slice_end = match &cursor {
+        Some(cursor) => (cursor.timestamp_ms + 1).min(range.to_ms),
+        None => range.to_ms,
+    };
+    let mut span = FIRST_SLICE_MS;
+    while rows.len() < wanted && slice_end > range.from_ms {
+        let slice = TimeRange {
+            from_ms: (slice_end - span).max(range.from_ms),
+            to_ms: slice_end,
+        };
+        let missing = (wanted - rows.len()) as i64;
+        let found: Vec<StoredEvent> = read_consistent(&state.clickhouse, |snapshot| {
+            let mut sql = select_events(&project_id, slice, &filters, cursor.as_ref(), snapshot);
+            sql.push(" LIMIT ?", [Bound::Int(missing)]);
+            sql
+        })
+        .await?;
+        rows.extend(found);
+        slice_end = slice.from_ms;
+        span = span.saturating_mul(4);
+    }
     let next_cursor = (rows.len() as u64 > limit).then(|| {
         rows.truncate(limit as usize);
         rows.last().map(|last| {

@@ -5,7 +5,10 @@
 //! a merge at read time, up to twenty times the plain read on 18.16. A day
 //! partition made of a single part that is itself the product of a merge
 //! (`level > 0`) holds no copies: such days are read plainly, the others with
-//! `FINAL`.
+//! `FINAL`. Both halves name their days by event-time ranges (the clean
+//! parts' first and last times, and what lies between), because 18.16 prunes
+//! the parts a `FINAL` read merges by ranges of the partition column, not by
+//! a list of partitions.
 //!
 //! The list of parts is read before the query and again after it. Parts are
 //! immutable and their names never come back, so when the clean days still
@@ -20,17 +23,19 @@ use serde::Deserialize;
 use crate::error::Result;
 use crate::filters::{Bound, Sql};
 
-/// The day partitions (`YYYYMMDD`) of `events` that need no `FINAL`, with
-/// the name of their single part.
+/// The day partitions of `events` that need no `FINAL`: the name of their
+/// single part by its first event time, and its last event time (Unix
+/// seconds, both inclusive).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    clean: BTreeMap<u32, String>,
+    clean: BTreeMap<u32, (String, u32)>,
 }
 
 #[derive(Debug, Row, Deserialize)]
 struct CleanPart {
-    day: u32,
     part: String,
+    first: u32,
+    last: u32,
 }
 
 impl Snapshot {
@@ -42,14 +47,19 @@ impl Snapshot {
     pub async fn take(client: &clickhouse::Client) -> Result<Self> {
         let parts = client
             .query(
-                "SELECT toUInt32(partition) AS day, any(name) AS part FROM system.parts
+                "SELECT any(name) AS part, toUInt32(min(min_time)) AS first,
+                        toUInt32(max(max_time)) AS last
+                 FROM system.parts
                  WHERE database = currentDatabase() AND table = 'events' AND active
                  GROUP BY partition HAVING count() = 1 AND min(level) > 0",
             )
             .fetch_all::<CleanPart>()
             .await?;
         Ok(Self {
-            clean: parts.into_iter().map(|p| (p.day, p.part)).collect(),
+            clean: parts
+                .into_iter()
+                .map(|p| (p.first, (p.part, p.last)))
+                .collect(),
         })
     }
 
@@ -62,18 +72,36 @@ impl Snapshot {
             sql.push(&conditions.text, conditions.binds.iter().cloned());
             return sql;
         }
-        let days = vec!["?"; self.clean.len()].join(", ");
-        let day_binds = || self.clean.keys().map(|day| Bound::Int(i64::from(*day)));
-        for (index, (table, test)) in [("events", "IN"), ("events FINAL", "NOT IN")]
+        // The clean parts' time ranges, and what lies before, between and
+        // after them; they never overlap, each being one day.
+        let mut clean = Sql::new("(");
+        let mut rest = Sql::new("(timestamp < toDateTime(?)");
+        let mut first = true;
+        for (start, (_, end)) in &self.clean {
+            let (start, end) = (Bound::Int(i64::from(*start)), Bound::Int(i64::from(*end)));
+            let or = if first { "" } else { " OR " };
+            clean.push(
+                &format!("{or}timestamp >= toDateTime(?) AND timestamp <= toDateTime(?)"),
+                [start.clone(), end.clone()],
+            );
+            if first {
+                rest.binds.push(start);
+            } else {
+                rest.push(" AND timestamp < toDateTime(?))", [start]);
+            }
+            rest.push(" OR (timestamp > toDateTime(?)", [end]);
+            first = false;
+        }
+        clean.push(")", []);
+        rest.push("))", []);
+        for (index, (table, days)) in [("events", clean), ("events FINAL", rest)]
             .into_iter()
             .enumerate()
         {
+            let lead = if index == 0 { " FROM (" } else { " UNION ALL" };
             sql.push(
-                &format!(
-                    "{} SELECT {columns} FROM {table} WHERE toYYYYMMDD(timestamp) {test} ({days})",
-                    if index == 0 { " FROM (" } else { " UNION ALL" }
-                ),
-                day_binds(),
+                &format!("{lead} SELECT {columns} FROM {table} WHERE {}", days.text),
+                days.binds,
             );
             sql.push(&conditions.text, conditions.binds.iter().cloned());
         }
@@ -108,7 +136,7 @@ impl Snapshot {
         earlier
             .clean
             .iter()
-            .all(|(day, part)| self.clean.get(day) == Some(part))
+            .all(|(first, part)| self.clean.get(first) == Some(part))
     }
 }
 
@@ -124,17 +152,23 @@ mod tests {
         let plain = Snapshot::all_final().from_events("type", &conditions);
         assert_eq!(plain.text, " FROM events FINAL WHERE 1 AND project_id = ?");
         let snapshot = Snapshot {
-            clean: [(20240101, "a".into()), (20240102, "b".into())].into(),
+            clean: [(100, ("a".into(), 199)), (300, ("b".into(), 399))].into(),
         };
         let split = snapshot.from_events("type", &conditions);
         assert_eq!(
             split.text,
-            " FROM ( SELECT type FROM events WHERE toYYYYMMDD(timestamp) IN (?, ?) AND project_id = ? \
-             UNION ALL SELECT type FROM events FINAL WHERE toYYYYMMDD(timestamp) NOT IN (?, ?) AND project_id = ?) WHERE 1"
+            " FROM ( SELECT type FROM events WHERE (timestamp >= toDateTime(?) AND timestamp <= toDateTime(?) \
+             OR timestamp >= toDateTime(?) AND timestamp <= toDateTime(?)) AND project_id = ? \
+             UNION ALL SELECT type FROM events FINAL WHERE (timestamp < toDateTime(?) \
+             OR (timestamp > toDateTime(?) AND timestamp < toDateTime(?)) \
+             OR (timestamp > toDateTime(?))) AND project_id = ?) WHERE 1"
         );
-        assert_eq!(split.binds.len(), 6);
+        let bound: Vec<Bound> = [100, 199, 300, 399].into_iter().map(Bound::Int).collect();
+        assert_eq!(split.binds[..4], bound[..]);
+        let rest: Vec<Bound> = [100, 199, 300, 399].into_iter().map(Bound::Int).collect();
+        assert_eq!(split.binds[5..9], rest[..]);
         let later = Snapshot {
-            clean: [(20240101, "a".into()), (20240102, "c".into())].into(),
+            clean: [(100, ("a".into(), 199)), (300, ("c".into(), 399))].into(),
         };
         assert!(snapshot.covers(&snapshot));
         assert!(!later.covers(&snapshot), "a new part replaced b");
