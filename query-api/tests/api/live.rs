@@ -117,3 +117,50 @@ async fn pushes_reflect_events_sent_after_subscribing() {
     drop(gateway);
     processor.stop().await.unwrap();
 }
+
+/// A client that stops reading (and so stops answering pings) is dropped
+/// after three missed heartbeats, while a reading client beside it keeps
+/// getting its heartbeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_and_the_others_go_on() {
+    let env = TestEnv::new("qlive_slow");
+    let api = Api::start_with(
+        &env,
+        sluice_query_api::config::QuerySettings {
+            live_heartbeat_ms: 100,
+            ..Default::default()
+        },
+    )
+    .await;
+    let key = read_key(&env, &api, &project(&env, "a")).await;
+    let mut stalled = connect(&api, &key).await;
+    let mut reading = connect(&api, &key).await;
+
+    // The reading client sees heartbeats for well past the stalled one's limit.
+    let until = tokio::time::Instant::now() + Duration::from_millis(1_500);
+    let mut heartbeats = 0;
+    while tokio::time::Instant::now() < until {
+        let message = tokio::time::timeout(Duration::from_secs(5), reading.next())
+            .await
+            .expect("the reading client keeps getting messages")
+            .expect("the reading client's socket stays open")
+            .expect("a frame");
+        if let Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            heartbeats += usize::from(value["type"] == "heartbeat");
+        }
+    }
+    assert!(heartbeats >= 5, "only {heartbeats} heartbeats");
+
+    // The stalled client finds, once it reads, that the server closed it.
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stalled.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, Ok(true), "the stalled client was not dropped");
+}
