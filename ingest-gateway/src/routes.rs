@@ -128,15 +128,10 @@ fn admit(state: &AppState, key: &KeyRecord, events: usize) -> Result<Option<Budg
     })
 }
 
-/// The request's origin: client IP (trusted proxies applied) and user agent.
-fn submission(
-    state: &AppState,
-    key: &KeyRecord,
-    peer: SocketAddr,
-    headers: &HeaderMap,
-) -> Submission {
-    let ip = state.proxies.client_ip(peer.ip(), headers);
-    Submission::new(&key.project_id, ip.to_string(), user_agent(headers))
+/// The request's origin: the client IP (trusted proxies already applied)
+/// and the user agent.
+fn submission(key: &KeyRecord, client_ip: IpAddr, headers: &HeaderMap) -> Submission {
+    Submission::new(&key.project_id, client_ip.to_string(), user_agent(headers))
 }
 
 fn respond(status: StatusCode, body: impl Serialize, budget: Option<Budget>) -> Response {
@@ -175,7 +170,7 @@ async fn ingest_one(
         let body = read_body(&headers, body, Accept::Json, state.ingest.max_event_bytes)?;
         let event: &RawValue = parse_json(&body)?;
         let budget = admit(&state, &key, 1)?;
-        let submission = submission(&state, &key, peer, &headers);
+        let submission = submission(&key, client_ip, &headers);
         let mut batch = Batch::with_capacity(1);
         batch.push(0, submission.validate(event.get(), &state));
         let outcome = single(ingest::publish(&state, batch).await)?;
@@ -227,19 +222,12 @@ async fn ingest_batch(
         let events = request.events;
         check_batch_size(&state, events.len())?;
         let budget = admit(&state, &key, events.len())?;
-        let submission = submission(&state, &key, peer, &headers);
+        let submission = submission(&key, client_ip, &headers);
         let mut batch = Batch::with_capacity(events.len());
-        let limit = state.ingest.max_event_bytes;
         for (index, raw) in events.iter().enumerate() {
-            let size = raw.get().len();
-            if size > limit {
-                batch.reject(
-                    index,
-                    "$",
-                    format!("the event is {size} bytes; the limit is {limit}"),
-                );
-            } else {
-                batch.push(index, submission.validate(raw.get(), &state));
+            match sized_event(&state, raw) {
+                Ok(text) => batch.push(index, submission.validate(text, &state)),
+                Err(reason) => batch.reject(index, "$", reason),
             }
         }
         let outcome = ingest::publish(&state, batch).await?;
@@ -265,14 +253,14 @@ fn check_batch_size(state: &AppState, events: usize) -> Result<()> {
     Ok(())
 }
 
-/// One event of a batch as a JSON value, if it is within the size limit.
-fn event_json(state: &AppState, raw: &RawValue) -> std::result::Result<Value, String> {
+/// One event of a batch as JSON text, if it is within the event size limit.
+fn sized_event<'a>(state: &AppState, raw: &'a RawValue) -> std::result::Result<&'a str, String> {
     let limit = state.ingest.max_event_bytes;
     let size = raw.get().len();
     if size > limit {
         return Err(format!("the event is {size} bytes; the limit is {limit}"));
     }
-    serde_json::from_str(raw.get()).map_err(|error| error.to_string())
+    Ok(raw.get())
 }
 
 /// The key of a Segment request: the `Authorization` header (basic auth with
@@ -307,7 +295,7 @@ async fn segment_call(
             Scope::Ingest,
         )?;
         let budget = admit(&state, &key, 1)?;
-        let submission = submission(&state, &key, peer, &headers);
+        let submission = submission(&key, client_ip, &headers);
         let mut batch = Batch::with_capacity(1);
         batch.push(
             0,
@@ -406,14 +394,17 @@ async fn segment_batch(
         };
         check_batch_size(&state, request.batch.len())?;
         let budget = admit(&state, &key, request.batch.len())?;
-        let submission = submission(&state, &key, peer, &headers);
+        let submission = submission(&key, client_ip, &headers);
         let defaults = BatchDefaults {
             context: request.context.as_ref(),
             sent_at: request.sent_at.as_ref(),
         };
         let mut batch = Batch::with_capacity(request.batch.len());
         for (index, raw) in request.batch.iter().enumerate() {
-            match event_json(&state, raw) {
+            let message = sized_event(&state, raw).and_then(|text| {
+                serde_json::from_str::<Value>(text).map_err(|error| error.to_string())
+            });
+            match message {
                 Ok(message) => batch.push(
                     index,
                     segment_event(&submission, &state, &message, None, &defaults),

@@ -142,6 +142,14 @@ fn http_request(base: &str, method: &str, path: &str, body: &str) -> Option<Stri
     (status == "200").then(|| body.to_owned())
 }
 
+/// How many partitions `topic` has.
+fn partition_count(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> i32 {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .expect("topic metadata");
+    metadata.topics()[0].partitions().len() as i32
+}
+
 struct PartitionOffsets {
     low: i64,
     high: i64,
@@ -287,10 +295,7 @@ impl TestEnv {
                 .create()
                 .expect("Kafka consumer");
             let timeout = Duration::from_secs(10);
-            let metadata = consumer
-                .fetch_metadata(Some(&topic), timeout)
-                .expect("topic metadata");
-            let partitions = metadata.topics()[0].partitions().len() as i32;
+            let partitions = partition_count(&consumer, &topic, timeout);
             let mut list = TopicPartitionList::new();
             for partition in 0..partitions {
                 list.add_partition_offset(&topic, partition, Offset::Beginning)
@@ -351,10 +356,7 @@ impl TestEnv {
                 .create()
                 .expect("Kafka consumer");
             let timeout = Duration::from_secs(10);
-            let metadata = consumer
-                .fetch_metadata(Some(&topic), timeout)
-                .expect("topic metadata");
-            let partitions = metadata.topics()[0].partitions().len() as i32;
+            let partitions = partition_count(&consumer, &topic, timeout);
             let mut list = TopicPartitionList::new();
             for partition in 0..partitions {
                 list.add_partition(&topic, partition);
