@@ -23,7 +23,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
-use sluice_schemas::rollup::{Summary, hll, quantiles};
+use sluice_schemas::rollup::{Aggregate, Summary, hll, quantiles};
 use sluice_schemas::time_format::{format_rfc3339_ms, now_ms};
 
 use crate::error::{ApiError, Result};
@@ -31,6 +31,8 @@ use crate::filters::TimeRange;
 use crate::params::Params;
 use crate::routes::{AppState, authorize};
 use request::{Metric, MetricsRequest, SourceChoice};
+
+const MINUTE_MS: i64 = 60_000;
 
 /// Most (bucket, group) cells one question may produce before having and
 /// limit apply; more is refused rather than held in memory.
@@ -60,6 +62,39 @@ pub fn dominant(counts: &BTreeMap<String, u64>) -> Option<String> {
         .map(|(status, _)| status.clone())
 }
 
+/// What rollup rows and the newest raw events add up to before they become
+/// cells: an aggregate per bucket and group, with its counts per status.
+pub type Partials = BTreeMap<GroupKey, (Aggregate, BTreeMap<String, u64>)>;
+
+/// Adds the partials of `other` into `into`.
+fn merge_partials(into: &mut Partials, other: Partials) {
+    for (key, (aggregate, statuses)) in other {
+        let (merged, merged_statuses) = into.entry(key).or_default();
+        merged.merge(&aggregate);
+        for (status, count) in statuses {
+            *merged_statuses.entry(status).or_default() += count;
+        }
+    }
+}
+
+/// The cells of merged partials.
+fn cells_of(partials: Partials, wants_status: bool) -> BTreeMap<GroupKey, Cell> {
+    partials
+        .into_iter()
+        .map(|(key, (aggregate, statuses))| {
+            let cell = Cell {
+                summary: aggregate.summary(),
+                dominant_status: if wants_status {
+                    dominant(&statuses)
+                } else {
+                    None
+                },
+            };
+            (key, cell)
+        })
+        .collect()
+}
+
 /// Which path serves which part of the (bucket-aligned) range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
@@ -77,8 +112,10 @@ impl Plan {
     }
 }
 
-/// Rollups serve the buckets that end before `now - rollup_delay_ms` when
-/// they cover the question; raw events serve the rest.
+/// Rollups serve the minutes that end before `now - rollup_delay_ms` when
+/// they cover the question; raw events serve the rest. A bucket may take
+/// both: today's bucket of a daily series is the day's closed minutes from
+/// rollups plus the last few minutes from raw events.
 pub fn plan(request: &MetricsRequest, now_ms: i64, rollup_delay_ms: i64) -> Plan {
     let range = request.aligned_range();
     let covered = request.source == SourceChoice::Auto
@@ -87,8 +124,8 @@ pub fn plan(request: &MetricsRequest, now_ms: i64, rollup_delay_ms: i64) -> Plan
             .group_by
             .iter()
             .all(|d| !matches!(d, request::Dimension::Property(_)));
-    // The first bucket that may still have open windows.
-    let horizon = request.bucket_of(now_ms - rollup_delay_ms);
+    // The first minute that may still have open windows.
+    let horizon = (now_ms - rollup_delay_ms).div_euclid(MINUTE_MS) * MINUTE_MS;
     if !covered || horizon <= range.from_ms {
         return Plan {
             rollups: None,
@@ -123,13 +160,23 @@ pub struct Answer {
 /// Plans, reads and shapes the answer to `request` for `project_id`.
 pub async fn answer(state: &AppState, project_id: &str, request: MetricsRequest) -> Result<Answer> {
     let plan = plan(&request, now_ms(), state.settings.rollup_delay_ms);
-    let mut cells = BTreeMap::new();
-    if let Some(range) = plan.rollups {
-        cells.extend(rollups::read(&state.clickhouse, &request, project_id, range).await?);
-    }
-    if let Some(range) = plan.raw {
-        cells.extend(raw::read(&state.clickhouse, &request, project_id, range).await?);
-    }
+    let client = &state.clickhouse;
+    let cells = match (plan.rollups, plan.raw) {
+        (Some(closed), newest) => {
+            // Both halves at once: the answer waits for the slower only.
+            let (mut partials, newest) =
+                tokio::try_join!(rollups::read(client, &request, project_id, closed), async {
+                    match newest {
+                        Some(range) => raw::read_newest(client, &request, project_id, range).await,
+                        None => Ok(Partials::new()),
+                    }
+                })?;
+            merge_partials(&mut partials, newest);
+            cells_of(partials, request.wants(Metric::DominantStatus))
+        }
+        (None, Some(range)) => raw::read(client, &request, project_id, range).await?,
+        (None, None) => BTreeMap::new(),
+    };
     if cells.len() > MAX_ROWS {
         return Err(ApiError::TooManyRows { limit: MAX_ROWS });
     }
@@ -211,8 +258,12 @@ mod tests {
         let base = [("from", "0"), ("to", "360000000"), ("interval", "1h")];
         let both = plan(&request(&base), now, 120_000);
         assert_eq!(both.source(), "rollups+raw");
-        assert_eq!(both.rollups.unwrap().to_ms, 99 * HOUR);
-        assert_eq!(both.raw.unwrap().from_ms, 99 * HOUR);
+        // Minutes before now - 2 min come from rollups, even inside the
+        // current bucket.
+        let horizon = 100 * HOUR - 120_000;
+        assert_eq!(both.rollups.unwrap().to_ms, horizon);
+        assert_eq!(both.raw.unwrap().from_ms, horizon);
+        assert_eq!(both.raw.unwrap().to_ms, 100 * HOUR);
         assert_eq!(plan(&request(&base), 200 * HOUR, 0).source(), "rollups");
         let mut with_tag = base.to_vec();
         with_tag.push(("tag", "x"));

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use clickhouse::Row;
 use serde::Deserialize;
-use sluice_schemas::rollup::Summary;
+use sluice_schemas::rollup::{Contribution, Summary};
 
 use super::request::{Dimension, MetricsRequest};
-use super::{Cell, GroupKey, MAX_ROWS, dominant};
+use super::{Cell, GroupKey, MAX_ROWS, Partials, dominant};
 use crate::error::{ApiError, Result};
 use crate::filters::{Bound, Sql, TimeRange, text};
 use crate::snapshot::{Snapshot, read_consistent};
@@ -25,6 +25,16 @@ struct RawRow {
     duration_min: Option<f64>,
     duration_max: Option<f64>,
     quantiles: Vec<f64>,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct NewestRow {
+    bucket: i64,
+    groups: Vec<String>,
+    status: String,
+    user_id: String,
+    session_id: String,
+    duration_ms: Option<f64>,
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -99,16 +109,19 @@ fn select(
     conditions.push(query.extra_where, []);
     let from = snapshot.from_events(RAW_COLUMNS, &conditions);
     sql.push(&from.text, from.binds);
-    sql.push(" GROUP BY bucket, groups", []);
-    sql.push(query.extra_group, []);
-    sql.push(" LIMIT ?", [Bound::Int(MAX_ROWS as i64 + 1)]);
+    if let Some(extra_group) = query.group {
+        sql.push(" GROUP BY bucket, groups", []);
+        sql.push(extra_group, []);
+        sql.push(" LIMIT ?", [Bound::Int(MAX_ROWS as i64 + 1)]);
+    }
     sql
 }
 
-/// The parts of one aggregate query that differ.
+/// The parts of one query that differ.
 struct RawQuery<'a> {
     aggregates: &'a str,
-    extra_group: &'a str,
+    /// What follows `GROUP BY bucket, groups`; `None` selects every event.
+    group: Option<&'a str>,
     extra_where: &'a str,
 }
 
@@ -161,7 +174,7 @@ pub async fn read(
     );
     let query = RawQuery {
         aggregates: &aggregates,
-        extra_group: "",
+        group: Some(""),
         extra_where: "",
     };
     let rows: Vec<RawRow> = read_consistent(client, |snapshot| {
@@ -203,7 +216,7 @@ pub async fn read(
     if request.wants(super::request::Metric::DominantStatus) {
         let query = RawQuery {
             aggregates: "status, count() AS count",
-            extra_group: ", status",
+            group: Some(", status"),
             extra_where: " AND status != ''",
         };
         let statuses: Vec<StatusRow> = read_consistent(client, |snapshot| {
@@ -229,4 +242,49 @@ pub async fn read(
         }
     }
     Ok(cells)
+}
+
+/// The newest minutes, which rollups do not hold yet, as partials to add to
+/// theirs. Their events stream through the rollup model one by one, as the
+/// processor adds them to windows, so the sketches of both halves merge
+/// (memory stays bounded by the sketches, whatever the rate). They are read
+/// with `FINAL`: the newest day is the one still being written.
+pub async fn read_newest(
+    client: &clickhouse::Client,
+    request: &MetricsRequest,
+    project_id: &str,
+    range: TimeRange,
+) -> Result<Partials> {
+    let query = RawQuery {
+        aggregates: "toString(status) AS status, user_id, session_id, duration_ms",
+        group: None,
+        extra_where: "",
+    };
+    let sql = select(request, project_id, range, &query, &Snapshot::all_final());
+    let mut cursor = sql.query(client).fetch::<NewestRow>()?;
+    let mut partials = Partials::new();
+    while let Some(row) = cursor.next().await? {
+        let key = GroupKey {
+            bucket_ms: row.bucket,
+            group: group_of(request, row.groups),
+        };
+        if partials.len() >= MAX_ROWS && !partials.contains_key(&key) {
+            return Err(ApiError::TooManyRows { limit: MAX_ROWS });
+        }
+        let (aggregate, statuses) = partials.entry(key).or_default();
+        aggregate.add(Contribution {
+            user_id: present(&row.user_id),
+            session_id: present(&row.session_id),
+            duration_ms: row.duration_ms,
+        });
+        if !row.status.is_empty() {
+            *statuses.entry(row.status).or_default() += 1;
+        }
+    }
+    Ok(partials)
+}
+
+/// An id column's value; `''` stands for none.
+fn present(text: &str) -> Option<&str> {
+    (!text.is_empty()).then_some(text)
 }

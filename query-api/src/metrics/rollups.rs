@@ -1,13 +1,12 @@
 //! The rollup path: partial rows of the `rollups` table (one per window,
 //! source partition and correction; `FINAL` drops replayed copies) merged
-//! into one aggregate per bucket and group.
+//! into one aggregate per bucket and group, to which the newest minutes'
+//! raw events may still add.
 //!
 //! Questions without uniques or percentiles need no sketch: ClickHouse adds
 //! the exact columns up per bucket and group ([`read_scalars`]), so only
 //! the answer's rows travel. Sketches are merged in Rust with the rollup model
 //! ([`read_sketches`]), a row per partial.
-
-use std::collections::BTreeMap;
 
 use clickhouse::Row;
 use serde::Deserialize;
@@ -17,7 +16,7 @@ use sluice_schemas::rollup::{Aggregate, Hll, QuantileSketch};
 
 use super::raw::{group_of as raw_group_of, select_bucket_and_groups};
 use super::request::{Dimension, Metric, MetricsRequest};
-use super::{Cell, GroupKey, MAX_ROWS, dominant};
+use super::{GroupKey, MAX_ROWS, Partials};
 use crate::error::{ApiError, Result};
 use crate::filters::{Bound, Sql, TimeRange, text};
 
@@ -86,7 +85,7 @@ pub async fn read(
     request: &MetricsRequest,
     project_id: &str,
     range: TimeRange,
-) -> Result<BTreeMap<GroupKey, Cell>> {
+) -> Result<Partials> {
     if request.wants_users() || request.wants_sessions() || request.wants_quantiles() {
         read_sketches(client, request, project_id, range).await
     } else {
@@ -128,7 +127,7 @@ async fn read_scalars(
     request: &MetricsRequest,
     project_id: &str,
     range: TimeRange,
-) -> Result<BTreeMap<GroupKey, Cell>> {
+) -> Result<Partials> {
     let wants_status = request.wants(Metric::DominantStatus);
     let mut sql = select_bucket_and_groups(request, "toInt64(toUInt32(minute)) * 1000");
     // Rows per status only when the dominant status needs their counts.
@@ -157,7 +156,7 @@ async fn read_scalars(
     if rows.len() > MAX_ROWS {
         return Err(ApiError::TooManyRows { limit: MAX_ROWS });
     }
-    let mut merged: BTreeMap<GroupKey, (Aggregate, BTreeMap<String, u64>)> = BTreeMap::new();
+    let mut merged = Partials::new();
     for row in rows {
         let key = GroupKey {
             bucket_ms: row.bucket,
@@ -176,27 +175,7 @@ async fn read_scalars(
             *statuses.entry(row.status_value).or_default() += row.total_count;
         }
     }
-    Ok(cells(merged, wants_status))
-}
-
-fn cells(
-    merged: BTreeMap<GroupKey, (Aggregate, BTreeMap<String, u64>)>,
-    wants_status: bool,
-) -> BTreeMap<GroupKey, Cell> {
-    merged
-        .into_iter()
-        .map(|(key, (aggregate, statuses))| {
-            let cell = Cell {
-                summary: aggregate.summary(),
-                dominant_status: if wants_status {
-                    dominant(&statuses)
-                } else {
-                    None
-                },
-            };
-            (key, cell)
-        })
-        .collect()
+    Ok(merged)
 }
 
 async fn read_sketches(
@@ -204,11 +183,11 @@ async fn read_sketches(
     request: &MetricsRequest,
     project_id: &str,
     range: TimeRange,
-) -> Result<BTreeMap<GroupKey, Cell>> {
+) -> Result<Partials> {
     let mut sql = Sql::new(&format!("SELECT {}", columns(request)));
     rollups_where(request, project_id, range, &mut sql);
     let mut cursor = sql.query(client).fetch::<RollupRow>()?;
-    let mut merged: BTreeMap<GroupKey, (Aggregate, BTreeMap<String, u64>)> = BTreeMap::new();
+    let mut merged = Partials::new();
     while let Some(row) = cursor.next().await? {
         let key = GroupKey {
             bucket_ms: request.bucket_of(i64::from(row.minute) * 1000),
@@ -220,5 +199,5 @@ async fn read_sketches(
             *statuses.entry(row.status).or_default() += row.count;
         }
     }
-    Ok(cells(merged, request.wants(Metric::DominantStatus)))
+    Ok(merged)
 }

@@ -274,6 +274,41 @@ async fn rollups_from_the_pipeline_match_ground_truth() {
         false,
     );
 
+    // One daily bucket taking both: its closed minutes from rollups, its
+    // newest from raw events. The UTC offset puts now near local noon, so
+    // the old hours and now share a local day.
+    let minute_of_day = now.rem_euclid(DAY_MS) / MINUTE;
+    let offset_minutes = (12 * 60 - minute_of_day + 720).rem_euclid(1440) - 720;
+    let sign = if offset_minutes < 0 { "-" } else { "%2B" };
+    let utc_offset = format!(
+        "{sign}{:02}:{:02}",
+        offset_minutes.abs() / 60,
+        offset_minutes.abs() % 60
+    );
+    let body = api
+        .get_ok(
+            &format!(
+                "/v1/metrics?from={start}&to={}&{metrics}&interval=1d&utc_offset={utc_offset}&group_by=status",
+                now_ms() + 1
+            ),
+            &key,
+        )
+        .await;
+    assert_eq!(body["source"], "rollups+raw", "{body}");
+    let daily = truth(
+        &all,
+        DAY_MS,
+        offset_minutes * MINUTE,
+        by(&["status"]),
+        |_| true,
+    );
+    assert_eq!(
+        body["rows"].as_array().unwrap().len(),
+        daily.len(),
+        "one bucket per status: {body}"
+    );
+    check_rows(&body, &["status"], &daily, false);
+
     drop(gateway);
     processor.stop().await.unwrap();
 }
