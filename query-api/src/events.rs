@@ -15,90 +15,92 @@ use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use sluice_schemas::time_format::format_rfc3339_ms;
+use sluice_schemas::time_format::{Rfc3339Ms, format_rfc3339_ms};
 
 use crate::error::Result;
 use crate::filters::{Bound, Filters, Sql, TimeRange, text};
 use crate::params::Params;
 use crate::routes::{AppState, authorize};
-use crate::snapshot::{Snapshot, read_consistent};
+use crate::snapshot::{Snapshot, read_consistent_with};
 
 pub const DEFAULT_LIMIT: u64 = 100;
 pub const MAX_LIMIT: u64 = 1_000;
 /// The newest slice of the range that a page reads first.
 const FIRST_SLICE_MS: i64 = 15 * 60 * 1000;
 
-/// One row as read back; the column order matches [`EVENT_COLUMNS`].
+/// One row as read back, borrowed from the cursor's buffer, so pages and
+/// exports copy only what they keep; the column order matches
+/// [`EVENT_COLUMNS`].
 #[derive(Debug, Row, Deserialize)]
-pub struct StoredEvent {
-    pub event_id: String,
-    pub project_id: String,
+pub struct StoredEvent<'a> {
+    pub event_id: &'a str,
+    pub project_id: &'a str,
     #[serde(rename = "type")]
-    pub event_type: String,
+    pub event_type: &'a str,
     pub timestamp_ms: u64,
     pub received_at_ms: u64,
-    pub user_id: String,
-    pub session_id: String,
-    pub source: String,
+    pub user_id: &'a str,
+    pub session_id: &'a str,
+    pub source: &'a str,
     pub duration_ms: Option<f64>,
-    pub status: String,
-    pub tags: Vec<String>,
-    pub properties: String,
-    pub client_ip: String,
-    pub user_agent: String,
+    pub status: &'a str,
+    #[serde(borrow)]
+    pub tags: Vec<&'a str>,
+    pub properties: &'a str,
+    pub client_ip: &'a str,
+    pub user_agent: &'a str,
 }
 
 /// An event as the API returns it: the fields the producer sent, plus what
 /// the gateway added.
 #[derive(Debug, Serialize)]
-pub struct EventView {
-    pub event_id: String,
-    pub project_id: String,
+pub struct EventView<'a> {
+    pub event_id: &'a str,
+    pub project_id: &'a str,
     #[serde(rename = "type")]
-    pub event_type: String,
-    pub timestamp: String,
-    pub received_at: String,
-    pub user_id: Option<String>,
-    pub session_id: Option<String>,
-    pub source: Option<String>,
+    pub event_type: &'a str,
+    pub timestamp: Rfc3339Ms,
+    pub received_at: Rfc3339Ms,
+    pub user_id: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+    pub source: Option<&'a str>,
     pub duration_ms: Option<f64>,
-    pub status: Option<String>,
-    pub tags: Vec<String>,
-    /// The stored JSON text as it is: parsed once to check it, never rebuilt.
-    pub properties: Box<RawValue>,
-    pub client_ip: Option<String>,
-    pub user_agent: Option<String>,
+    pub status: Option<&'a str>,
+    pub tags: &'a [&'a str],
+    /// The stored JSON text as it is: checked, never rebuilt.
+    pub properties: &'a RawValue,
+    pub client_ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
 }
 
 /// `text` as JSON, or `null` if it is not JSON (the processor stores only
 /// JSON objects).
-fn raw_json(text: String) -> Box<RawValue> {
-    RawValue::from_string(text)
-        .or_else(|_| RawValue::from_string("null".to_owned()))
-        .expect("null is JSON")
+fn raw_json(text: &str) -> &RawValue {
+    serde_json::from_str(text)
+        .unwrap_or_else(|_| serde_json::from_str("null").expect("null is JSON"))
 }
 
-fn non_empty(text: String) -> Option<String> {
+fn non_empty(text: &str) -> Option<&str> {
     (!text.is_empty()).then_some(text)
 }
 
-impl From<StoredEvent> for EventView {
-    fn from(row: StoredEvent) -> Self {
-        Self {
-            event_id: row.event_id,
-            project_id: row.project_id,
-            event_type: row.event_type,
-            timestamp: format_rfc3339_ms(row.timestamp_ms as i64),
-            received_at: format_rfc3339_ms(row.received_at_ms as i64),
-            user_id: non_empty(row.user_id),
-            session_id: non_empty(row.session_id),
-            source: non_empty(row.source),
-            duration_ms: row.duration_ms,
-            status: non_empty(row.status),
-            tags: row.tags,
-            properties: raw_json(row.properties),
-            client_ip: non_empty(row.client_ip),
-            user_agent: non_empty(row.user_agent),
+impl<'a> StoredEvent<'a> {
+    pub fn view(&'a self) -> EventView<'a> {
+        EventView {
+            event_id: self.event_id,
+            project_id: self.project_id,
+            event_type: self.event_type,
+            timestamp: Rfc3339Ms(self.timestamp_ms as i64),
+            received_at: Rfc3339Ms(self.received_at_ms as i64),
+            user_id: non_empty(self.user_id),
+            session_id: non_empty(self.session_id),
+            source: non_empty(self.source),
+            duration_ms: self.duration_ms,
+            status: non_empty(self.status),
+            tags: &self.tags,
+            properties: raw_json(self.properties),
+            client_ip: non_empty(self.client_ip),
+            user_agent: non_empty(self.user_agent),
         }
     }
 }
@@ -204,7 +206,8 @@ pub async fn list_events(
     params.finish()?;
 
     let wanted = limit as usize + 1;
-    let mut rows: Vec<StoredEvent> = Vec::with_capacity(wanted);
+    // Each row becomes its JSON at once, with what its cursor would need.
+    let mut rows: Vec<(i64, String, Value)> = Vec::with_capacity(wanted);
     // Newest first: read the newest slice of the range, then older slices
     // four times as long, until the page is full. Sorting a whole day to
     // return its newest hundred events is what this avoids.
@@ -219,11 +222,19 @@ pub async fn list_events(
             to_ms: slice_end,
         };
         let missing = (wanted - rows.len()) as i64;
-        let found: Vec<StoredEvent> = read_consistent(&state.clickhouse, |snapshot| {
-            let mut sql = select_events(&project_id, slice, &filters, cursor.as_ref(), snapshot);
-            sql.push(" LIMIT ?", [Bound::Int(missing)]);
-            sql
-        })
+        let found = read_consistent_with::<StoredEvent<'_>, _>(
+            &state.clickhouse,
+            |snapshot| {
+                let mut sql =
+                    select_events(&project_id, slice, &filters, cursor.as_ref(), snapshot);
+                sql.push(" LIMIT ?", [Bound::Int(missing)]);
+                sql
+            },
+            |row| {
+                let json = serde_json::to_value(row.view()).unwrap_or(Value::Null);
+                (row.timestamp_ms as i64, row.event_id.to_owned(), json)
+            },
+        )
         .await?;
         rows.extend(found);
         slice_end = slice.from_ms;
@@ -231,16 +242,16 @@ pub async fn list_events(
     }
     let next_cursor = (rows.len() as u64 > limit).then(|| {
         rows.truncate(limit as usize);
-        rows.last().map(|last| {
+        rows.last().map(|(timestamp_ms, event_id, _)| {
             Cursor {
                 range,
-                timestamp_ms: last.timestamp_ms as i64,
-                event_id: last.event_id.clone(),
+                timestamp_ms: *timestamp_ms,
+                event_id: event_id.clone(),
             }
             .encode()
         })
     });
-    let events: Vec<EventView> = rows.into_iter().map(EventView::from).collect();
+    let events: Vec<Value> = rows.into_iter().map(|(_, _, json)| json).collect();
     Ok(Json(json!({
         "events": events,
         "next_cursor": next_cursor.flatten(),

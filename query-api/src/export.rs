@@ -9,16 +9,18 @@
 //! carriage return get a leading `'`, so spreadsheets do not run them as
 //! formulas.
 
+use std::io::Write;
+
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use clickhouse::query::RowCursor;
 use serde_json::Value;
-use sluice_schemas::time_format::format_rfc3339_ms;
+use sluice_schemas::time_format::{Rfc3339Ms, format_rfc3339_ms};
 
 use crate::error::Result;
-use crate::events::{EventView, StoredEvent, select_events};
+use crate::events::{StoredEvent, select_events};
 use crate::filters::{Filters, TimeRange};
 use crate::metrics::request::MetricsRequest;
 use crate::metrics::{self, shape};
@@ -67,34 +69,32 @@ impl Format {
 /// Appends `value` as one CSV cell (RFC 4180 quoting), escaping formulas in
 /// text cells.
 pub fn csv_cell(out: &mut Vec<u8>, value: &str, is_text: bool) {
+    let bytes = value.as_bytes();
     let formula = is_text
-        && value
-            .as_bytes()
+        && bytes
             .first()
             .is_some_and(|first| matches!(first, b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r'));
     let quote = formula
-        || value
-            .bytes()
+        || bytes
+            .iter()
             .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
-    if quote {
-        out.push(b'"');
+    if !quote {
+        out.extend_from_slice(bytes);
+        return;
     }
+    out.push(b'"');
     if formula {
         out.push(b'\'');
     }
-    for byte in value.bytes() {
-        if byte == b'"' {
-            out.push(b'"');
-        }
-        out.push(byte);
-    }
-    if quote {
+    // Each quote inside is doubled.
+    let mut rest = bytes;
+    while let Some(at) = rest.iter().position(|&b| b == b'"') {
+        out.extend_from_slice(&rest[..=at]);
         out.push(b'"');
+        rest = &rest[at + 1..];
     }
-}
-
-fn text(value: &Option<String>) -> &str {
-    value.as_deref().unwrap_or("")
+    out.extend_from_slice(rest);
+    out.push(b'"');
 }
 
 fn csv_line(out: &mut Vec<u8>, cells: &[(&str, bool)]) {
@@ -151,45 +151,65 @@ const EVENT_HEADER: [&str; 14] = [
     "user_agent",
 ];
 
-/// Writes one event in `format`; `first` tells JSON where commas go.
-fn write_event(out: &mut Vec<u8>, format: Format, event: &EventView, first: bool) {
+/// Writes one event in `format`; `first` tells JSON where commas go, and
+/// `scratch` holds the cells CSV formats.
+fn write_event(
+    out: &mut Vec<u8>,
+    format: Format,
+    row: &StoredEvent<'_>,
+    first: bool,
+    scratch: &mut Vec<u8>,
+) {
     match format {
         Format::Csv => {
-            let duration = event.duration_ms.map(|d| d.to_string()).unwrap_or_default();
-            let tags = serde_json::to_string(&event.tags).unwrap_or_default();
+            // Times, duration and tags, formatted one after the other.
+            scratch.clear();
+            let _ = write!(scratch, "{}", Rfc3339Ms(row.timestamp_ms as i64));
+            let timestamp_end = scratch.len();
+            let _ = write!(scratch, "{}", Rfc3339Ms(row.received_at_ms as i64));
+            let received_end = scratch.len();
+            if let Some(duration) = row.duration_ms {
+                let _ = write!(scratch, "{duration}");
+            }
+            let duration_end = scratch.len();
+            let _ = serde_json::to_writer(&mut *scratch, &row.tags);
+            let formatted = |from: usize, to: usize| {
+                std::str::from_utf8(&scratch[from..to]).unwrap_or_default()
+            };
             csv_line(
                 out,
                 &[
-                    (&event.event_id, true),
-                    (&event.project_id, true),
-                    (&event.event_type, true),
-                    (&event.timestamp, false),
-                    (&event.received_at, false),
-                    (text(&event.user_id), true),
-                    (text(&event.session_id), true),
-                    (text(&event.source), true),
-                    (&duration, false),
-                    (text(&event.status), true),
-                    (&tags, true),
-                    (event.properties.get(), true),
-                    (text(&event.client_ip), true),
-                    (text(&event.user_agent), true),
+                    (row.event_id, true),
+                    (row.project_id, true),
+                    (row.event_type, true),
+                    (formatted(0, timestamp_end), false),
+                    (formatted(timestamp_end, received_end), false),
+                    (row.user_id, true),
+                    (row.session_id, true),
+                    (row.source, true),
+                    (formatted(received_end, duration_end), false),
+                    (row.status, true),
+                    (formatted(duration_end, scratch.len()), true),
+                    (row.properties, true),
+                    (row.client_ip, true),
+                    (row.user_agent, true),
                 ],
             );
         }
         Format::Json => {
             out.extend_from_slice(if first { b"\n" } else { b",\n" });
-            let _ = serde_json::to_writer(&mut *out, event);
+            let _ = serde_json::to_writer(&mut *out, &row.view());
         }
         Format::Ndjson => {
-            let _ = serde_json::to_writer(&mut *out, event);
+            let _ = serde_json::to_writer(&mut *out, &row.view());
             out.push(b'\n');
         }
     }
 }
 
 struct EventStream {
-    cursor: RowCursor<StoredEvent>,
+    cursor: RowCursor<StoredEvent<'static>>,
+    scratch: Vec<u8>,
     format: Format,
     rows: u64,
     done: bool,
@@ -205,8 +225,13 @@ impl EventStream {
         while out.len() < CHUNK_BYTES {
             match self.cursor.next().await {
                 Ok(Some(row)) => {
-                    let event = EventView::from(row);
-                    write_event(&mut out, self.format, &event, self.rows == 0);
+                    write_event(
+                        &mut out,
+                        self.format,
+                        &row,
+                        self.rows == 0,
+                        &mut self.scratch,
+                    );
                     self.rows += 1;
                 }
                 Ok(None) => {
@@ -239,7 +264,9 @@ pub async fn export_events(
     params.finish()?;
     // A stream cannot be taken back, so it never skips FINAL.
     let sql = select_events(&project_id, range, &filters, None, &Snapshot::all_final());
-    let cursor = sql.query(&state.clickhouse).fetch::<StoredEvent>()?;
+    let cursor = sql
+        .query(&state.clickhouse)
+        .fetch::<StoredEvent<'static>>()?;
     let mut head = Vec::new();
     match format {
         Format::Csv => csv_line(&mut head, &EVENT_HEADER.map(|name| (name, false))),
@@ -248,6 +275,7 @@ pub async fn export_events(
     }
     let stream = EventStream {
         cursor,
+        scratch: Vec::new(),
         format,
         rows: 0,
         done: false,

@@ -119,15 +119,41 @@ pub async fn read_consistent<T>(
 where
     T: clickhouse::RowOwned + clickhouse::RowRead,
 {
+    read_consistent_with::<T, T>(client, build, |row| row).await
+}
+
+/// Like [`read_consistent`] for rows that borrow from the cursor: `keep`
+/// makes what is kept of each.
+pub async fn read_consistent_with<T, U>(
+    client: &clickhouse::Client,
+    build: impl Fn(&Snapshot) -> Sql,
+    keep: impl Fn(T::Value<'_>) -> U,
+) -> Result<Vec<U>>
+where
+    T: clickhouse::RowRead,
+{
     let before = Snapshot::take(client).await?;
-    let rows = build(&before).query(client).fetch_all::<T>().await?;
+    let rows = fetch_kept::<T, U>(client, build(&before), &keep).await?;
     if before.clean.is_empty() || Snapshot::take(client).await?.covers(&before) {
         return Ok(rows);
     }
-    Ok(build(&Snapshot::all_final())
-        .query(client)
-        .fetch_all::<T>()
-        .await?)
+    fetch_kept::<T, U>(client, build(&Snapshot::all_final()), &keep).await
+}
+
+async fn fetch_kept<T, U>(
+    client: &clickhouse::Client,
+    sql: Sql,
+    keep: &impl Fn(T::Value<'_>) -> U,
+) -> Result<Vec<U>>
+where
+    T: clickhouse::RowRead,
+{
+    let mut cursor = sql.query(client).fetch::<T>()?;
+    let mut kept = Vec::new();
+    while let Some(row) = cursor.next().await? {
+        kept.push(keep(row));
+    }
+    Ok(kept)
 }
 
 impl Snapshot {

@@ -1,6 +1,8 @@
 //! Event time on the wire: RFC 3339 strings or integer epoch milliseconds in,
 //! RFC 3339 with milliseconds in UTC out.
 
+use std::fmt;
+
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -15,19 +17,43 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
 
 /// Formats epoch milliseconds as RFC 3339 in UTC with exactly three fractional digits.
 pub fn format_rfc3339_ms(epoch_ms: i64) -> String {
-    let nanos = i128::from(epoch_ms) * 1_000_000;
-    match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(at) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            at.year(),
-            u8::from(at.month()),
-            at.day(),
-            at.hour(),
-            at.minute(),
-            at.second(),
-            at.millisecond()
-        ),
-        Err(_) => epoch_ms.to_string(),
+    Rfc3339Ms(epoch_ms).to_string()
+}
+
+/// Epoch milliseconds that display as RFC 3339 in UTC with three fractional
+/// digits (`2026-11-22T09:45:00.000Z`), written without allocating: exports
+/// format two per row. Times outside years 0 to 9999 display as the number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rfc3339Ms(pub i64);
+
+impl fmt::Display for Rfc3339Ms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000);
+        let Some(at) = at.ok().filter(|at| (0..=9999).contains(&at.year())) else {
+            return write!(f, "{}", self.0);
+        };
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut value: u32| {
+            for index in (at..at + width).rev() {
+                text[index] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, 4, at.year().unsigned_abs());
+        put(5, 2, u32::from(u8::from(at.month())));
+        put(8, 2, u32::from(at.day()));
+        put(11, 2, u32::from(at.hour()));
+        put(14, 2, u32::from(at.minute()));
+        put(17, 2, u32::from(at.second()));
+        put(20, 3, u32::from(at.millisecond()));
+        // Only ASCII digits and separators were written.
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl serde::Serialize for Rfc3339Ms {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -46,6 +72,19 @@ mod tests {
         let text = format_rfc3339_ms(ms);
         assert_eq!(text, "2023-11-14T22:13:20.123Z");
         assert_eq!(parse_rfc3339_ms(&text), Some(ms));
+    }
+
+    #[test]
+    fn formats_edges_without_allocating() {
+        assert_eq!(format_rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(
+            format_rfc3339_ms(4_102_444_799_999),
+            "2099-12-31T23:59:59.999Z"
+        );
+        assert_eq!(format_rfc3339_ms(i64::MAX), i64::MAX.to_string());
+        let json = serde_json::to_string(&Rfc3339Ms(1_700_000_000_123)).unwrap();
+        assert_eq!(json, r#""2023-11-14T22:13:20.123Z""#);
     }
 
     #[test]
