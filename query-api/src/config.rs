@@ -69,6 +69,17 @@ pub struct QuerySettings {
         default_value_t = 64
     )]
     pub live_client_buffer: usize,
+
+    /// Events an event export reads per query, about: the range is cut into
+    /// slices of whole hours this big, and ClickHouse sorts the next slice
+    /// while the current one is sent.
+    #[arg(
+        long = "export-slice-rows",
+        env = "SLUICE_EXPORT_SLICE_ROWS",
+        default_value_t = 500_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub export_slice_rows: u64,
 }
 
 impl Default for QuerySettings {

@@ -150,6 +150,15 @@ impl Cursor {
 
 /// The project's events in `range` passing `filters`, newest first, after
 /// `after` when given, with copies collapsed (see [`Snapshot`]).
+/// ` AND ...`: the project's events in `range` passing `filters`.
+pub fn event_conditions(project_id: &str, range: TimeRange, filters: &Filters) -> Sql {
+    let mut conditions = Sql::default();
+    conditions.push(" AND project_id = ?", [text(project_id)]);
+    range.events_sql(&mut conditions);
+    filters.events_sql(&mut conditions);
+    conditions
+}
+
 pub fn select_events(
     project_id: &str,
     range: TimeRange,
@@ -157,10 +166,7 @@ pub fn select_events(
     after: Option<&Cursor>,
     snapshot: &Snapshot,
 ) -> Sql {
-    let mut conditions = Sql::default();
-    conditions.push(" AND project_id = ?", [text(project_id)]);
-    range.events_sql(&mut conditions);
-    filters.events_sql(&mut conditions);
+    let mut conditions = event_conditions(project_id, range, filters);
     if let Some(after) = after {
         conditions.push(
             " AND (timestamp_ms < ? OR (timestamp_ms = ? AND event_id < ?))",

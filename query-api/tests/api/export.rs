@@ -2,6 +2,7 @@
 //! formulas are escaped, files are named.
 
 use serde_json::{Value, json};
+use sluice_query_api::config::QuerySettings;
 use sluice_schemas::time_format::now_ms;
 use sluice_testkit::TestEnv;
 
@@ -39,7 +40,12 @@ fn event_of(header: &csv::StringRecord, record: &csv::StringRecord) -> Value {
 async fn exports_parse_back_to_the_same_rows() {
     let env = TestEnv::new("qexport");
     env.ensure_schema().await;
-    let api = Api::start(&env).await;
+    // Small slices, so the files are stitched from several queries.
+    let settings = QuerySettings {
+        export_slice_rows: 400,
+        ..QuerySettings::default()
+    };
+    let api = Api::start_with(&env, settings).await;
     let p = project(&env, "p");
     let now = now_ms();
     let mut events = generate(&p, 2_500, now - 3 * HOUR, 2 * HOUR, 41);
