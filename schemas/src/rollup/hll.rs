@@ -53,6 +53,39 @@ fn index_and_rank(hash: u64) -> (usize, u8) {
     (index, rest.leading_zeros() as u8 + 1)
 }
 
+/// The register index and rank of a sparse entry.
+fn split(entry: u32) -> (usize, u8) {
+    ((entry >> 8) as usize, entry as u8)
+}
+
+/// The union of two sorted sparse entry lists: for an index in both, the
+/// higher rank, which is the larger entry (`index << 8 | rank`).
+fn merge_sparse(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let mut merged = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        match (x >> 8).cmp(&(y >> 8)) {
+            std::cmp::Ordering::Less => {
+                merged.push(x);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                merged.push(y);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                merged.push(x.max(y));
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    merged.extend_from_slice(&a[i..]);
+    merged.extend_from_slice(&b[j..]);
+    merged
+}
+
 impl Hll {
     /// Adds a value (e.g. a user id).
     pub fn insert(&mut self, value: &[u8]) {
@@ -117,11 +150,28 @@ impl Hll {
 
     /// Adds every value of `other`.
     pub fn merge(&mut self, other: &Self) {
-        if let (Repr::Sparse(_), Repr::Dense(_)) = (&self.0, &other.0) {
-            self.densify();
-        }
-        for (index, rank) in other.registers() {
-            self.raise(index, rank);
+        match (&mut self.0, &other.0) {
+            (Repr::Dense(mine), Repr::Dense(theirs)) => {
+                for (mine, theirs) in mine.iter_mut().zip(theirs.iter()) {
+                    *mine = (*mine).max(*theirs);
+                }
+            }
+            (Repr::Dense(mine), Repr::Sparse(theirs)) => {
+                for entry in theirs {
+                    let (index, rank) = split(*entry);
+                    mine[index] = mine[index].max(rank);
+                }
+            }
+            (Repr::Sparse(_), Repr::Dense(_)) => {
+                self.densify();
+                self.merge(other);
+            }
+            (Repr::Sparse(mine), Repr::Sparse(theirs)) => {
+                *mine = merge_sparse(mine, theirs);
+                if mine.len() > SPARSE_MAX {
+                    self.densify();
+                }
+            }
         }
     }
 
@@ -131,9 +181,17 @@ impl Hll {
         let mut zeros = REGISTERS;
         // Summed in index order, so the result does not depend on history.
         let mut sum = 0.0;
-        for (_, rank) in self.registers() {
+        let mut add = |rank: u8| {
             zeros -= 1;
-            sum += 2f64.powi(-i32::from(rank));
+            // 2^-rank, exactly.
+            sum += f64::from_bits((1023 - u64::from(rank)) << 52);
+        };
+        match &self.0 {
+            Repr::Sparse(entries) => entries.iter().for_each(|entry| add(split(*entry).1)),
+            Repr::Dense(registers) => registers
+                .iter()
+                .filter(|rank| **rank > 0)
+                .for_each(|rank| add(*rank)),
         }
         sum += zeros as f64;
         let alpha = 0.7213 / (1.0 + 1.079 / m);
@@ -252,6 +310,35 @@ mod tests {
             let error = (estimate - f64::from(n)).abs() / f64::from(n);
             // Three standard errors.
             assert!(error < 0.025, "{n}: {estimate}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Merging gives the sketch of the union, whichever forms meet
+        /// (sparse and dense, on either side).
+        #[test]
+        fn merging_is_the_sketch_of_the_union(
+            a in 0u32..3_000, b in 0u32..3_000, overlap in 0u32..3_000,
+        ) {
+            let left = of(0..a);
+            let right = of(a.saturating_sub(overlap)..a + b);
+            let mut merged = left.clone();
+            merged.merge(&right);
+            let union = of(0..a + b);
+            proptest::prop_assert_eq!(merged.to_bytes(), union.to_bytes());
+            proptest::prop_assert_eq!(merged.estimate(), union.estimate());
+            let mut other_way = right.clone();
+            other_way.merge(&left);
+            proptest::prop_assert_eq!(other_way.to_bytes(), union.to_bytes());
+        }
+    }
+
+    #[test]
+    fn estimates_sum_powers_of_two_exactly() {
+        // 2^-rank from the bits equals the arithmetic power for every rank.
+        for rank in 1u8..=51 {
+            let bits = f64::from_bits((1023 - u64::from(rank)) << 52);
+            assert_eq!(bits, 2f64.powi(-i32::from(rank)));
         }
     }
 
