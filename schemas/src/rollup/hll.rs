@@ -242,6 +242,7 @@ impl Hll {
         match reader.byte()? {
             TAG_SPARSE => {
                 let set = reader.length(2)?;
+                let mut entries = Vec::with_capacity(set.min(SPARSE_MAX + 1));
                 let mut index = 0usize;
                 for n in 0..set {
                     let delta = reader.varint()? as usize;
@@ -253,7 +254,12 @@ impl Hll {
                     if index >= REGISTERS || rank == 0 || rank > 51 {
                         return Err(DecodeError("HLL register out of range"));
                     }
-                    hll.raise(index, rank);
+                    // Indexes only increase, so the list stays sorted.
+                    entries.push(((index as u32) << 8) | u32::from(rank));
+                }
+                hll.0 = Repr::Sparse(entries);
+                if set > SPARSE_MAX {
+                    hll.densify();
                 }
             }
             TAG_DENSE => {
