@@ -178,22 +178,28 @@ impl Hll {
     /// The estimated number of distinct values (see the module docs for the error).
     pub fn estimate(&self) -> u64 {
         let m = REGISTERS as f64;
-        let mut zeros = REGISTERS;
-        // Summed in index order, so the result does not depend on history.
-        let mut sum = 0.0;
-        let mut add = |rank: u8| {
-            zeros -= 1;
-            // 2^-rank, exactly.
-            sum += f64::from_bits((1023 - u64::from(rank)) << 52);
-        };
+        // Registers counted by rank, then summed by rank: the result does
+        // not depend on history, and the counting loop is branch-free.
+        let mut by_rank = [0u32; 64];
         match &self.0 {
-            Repr::Sparse(entries) => entries.iter().for_each(|entry| add(split(*entry).1)),
-            Repr::Dense(registers) => registers
-                .iter()
-                .filter(|rank| **rank > 0)
-                .for_each(|rank| add(*rank)),
+            Repr::Sparse(entries) => {
+                for entry in entries {
+                    by_rank[usize::from(split(*entry).1 & 63)] += 1;
+                }
+            }
+            Repr::Dense(registers) => {
+                for rank in registers.iter() {
+                    by_rank[usize::from(rank & 63)] += 1;
+                }
+            }
         }
-        sum += zeros as f64;
+        let set: u32 = by_rank[1..].iter().sum();
+        let zeros = REGISTERS - set as usize;
+        let mut sum = zeros as f64;
+        for (rank, count) in by_rank.iter().enumerate().skip(1) {
+            // 2^-rank, exactly.
+            sum += f64::from(*count) * f64::from_bits((1023 - rank as u64) << 52);
+        }
         let alpha = 0.7213 / (1.0 + 1.079 / m);
         let raw = alpha * m * m / sum;
         let estimate = if raw <= 2.5 * m && zeros > 0 {
