@@ -12,7 +12,7 @@ use clickhouse::Row;
 use serde::Deserialize;
 
 use sluice_runtime::rollups::RollupRow;
-use sluice_schemas::rollup::{Aggregate, Hll, QuantileSketch};
+use sluice_schemas::rollup::{Aggregate, QuantileSketch};
 
 use super::raw::{group_of as raw_group_of, select_bucket_and_groups};
 use super::request::{Dimension, Metric, MetricsRequest};
@@ -39,31 +39,34 @@ fn columns(request: &MetricsRequest) -> String {
     )
 }
 
-fn aggregate_of(row: &RollupRow) -> Result<Aggregate> {
+/// Adds a partial rollup row to `aggregate`; its user and session sketches
+/// go straight into the aggregate's (no sketch built per row).
+fn merge_row(aggregate: &mut Aggregate, row: &RollupRow) -> Result<()> {
     let corrupt = |error: sluice_schemas::rollup::DecodeError| {
         ApiError::CorruptRollup(format!("{error:?} in {:?}", row.key()))
     };
-    let hll = |bytes: &[u8]| {
-        if bytes.is_empty() {
-            Ok(Hll::default())
-        } else {
-            Hll::from_bytes(bytes).map_err(corrupt)
-        }
-    };
-    Ok(Aggregate {
+    aggregate.merge(&Aggregate {
         count: row.count,
         duration_count: row.duration_count,
         duration_sum_us: row.duration_sum_us,
         duration_min: row.duration_min,
         duration_max: row.duration_max,
-        users: hll(&row.users)?,
-        sessions: hll(&row.sessions)?,
         durations: if row.durations.is_empty() {
             QuantileSketch::default()
         } else {
             QuantileSketch::from_bytes(&row.durations).map_err(corrupt)?
         },
-    })
+        ..Aggregate::default()
+    });
+    for (sketch, bytes) in [
+        (&mut aggregate.users, &row.users),
+        (&mut aggregate.sessions, &row.sessions),
+    ] {
+        if !bytes.is_empty() {
+            sketch.merge_bytes(bytes).map_err(corrupt)?;
+        }
+    }
+    Ok(())
 }
 
 fn group_of(request: &MetricsRequest, row: &RollupRow) -> Vec<String> {
@@ -194,7 +197,7 @@ async fn read_sketches(
             group: group_of(request, &row),
         };
         let (aggregate, statuses) = merged.entry(key).or_default();
-        aggregate.merge(&aggregate_of(&row)?);
+        merge_row(aggregate, &row)?;
         if !row.status.is_empty() {
             *statuses.entry(row.status).or_default() += row.count;
         }

@@ -86,6 +86,42 @@ fn merge_sparse(a: &[u32], b: &[u32]) -> Vec<u32> {
     merged
 }
 
+/// Reads a stored sketch: each set register of the sparse form goes to
+/// `sparse` (index, rank) in increasing index order; the dense form's
+/// registers are returned. Every register is checked.
+fn read_encoded<'r>(
+    reader: &'r mut Reader<'_>,
+    mut sparse: impl FnMut(usize, u8),
+) -> Result<Option<&'r [u8]>, DecodeError> {
+    match reader.byte()? {
+        TAG_SPARSE => {
+            let set = reader.length(2)?;
+            let mut index = 0usize;
+            for n in 0..set {
+                let delta = reader.varint()? as usize;
+                if n > 0 && delta == 0 {
+                    return Err(DecodeError("HLL indexes not increasing"));
+                }
+                index = index.checked_add(delta).ok_or(DecodeError("HLL index"))?;
+                let rank = reader.byte()?;
+                if index >= REGISTERS || rank == 0 || rank > 51 {
+                    return Err(DecodeError("HLL register out of range"));
+                }
+                sparse(index, rank);
+            }
+            Ok(None)
+        }
+        TAG_DENSE => {
+            let registers = reader.bytes(REGISTERS)?;
+            if registers.iter().any(|rank| *rank > 51) {
+                return Err(DecodeError("HLL register out of range"));
+            }
+            Ok(Some(registers))
+        }
+        _ => Err(DecodeError("unknown HLL tag")),
+    }
+}
+
 impl Hll {
     /// Adds a value (e.g. a user id).
     pub fn insert(&mut self, value: &[u8]) {
@@ -244,40 +280,39 @@ impl Hll {
     }
 
     pub fn decode(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let mut hll = Self::default();
-        match reader.byte()? {
-            TAG_SPARSE => {
-                let set = reader.length(2)?;
-                let mut entries = Vec::with_capacity(set.min(SPARSE_MAX + 1));
-                let mut index = 0usize;
-                for n in 0..set {
-                    let delta = reader.varint()? as usize;
-                    if n > 0 && delta == 0 {
-                        return Err(DecodeError("HLL indexes not increasing"));
-                    }
-                    index = index.checked_add(delta).ok_or(DecodeError("HLL index"))?;
-                    let rank = reader.byte()?;
-                    if index >= REGISTERS || rank == 0 || rank > 51 {
-                        return Err(DecodeError("HLL register out of range"));
-                    }
-                    // Indexes only increase, so the list stays sorted.
-                    entries.push(((index as u32) << 8) | u32::from(rank));
-                }
-                hll.0 = Repr::Sparse(entries);
-                if set > SPARSE_MAX {
-                    hll.densify();
-                }
-            }
-            TAG_DENSE => {
-                let registers = reader.bytes(REGISTERS)?;
-                if registers.iter().any(|rank| *rank > 51) {
-                    return Err(DecodeError("HLL register out of range"));
-                }
-                hll.0 = Repr::Dense(registers.into());
-            }
-            _ => return Err(DecodeError("unknown HLL tag")),
+        let mut entries = Vec::new();
+        // Indexes only increase, so the list stays sorted.
+        let dense = read_encoded(reader, |index, rank| {
+            entries.push(((index as u32) << 8) | u32::from(rank));
+        })?;
+        let mut hll = Self(match dense {
+            Some(registers) => Repr::Dense(registers.into()),
+            None => Repr::Sparse(entries),
+        });
+        if let Repr::Sparse(entries) = &hll.0
+            && entries.len() > SPARSE_MAX
+        {
+            hll.densify();
         }
         Ok(hll)
+    }
+
+    /// Adds the registers of a stored sketch, as `merge` with its decoded
+    /// form would, without building that form when this one is dense. On
+    /// an error this sketch may hold part of the input: discard it.
+    pub fn merge_bytes(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
+        let Repr::Dense(mine) = &mut self.0 else {
+            let other = Self::from_bytes(bytes)?;
+            self.merge(&other);
+            return Ok(());
+        };
+        decode_exact(bytes, |reader| {
+            let dense = read_encoded(reader, |index, rank| mine[index] = mine[index].max(rank))?;
+            for (mine, theirs) in mine.iter_mut().zip(dense.unwrap_or_default()) {
+                *mine = (*mine).max(*theirs);
+            }
+            Ok(())
+        })
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
@@ -342,6 +377,9 @@ mod tests {
             let mut other_way = right.clone();
             other_way.merge(&left);
             proptest::prop_assert_eq!(other_way.to_bytes(), union.to_bytes());
+            let mut from_bytes = left.clone();
+            from_bytes.merge_bytes(&right.to_bytes()).unwrap();
+            proptest::prop_assert_eq!(from_bytes.to_bytes(), union.to_bytes());
         }
     }
 
