@@ -187,6 +187,7 @@ impl Hll {
     /// Adds every value of `other`.
     pub fn merge(&mut self, other: &Self) {
         match (&mut self.0, &other.0) {
+            (_, Repr::Sparse(theirs)) if theirs.is_empty() => {}
             (Repr::Dense(mine), Repr::Dense(theirs)) => {
                 for (mine, theirs) in mine.iter_mut().zip(theirs.iter()) {
                     *mine = (*mine).max(*theirs);
