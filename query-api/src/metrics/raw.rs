@@ -88,9 +88,26 @@ pub fn select_bucket_and_groups(request: &MetricsRequest, time_ms: &str) -> Sql 
     sql
 }
 
-/// The columns of `events` that the aggregates and group-bys read.
-const RAW_COLUMNS: &str =
-    "timestamp_ms, type, source, status, user_id, session_id, duration_ms, properties";
+/// The columns of `events` that the aggregates and group-bys of `request`
+/// read: a subquery over clean and other days passes on only these, so
+/// ClickHouse does not read `properties` or the ids when nothing uses them.
+fn raw_columns(request: &MetricsRequest) -> String {
+    let mut columns = vec!["timestamp_ms", "type", "source", "status", "duration_ms"];
+    if request.wants_users() {
+        columns.push("user_id");
+    }
+    if request.wants_sessions() {
+        columns.push("session_id");
+    }
+    if request
+        .group_by
+        .iter()
+        .any(|dimension| matches!(dimension, Dimension::Property(_)))
+    {
+        columns.push("properties");
+    }
+    columns.join(", ")
+}
 
 /// `SELECT bucket, groups, <aggregates> FROM <events> WHERE ... GROUP BY ...`
 fn select(
@@ -107,7 +124,7 @@ fn select(
     range.events_sql(&mut conditions);
     request.filters.events_sql(&mut conditions);
     conditions.push(query.extra_where, []);
-    let from = snapshot.from_events(RAW_COLUMNS, &conditions);
+    let from = snapshot.from_events(&raw_columns(request), &conditions);
     sql.push(&from.text, from.binds);
     if let Some(extra_group) = query.group {
         sql.push(" GROUP BY bucket, groups", []);
@@ -255,8 +272,22 @@ pub async fn read_newest(
     project_id: &str,
     range: TimeRange,
 ) -> Result<Partials> {
+    // Ids only where a metric counts them. (An alias hides its column in
+    // WHERE too; rollups never cover a filter on these ids, so none is there.)
+    let id = |wanted: bool, column: &str| {
+        if wanted {
+            column.to_owned()
+        } else {
+            format!("'' AS {column}")
+        }
+    };
+    let aggregates = format!(
+        "toString(status) AS status, {}, {}, duration_ms",
+        id(request.wants_users(), "user_id"),
+        id(request.wants_sessions(), "session_id"),
+    );
     let query = RawQuery {
-        aggregates: "toString(status) AS status, user_id, session_id, duration_ms",
+        aggregates: &aggregates,
         group: None,
         extra_where: "",
     };
