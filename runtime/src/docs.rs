@@ -108,6 +108,16 @@ summary{cursor:pointer}
 <script>
 const esc = s => String(s ?? "").replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c]));
 const json = v => "<pre>" + esc(JSON.stringify(v, null, 2)) + "</pre>";
+// A parameter's type in a few words: "1h | 1d", "integer 1-1000", "array of string".
+const kind = s => {
+  if (!s) return "";
+  if (s.enum) return s.enum.join(" | ");
+  if (s.anyOf) return s.anyOf.map(kind).join(" or ");
+  if (s.type === "array") return "comma list of " + kind(s.items);
+  const bounded = s.minimum !== undefined || s.maximum !== undefined;
+  const range = bounded ? ` ${s.minimum ?? ""}-${s.maximum ?? ""}` : "";
+  return (s.format || s.type || "") + range + (s.pattern ? ` matching ${s.pattern}` : "");
+};
 fetch("openapi.json").then(r => r.json()).then(spec => {
   document.getElementById("title").textContent = spec.info.title + " " + spec.info.version;
   document.getElementById("about").textContent = spec.info.description || "";
@@ -120,7 +130,7 @@ fetch("openapi.json").then(r => r.json()).then(spec => {
         html += "<table><tr><th>Parameter</th><th>In</th><th>Type</th><th>Description</th></tr>";
         for (const p of op.parameters) {
           html += `<tr><td><code>${esc(p.name)}</code>${p.required ? " *" : ""}</td><td>${esc(p.in)}</td>` +
-            `<td>${esc((p.schema || {}).type)}</td><td>${esc(p.description)}</td></tr>`;
+            `<td>${esc(kind(p.schema))}</td><td>${esc(p.description)}</td></tr>`;
         }
         html += "</table>";
       }
