@@ -10,9 +10,9 @@
 #                              [--examples N] [--keep-reports]
 #
 #   (no URLs)        starts the broker and ClickHouse (deploy/stack.sh up),
-#                    builds and starts its own gateway and query API on free
-#                    ports, with their own topics and ClickHouse database,
-#                    and stops them at the end
+#                    builds and starts its own gateway, processor and query
+#                    API on free ports, with their own topics and ClickHouse
+#                    database, and stops them at the end
 #   --gateway URL    check running services instead (all three options
 #   --query URL      together). Only a disposable stack: the run sends events,
 #   --admin-token T  and creates and revokes keys with the admin token
@@ -94,18 +94,20 @@ wait_ready() {
 
 # Its own services: own topics and database, so the run neither reads nor
 # writes anyone's data, and failed-auth checks do not trip the per-IP limit.
+# The processor is there so that the query API has events to answer with.
 start_services() {
     # deploy/test.sh passes the stack it started; otherwise start the default one.
     if [[ -z ${SLUICE_KAFKA_BROKERS:-} || -z ${SLUICE_CLICKHOUSE_URL:-} ]]; then
         deploy/stack.sh up kafka clickhouse
     fi
     log "building the services"
-    cargo build --quiet --bin sluice-ingest-gateway --bin sluice-query-api
-    local gateway_port query_port run
+    cargo build --quiet --bin sluice-ingest-gateway --bin sluice-stream-processor --bin sluice-query-api
+    local gateway_port processor_port query_port run
     gateway_port=$(free_port)
+    processor_port=$(free_port)
     query_port=$(free_port)
-    # Fixed names, so runs do not pile up topics and databases; the
-    # database starts empty each run.
+    # Fixed names, so runs do not pile up topics and databases (the
+    # processor resumes from its checkpoint; the API reads the last day).
     run=sluice_conformance
     admin_token=conformance-admin-token-$RANDOM$RANDOM
     export SLUICE_KAFKA_BROKERS=${SLUICE_KAFKA_BROKERS:-127.0.0.1:${SLUICE_KAFKA_PORT:-9092}}
@@ -113,20 +115,21 @@ start_services() {
     export SLUICE_CLICKHOUSE_DATABASE=$run
     export SLUICE_KAFKA_EVENTS_TOPIC=sluice.conformance.events SLUICE_KAFKA_DLQ_TOPIC=sluice.conformance.dlq
     export SLUICE_KAFKA_KEYS_TOPIC=sluice.conformance.keys SLUICE_KAFKA_LIVE_TOPIC=sluice.conformance.live
-    curl -fsS "$SLUICE_CLICKHOUSE_URL" --data-binary "DROP DATABASE IF EXISTS $run" >/dev/null ||
-        die "cannot reach ClickHouse at $SLUICE_CLICKHOUSE_URL"
-    export SLUICE_KAFKA_PARTITIONS=1
+    export SLUICE_KAFKA_PARTITIONS=1 SLUICE_CONSUMER_GROUP=sluice-conformance
     export SLUICE_LOG=${SLUICE_LOG:-warn}
     SLUICE_LISTEN=127.0.0.1:$gateway_port SLUICE_ADMIN_TOKEN=$admin_token \
         SLUICE_RATE_LIMIT_FAILED_AUTH_PER_MINUTE=1000000 \
         "$TARGET_DIR/debug/sluice-ingest-gateway" >"$work/gateway.log" 2>&1 &
+    pids+=($!)
+    SLUICE_LISTEN=127.0.0.1:$processor_port "$TARGET_DIR/debug/sluice-stream-processor" >"$work/processor.log" 2>&1 &
     pids+=($!)
     SLUICE_LISTEN=127.0.0.1:$query_port "$TARGET_DIR/debug/sluice-query-api" >"$work/query-api.log" 2>&1 &
     pids+=($!)
     gateway_url=http://127.0.0.1:$gateway_port
     query_url=http://127.0.0.1:$query_port
     wait_ready gateway "$gateway_url" "${pids[0]}"
-    wait_ready query-api "$query_url" "${pids[1]}"
+    wait_ready processor "http://127.0.0.1:$processor_port" "${pids[1]}"
+    wait_ready query-api "$query_url" "${pids[2]}"
     log "gateway $gateway_url, query API $query_url (topics and database $run)"
 }
 
@@ -147,6 +150,29 @@ deadline=$((SECONDS + 30))
 until [[ $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $key" "$query_url/v1/events?limit=1") == 200 ]]; do
     ((SECONDS < deadline)) || die "the query API does not accept the new key after 30 s"
     sleep 0.3
+done
+
+# Events of every shape (absent, null and present fields), so the query API
+# answers with rows that the response schemas are checked against.
+tag=conformance-$$-$RANDOM
+now_ms=$(($(date +%s) * 1000))
+batch=$(
+    cat <<JSON
+{"events": [
+  {"type": "page_view", "tags": ["$tag"]},
+  {"type": "click", "tags": ["$tag", "b"], "user_id": "u1", "session_id": "s1", "source": "web",
+   "duration_ms": 12.5, "status": 200, "timestamp": $((now_ms - 120000)), "properties": {"plan": "pro", "n": 2, "deep": {"a": [1, true, null]}}},
+  {"type": "purchase", "tags": ["$tag"], "user_id": null, "status": "=cmd", "duration_ms": 0, "properties": null},
+  {"type": "click", "tags": ["$tag"], "user_id": "u2", "source": "ios", "duration_ms": 99, "status": "500", "event_id": "$tag-4"}
+]}
+JSON
+)
+curl -fsS -X POST "$gateway_url/v1/events/batch" -H "Authorization: Bearer $key" \
+    -H 'Content-Type: application/json' -d "$batch" >/dev/null || die "the gateway refused the seed events"
+deadline=$((SECONDS + 30))
+until curl -fsS -H "Authorization: Bearer $key" "$query_url/v1/events?tag=$tag" | grep -q "$tag-4"; do
+    ((SECONDS < deadline)) || die "the seed events are not readable after 30 s (is a processor running?)"
+    sleep 0.5
 done
 
 # Checks: every one schemathesis has except

@@ -8,7 +8,7 @@
 #                  HTTP test fixture in testkit/chdb-fixture
 #
 # Before them, deploy/conformance.sh checks both HTTP services against their
-# OpenAPI documents with schemathesis (about a minute), once, on the first
+# OpenAPI documents with schemathesis (about 75 s), once, on the first
 # engine.
 #
 # Usage: deploy/test.sh [--engine clickhouse-18|chdb|both] [--no-conformance]
