@@ -2,12 +2,15 @@
 # Installs what the local Sluice stack and build need, only what is missing, and
 # says what it did. Safe to re-run: with everything present it changes nothing.
 #
-# Usage: deploy/install.sh [apt|tansu|chdb]
+# Usage: deploy/install.sh [apt|tansu|chdb|schemathesis]
 #   (no argument)  what the local stack needs: apt and tansu
 #   apt            only the Debian packages
 #   tansu          only the tansu broker (cargo install, ~20 minutes on 2 cores)
 #   chdb           only the tests' second ClickHouse engine: a virtualenv with the
 #                  pinned testkit/chdb-fixture/requirements.txt (~900 MB, ~1 minute)
+#   schemathesis   only the OpenAPI conformance checker of deploy/conformance.sh: a
+#                  virtualenv with the pinned deploy/conformance/requirements.txt
+#                  (~60 MB, ~20 s)
 set -euo pipefail
 
 # ClickHouse 18.16 server and client (Debian's), cmake + libcurl headers + g++ +
@@ -22,13 +25,15 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Outside the work tree, so that every checkout and CI run on the machine shares it.
 CHDB_VENV=${SLUICE_CHDB_VENV:-$HOME/.cache/sluice/chdb-venv}
 CHDB_REQUIREMENTS=$ROOT/testkit/chdb-fixture/requirements.txt
+SCHEMATHESIS_VENV=${SLUICE_SCHEMATHESIS_VENV:-$HOME/.cache/sluice/schemathesis-venv}
+SCHEMATHESIS_REQUIREMENTS=$ROOT/deploy/conformance/requirements.txt
 
 log() { printf 'install: %s\n' "$*"; }
 die() {
     printf 'install: error: %s\n' "$*" >&2
     exit 1
 }
-usage() { sed -n '5,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '5,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 # sudo only when needed, so the script also works as root in containers/CI
 # where sudo is usually absent.
@@ -117,40 +122,53 @@ install_tansu() {
     [[ :$PATH: == *":$CARGO_BIN:"* ]] || log "tansu: note: $CARGO_BIN is not on PATH; deploy/stack.sh finds it there anyway"
 }
 
-# The venv is current when it was built from these exact requirements (the stamp
-# holds their hash) and the fixture's imports load.
-chdb_venv_current() {
-    [[ -s $CHDB_VENV/.requirements.sha256 && $(<"$CHDB_VENV/.requirements.sha256") == "$1" ]] &&
-        "$CHDB_VENV/bin/python" -c 'import chdb, lz4, clickhouse_cityhash' 2>/dev/null
+# A virtualenv is current when it was built from these exact requirements
+# (the stamp holds their hash) and its check passes.
+venv_current() {
+    local venv=$1 want=$2 check=$3
+    [[ -s $venv/.requirements.sha256 && $(<"$venv/.requirements.sha256") == "$want" ]] &&
+        "$venv/bin/python" -c "$check" 2>/dev/null
 }
 
-install_chdb() {
-    local want python
-    want=$(sha256sum "$CHDB_REQUIREMENTS" | cut -d' ' -f1)
-    mkdir -p "$(dirname "$CHDB_VENV")"
+# install_venv NAME VENV REQUIREMENTS CHECK: a virtualenv at VENV with the
+# pinned REQUIREMENTS, unless a current one is there; CHECK is Python code
+# that must run in it (the imports its user needs).
+install_venv() {
+    local name=$1 venv=$2 requirements=$3 check=$4 want python
+    want=$(sha256sum "$requirements" | cut -d' ' -f1)
+    mkdir -p "$(dirname "$venv")"
     # Serialises concurrent installs (e.g. two worktrees' test runs).
-    exec 8>>"$CHDB_VENV.lock"
-    flock -w 900 8 || die "chdb: $CHDB_VENV.lock is still held after 15 minutes"
-    if chdb_venv_current "$want"; then
-        log "chdb: present, nothing to do ($CHDB_VENV, $("$CHDB_VENV/bin/python" -c 'import chdb; print("chdb-core", chdb.__version__, "engine", chdb.engine_version)'))"
+    exec 8>>"$venv.lock"
+    flock -w 900 8 || die "$name: $venv.lock is still held after 15 minutes"
+    if venv_current "$venv" "$want" "$check"; then
+        log "$name: present, nothing to do ($venv)"
         return 0
     fi
-    python=$(command -v python3) || die "chdb: python3 not found (Debian: apt-get install python3 python3-venv)"
+    python=$(command -v python3) || die "$name: python3 not found (Debian: apt-get install python3 python3-venv)"
     # Debian splits venv out of python3; only install it when venv really fails.
     if ! "$python" -m venv --help >/dev/null 2>&1 || ! "$python" -c 'import ensurepip' 2>/dev/null; then
-        command -v dpkg >/dev/null || die "chdb: $python cannot create virtualenvs; install its venv module"
-        log "chdb: $python has no working venv module; installing python3-venv"
+        command -v dpkg >/dev/null || die "$name: $python cannot create virtualenvs; install its venv module"
+        log "$name: $python has no working venv module; installing python3-venv"
         as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
     fi
-    log "chdb: creating $CHDB_VENV with $("$python" --version) and installing $CHDB_REQUIREMENTS"
-    rm -rf -- "$CHDB_VENV"
-    "$python" -m venv "$CHDB_VENV"
-    "$CHDB_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$CHDB_REQUIREMENTS"
-    "$CHDB_VENV/bin/python" -c 'import chdb, lz4, clickhouse_cityhash' ||
-        die "chdb: installed, but the fixture's imports fail in $CHDB_VENV"
-    echo "$want" >"$CHDB_VENV/.requirements.sha256"
-    log "chdb: installed ($("$CHDB_VENV/bin/python" -c 'import chdb; print("chdb-core", chdb.__version__, "engine", chdb.engine_version)'))"
+    log "$name: creating $venv with $("$python" --version) and installing $requirements"
+    rm -rf -- "$venv"
+    "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    "$venv/bin/python" -c "$check" || die "$name: installed, but its check fails in $venv"
+    echo "$want" >"$venv/.requirements.sha256"
+    log "$name: installed in $venv"
+}
+
+install_chdb() {
+    install_venv chdb "$CHDB_VENV" "$CHDB_REQUIREMENTS" 'import chdb, lz4, clickhouse_cityhash'
+    log "chdb: $("$CHDB_VENV/bin/python" -c 'import chdb; print("chdb-core", chdb.__version__, "engine", chdb.engine_version)')"
+}
+
+install_schemathesis() {
+    install_venv schemathesis "$SCHEMATHESIS_VENV" "$SCHEMATHESIS_REQUIREMENTS" 'import schemathesis'
+    log "schemathesis: $("$SCHEMATHESIS_VENV/bin/schemathesis" --version)"
 }
 
 case ${1:-all} in
@@ -161,6 +179,7 @@ all)
 apt) install_apt ;;
 tansu) install_tansu ;;
 chdb) install_chdb ;;
+schemathesis) install_schemathesis ;;
 -h | --help | help) usage ;;
 *)
     usage >&2

@@ -66,9 +66,12 @@ start_service() {
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         die "port $port for $name is taken by another process; choose another with $(port_variable_of "$name")=PORT"
     fi
-    # Every setting has a SLUICE_* variable; see `$name --help`.
+    # Every setting has a SLUICE_* variable; see `$name --help`. The broker
+    # and ClickHouse are the ones stack.sh started, on its ports.
     SLUICE_LISTEN=127.0.0.1:$port \
         SLUICE_ADMIN_TOKEN="$ADMIN_TOKEN" \
+        SLUICE_KAFKA_BROKERS="${SLUICE_KAFKA_BROKERS:-127.0.0.1:${SLUICE_KAFKA_PORT:-9092}}" \
+        SLUICE_CLICKHOUSE_URL="${SLUICE_CLICKHOUSE_URL:-http://127.0.0.1:${SLUICE_CLICKHOUSE_HTTP_PORT:-8123}}" \
         setsid nohup "$ROOT/target/debug/$name" >"$LOG_DIR/$name.log" 2>&1 </dev/null &
     echo $! >"$RUN_DIR/$name.pid"
     log "$name started (pid $!), log $LOG_DIR/$name.log"

@@ -7,9 +7,15 @@
 #   chdb           the current ClickHouse engine (chdb-core 26.9) behind the
 #                  HTTP test fixture in testkit/chdb-fixture
 #
-# Usage: deploy/test.sh [--engine clickhouse-18|chdb|both] [RUNNER ARGS...]
+# Before them, deploy/conformance.sh checks both HTTP services against their
+# OpenAPI documents with schemathesis (about 75 s), once, on the first
+# engine.
+#
+# Usage: deploy/test.sh [--engine clickhouse-18|chdb|both] [--no-conformance]
+#                       [RUNNER ARGS...]
 #   The default is both engines, or SLUICE_TEST_ENGINES when set. Extra
 #   arguments go to the test runner, e.g. deploy/test.sh -E 'test(end_to_end)'.
+#   --no-conformance leaves the OpenAPI check out (the summary says so).
 #
 # Each run sets SLUICE_TEST_CLICKHOUSE_URL and SLUICE_TEST_CLICKHOUSE_ENGINE
 # (failures name the engine), and SLUICE_TEST_KAFKA_BROKERS from the stack's
@@ -29,6 +35,7 @@ die() {
 }
 
 choice=${SLUICE_TEST_ENGINES:-both}
+conformance=1
 runner_args=()
 while (($#)); do
     case $1 in
@@ -39,6 +46,10 @@ while (($#)); do
         ;;
     --engine=*)
         choice=${1#--engine=}
+        shift
+        ;;
+    --no-conformance)
+        conformance=0
         shift
         ;;
     *)
@@ -86,6 +97,20 @@ else
 fi
 
 failed=() summary=()
+# First, so that the test runner's own summary closes the output.
+if ((conformance)); then
+    log "===== OpenAPI conformance (deploy/conformance.sh) on ${engines[0]} ====="
+    start=$SECONDS
+    if SLUICE_KAFKA_BROKERS=$SLUICE_TEST_KAFKA_BROKERS SLUICE_CLICKHOUSE_URL=${url_of[${engines[0]}]} \
+        deploy/conformance.sh; then
+        summary+=("OpenAPI conformance: passed in $((SECONDS - start)) s")
+    else
+        summary+=("OpenAPI conformance: FAILED in $((SECONDS - start)) s")
+        failed+=("OpenAPI conformance")
+    fi
+else
+    summary+=("OpenAPI conformance: not run (--no-conformance)")
+fi
 for engine in "${engines[@]}"; do
     log "===== engine $engine: ${url_of[$engine]} ====="
     start=$SECONDS
@@ -108,6 +133,6 @@ done
 
 for line in "${summary[@]}"; do log "$line"; done
 if ((${#failed[@]})); then
-    log "failed on: ${failed[*]}"
+    log "failed: ${failed[*]}"
     exit 1
 fi

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +21,7 @@ use sluice_runtime::keys::record::{MAX_KEY_BYTES, MIN_IMPORTED_KEY_BYTES};
 use sluice_runtime::keys::{KeyLimits, KeyRecord, Scope, generate_key};
 use sluice_schemas::time_format::{format_rfc3339_ms, now_ms};
 
+use crate::body::Accept;
 use crate::error::{ApiError, Result};
 use crate::routes::{AppState, authorize};
 
@@ -58,8 +60,17 @@ struct NewKey {
     /// An existing secret to import (e.g. a Segment write key); generated when absent.
     #[serde(default)]
     key: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "limits_object")]
     limits: KeyLimits,
+}
+
+/// `limits` as an object only: serde would also read the struct from an
+/// array of its fields, so `[1000, 2000]` would quietly set two limits.
+fn limits_object<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<KeyLimits, D::Error> {
+    let object = serde_json::Map::<String, Value>::deserialize(deserializer)?;
+    KeyLimits::deserialize(Value::Object(object)).map_err(serde::de::Error::custom)
 }
 
 /// `POST /v1/admin/keys`: 201 with the new key, shown this once.
@@ -67,10 +78,21 @@ async fn create_key(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: std::result::Result<Json<NewKey>, axum::extract::rejection::JsonRejection>,
+    body: std::result::Result<Json<Value>, JsonRejection>,
 ) -> Result<Response> {
     authorize_admin(&state, &headers, peer)?;
-    let Json(request) = body.map_err(|rejection| ApiError::InvalidJson(rejection.body_text()))?;
+    let Json(body) = body.map_err(|rejection| match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(Accept::Json),
+        rejection => ApiError::InvalidJson(rejection.body_text()),
+    })?;
+    // An object only: serde would also read `NewKey` from an array of its fields.
+    if !body.is_object() {
+        return Err(ApiError::InvalidJson(
+            "the body must be a JSON object".to_owned(),
+        ));
+    }
+    let request =
+        NewKey::deserialize(body).map_err(|error| ApiError::InvalidJson(error.to_string()))?;
     check_project_id(&request.project_id)?;
     if request.scopes.is_empty() {
         return Err(invalid(

@@ -40,6 +40,8 @@ pub enum ApiError {
     RateLimited(Limited),
     #[error("not found")]
     NotFound(String),
+    #[error("{0} does not take this method")]
+    MethodNotAllowed(String),
     /// Some or all events were not acknowledged; `code` says why.
     #[error("the broker did not acknowledge every event")]
     Unavailable {
@@ -77,6 +79,7 @@ impl ApiError {
             Self::InvalidEvent(_) | Self::InvalidBatch(_) => "invalid_event",
             Self::RateLimited(_) => "rate_limited",
             Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Unavailable { code, .. } => code,
         }
     }
@@ -135,6 +138,10 @@ impl IntoResponse for ApiError {
             Self::NotFound(what) => (
                 StatusCode::NOT_FOUND,
                 ErrorBody::new(code, format!("{what} not found")),
+            ),
+            Self::MethodNotAllowed(_) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorBody::new(code, message),
             ),
             Self::Unavailable { code, acknowledged } => {
                 let reason = match code {

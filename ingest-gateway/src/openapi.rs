@@ -1,116 +1,293 @@
 //! The gateway's OpenAPI 3.0 document, served at `/openapi.json` and
 //! rendered at `/docs` (docs/ingest-api.md is the prose behind it).
+//!
+//! Request schemas state what the gateway accepts (a field the gateway
+//! refuses is not valid here, and the other way round, as far as JSON
+//! Schema can say it), and responses what it sends, headers included:
+//! clients and checkers are generated from this document, and
+//! `deploy/conformance.sh` runs schemathesis against the running gateway to
+//! keep the two in step.
 
 use axum::Router;
 use serde_json::{Value, json};
-use sluice_runtime::docs::{error_response, with_shared_parts};
+use sluice_runtime::docs::{error_response, retry_after_header, with_shared_parts};
 
 /// `/openapi.json` and `/docs`, to merge into the gateway's router.
 pub fn router() -> Router {
     sluice_runtime::docs::router(spec())
 }
 
+/// No control characters (Unicode category Cc), as identifiers require.
+const NO_CONTROL: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
 fn json_body(schema: &Value) -> Value {
     json!({"required": true, "content": {"application/json": {"schema": schema}}})
 }
 
-/// The answers every ingest route shares.
-fn refusals() -> Value {
+/// Segment's routes take JSON sent as `text/plain` too (analytics.js does,
+/// to skip the CORS preflight).
+fn json_or_text_body(schema: &Value) -> Value {
+    json!({"required": true, "content": {
+        "application/json": {"schema": schema},
+        "text/plain": {"schema": schema}}})
+}
+
+/// `RateLimit-*` on answers to a key whose request limit is on.
+fn budget_headers() -> Value {
+    let header = |description: &str| {
+        json!({"required": false, "description": description,
+               "schema": {"type": "integer", "minimum": 0}})
+    };
     json!({
-        "401": error_response("No key, or an unknown or revoked one (`unauthorized`, with WWW-Authenticate)."),
-        "403": error_response("The key lacks the `ingest` scope (`forbidden`)."),
-        "413": error_response("The body is larger than the route allows."),
-        "429": error_response("Over the key's rate limit or the IP's failed-auth limit (`rate_limited`, with Retry-After)."),
-        "503": error_response("The broker did not acknowledge, or the gateway is over its in-flight budget, or keys are loading (with Retry-After)."),
+        "RateLimit-Limit": header("The key's request burst."),
+        "RateLimit-Remaining": header("Requests left in the burst."),
+        "RateLimit-Reset": header("Seconds until the burst is whole again."),
     })
 }
 
-fn responses(ok: Value) -> Value {
-    let mut all = refusals();
-    if let (Some(all), Value::Object(ok)) = (all.as_object_mut(), ok) {
-        all.extend(ok);
-    }
+fn ok(description: &str, schema: Value) -> Value {
+    let mut response = json!({"description": description, "headers": budget_headers()});
+    response["content"]["application/json"]["schema"] = schema;
+    response
+}
+
+fn with_headers(mut response: Value, headers: Value) -> Value {
+    response["headers"] = headers;
+    response
+}
+
+/// The answers of every authenticated route, besides its own.
+fn refusals(scope: &str) -> Value {
+    json!({
+        "401": with_headers(
+            error_response("No key, or an unknown or revoked one (`unauthorized`)."),
+            json!({"WWW-Authenticate": {"required": true, "schema": {"type": "string"}}})),
+        "403": error_response(&format!("The key lacks the `{scope}` scope (`forbidden`).")),
+        "429": with_headers(
+            error_response("Over the key's request or event rate, or the client IP's failed-authentication limit (`rate_limited`; `details.limit` says which)."),
+            {
+                let mut headers = budget_headers();
+                headers["Retry-After"] = retry_after_header(true);
+                headers
+            }),
+        "503": with_headers(
+            error_response("The broker did not acknowledge (`broker_unavailable`), the gateway is at capacity (`overloaded`), keys are still loading (`keys_loading`) or the request timed out (`timeout`)."),
+            json!({"Retry-After": retry_after_header(true)})),
+    })
+}
+
+/// The answers of every ingest route, besides its own.
+fn ingest_refusals() -> Value {
+    let mut all = refusals("ingest");
+    all["413"] = error_response(
+        "The body (after gzip decompression) or an event is larger than allowed, or the batch holds more events than allowed or than the key's event burst (`payload_too_large`, `too_many_events`, `rate_limited`).",
+    );
+    all["415"] = error_response(
+        "The Content-Type or Content-Encoding is not accepted (`unsupported_media_type`, `unsupported_encoding`).",
+    );
     all
 }
 
-fn segment_call(summary: &str) -> Value {
+fn merged(mut base: Value, own: Value) -> Value {
+    if let (Some(base), Value::Object(own)) = (base.as_object_mut(), own) {
+        base.extend(own);
+    }
+    base
+}
+
+fn nullable(mut schema: Value) -> Value {
+    schema["nullable"] = json!(true);
+    schema
+}
+
+fn event_schema() -> Value {
+    let id = |description: &str| {
+        json!({"type": "string", "minLength": 1, "maxLength": 128, "pattern": NO_CONTROL,
+               "description": description})
+    };
+    let text = json!({"type": "string", "maxLength": 1024, "description": "At most 1,024 bytes."});
+    json!({"type": "object", "required": ["type"], "additionalProperties": false,
+        "description": "A field that is null counts as absent. Every broken rule is reported, not only the first.",
+        "properties": {
+            "type": id("1-128 bytes, no control characters."),
+            "event_id": nullable(id("Idempotency key, 1-128 bytes; a UUIDv7 when absent.")),
+            "project_id": nullable(json!({"type": "string",
+                "description": "Must be the key's project; best left out (the key decides)."})),
+            "timestamp": nullable(json!({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}],
+                "description": "Event time, RFC 3339 or epoch ms; at most 1 day ahead of and 30 days behind the gateway's clock. Default: when received."})),
+            "user_id": nullable(text.clone()),
+            "session_id": nullable(text.clone()),
+            "source": nullable(text.clone()),
+            "duration_ms": nullable(json!({"type": "number", "minimum": 0, "maximum": 1e12})),
+            "status": nullable(json!({"anyOf": [text, {"type": "integer"}],
+                "description": "Integers (HTTP status codes) are stored as text."})),
+            "tags": nullable(json!({"type": "array", "maxItems": 64,
+                "items": {"type": "string", "minLength": 1, "maxLength": 128}})),
+            "properties": nullable(json!({"type": "object",
+                "description": "At most 8 levels deep and 24 KiB as compact JSON."}))}})
+}
+
+fn schemas() -> Value {
+    let rejected = json!({"type": "object", "required": ["index", "errors"], "properties": {
+        "index": {"type": "integer", "minimum": 0},
+        "errors": {"type": "array", "items": {"type": "object", "required": ["field", "reason"], "properties": {
+            "field": {"type": "string"}, "reason": {"type": "string"}}}}}});
+    let accepted = json!({"type": "object", "required": ["index", "event_id"], "properties": {
+        "index": {"type": "integer", "minimum": 0}, "event_id": {"type": "string"}}});
+    let limit = json!({"type": "integer", "minimum": 0, "maximum": u32::MAX, "nullable": true});
+    let scope = json!({"type": "string", "enum": ["ingest", "read", "admin"]});
+    json!({
+        "Event": event_schema(),
+        "BatchAnswer": {"type": "object", "required": ["accepted", "rejected"], "properties": {
+            "accepted": {"type": "array", "items": accepted},
+            "rejected": {"type": "array", "items": rejected}}},
+        "SegmentAnswer": {"type": "object", "required": ["success"], "properties": {
+            "success": {"type": "boolean", "enum": [true]},
+            "event_id": {"type": "string", "description": "Single calls: the event's id."},
+            "accepted": {"type": "array", "items": accepted},
+            "rejected": {"type": "array", "items": rejected}}},
+        "KeyLimits": {"type": "object", "additionalProperties": false,
+            "description": "Per-key rate limits; one left out takes the gateway's default, 0 turns it off.",
+            "properties": {
+                "requests_per_second": limit, "request_burst": limit,
+                "events_per_second": limit, "event_burst": limit}},
+        "NewKey": {"type": "object", "required": ["project_id", "scopes"], "additionalProperties": false, "properties": {
+            "project_id": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+            "scopes": {"type": "array", "minItems": 1, "items": scope},
+            "label": {"type": "string", "maxLength": 256, "description": "At most 256 bytes."},
+            "key": {"type": "string", "nullable": true, "minLength": 12, "maxLength": 256,
+                "pattern": "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]*$",
+                "description": "An existing secret to import (12-256 bytes, no spaces or control characters); generated when absent."},
+            "limits": {"$ref": "#/components/schemas/KeyLimits"}}},
+        "Key": {"type": "object", "additionalProperties": false,
+            "required": ["key_id", "project_id", "scopes", "label", "created_at", "revoked_at", "limits"], "properties": {
+            "key_id": {"type": "string"}, "project_id": {"type": "string"},
+            "scopes": {"type": "array", "items": scope}, "label": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "revoked_at": {"type": "string", "format": "date-time", "nullable": true},
+            "limits": {"$ref": "#/components/schemas/KeyLimits"},
+            "key": {"type": "string", "description": "Only in the answer to a create: the secret, this once."}}},
+    })
+}
+
+/// A Segment single call: the message fields the gateway reads and checks;
+/// others are kept under `properties.$segment` or ignored.
+fn segment_message(call: &str) -> Value {
+    let mut properties = json!({
+        "messageId": nullable(json!({"type": "string", "minLength": 1, "maxLength": 128, "pattern": NO_CONTROL})),
+        "userId": nullable(json!({"anyOf": [{"type": "string", "maxLength": 1024}, {"type": "number"}],
+            "description": "Else anonymousId; numbers become text."})),
+        "timestamp": nullable(json!({"type": "string", "format": "date-time",
+            "description": "Else originalTimestamp; corrected by sentAt."})),
+    });
+    let mut required = Vec::new();
+    match call {
+        "track" => {
+            properties["event"] =
+                json!({"type": "string", "minLength": 1, "maxLength": 128, "pattern": NO_CONTROL});
+            properties["properties"] = nullable(json!({"type": "object"}));
+            required.push("event");
+        }
+        "page" | "screen" => properties["properties"] = nullable(json!({"type": "object"})),
+        "identify" | "group" => properties["traits"] = nullable(json!({"type": "object"})),
+        _ => {}
+    }
+    let mut message = json!({"type": "object", "properties": properties});
+    if !required.is_empty() {
+        message["required"] = json!(required);
+    }
+    message
+}
+
+fn segment_call(call: &str) -> Value {
+    json!({"post": {
+        "summary": format!("Segment {call}"),
+        "description": "Segment-compatible: the key may also come as `writeKey` in the body. Answers are Segment's: 200 {\"success\": true, \"event_id\"} once the broker has the event.",
+        "security": [{"key": []}, {"basic": []}, {}],
+        "requestBody": json_or_text_body(&segment_message(call)),
+        "responses": merged(ingest_refusals(), json!({
+            "200": ok("Accepted and acknowledged.", json!({"$ref": "#/components/schemas/SegmentAnswer"})),
+            "400": error_response("The message is invalid (`invalid_event`, `invalid_json`, `invalid_gzip`); errors name Segment's fields.")}))}})
+}
+
+fn segment_batch(summary: &str) -> Value {
     json!({"post": {
         "summary": summary,
-        "description": "Segment-compatible: application/json or text/plain; the key may also come as writeKey in the body. Answers are Segment's.",
-        "requestBody": json_body(&json!({"type": "object"})),
-        "responses": responses(json!({
-            "200": {"description": "{\"success\": true, ...}: accepted."},
-            "400": {"description": "Nothing was accepted."}}))}})
+        "description": "Each message stands alone (it needs `type`: track, identify, page, screen, group or alias, and the fields of that call); refused ones are listed in `rejected`. 200 when any was accepted, 400 when none was.",
+        "security": [{"key": []}, {"basic": []}, {}],
+        "requestBody": json_or_text_body(&json!({"type": "object", "required": ["batch"], "properties": {
+            "batch": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {}},
+            "writeKey": {"type": "string", "nullable": true},
+            "context": {"description": "Applies to messages without their own."},
+            "sentAt": {"description": "Applies to messages without their own."}}})),
+        "responses": merged(ingest_refusals(), json!({
+            "200": ok("At least one message accepted; every accepted one acknowledged.", json!({"$ref": "#/components/schemas/SegmentAnswer"})),
+            "400": error_response("No message was valid (`invalid_batch`), the batch is empty (`invalid_request`) or the body is not a batch (`invalid_json`, `invalid_gzip`).")}))}})
+}
+
+fn admin_paths() -> Value {
+    let admin = |own: Value| merged(refusals("admin"), own);
+    let key = json!({"$ref": "#/components/schemas/Key"});
+    json!({
+        "/v1/admin/keys": {
+            "get": {"summary": "List keys (admin)",
+                "description": "The bootstrap admin token or a key with the `admin` scope.",
+                "parameters": [{"name": "project_id", "in": "query", "required": false, "schema": {"type": "string"},
+                    "description": "Only this project's keys."}],
+                "responses": admin(json!({
+                    "200": {"description": "The keys, without secrets.", "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["keys"], "properties": {"keys": {"type": "array", "items": key}}}}}},
+                    "400": error_response("An unknown parameter (`invalid_request`).")}))},
+            "post": {"summary": "Create or import a key (admin)",
+                "requestBody": json_body(&json!({"$ref": "#/components/schemas/NewKey"})),
+                "responses": admin(json!({
+                    "201": {"description": "The key, with its secret this once.", "content": {"application/json": {"schema": key}}},
+                    "400": error_response("The request is invalid (`invalid_json`, `invalid_request`), e.g. an imported key that already exists."),
+                    "415": error_response("The body is not application/json (`unsupported_media_type`).")}))}},
+        "/v1/admin/keys/{key_id}": {"delete": {"summary": "Revoke a key (admin)",
+            "description": "Idempotent: revoking a revoked key answers it as it is.",
+            "parameters": [{"name": "key_id", "in": "path", "required": true, "schema": {"type": "string"}}],
+            "responses": admin(json!({
+                "200": {"description": "Revoked.", "content": {"application/json": {"schema": key}}},
+                "404": error_response("Unknown key_id (`not_found`).")}))}},
+    })
 }
 
 pub fn spec() -> Value {
-    let event = json!({"type": "object", "required": ["type"], "additionalProperties": false, "properties": {
-        "type": {"type": "string", "minLength": 1, "maxLength": 128},
-        "event_id": {"type": "string", "description": "Idempotency key, 1-128 bytes; a UUIDv7 when absent."},
-        "timestamp": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}],
-                      "description": "Event time; at most 1 day ahead and 30 days back. Default: when received."},
-        "user_id": {"type": "string", "maxLength": 1024},
-        "session_id": {"type": "string", "maxLength": 1024},
-        "source": {"type": "string", "maxLength": 1024},
-        "duration_ms": {"type": "number", "minimum": 0, "maximum": 1e12},
-        "status": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
-        "tags": {"type": "array", "maxItems": 64, "items": {"type": "string"}},
-        "properties": {"type": "object", "description": "At most 8 levels deep, 24 KiB as compact JSON."}}});
-    let batch_answer = json!({"type": "object", "properties": {
-        "accepted": {"type": "array", "items": {"type": "object", "properties": {
-            "index": {"type": "integer"}, "event_id": {"type": "string"}}}},
-        "rejected": {"type": "array", "items": {"type": "object", "properties": {
-            "index": {"type": "integer"}, "errors": {"type": "array", "items": {"type": "object", "properties": {
-                "field": {"type": "string"}, "reason": {"type": "string"}}}}}}}}});
     let mut paths = json!({
         "/v1/events": {"post": {
             "summary": "Send one event",
-            "description": "Answers 202 once the broker has acknowledged the event. At most 32 KiB.",
+            "description": "Answers 202 once the broker has acknowledged the event. At most 32 KiB; `Content-Encoding: gzip` is accepted.",
             "requestBody": json_body(&json!({"$ref": "#/components/schemas/Event"})),
-            "responses": responses(json!({
-                "202": {"description": "Stored.", "content": {"application/json": {"schema": {"type": "object", "properties": {"event_id": {"type": "string"}}}}}},
-                "400": error_response("The event is invalid (`invalid_event`, `invalid_json`); details list every broken rule.")}))}},
+            "responses": merged(ingest_refusals(), json!({
+                "202": ok("Stored.", json!({"type": "object", "required": ["event_id"], "properties": {"event_id": {"type": "string"}}})),
+                "400": error_response("The event is invalid (`invalid_event`: `details.fields` lists every broken rule) or the body is not JSON (`invalid_json`, `invalid_gzip`).")}))}},
         "/v1/events/batch": {"post": {
             "summary": "Send up to 1,000 events",
-            "description": "Each event stands alone: 202 when all were accepted, 207 when some were. At most 5 MiB after gzip decompression.",
-            "requestBody": json_body(&json!({"type": "object", "required": ["events"], "properties": {
-                "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}})),
-            "responses": responses(json!({
-                "202": {"description": "Every event accepted.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchAnswer"}}}},
-                "207": {"description": "Some accepted, some refused.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchAnswer"}}}},
-                "400": error_response("No event was valid (`invalid_batch`).")}))}},
-        "/v1/admin/keys": {
-            "get": {"summary": "List keys (admin)", "parameters": [{"name": "project_id", "in": "query", "schema": {"type": "string"}}],
-                    "responses": {"200": {"description": "The keys, without secrets."}, "401": error_response("Not an admin.")}},
-            "post": {"summary": "Create or import a key (admin)",
-                     "requestBody": json_body(&json!({"type": "object", "required": ["project_id", "scopes"], "properties": {
-                         "project_id": {"type": "string"}, "scopes": {"type": "array", "items": {"type": "string", "enum": ["ingest", "read", "admin"]}},
-                         "label": {"type": "string"}, "key": {"type": "string"}, "limits": {"type": "object"}}})),
-                     "responses": {"201": {"description": "The key, shown this once."}, "400": error_response("Invalid request."), "401": error_response("Not an admin.")}}},
-        "/v1/admin/keys/{key_id}": {"delete": {"summary": "Revoke a key (admin)",
-            "parameters": [{"name": "key_id", "in": "path", "required": true, "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "Revoked (idempotent)."}, "404": error_response("Unknown key_id.")}}},
+            "description": "Each event stands alone: 202 when all were accepted, 207 when some were (the refused ones are listed with their errors), 400 when none was. At most 5 MiB after gzip decompression, each event at most 32 KiB.",
+            "requestBody": json_body(&json!({"type": "object", "required": ["events"], "additionalProperties": false, "properties": {
+                "events": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"$ref": "#/components/schemas/Event"}}}})),
+            "responses": merged(ingest_refusals(), json!({
+                "202": ok("Every event accepted and acknowledged.", json!({"$ref": "#/components/schemas/BatchAnswer"})),
+                "207": ok("Some accepted and acknowledged, some refused.", json!({"$ref": "#/components/schemas/BatchAnswer"})),
+                "400": error_response("No event was valid (`invalid_batch`: `details.rejected`), the batch is empty (`invalid_request`) or the body is not a batch (`invalid_json`, `invalid_gzip`).")}))}},
     });
-    for (path, summary) in [
-        ("/v1/track", "Segment track"),
-        ("/v1/identify", "Segment identify"),
-        ("/v1/page", "Segment page"),
-        ("/v1/screen", "Segment screen"),
-        ("/v1/group", "Segment group"),
-        ("/v1/alias", "Segment alias"),
-        ("/v1/batch", "Segment batch"),
-        ("/v1/import", "Segment import (a batch)"),
-    ] {
-        paths[path] = segment_call(summary);
+    for call in ["track", "identify", "page", "screen", "group", "alias"] {
+        paths[format!("/v1/{call}")] = segment_call(call);
+    }
+    paths["/v1/batch"] = segment_batch("Segment batch");
+    paths["/v1/import"] = segment_batch("Segment import (a batch)");
+    if let (Some(paths), Value::Object(admin)) = (paths.as_object_mut(), admin_paths()) {
+        paths.extend(admin);
     }
     with_shared_parts(json!({
         "openapi": "3.0.3",
         "info": {
             "title": "Sluice ingest gateway",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Send events with a key of scope `ingest` (Bearer, or basic auth with the key as user name). analytics.js's one-letter paths (/v1/t, /v1/i, /v1/p, /v1/s, /v1/g, /v1/a, /v1/b) behave like their Segment routes. See docs/ingest-api.md."
+            "description": "Send events with a key of scope `ingest` (Bearer, or basic auth with the key as user name). analytics.js's one-letter paths (/v1/t, /v1/i, /v1/p, /v1/s, /v1/g, /v1/a, /v1/b) behave like their Segment routes. Every error is {\"error\", \"message\", \"details\"}. See docs/ingest-api.md."
         },
-        "components": {"schemas": {"Event": event, "BatchAnswer": batch_answer}},
+        "components": {"schemas": schemas()},
         "paths": paths,
     }))
 }
@@ -133,7 +310,7 @@ mod tests {
             assert!(spec["paths"][path].is_object(), "{path}");
         }
         let refs = spec.to_string();
-        for schema in ["Event", "BatchAnswer", "Error"] {
+        for schema in ["Event", "BatchAnswer", "Error", "Key", "NewKey"] {
             assert!(
                 spec["components"]["schemas"][schema].is_object(),
                 "{schema}"

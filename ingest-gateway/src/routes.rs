@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
 use axum::{Json, Router, middleware};
@@ -92,6 +92,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state.clone());
     api.merge(ops::router(state.readiness, state.registry))
         .merge(crate::openapi::router())
+        // Unknown paths and methods get the error body too (axum's own
+        // answers are empty); axum still adds `Allow` to the 405.
+        .fallback(|uri: Uri| async move { ApiError::NotFound(format!("route {}", uri.path())) })
+        .method_not_allowed_fallback(|uri: Uri| async move {
+            ApiError::MethodNotAllowed(uri.path().to_owned())
+        })
 }
 
 /// Checks a presented key; failures are counted per client IP, and an IP
@@ -157,6 +163,18 @@ fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|error| ApiError::InvalidJson(error.to_string()))
 }
 
+/// A body that must be one JSON object, such as `{"events": [...]}`: serde
+/// would also read a struct from an array of its fields (`[[...]]`), which
+/// no client means.
+fn parse_json_object<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T> {
+    if body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::InvalidJson(
+            "the body must be a JSON object, not an array".to_owned(),
+        ));
+    }
+    parse_json(body)
+}
+
 /// `POST /v1/events`: one event; 202 with its `event_id` once the broker has it.
 async fn ingest_one(
     State(state): State<AppState>,
@@ -218,7 +236,7 @@ async fn ingest_batch(
         let client_ip = state.proxies.client_ip(peer.ip(), &headers);
         let key = authorize(&state, presented_key(&headers), client_ip, Scope::Ingest)?;
         let body = read_body(&headers, body, Accept::Json, state.ingest.max_batch_bytes)?;
-        let request: NativeBatch<'_> = parse_json(&body)?;
+        let request: NativeBatch<'_> = parse_json_object(&body)?;
         let events = request.events;
         check_batch_size(&state, events.len())?;
         let budget = admit(&state, &key, events.len())?;
@@ -387,7 +405,7 @@ async fn segment_batch(
             Accept::JsonOrText,
             state.ingest.max_batch_bytes,
         )?;
-        let request: SegmentBatch<'_> = parse_json(&body)?;
+        let request: SegmentBatch<'_> = parse_json_object(&body)?;
         let key = match early_key {
             Some(key) => key,
             None => authorize(&state, request.write_key.clone(), client_ip, Scope::Ingest)?,

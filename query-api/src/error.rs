@@ -22,6 +22,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// `/v1/live` asked without a usable WebSocket handshake.
+    #[error("this endpoint is a WebSocket: {reason}")]
+    NotWebSocket { status: StatusCode, reason: String },
     #[error("ClickHouse query failed")]
     Storage(#[from] clickhouse::error::Error),
     #[error("a stored rollup could not be decoded: {0}")]
@@ -57,6 +60,9 @@ impl IntoResponse for ApiError {
             }
             Self::MethodNotAllowed => ErrorBody::new("method_not_allowed", self.to_string())
                 .into_response(StatusCode::METHOD_NOT_ALLOWED),
+            Self::NotWebSocket { status, .. } => {
+                ErrorBody::new("websocket_required", self.to_string()).into_response(status)
+            }
             Self::Storage(error) => {
                 // The detail goes to the log, never to the client.
                 tracing::error!(cause = %error, "ClickHouse query failed");

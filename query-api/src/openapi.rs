@@ -2,91 +2,191 @@
 //! rendered at `/docs`. Written out here, next to the handlers it describes,
 //! rather than derived: the parameters are parsed by hand (repeatable
 //! `property.KEY`, comma lists), which derive macros describe poorly.
+//!
+//! Every parameter schema states what the parser accepts (enums, bounds,
+//! patterns), and every response what the handler sends, because clients
+//! and checkers are generated from it; `deploy/conformance.sh` runs
+//! schemathesis against the running service to keep the two in step.
 
 use serde_json::{Value, json};
-use sluice_runtime::docs::{error_response, with_shared_parts};
+use sluice_runtime::docs::{error_response, retry_after_header, with_shared_parts};
 
-use crate::metrics::request::Metric;
+use crate::events::MAX_LIMIT as MAX_EVENTS;
+use crate::metrics::request::{MAX_LIMIT as MAX_ROWS, Metric};
 
-fn query(name: &str, kind: &str, description: &str) -> Value {
-    json!({"name": name, "in": "query", "required": false,
-           "schema": {"type": kind}, "description": description})
+/// The latest instant a range may name: 2100-01-01T00:00:00Z.
+const MAX_TIME_MS: i64 = 4_102_444_800_000;
+/// A property key, as filters and group-bys name it.
+const PROPERTY_KEY: &str = r"[A-Za-z0-9_.$:-]{1,128}";
+
+fn query(name: &str, schema: Value, description: &str) -> Value {
+    let mut parameter =
+        json!({"name": name, "in": "query", "required": false, "description": description});
+    parameter["schema"] = schema;
+    parameter
 }
 
-fn range_and_filters() -> Vec<Value> {
-    vec![
+/// A comma-separated list, `name=a,b,c` (OpenAPI's form style, not exploded).
+/// An empty value is an empty list; an empty item (`a,,b`) is a 400.
+fn list(
+    name: &str,
+    items: Value,
+    min_items: usize,
+    max_items: Option<usize>,
+    description: &str,
+) -> Value {
+    let mut schema = json!({"type": "array", "minItems": min_items});
+    schema["items"] = items;
+    if let Some(max) = max_items {
+        schema["maxItems"] = json!(max);
+    }
+    let mut parameter = query(name, schema, description);
+    parameter["style"] = json!("form");
+    parameter["explode"] = json!(false);
+    parameter
+}
+
+fn text() -> Value {
+    json!({"type": "string"})
+}
+
+fn time(description: &str) -> Value {
+    json!({"anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "integer", "minimum": 0, "maximum": MAX_TIME_MS}],
+        "description": description})
+}
+
+/// `from`, `to` and the filters. `/v1/metrics` takes `source` as its path
+/// choice (auto or raw), so it has no `source` filter.
+fn range_and_filters(source_filter: bool) -> Vec<Value> {
+    let mut parameters = vec![
         query(
             "from",
-            "string",
-            "Start (inclusive): RFC 3339 (encode `+` as %2B) or epoch ms. Default: 24 h before `to`.",
+            time("RFC 3339 (encode `+` as %2B), or epoch milliseconds"),
+            "Start (inclusive): RFC 3339 with any offset (encode `+` as %2B) or epoch ms, 1970 to 2100. Default: 24 h before `to`. Must be before `to`.",
         ),
         query(
             "to",
-            "string",
-            "End (exclusive): RFC 3339 or epoch ms. Default: now.",
+            time("RFC 3339 or epoch milliseconds"),
+            "End (exclusive): RFC 3339 or epoch ms, 1970 to 2100. Default: now.",
         ),
-        query("type", "string", "Only events of this type."),
-        query("source", "string", "Only events from this source."),
-        query("status", "string", "Only events with this status."),
-        query("user_id", "string", "Only events of this user."),
-        query("session_id", "string", "Only events of this session."),
-        query("tag", "string", "Only events carrying this tag."),
-        json!({"name": "property.KEY", "in": "query", "required": false, "schema": {"type": "string"},
-               "description": "Repeatable: the property KEY equals the value (a string, or the JSON text of a number or boolean). Keys: 1-128 of A-Z a-z 0-9 _ - . $ :"}),
-    ]
-}
-
-fn metrics_parameters() -> Vec<Value> {
-    let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-    let mut parameters = vec![
-        query(
-            "interval",
-            "string",
-            "Bucket width: 1m, 5m, 15m, 1h or 1d. Default 1h. The range widens to whole buckets.",
-        ),
-        query(
-            "metrics",
-            "string",
-            &format!("Comma list of: {}. Default count.", names.join(", ")),
-        ),
-        query(
-            "group_by",
-            "string",
-            "Comma list (at most 4) of type, source, status, property.KEY.",
-        ),
-        query(
-            "having",
-            "string",
-            "Comma list of METRIC OP NUMBER (OP: > >= < <= = !=), all must hold; each metric must be requested.",
-        ),
-        query(
-            "order_by",
-            "string",
-            "Comma list of bucket, a group_by dimension or a requested metric; a leading - sorts descending. Default: bucket, then groups.",
-        ),
-        query("limit", "integer", "Most rows, 1 to 100000. Default 10000."),
-        query(
-            "utc_offset",
-            "string",
-            "Fixed offset whose midnight starts 1h and 1d buckets, e.g. +05:30 (encode + as %2B). Default Z.",
-        ),
-        query(
-            "source",
-            "string",
-            "auto (rollups where they cover the question) or raw (always exact). Default auto.",
-        ),
+        query("type", text(), "Only events of this type."),
     ];
-    parameters.extend(range_and_filters());
+    if source_filter {
+        parameters.push(query("source", text(), "Only events from this source."));
+    }
+    parameters.extend([
+        query("status", text(), "Only events with this status."),
+        query("user_id", text(), "Only events of this user."),
+        query("session_id", text(), "Only events of this session."),
+        query("tag", text(), "Only events carrying this tag."),
+        query(
+            "property.KEY",
+            text(),
+            "Stands for any number of `property.KEY=VALUE` parameters, one per key: the property KEY equals VALUE (a string, or the JSON text of a number or boolean). KEY is 1-128 of A-Z a-z 0-9 _ - . $ :",
+        ),
+    ]);
     parameters
 }
 
+fn metric_names(numeric_only: bool) -> Vec<&'static str> {
+    Metric::ALL
+        .iter()
+        .filter(|metric| !numeric_only || **metric != Metric::DominantStatus)
+        .map(|metric| metric.name())
+        .collect()
+}
+
+fn metrics_parameters() -> Vec<Value> {
+    let names = metric_names(false);
+    let numeric = metric_names(true).join("|");
+    let dimension = json!({"anyOf": [
+        {"type": "string", "enum": ["type", "source", "status"]},
+        {"type": "string", "pattern": format!("^property\\.{PROPERTY_KEY}$")}]});
+    let number = r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?";
+    let condition = format!(r"^\s*({numeric})\s*(>=|<=|!=|>|<|=)\s*{number}\s*$");
+    let sort_key = format!(
+        r"^-?(bucket|type|source|status|property\.{PROPERTY_KEY}|{})$",
+        names.join("|")
+    );
+    let mut parameters = vec![
+        query(
+            "interval",
+            json!({"type": "string", "enum": ["1m", "5m", "15m", "1h", "1d"], "default": "1h"}),
+            "Bucket width. The range widens to whole buckets.",
+        ),
+        list(
+            "metrics",
+            json!({"type": "string", "enum": names}),
+            1,
+            None,
+            "The metrics of each row. Default count.",
+        ),
+        list(
+            "group_by",
+            dimension,
+            0,
+            Some(4),
+            "Dimensions: type, source, status, property.KEY.",
+        ),
+        list(
+            "having",
+            json!({"type": "string", "pattern": condition}),
+            0,
+            None,
+            "Conditions METRIC OP NUMBER (OP: > >= < <= = !=, URL-encoded), all must hold; each metric must be among `metrics`; dominant_status cannot be compared.",
+        ),
+        list(
+            "order_by",
+            json!({"type": "string", "pattern": sort_key}),
+            0,
+            None,
+            "Sort keys: bucket, a group_by dimension or a requested metric; a leading - sorts descending. Default: bucket, then groups. Missing values sort last.",
+        ),
+        query(
+            "limit",
+            json!({"type": "integer", "minimum": 1, "maximum": MAX_ROWS, "default": 10_000}),
+            "Most rows.",
+        ),
+        query(
+            "utc_offset",
+            json!({"type": "string", "pattern": r"^(Z|[+-][0-9]{1,2}:[0-9]+)$", "default": "Z"}),
+            "Fixed offset whose midnight starts 1h and 1d buckets, e.g. +05:30 (encode + as %2B) or -08:00; at most 14 hours, minutes below 60.",
+        ),
+        query(
+            "source",
+            json!({"type": "string", "enum": ["auto", "raw"], "default": "auto"}),
+            "auto: rollups where they cover the question; raw: always exact, from raw events.",
+        ),
+    ];
+    parameters.extend(range_and_filters(false));
+    parameters
+}
+
+/// The answers every read endpoint may give besides its success.
 fn error_responses() -> Value {
     json!({
-        "400": error_response("A parameter is invalid (`invalid_parameter`)."),
-        "401": error_response("No key, or an unknown or revoked one (`unauthorized`)."),
+        "400": error_response("A parameter is malformed, out of range, repeated or unknown (`invalid_parameter`; `details.parameter` names it, `details.reason` says why)."),
+        "401": unauthorized(),
         "403": error_response("The key lacks the `read` scope (`forbidden`)."),
-        "503": error_response("ClickHouse or the key store is not available (`storage_unavailable`, `keys_loading`)."),
+        "503": unavailable(),
     })
+}
+
+fn unauthorized() -> Value {
+    let mut response = error_response("No key, or an unknown or revoked one (`unauthorized`).");
+    response["headers"] =
+        json!({"WWW-Authenticate": {"required": true, "schema": {"type": "string"}}});
+    response
+}
+
+fn unavailable() -> Value {
+    let mut response = error_response(
+        "ClickHouse did not answer (`storage_unavailable`), the key store is still loading (`keys_loading`, with Retry-After) or the request timed out (`timeout`, with Retry-After).",
+    );
+    response["headers"] = json!({"Retry-After": retry_after_header(false)});
+    response
 }
 
 fn with_errors(ok: Value) -> Value {
@@ -97,69 +197,102 @@ fn with_errors(ok: Value) -> Value {
     responses
 }
 
-fn file(description: &str) -> Value {
-    json!({"200": {"description": description, "headers": {
-        "Content-Disposition": {"schema": {"type": "string"}, "description": "attachment; filename=\"sluice-...\""}},
-        "content": {"text/csv": {}, "application/json": {}, "application/x-ndjson": {}}}})
+fn file(what: &str) -> Value {
+    json!({"200": {
+        "description": format!("{what}, as an attachment; the media type follows `format`."),
+        "headers": {"Content-Disposition": {"required": true, "schema": {"type": "string", "pattern": "^attachment; filename=\"sluice-"},
+            "description": "attachment; filename=\"sluice-KIND-FROM-TO.EXT\""}},
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            "application/x-ndjson": {"schema": {"type": "string"}}}}})
 }
 
 fn format_parameter() -> Value {
     query(
         "format",
-        "string",
-        "csv (default), json or ndjson. CSV text cells starting with = + - @ tab or CR get a leading '.",
+        json!({"type": "string", "enum": ["csv", "json", "ndjson"], "default": "csv"}),
+        "CSV (RFC 4180, a header row; text cells starting with = + - @ tab or CR get a leading '), a JSON array, or one JSON object per line.",
     )
+}
+
+fn schemas() -> Value {
+    let nullable_text = json!({"type": "string", "nullable": true});
+    let metric_value = json!({"nullable": true, "anyOf": [{"type": "number"}, {"type": "string"}],
+        "description": "A number; dominant_status is text; null when undefined (e.g. a percentile without durations)."});
+    json!({
+        "Event": {"type": "object", "additionalProperties": false,
+            "required": ["event_id", "project_id", "type", "timestamp", "received_at", "user_id", "session_id",
+                         "source", "duration_ms", "status", "tags", "properties", "client_ip", "user_agent"],
+            "properties": {
+                "event_id": {"type": "string"}, "project_id": {"type": "string"}, "type": {"type": "string"},
+                "timestamp": {"type": "string", "format": "date-time"}, "received_at": {"type": "string", "format": "date-time"},
+                "user_id": nullable_text, "session_id": nullable_text, "source": nullable_text,
+                "duration_ms": {"type": "number", "nullable": true}, "status": nullable_text,
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "properties": {"type": "object", "nullable": true},
+                "client_ip": nullable_text, "user_agent": nullable_text}},
+        "EventPage": {"type": "object", "additionalProperties": false,
+            "required": ["events", "next_cursor", "from", "to"], "properties": {
+                "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+                "next_cursor": {"type": "string", "nullable": true, "description": "null on the last page."},
+                "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"}}},
+        "ErrorBound": {"type": "object", "additionalProperties": false, "required": ["kind", "value", "note"], "properties": {
+            "kind": {"type": "string", "enum": ["relative_standard_error", "relative_error"]},
+            "value": {"type": "number"}, "note": {"type": "string"}}},
+        "Metrics": {"type": "object", "additionalProperties": false,
+            "required": ["interval", "from", "to", "utc_offset_minutes", "source", "error_bounds", "columns", "rows"],
+            "properties": {
+                "interval": {"type": "string", "enum": ["1m", "5m", "15m", "1h", "1d"]},
+                "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
+                "utc_offset_minutes": {"type": "integer", "minimum": -840, "maximum": 840},
+                "source": {"type": "string", "enum": ["rollups", "raw", "rollups+raw"]},
+                "raw_from": {"type": "string", "format": "date-time", "description": "With rollups+raw: where raw events take over."},
+                "error_bounds": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/ErrorBound"},
+                    "description": "Per approximate metric served from rollups; {} for raw answers."},
+                "columns": {"type": "array", "items": {"type": "string"}},
+                "rows": {"type": "array", "items": {"type": "object", "required": ["bucket"],
+                    "properties": {"bucket": {"type": "string", "format": "date-time"}},
+                    "additionalProperties": metric_value,
+                    "description": "bucket, the group_by dimensions (text), then the metrics, as named in columns."}}}}
+    })
 }
 
 pub fn spec() -> Value {
     let mut event_parameters = vec![
         query(
             "limit",
-            "integer",
-            "Events per page, 1 to 1000. Default 100.",
+            json!({"type": "integer", "minimum": 1, "maximum": MAX_EVENTS, "default": 100}),
+            "Events per page.",
         ),
         query(
             "cursor",
-            "string",
-            "`next_cursor` of the previous page; the range stays that of the first page.",
+            text(),
+            "`next_cursor` of the previous page (opaque; any other value is a 400); the range stays that of the first page.",
         ),
     ];
-    event_parameters.extend(range_and_filters());
+    event_parameters.extend(range_and_filters(true));
     let mut export_event_parameters = vec![format_parameter()];
-    export_event_parameters.extend(range_and_filters());
+    export_event_parameters.extend(range_and_filters(true));
     let mut export_metric_parameters = vec![format_parameter()];
     export_metric_parameters.extend(metrics_parameters());
+    let too_large =
+        error_response("More than 200000 cells before having and limit (`result_too_large`).");
+    let mut live_errors = error_responses();
+    live_errors["400"] = error_response(
+        "An unknown parameter (`invalid_parameter`), or not a WebSocket handshake (`websocket_required`).",
+    );
+    live_errors["426"] =
+        error_response("The connection cannot be upgraded (`websocket_required`).");
+    live_errors["101"] = json!({"description": "Switching to the WebSocket protocol."});
     with_shared_parts(json!({
         "openapi": "3.0.3",
         "info": {
             "title": "Sluice query API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Raw events, metrics, exports and live pushes of one project: the project of the API key (scope `read`). Every error is {\"error\", \"message\", \"details\"}. See docs/query-api.md."
+            "description": "Raw events, metrics, exports and live pushes of one project: the project of the API key (scope `read`). A parameter not listed for an operation is a 400. Every error is {\"error\", \"message\", \"details\"}. See docs/query-api.md."
         },
-        "components": {
-            "schemas": {
-                "Event": {"type": "object", "properties": {
-                    "event_id": {"type": "string"}, "project_id": {"type": "string"}, "type": {"type": "string"},
-                    "timestamp": {"type": "string", "format": "date-time"}, "received_at": {"type": "string", "format": "date-time"},
-                    "user_id": {"type": "string", "nullable": true}, "session_id": {"type": "string", "nullable": true},
-                    "source": {"type": "string", "nullable": true}, "duration_ms": {"type": "number", "nullable": true},
-                    "status": {"type": "string", "nullable": true}, "tags": {"type": "array", "items": {"type": "string"}},
-                    "properties": {"type": "object"}, "client_ip": {"type": "string", "nullable": true},
-                    "user_agent": {"type": "string", "nullable": true}}},
-                "EventPage": {"type": "object", "required": ["events", "next_cursor", "from", "to"], "properties": {
-                    "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
-                    "next_cursor": {"type": "string", "nullable": true},
-                    "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"}}},
-                "Metrics": {"type": "object", "required": ["interval", "from", "to", "source", "error_bounds", "columns", "rows"], "properties": {
-                    "interval": {"type": "string"}, "from": {"type": "string", "format": "date-time"},
-                    "to": {"type": "string", "format": "date-time"}, "utc_offset_minutes": {"type": "integer"},
-                    "source": {"type": "string", "enum": ["rollups", "raw", "rollups+raw"]},
-                    "raw_from": {"type": "string", "format": "date-time", "description": "With rollups+raw: where raw events take over."},
-                    "error_bounds": {"type": "object", "description": "Per approximate metric served from rollups: kind and value."},
-                    "columns": {"type": "array", "items": {"type": "string"}},
-                    "rows": {"type": "array", "items": {"type": "object", "description": "bucket, the group_by dimensions, then the metrics."}}}}
-            }
-        },
+        "components": {"schemas": schemas()},
         "paths": {
             "/v1/events": {"get": {
                 "summary": "Raw events, newest first",
@@ -169,25 +302,65 @@ pub fn spec() -> Value {
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventPage"}}}}}))}},
             "/v1/metrics": {"get": {
                 "summary": "Metrics per bucket and group",
-                "description": "Served from rollups where they cover the question (filters and group_by on type, source, status; buckets older than the rollup delay), else from raw events, exactly.",
+                "description": "Served from rollups where they cover the question (filters on type and status, group_by on type, source and status; buckets older than the rollup delay), else from raw events, exactly. `source` chooses the path; this operation has no source filter (group by source instead).",
                 "parameters": metrics_parameters(),
                 "responses": with_errors(json!({
                     "200": {"description": "The rows.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Metrics"}}}},
-                    "422": error_response("More than 200000 cells before having and limit (`result_too_large`).")}))}},
+                    "422": too_large}))}},
             "/v1/export/events": {"get": {
                 "summary": "Every event of a range, as a file",
-                "description": "Streamed with constant memory, newest first.",
+                "description": "Streamed with constant memory, newest first. An error after the first byte ends the body early (the cause is logged).",
                 "parameters": export_event_parameters,
-                "responses": with_errors(file("The file."))}},
+                "responses": with_errors(file("Every event of the range"))}},
             "/v1/export/metrics": {"get": {
                 "summary": "The rows of /v1/metrics, as a file",
                 "parameters": export_metric_parameters,
-                "responses": with_errors(file("The file."))}},
+                "responses": with_errors({
+                    let mut file = file("The rows");
+                    file["422"] = too_large;
+                    file
+                })}},
             "/v1/live": {"get": {
                 "summary": "WebSocket of live metrics",
-                "description": "Upgrade to a WebSocket. Send {\"action\":\"subscribe\",\"id\":\"a\",\"window\":\"5s\",\"filters\":{\"type\":\"click\"}} or {\"action\":\"unsubscribe\",\"id\":\"a\"}; receive subscribed, unsubscribed, update, heartbeat, lagged and error messages.",
-                "parameters": [query("key", "string", "The API key, for clients that cannot set Authorization on a WebSocket.")],
-                "responses": with_errors(json!({"101": {"description": "Switching to the WebSocket protocol."}}))}}
+                "description": "Upgrade to a WebSocket (the key in Authorization, or as `key`). Send {\"action\":\"subscribe\",\"id\":\"a\",\"window\":\"5s\",\"filters\":{\"type\":\"click\"}} or {\"action\":\"unsubscribe\",\"id\":\"a\"}; receive subscribed, unsubscribed, update, heartbeat, lagged and error messages.",
+                "security": [{"key": []}, {"basic": []}, {}],
+                "parameters": [query("key", text(), "The API key, for clients that cannot set Authorization on a WebSocket.")],
+                "responses": live_errors}}
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_lists_its_answers_and_no_parameter_twice() {
+        let spec = spec();
+        for (path, item) in spec["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let mut names: Vec<&str> = operation["parameters"]
+                    .as_array()
+                    .map(|all| all.iter().map(|p| p["name"].as_str().unwrap()).collect())
+                    .unwrap_or_default();
+                let count = names.len();
+                names.sort_unstable();
+                names.dedup();
+                assert_eq!(
+                    names.len(),
+                    count,
+                    "{method} {path} names a parameter twice"
+                );
+                assert!(operation["responses"].is_object(), "{method} {path}");
+            }
+        }
+        let metrics = &spec["paths"]["/v1/metrics"]["get"]["parameters"];
+        let source = metrics
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "source")
+            .unwrap();
+        assert_eq!(source["schema"]["enum"], json!(["auto", "raw"]));
+    }
 }

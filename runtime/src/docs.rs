@@ -30,27 +30,45 @@ pub fn router(spec: Value) -> Router {
         .route("/docs", get(|| async { Html(DOCS_PAGE) }))
 }
 
-/// What every Sluice OpenAPI document shares: the bearer key scheme, the
-/// error body, and the operations endpoints. `spec` gets them merged in.
+/// What every Sluice OpenAPI document shares: the key schemes (bearer, or
+/// basic auth with the key as user name), the error body, and the
+/// operations endpoints. `spec` gets them
+/// merged in.
 pub fn with_shared_parts(mut spec: Value) -> Value {
-    let error = json!({"type": "object", "required": ["error", "message"], "properties": {
+    let error = json!({"type": "object", "additionalProperties": false, "required": ["error", "message"], "properties": {
         "error": {"type": "string", "description": "Stable machine-readable code."},
         "message": {"type": "string", "description": "What went wrong, for a person."},
         "details": {"description": "Structured specifics, e.g. the offending fields."}}});
-    spec["components"]["securitySchemes"]["key"] = json!({"type": "http", "scheme": "bearer"});
+    spec["components"]["securitySchemes"]["key"] = json!({"type": "http", "scheme": "bearer",
+        "description": "An API key: `Authorization: Bearer KEY`."});
+    spec["components"]["securitySchemes"]["basic"] = json!({"type": "http", "scheme": "basic",
+        "description": "An API key as the basic-auth user name (how Segment SDKs send a write key); the password is ignored."});
     spec["components"]["schemas"]["Error"] = error;
-    spec["security"] = json!([{"key": []}]);
+    spec["security"] = json!([{"key": []}, {"basic": []}]);
+    let open = json!([]);
+    let status = |values: &[&str]| {
+        json!({"type": "object", "required": ["status"], "properties": {
+        "status": {"type": "string", "enum": values},
+        "checks": {"type": "object", "description": "Each dependency's state."}}})
+    };
     let ops = json!({
-        "/health/live": {"get": {"summary": "Liveness", "security": [],
-            "responses": {"200": {"description": "Live."}}}},
-        "/health/ready": {"get": {"summary": "Readiness of every dependency", "security": [],
-            "responses": {"200": {"description": "Ready."}, "503": {"description": "Not ready; the body lists the checks."}}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "security": [],
-            "responses": {"200": {"description": "OpenMetrics text."}}}},
-        "/openapi.json": {"get": {"summary": "This document", "security": [],
-            "responses": {"200": {"description": "OpenAPI 3.0."}}}},
-        "/docs": {"get": {"summary": "This document, rendered", "security": [],
-            "responses": {"200": {"description": "A self-contained HTML page."}}}},
+        "/health/live": {"get": {"summary": "Liveness", "security": open,
+            "responses": {"200": {"description": "Live.",
+                "content": {"application/json": {"schema": status(&["live"])}}}}}},
+        "/health/ready": {"get": {"summary": "Readiness of every dependency", "security": open,
+            "responses": {
+                "200": {"description": "Ready.", "content": {"application/json": {"schema": status(&["ready"])}}},
+                "503": {"description": "Not ready; `checks` says which dependency is not.",
+                    "content": {"application/json": {"schema": status(&["not_ready"])}}}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "security": open,
+            "responses": {"200": {"description": "OpenMetrics text.",
+                "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}}}}},
+        "/openapi.json": {"get": {"summary": "This document", "security": open,
+            "responses": {"200": {"description": "OpenAPI 3.0.",
+                "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+        "/docs": {"get": {"summary": "This document, rendered", "security": open,
+            "responses": {"200": {"description": "A self-contained HTML page.",
+                "content": {"text/html": {"schema": {"type": "string"}}}}}}},
     });
     if let (Some(paths), Value::Object(ops)) = (spec["paths"].as_object_mut(), ops) {
         paths.extend(ops);
@@ -62,6 +80,12 @@ pub fn with_shared_parts(mut spec: Value) -> Value {
 pub fn error_response(description: &str) -> Value {
     json!({"description": description,
            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+/// The `Retry-After` header of a 429 or 503: whole seconds.
+pub fn retry_after_header(required: bool) -> Value {
+    json!({"required": required, "description": "Seconds to wait before retrying.",
+           "schema": {"type": "integer", "minimum": 0}})
 }
 
 /// Lists every operation with its parameters, request body and responses,
@@ -84,6 +108,16 @@ summary{cursor:pointer}
 <script>
 const esc = s => String(s ?? "").replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c]));
 const json = v => "<pre>" + esc(JSON.stringify(v, null, 2)) + "</pre>";
+// A parameter's type in a few words: "1h | 1d", "integer 1-1000", "array of string".
+const kind = s => {
+  if (!s) return "";
+  if (s.enum) return s.enum.join(" | ");
+  if (s.anyOf) return s.anyOf.map(kind).join(" or ");
+  if (s.type === "array") return "comma list of " + kind(s.items);
+  const bounded = s.minimum !== undefined || s.maximum !== undefined;
+  const range = bounded ? ` ${s.minimum ?? ""}-${s.maximum ?? ""}` : "";
+  return (s.format || s.type || "") + range + (s.pattern ? ` matching ${s.pattern}` : "");
+};
 fetch("openapi.json").then(r => r.json()).then(spec => {
   document.getElementById("title").textContent = spec.info.title + " " + spec.info.version;
   document.getElementById("about").textContent = spec.info.description || "";
@@ -96,7 +130,7 @@ fetch("openapi.json").then(r => r.json()).then(spec => {
         html += "<table><tr><th>Parameter</th><th>In</th><th>Type</th><th>Description</th></tr>";
         for (const p of op.parameters) {
           html += `<tr><td><code>${esc(p.name)}</code>${p.required ? " *" : ""}</td><td>${esc(p.in)}</td>` +
-            `<td>${esc((p.schema || {}).type)}</td><td>${esc(p.description)}</td></tr>`;
+            `<td>${esc(kind(p.schema))}</td><td>${esc(p.description)}</td></tr>`;
         }
         html += "</table>";
       }

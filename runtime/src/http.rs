@@ -11,7 +11,6 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 /// The one error body of every Sluice endpoint.
@@ -51,9 +50,10 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// request, and a time limit per request.
 pub fn with_common_layers(router: Router, request_timeout: Duration) -> Router {
     router
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            request_timeout,
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                within_time(request_timeout, request, next)
+            },
         ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
@@ -65,6 +65,35 @@ pub fn with_common_layers(router: Router, request_timeout: Duration) -> Router {
             tracing::info_span!("http", method = %request.method(), uri = %request.uri().path(), request_id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// A request that has no answer within `limit` gets 503 `timeout` with
+/// `Retry-After`, in the one error body (tower-http's `TimeoutLayer` answers
+/// with an empty body). Like it, this bounds the time to the response head;
+/// a streamed body may take longer.
+async fn within_time(
+    limit: Duration,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response = ErrorBody::new(
+                "timeout",
+                format!(
+                    "the request took longer than {} ms; retry later",
+                    limit.as_millis()
+                ),
+            )
+            .into_response(StatusCode::SERVICE_UNAVAILABLE);
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            response
+        }
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown`, then lets requests in
@@ -80,4 +109,36 @@ pub async fn serve_http(
     )
     .with_graceful_shutdown(shutdown.cancelled_owned())
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_slow_request_gets_the_error_body_and_retry_after() {
+        let slow = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        );
+        let app = with_common_layers(slow, Duration::from_millis(20));
+        let response = app
+            .oneshot(Request::get("/slow").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "1");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body = to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "timeout");
+    }
 }

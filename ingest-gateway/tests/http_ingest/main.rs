@@ -3,6 +3,7 @@
 
 mod batch;
 mod common;
+mod conformance;
 mod keys;
 mod limits;
 mod outage;

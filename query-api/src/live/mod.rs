@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -251,11 +252,14 @@ impl Session {
 
 /// The key of a WebSocket request: the `Authorization` header, or `key` in
 /// the query string for browsers, which cannot set headers on WebSockets.
+/// The key is checked before the handshake, so a plain GET gets the same
+/// 401 as any other endpoint, and a keyed one that is no WebSocket
+/// handshake gets the error body, not axum's plain-text rejection.
 pub async fn live_socket(
     State(state): State<AppState>,
     headers: HeaderMap,
     mut params: Params,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response> {
     let query_key = params.take("key")?;
     params.finish()?;
@@ -263,6 +267,10 @@ pub async fn live_socket(
         .or(query_key)
         .ok_or(ApiError::Auth(AuthError::Missing))?;
     let key = state.keys.authorize(&presented, Scope::Read)?;
+    let upgrade = upgrade.map_err(|rejection| ApiError::NotWebSocket {
+        status: rejection.status(),
+        reason: rejection.body_text(),
+    })?;
     let session = Session {
         project_id: key.project_id.clone(),
         partials: BTreeMap::new(),

@@ -227,14 +227,24 @@ pub struct MetricsRequest {
     pub source: SourceChoice,
 }
 
-fn list(text: &str) -> impl Iterator<Item = &str> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
+/// The items of a comma list, trimmed: none for an empty value, and an
+/// error for an empty item (`a,,b`, `a,`), which is a typo more often than
+/// not.
+fn list(text: &str) -> Result<Vec<&str>, String> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let items: Vec<&str> = text.split(',').map(str::trim).collect();
+    if items.iter().any(|item| item.is_empty()) {
+        return Err(format!(
+            "{text:?} has an empty item; separate names with single commas"
+        ));
+    }
+    Ok(items)
 }
 
 fn parse_list<T: FromStr<Err = String>>(text: &str) -> Result<Vec<T>, String> {
-    list(text).map(str::parse).collect()
+    list(text)?.into_iter().map(str::parse).collect()
 }
 
 /// `+05:30`, `-08:00`, `Z`: a fixed offset in whole minutes, up to 14 h.
@@ -249,9 +259,15 @@ pub fn parse_utc_offset(text: &str) -> Result<i64, String> {
         _ => return Err(invalid()),
     };
     let (hours, minutes) = rest.split_once(':').ok_or_else(invalid)?;
-    let hours: i64 = hours.parse().map_err(|_| invalid())?;
-    let minutes: i64 = minutes.parse().map_err(|_| invalid())?;
-    if hours > 14 || minutes > 59 || hours.to_string().len() > 2 {
+    // Digits only: `parse` alone would take a sign, as in `+05:-30`.
+    let digits = |part: &str, len: std::ops::RangeInclusive<usize>| {
+        (len.contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| part.parse::<i64>().ok())
+            .flatten()
+            .ok_or_else(invalid)
+    };
+    let (hours, minutes) = (digits(hours, 1..=2)?, digits(minutes, 2..=2)?);
+    if hours > 14 || minutes > 59 {
         return Err(invalid());
     }
     Ok(sign * (hours * 60 + minutes) * 60_000)
@@ -359,7 +375,8 @@ impl MetricsRequest {
 }
 
 fn parse_order(text: &str, group_by: &[Dimension]) -> Result<Vec<OrderBy>, String> {
-    list(text)
+    list(text)?
+        .into_iter()
         .map(|item| {
             let (descending, name) = match item.strip_prefix('-') {
                 Some(name) => (true, name),
@@ -423,13 +440,30 @@ mod tests {
             &[("having", "count>x")],
             &[("having", "unique_users>1")],
             &[("order_by", "nope")],
+            &[("order_by", "count,")],
+            &[("metrics", "count,,unique_users")],
+            &[("group_by", ",type")],
             &[("interval", "2m")],
             &[("limit", "0")],
             &[("utc_offset", "05:30")],
+            &[("utc_offset", "+05:-30")],
+            &[("utc_offset", "++5:30")],
+            &[("utc_offset", "+5:3")],
+            &[("utc_offset", "+15:00")],
             &[("unknown", "1")],
         ] {
             assert!(request(pairs).is_err(), "{pairs:?}");
         }
+    }
+
+    #[test]
+    fn an_empty_list_is_no_items_but_an_empty_item_is_an_error() {
+        let empty = request(&[("group_by", ""), ("having", ""), ("order_by", " ")]).unwrap();
+        assert!(empty.group_by.is_empty() && empty.having.is_empty() && empty.order_by.is_empty());
+        let spaced = request(&[("metrics", " count , unique_users ")]).unwrap();
+        assert_eq!(spaced.metrics, [Metric::Count, Metric::UniqueUsers]);
+        let error = request(&[("metrics", "count,")]).unwrap_err().to_string();
+        assert!(error.contains("empty item"), "{error}");
     }
 
     #[test]

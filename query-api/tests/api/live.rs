@@ -164,3 +164,21 @@ async fn a_client_that_stops_reading_is_dropped_and_the_others_go_on() {
     .await;
     assert_eq!(closed, Ok(true), "the stalled client was not dropped");
 }
+
+/// Found by schemathesis (deploy/conformance.sh): a GET that is no
+/// WebSocket handshake got axum's plain-text 400; it gets the error body,
+/// and the key is checked first, as on every endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_get_gets_the_error_body() {
+    let env = TestEnv::new("qlive_plain");
+    let api = Api::start(&env).await;
+    let key = read_key(&env, &api, &project(&env, "a")).await;
+    let anonymous = api.client.get(api.url("/v1/live")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let body: Value = anonymous.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized");
+    let answer = api.get("/v1/live", &key).await;
+    assert_eq!(answer.status, 400, "{}", answer.text);
+    assert_eq!(answer.headers["content-type"], "application/json");
+    assert_eq!(answer.json()["error"], "websocket_required");
+}
