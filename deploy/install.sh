@@ -2,7 +2,7 @@
 # Installs what the local Sluice stack and build need, only what is missing, and
 # says what it did. Safe to re-run: with everything present it changes nothing.
 #
-# Usage: deploy/install.sh [apt|tansu|chdb|schemathesis]
+# Usage: deploy/install.sh [apt|tansu|chdb|schemathesis|kubernetes]
 #   (no argument)  what the local stack needs: apt and tansu
 #   apt            only the Debian packages
 #   tansu          only the tansu broker (cargo install, ~20 minutes on 2 cores)
@@ -11,6 +11,8 @@
 #   schemathesis   only the OpenAPI conformance checker of deploy/conformance.sh: a
 #                  virtualenv with the pinned deploy/conformance/requirements.txt
 #                  (~60 MB, ~20 s)
+#   kubernetes     only the manifest checker of deploy/kubernetes/validate.sh: a
+#                  virtualenv with the pinned deploy/kubernetes/requirements.txt
 set -euo pipefail
 
 # ClickHouse 18.16 server and client (Debian's), cmake + libcurl headers + g++ +
@@ -27,6 +29,8 @@ CHDB_VENV=${SLUICE_CHDB_VENV:-$HOME/.cache/sluice/chdb-venv}
 CHDB_REQUIREMENTS=$ROOT/testkit/chdb-fixture/requirements.txt
 SCHEMATHESIS_VENV=${SLUICE_SCHEMATHESIS_VENV:-$HOME/.cache/sluice/schemathesis-venv}
 SCHEMATHESIS_REQUIREMENTS=$ROOT/deploy/conformance/requirements.txt
+KUBERNETES_VALIDATE_VENV=${SLUICE_KUBERNETES_VALIDATE_VENV:-$HOME/.cache/sluice/kubernetes-validate-venv}
+KUBERNETES_VALIDATE_REQUIREMENTS=$ROOT/deploy/kubernetes/requirements.txt
 
 log() { printf 'install: %s\n' "$*"; }
 die() {
@@ -171,6 +175,10 @@ install_schemathesis() {
     log "schemathesis: $("$SCHEMATHESIS_VENV/bin/schemathesis" --version)"
 }
 
+install_kubernetes_validate() {
+    install_venv kubernetes-validate "$KUBERNETES_VALIDATE_VENV" "$KUBERNETES_VALIDATE_REQUIREMENTS" 'import kubernetes_validate'
+}
+
 case ${1:-all} in
 all)
     install_apt
@@ -180,6 +188,7 @@ apt) install_apt ;;
 tansu) install_tansu ;;
 chdb) install_chdb ;;
 schemathesis) install_schemathesis ;;
+kubernetes) install_kubernetes_validate ;;
 -h | --help | help) usage ;;
 *)
     usage >&2

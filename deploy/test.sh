@@ -7,9 +7,10 @@
 #   chdb           the current ClickHouse engine (chdb-core 26.9) behind the
 #                  HTTP test fixture in testkit/chdb-fixture
 #
-# Before them, deploy/conformance.sh checks both HTTP services against their
-# OpenAPI documents with schemathesis (about 75 s), once, on the first
-# engine.
+# Before them, deploy/kubernetes/validate.sh checks the Kubernetes manifests
+# against the API schemas, and deploy/conformance.sh checks both HTTP
+# services against their OpenAPI documents with schemathesis (about 75 s),
+# once, on the first engine.
 #
 # Usage: deploy/test.sh [--engine clickhouse-18|chdb|both] [--no-conformance]
 #                       [RUNNER ARGS...]
@@ -98,6 +99,13 @@ fi
 
 failed=() summary=()
 # First, so that the test runner's own summary closes the output.
+log "===== Kubernetes manifests (deploy/kubernetes/validate.sh) ====="
+if deploy/kubernetes/validate.sh; then
+    summary+=("Kubernetes manifests: valid")
+else
+    summary+=("Kubernetes manifests: INVALID")
+    failed+=("Kubernetes manifests")
+fi
 if ((conformance)); then
     log "===== OpenAPI conformance (deploy/conformance.sh) on ${engines[0]} ====="
     start=$SECONDS

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Validates the Kubernetes manifests here against the API schemas of a
 # Kubernetes version (strict: unknown fields are errors), offline, with
-# kubernetes-validate from PyPI, installed on first use into
-# ~/.cache/sluice/kubernetes-validate-venv.
+# kubernetes-validate from PyPI, pinned in requirements.txt here and
+# installed on first use by `deploy/install.sh kubernetes`.
 #
 # Usage: deploy/kubernetes/validate.sh [KUBERNETES_VERSION]   (default 1.30,
 # the oldest with the preStop `sleep` action these manifests use)
@@ -10,14 +10,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 version=${1:-1.30}
-venv=${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}/kubernetes-validate-venv
-validator=$venv/bin/kubernetes-validate
-
-if [[ ! -x $validator ]]; then
-    echo "validate: installing kubernetes-validate into $venv" >&2
-    python3 -m venv "$venv" || { echo "validate: python3 -m venv failed (apt-get install python3-venv)" >&2; exit 1; }
-    "$venv/bin/pip" install --quiet 'kubernetes-validate==1.37.0'
-fi
+"$here/../install.sh" kubernetes >&2
+validator=${SLUICE_KUBERNETES_VALIDATE_VENV:-$HOME/.cache/sluice/kubernetes-validate-venv}/bin/kubernetes-validate
 
 manifests=()
 for file in "$here"/*.yaml; do

@@ -57,9 +57,8 @@ fn time(description: &str) -> Value {
         "description": description})
 }
 
-/// `from`, `to` and the filters. `/v1/metrics` takes `source` as its path
-/// choice (auto or raw), so it has no `source` filter.
-fn range_and_filters(source_filter: bool) -> Vec<Value> {
+/// `from`, `to` and the filters.
+fn range_and_filters() -> Vec<Value> {
     let mut parameters = vec![
         query(
             "from",
@@ -72,10 +71,8 @@ fn range_and_filters(source_filter: bool) -> Vec<Value> {
             "End (exclusive): RFC 3339 or epoch ms, 1970 to 2100. Default: now.",
         ),
         query("type", text(), "Only events of this type."),
+        query("source", text(), "Only events from this source."),
     ];
-    if source_filter {
-        parameters.push(query("source", text(), "Only events from this source."));
-    }
     parameters.extend([
         query("status", text(), "Only events with this status."),
         query("user_id", text(), "Only events of this user."),
@@ -155,12 +152,12 @@ fn metrics_parameters() -> Vec<Value> {
             "Fixed offset whose midnight starts 1h and 1d buckets, e.g. +05:30 (encode + as %2B) or -08:00; at most 14 hours, minutes below 60.",
         ),
         query(
-            "source",
-            json!({"type": "string", "enum": ["auto", "raw"], "default": "auto"}),
-            "auto: rollups where they cover the question; raw: always exact, from raw events.",
+            "exact",
+            json!({"type": "string", "enum": ["true", "false"], "default": "false"}),
+            "true: always the exact path, from raw events; false: rollups where they cover the question.",
         ),
     ];
-    parameters.extend(range_and_filters(false));
+    parameters.extend(range_and_filters());
     parameters
 }
 
@@ -271,9 +268,9 @@ pub fn spec() -> Value {
             "`next_cursor` of the previous page (opaque; any other value is a 400); the range stays that of the first page.",
         ),
     ];
-    event_parameters.extend(range_and_filters(true));
+    event_parameters.extend(range_and_filters());
     let mut export_event_parameters = vec![format_parameter()];
-    export_event_parameters.extend(range_and_filters(true));
+    export_event_parameters.extend(range_and_filters());
     let mut export_metric_parameters = vec![format_parameter()];
     export_metric_parameters.extend(metrics_parameters());
     let too_large =
@@ -302,7 +299,7 @@ pub fn spec() -> Value {
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventPage"}}}}}))}},
             "/v1/metrics": {"get": {
                 "summary": "Metrics per bucket and group",
-                "description": "Served from rollups where they cover the question (filters on type and status, group_by on type, source and status; buckets older than the rollup delay), else from raw events, exactly. `source` chooses the path; this operation has no source filter (group by source instead).",
+                "description": "Served from rollups where they cover the question (filters and group_by on type, source and status only; minutes older than the rollup delay), else from raw events, exactly; `exact=true` insists on raw events. The answer's `source` says which.",
                 "parameters": metrics_parameters(),
                 "responses": with_errors(json!({
                     "200": {"description": "The rows.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Metrics"}}}},
@@ -355,12 +352,16 @@ mod tests {
             }
         }
         let metrics = &spec["paths"]["/v1/metrics"]["get"]["parameters"];
-        let source = metrics
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == "source")
-            .unwrap();
-        assert_eq!(source["schema"]["enum"], json!(["auto", "raw"]));
+        let named = |name: &str| {
+            metrics
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(named("exact")["schema"]["enum"], json!(["true", "false"]));
+        assert_eq!(named("source")["schema"]["type"], "string", "a filter");
     }
 }

@@ -30,7 +30,7 @@ use crate::error::{ApiError, Result};
 use crate::filters::TimeRange;
 use crate::params::Params;
 use crate::routes::{AppState, authorize};
-use request::{Metric, MetricsRequest, SourceChoice};
+use request::{Metric, MetricsRequest};
 
 const MINUTE_MS: i64 = 60_000;
 
@@ -118,7 +118,7 @@ impl Plan {
 /// rollups plus the last few minutes from raw events.
 pub fn plan(request: &MetricsRequest, now_ms: i64, rollup_delay_ms: i64) -> Plan {
     let range = request.aligned_range();
-    let covered = request.source == SourceChoice::Auto
+    let covered = !request.exact
         && request.filters.rollups_cover()
         && request
             .group_by
@@ -272,7 +272,7 @@ mod tests {
         by_property.push(("group_by", "property.plan"));
         assert_eq!(plan(&request(&by_property), 200 * HOUR, 0).source(), "raw");
         let mut forced = base.to_vec();
-        forced.push(("source", "raw"));
+        forced.push(("exact", "true"));
         assert_eq!(plan(&request(&forced), 200 * HOUR, 0).source(), "raw");
     }
 

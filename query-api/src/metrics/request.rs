@@ -204,14 +204,6 @@ pub struct OrderBy {
     pub descending: bool,
 }
 
-/// Where raw events are read from: `auto` (rollups where they cover the
-/// question) or `raw` (always the exact path).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceChoice {
-    Auto,
-    Raw,
-}
-
 #[derive(Debug, Clone)]
 pub struct MetricsRequest {
     pub range: TimeRange,
@@ -224,7 +216,9 @@ pub struct MetricsRequest {
     pub having: Vec<Having>,
     pub order_by: Vec<OrderBy>,
     pub limit: usize,
-    pub source: SourceChoice,
+    /// Always the exact path (raw events), even where rollups cover the
+    /// question (`exact=true`).
+    pub exact: bool,
 }
 
 /// The items of a comma list, trimmed: none for an empty value, and an
@@ -308,13 +302,13 @@ impl MetricsRequest {
                     .ok_or_else(|| format!("must be between 1 and {MAX_LIMIT}"))
             })?
             .unwrap_or(DEFAULT_LIMIT);
-        let source = params
-            .parse("source", |text| match text {
-                "auto" => Ok(SourceChoice::Auto),
-                "raw" => Ok(SourceChoice::Raw),
-                _ => Err("use auto or raw".to_owned()),
+        let exact = params
+            .parse("exact", |text| match text {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err("use true or false".to_owned()),
             })?
-            .unwrap_or(SourceChoice::Auto);
+            .unwrap_or(false);
         let filters = Filters::parse(params)?;
         for condition in &having {
             if !metrics.contains(&condition.metric) {
@@ -337,7 +331,7 @@ impl MetricsRequest {
             having,
             order_by,
             limit,
-            source,
+            exact,
         })
     }
 

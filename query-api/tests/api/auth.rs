@@ -9,9 +9,9 @@ use crate::common::{Api, HOUR, generate, insert_events, project, read_key};
 
 const ENDPOINTS: [&str; 4] = [
     "/v1/events?limit=1000",
-    "/v1/metrics?interval=1h&metrics=count&group_by=type&source=raw",
+    "/v1/metrics?interval=1h&metrics=count&group_by=type&exact=true",
     "/v1/export/events?format=ndjson",
-    "/v1/export/metrics?format=ndjson&interval=1h&metrics=count&source=raw",
+    "/v1/export/metrics?format=ndjson&interval=1h&metrics=count&exact=true",
 ];
 
 /// The events (or metric rows) an endpoint returned, and their total count.

@@ -125,7 +125,7 @@ async fn exports_parse_back_to_the_same_rows() {
     assert_eq!(filtered.text.lines().count(), clicks);
 
     let query = format!(
-        "interval=1h&group_by=type,source&metrics={ALL_METRICS}&source=raw&from={}&to={now}",
+        "interval=1h&group_by=type,source&metrics={ALL_METRICS}&exact=true&from={}&to={now}",
         now - 4 * HOUR
     );
     let metrics = api.get_ok(&format!("/v1/metrics?{query}"), &key).await;

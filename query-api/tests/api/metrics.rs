@@ -69,7 +69,7 @@ async fn raw_metrics_match_ground_truth() {
 
     let body = api
         .get_ok(
-            &format!("/v1/metrics?{metrics}&interval=15m&group_by=type,status&source=raw"),
+            &format!("/v1/metrics?{metrics}&interval=15m&group_by=type,status&exact=true"),
             &key,
         )
         .await;
@@ -130,7 +130,7 @@ async fn raw_metrics_match_ground_truth() {
     );
 
     // Bucket edges, stated by hand: [start, end) in milliseconds.
-    let edges = format!("/v1/metrics?{range}&type=edge&interval=1h&source=raw");
+    let edges = format!("/v1/metrics?{range}&type=edge&interval=1h&exact=true");
     assert_eq!(
         buckets(&api.get_ok(&edges, &key).await),
         [(base, 1), (base + HOUR, 2)]
@@ -146,7 +146,7 @@ async fn raw_metrics_match_ground_truth() {
 
     // Having, order and limit.
     let body = api
-        .get_ok(&format!("/v1/metrics?{range}&interval=1d&group_by=type&metrics=count,p50_duration&having=count>5&order_by=-count,type&limit=3&source=raw"), &key)
+        .get_ok(&format!("/v1/metrics?{range}&interval=1d&group_by=type&metrics=count,p50_duration&having=count>5&order_by=-count,type&limit=3&exact=true"), &key)
         .await;
     let mut expected: Vec<(u64, String, i64)> = truth(&events, DAY_MS, 0, by(&["type"]), |_| true)
         .into_iter()
@@ -227,7 +227,7 @@ async fn rollups_from_the_pipeline_match_ground_truth() {
     assert_eq!(body["error_bounds"]["p99_duration"]["value"], 0.01);
     let minutes = truth(&old, MINUTE, 0, by(&["type", "source", "status"]), |_| true);
     check_rows(&body, &dimensions, &minutes, false);
-    let exact = api.get_ok(&format!("{path}&source=raw"), &key).await;
+    let exact = api.get_ok(&format!("{path}&exact=true"), &key).await;
     assert_eq!(exact["source"], "raw");
     check_rows(&exact, &dimensions, &minutes, true);
 
@@ -248,6 +248,19 @@ async fn rollups_from_the_pipeline_match_ground_truth() {
         .await;
     let keep = |e: &Event| e.status.as_deref() == Some("404") && e.event_type == "click";
     check_rows(&body, &[], &truth(&old, HOUR, 0, by(&[]), keep), true);
+    // A source filter, from rollups and, to the same numbers, from raw events.
+    let keep = |e: &Event| e.source.as_deref() == Some("ios");
+    let ios = truth(&old, HOUR, 0, by(&[]), keep);
+    for (path, answered_from) in [("", "rollups"), ("&exact=true", "raw")] {
+        let body = api
+            .get_ok(
+                &format!("/v1/metrics?{old_range}&interval=1h&source=ios{path}"),
+                &key,
+            )
+            .await;
+        assert_eq!(body["source"], answered_from, "{body}");
+        check_rows(&body, &[], &ios, true);
+    }
 
     // Up to now: rollups for the old hours, raw events for the newest.
     let all: Vec<Event> = old.iter().chain(&recent).cloned().collect();
@@ -327,7 +340,7 @@ async fn copies_count_once_whether_or_not_days_are_merged() {
     insert_events(&clickhouse, &events[..300]).await;
     let key = read_key(&env, &api, &p).await;
     let path = format!(
-        "/v1/metrics?from={base}&to={}&interval=1d&group_by=type&metrics={ALL_METRICS}&source=raw",
+        "/v1/metrics?from={base}&to={}&interval=1d&group_by=type&metrics={ALL_METRICS}&exact=true",
         base + 2 * DAY_MS
     );
     let expected = truth(&events, DAY_MS, 0, by(&["type"]), |_| true);
