@@ -20,7 +20,13 @@ while (($#)); do
     case $1 in
     --duration) DURATION=$2; shift ;;
     --no-build) BUILD=0 ;;
-    *) echo "usage: $0 [--duration S] [--no-build]" >&2; exit 2 ;;
+    -h | --help)
+        echo "usage: $0 [--duration S] [--no-build]"
+        echo "  --duration S   measured seconds per phase and setting (default $DURATION)"
+        echo "  --no-build     use the release binaries already built"
+        exit 0
+        ;;
+    *) echo "usage: $0 [--duration S] [--no-build] (--help)" >&2; exit 2 ;;
     esac
     shift
 done
@@ -38,7 +44,7 @@ run() {
     echo "sweep: $dimension = $value" >&2
     local output dir
     output=$("$ROOT/load-tests/bench-gateway.sh" --runs 1 --duration "$DURATION" --no-overload \
-        --bin-dir "$ROOT/target/release" "$@" 2>&1) || {
+        --bin-dir "${CARGO_TARGET_DIR:-$ROOT/target}/release" "$@" 2>&1) || {
         echo "$output" >&2
         exit 1
     }
