@@ -327,7 +327,8 @@ time_requests() {
     local i code
     for ((i = 0; i < QUERY_REPS; i++)); do
         code=$(curl -sS -o /dev/null -w '%{http_code} %{time_total}' \
-            -H "Authorization: Bearer $READ_KEY" "$QUERY_URL$path")
+            -H "Authorization: Bearer $READ_KEY" "$QUERY_URL$path") ||
+            die "query: no answer to $path (is the query API alive? see $OUT/query-api.log)"
         [[ ${code%% *} == 200 ]] || die "query: $path answered ${code%% *}"
         echo "${code#* }" >>"$times"
     done
