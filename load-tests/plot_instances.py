@@ -38,7 +38,7 @@ def main(csv_path: str, out_dir: str) -> None:
     xs = [int(row["instances"]) for row in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for axis, key, label, unit in (
-        (left, "drain_eps", "drain of a pre-filled topic", "events/s"),
+        (left, "drain_eps", "2M events produced and drained", "events/s"),
         (right, "e2e_p99_ms", "end-to-end freshness p99", "ms"),
     ):
         points = [(x, row) for x, row in zip(xs, rows) if row[key] is not None]
