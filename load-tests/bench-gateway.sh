@@ -17,6 +17,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOG_TAG=bench
+# shellcheck source=load-tests/lib.sh
+source "$ROOT/load-tests/lib.sh"
 
 RUNS=1
 DURATION=10
@@ -44,20 +47,12 @@ REPORT_DIR=
 BENCH_API_KEY=bench-key-0123456789abcdef
 BENCH_PROJECT=bench
 BENCH_ADMIN_TOKEN=bench-admin-token-0123456789
-BENCH_KEY_LIMIT=1000000000
 gateway_key_env() {
     echo "SLUICE_ADMIN_TOKEN=$BENCH_ADMIN_TOKEN"
 }
 create_bench_key() {
-    local answer
-    answer=$(curl -sS -X POST "$GATEWAY_URL/v1/admin/keys" \
-        -H "Authorization: Bearer $BENCH_ADMIN_TOKEN" -H 'Content-Type: application/json' \
-        -d "{\"project_id\":\"$BENCH_PROJECT\",\"scopes\":[\"ingest\"],\"key\":\"$BENCH_API_KEY\",
-             \"label\":\"benchmark\",\"limits\":{\"requests_per_second\":$BENCH_KEY_LIMIT,
-             \"request_burst\":$BENCH_KEY_LIMIT,\"events_per_second\":$BENCH_KEY_LIMIT,
-             \"event_burst\":$BENCH_KEY_LIMIT}}") || die "cannot reach the gateway's admin API"
-    [[ $answer == *'"key_id"'* || $answer == *'already exists'* ]] ||
-        die "the gateway refused the benchmark key: $answer"
+    # Limits far above the load (see create_api_key in lib.sh).
+    create_api_key "$GATEWAY_URL" "$BENCH_ADMIN_TOKEN" "$BENCH_PROJECT" "$BENCH_API_KEY" '["ingest"]'
 }
 # ---- end of API key settings.
 
@@ -108,9 +103,6 @@ while (($#)); do
     esac
     shift
 done
-
-log() { echo "bench: $*" >&2; }
-die() { echo "bench: error: $*" >&2; exit 1; }
 
 # One row per run, then median/min/max of each column, from the JSON
 # results in directory $1.
@@ -172,14 +164,13 @@ print_table() {
         done) | column -t -s $'\t' | tee "$dir/table.txt"
 }
 
-command -v jq >/dev/null || die "jq is needed for the results table (apt-get install jq)"
+need_tools jq
 if [[ -n $REPORT_DIR ]]; then
     print_table "$REPORT_DIR"
     cat "$REPORT_DIR/settings.txt" 2>/dev/null || true
     exit 0
 fi
-command -v tansu >/dev/null || die "tansu is not on PATH (deploy/install.sh tansu installs it)"
-command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
+need_tools tansu curl
 
 if [[ -z $BIN_DIR ]]; then
     BIN_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/release
@@ -199,17 +190,6 @@ GATEWAY_URL=http://127.0.0.1:$HTTP_PORT
 
 TANSU_PID=
 GATEWAY_PID=
-stop_pid() {
-    local pid=$1
-    [[ -n $pid ]] || return 0
-    kill "$pid" 2>/dev/null || return 0
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 cleanup() {
     stop_pid "$GATEWAY_PID"
     GATEWAY_PID=
@@ -219,56 +199,26 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-wait_for() {
-    local what=$1 pid=$2 check=$3
-    for _ in $(seq 300); do
-        kill -0 "$pid" 2>/dev/null || die "$what exited at startup; see $OUT"
-        if eval "$check"; then return 0; fi
-        sleep 0.1
-    done
-    die "$what not ready after 30 s; see $OUT"
-}
-
 start_broker() {
     local run=$1
-    port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken (--kafka-port)"
-    # tansu reads options from generic env vars too: clear the ones not passed
-    # as flags, as deploy/stack.sh does.
-    env -u SCHEMA_REGISTRY -u OTEL_EXPORTER_OTLP_ENDPOINT -u STORAGE_ENGINE NO_COLOR=1 \
-        tansu broker --cluster-id sluice-bench \
-        --listener-url "tcp://$BROKERS" --advertised-listener-url "tcp://$BROKERS" \
-        --storage-engine memory://tansu/ >"$OUT/run$run-tansu.log" 2>&1 &
-    TANSU_PID=$!
-    wait_for tansu "$TANSU_PID" "port_open $KAFKA_PORT"
+    port_free "$KAFKA_PORT" --kafka-port
+    start_tansu "$KAFKA_PORT" "$OUT/run$run-tansu.log"
+    TANSU_PID=$STARTED_PID
 }
 
 start_gateway() {
     local run=$1
-    port_open "$HTTP_PORT" && die "port $HTTP_PORT is taken (--http-port)"
+    port_free "$HTTP_PORT" --http-port
     # Only the settings below reach the gateway: none of the caller's SLUICE_*.
-    local unset_args=()
-    while read -r name; do unset_args+=(-u "$name"); done < <(compgen -e | grep '^SLUICE_' || true)
-    env "${unset_args[@]}" \
+    start_service "$GATEWAY_BIN" "$OUT/run$run-gateway.log" "$GATEWAY_URL/health/ready" \
         SLUICE_LISTEN="127.0.0.1:$HTTP_PORT" \
         SLUICE_KAFKA_BROKERS="$BROKERS" \
         SLUICE_KAFKA_EVENTS_TOPIC=bench.events \
         SLUICE_KAFKA_DLQ_TOPIC=bench.events.dlq \
         SLUICE_KAFKA_PARTITIONS="$PARTITIONS" \
-        SLUICE_LOG=warn \
-        "$(gateway_key_env)" \
-        "$GATEWAY_BIN" >"$OUT/run$run-gateway.log" 2>&1 &
-    GATEWAY_PID=$!
-    wait_for gateway "$GATEWAY_PID" "curl -sf -o /dev/null $GATEWAY_URL/health/ready"
+        "$(gateway_key_env)"
+    GATEWAY_PID=$STARTED_PID
     create_bench_key
-}
-
-# Peak resident memory of a process so far, in KiB.
-peak_rss_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
-# CPU seconds (user + system) a process has used so far.
-cpu_seconds() {
-    awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
 }
 
 http_load() {

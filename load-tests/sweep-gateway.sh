@@ -10,6 +10,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOG_TAG=sweep
+# shellcheck source=load-tests/lib.sh
+source "$ROOT/load-tests/lib.sh"
 OUT=$ROOT/load-tests/results
 DURATION=6
 BUILD=1
@@ -17,7 +20,13 @@ while (($#)); do
     case $1 in
     --duration) DURATION=$2; shift ;;
     --no-build) BUILD=0 ;;
-    *) echo "usage: $0 [--duration S] [--no-build]" >&2; exit 2 ;;
+    -h | --help)
+        echo "usage: $0 [--duration S] [--no-build]"
+        echo "  --duration S   measured seconds per phase and setting (default $DURATION)"
+        echo "  --no-build     use the release binaries already built"
+        exit 0
+        ;;
+    *) echo "usage: $0 [--duration S] [--no-build] (--help)" >&2; exit 2 ;;
     esac
     shift
 done
@@ -35,7 +44,7 @@ run() {
     echo "sweep: $dimension = $value" >&2
     local output dir
     output=$("$ROOT/load-tests/bench-gateway.sh" --runs 1 --duration "$DURATION" --no-overload \
-        --bin-dir "$ROOT/target/release" "$@" 2>&1) || {
+        --bin-dir "${CARGO_TARGET_DIR:-$ROOT/target}/release" "$@" 2>&1) || {
         echo "$output" >&2
         exit 1
     }
@@ -60,10 +69,5 @@ done
 for partitions in 1 2 4 8; do run partitions "$partitions" --partitions "$partitions"; done
 for bytes in 100 1000 10000; do run event_bytes "$bytes" --event-bytes "$bytes"; done
 
-VENV=$HOME/.cache/sluice/plot-venv
-if ! "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null; then
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet "matplotlib==3.9.2"
-fi
-"$VENV/bin/python" "$ROOT/load-tests/plot_sweep.py" "$csv" "$OUT"
+"$(plot_python)" "$ROOT/load-tests/plot_sweep.py" "$csv" "$OUT"
 echo "sweep: wrote $csv, $OUT/gateway-sweep.md and $OUT/gateway-*.png"

@@ -38,8 +38,9 @@ enum Mode {
     /// Produce the gateway's records straight to Kafka: the ceiling.
     Kafka(KafkaArgs),
     /// End to end: send events through the gateway at a constant rate and
-    /// measure how long after the gateway's ack each one is visible in
-    /// ClickHouse; then check that exactly the acknowledged events are there.
+    /// measure how long after the gateway's ack each one is visible through
+    /// the query API; then wait until the query API counts exactly the
+    /// acknowledged events (and fail if it counts any other number).
     E2e(E2eArgs),
 }
 
@@ -53,13 +54,13 @@ struct E2eArgs {
     #[arg(long, env = "SLUICE_LOADGEN_API_KEY")]
     api_key: String,
 
-    /// ClickHouse HTTP endpoint the processor writes to.
-    #[arg(long, default_value = "http://127.0.0.1:8123")]
-    clickhouse_url: String,
+    /// Base URL of the query API.
+    #[arg(long, default_value = "http://127.0.0.1:8081")]
+    query_url: String,
 
-    /// ClickHouse database of the pipeline.
-    #[arg(long, default_value = "sluice")]
-    database: String,
+    /// API key with the `read` scope for the query API (default: --api-key).
+    #[arg(long, env = "SLUICE_LOADGEN_READ_KEY")]
+    read_key: Option<String>,
 
     /// Events per second.
     #[arg(long, default_value_t = 10_000.0)]
@@ -73,9 +74,14 @@ struct E2eArgs {
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
 
-    /// How often ClickHouse is asked which probes are visible, in milliseconds.
+    /// How often the query API is asked which probes are visible, in milliseconds.
     #[arg(long, default_value_t = 50)]
     poll_ms: u64,
+
+    /// Seconds to wait after sending for the last probes, and again for the
+    /// exact count, before failing.
+    #[arg(long, default_value_t = 60.0)]
+    settle: f64,
 
     #[command(flatten)]
     events: EventArgs,
@@ -231,13 +237,14 @@ fn main() -> anyhow::Result<()> {
         Mode::Kafka(args) => run_kafka(&runtime, args)?,
         Mode::E2e(args) => runtime.block_on(e2e::run(e2e::E2eLoad {
             url: args.url,
+            read_key: args.read_key.unwrap_or_else(|| args.api_key.clone()),
             api_key: args.api_key,
-            clickhouse_url: args.clickhouse_url,
-            database: args.database,
+            query_url: args.query_url,
             rate: args.rate,
             batch: args.batch.max(1),
             duration: Duration::from_secs_f64(args.duration),
             poll: Duration::from_millis(args.poll_ms.max(1)),
+            settle: Duration::from_secs_f64(args.settle.max(0.0)),
             spec: args.events.spec(),
         }))?,
     };

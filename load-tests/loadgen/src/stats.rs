@@ -43,6 +43,7 @@ impl Latencies {
         json!({
             "p50": self.ms_at(0.5),
             "p90": self.ms_at(0.9),
+            "p95": self.ms_at(0.95),
             "p99": self.ms_at(0.99),
             "p999": self.ms_at(0.999),
             "max": self.0.max() as f64 / 1000.0,
