@@ -21,7 +21,7 @@ use crate::error::Result;
 use crate::filters::{Bound, Filters, Sql, TimeRange, text};
 use crate::params::Params;
 use crate::routes::{AppState, authorize};
-use crate::snapshot::{Snapshot, read_consistent_with};
+use crate::snapshot::{EVENTS, Snapshot, read_consistent_with};
 
 pub const DEFAULT_LIMIT: u64 = 100;
 pub const MAX_LIMIT: u64 = 1_000;
@@ -178,7 +178,7 @@ pub fn select_events(
         );
     }
     let mut sql = Sql::new(&format!("SELECT {EVENT_COLUMNS}"));
-    let from = snapshot.from_events(EVENT_COLUMNS, &conditions);
+    let from = snapshot.from(EVENT_COLUMNS, &conditions);
     sql.push(&from.text, from.binds);
     sql.push(" ORDER BY timestamp_ms DESC, event_id DESC", []);
     sql
@@ -230,6 +230,7 @@ pub async fn list_events(
         let missing = (wanted - rows.len()) as i64;
         let found = read_consistent_with::<StoredEvent<'_>, _>(
             &state.clickhouse,
+            EVENTS,
             |snapshot| {
                 let mut sql =
                     select_events(&project_id, slice, &filters, cursor.as_ref(), snapshot);

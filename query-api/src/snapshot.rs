@@ -1,11 +1,15 @@
-//! Reading raw events without paying for `FINAL` where it changes nothing.
+//! Reading raw events and rollups without paying for `FINAL` where it
+//! changes nothing.
 //!
-//! `FINAL` collapses copies of an event (replays, retries) that sit in
+//! `FINAL` collapses copies of a row (replays, retries) that sit in
 //! different parts, or in one part that no merge has gone over yet. It costs
 //! a merge at read time, up to twenty times the plain read on 18.16. A day
 //! partition made of a single part that is itself the product of a merge
 //! (`level > 0`) holds no copies: such days are read plainly, the others with
-//! `FINAL`. Both halves name their days by event-time ranges (the clean
+//! `FINAL`. For rollups a single part of any level is clean: one insert of
+//! the processor never holds two rows with one key (a window row is keyed by
+//! the offset of its first event, and emitted once), so copies only ever
+//! come from separate inserts. Both halves name their days by event-time ranges (the clean
 //! parts' first and last times, and what lies between), because 18.16 prunes
 //! the parts a `FINAL` read merges by ranges of the partition column, not by
 //! a list of partitions.
@@ -23,11 +27,34 @@ use serde::Deserialize;
 use crate::error::Result;
 use crate::filters::{Bound, Sql};
 
-/// The day partitions of `events` that need no `FINAL`: the name of their
-/// single part by its first event time, and its last event time (Unix
-/// seconds, both inclusive).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A day-partitioned table whose copies `FINAL` collapses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Table {
+    pub name: &'static str,
+    /// The `DateTime` column the days are partitioned by.
+    pub time_column: &'static str,
+    /// The lowest level at which a day's single part holds no copies.
+    pub clean_level: u32,
+}
+
+pub const EVENTS: Table = Table {
+    name: "events",
+    time_column: "timestamp",
+    clean_level: 1,
+};
+
+pub const ROLLUPS: Table = Table {
+    name: "rollups",
+    time_column: "minute",
+    clean_level: 0,
+};
+
+/// The day partitions of a table that need no `FINAL`: the name of their
+/// single part by its first time, and its last time (Unix seconds, both
+/// inclusive).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
+    table: Table,
     clean: BTreeMap<u32, (String, u32)>,
 }
 
@@ -39,23 +66,33 @@ struct CleanPart {
 }
 
 impl Snapshot {
-    /// A snapshot with no clean day: `FINAL` everywhere.
+    /// A snapshot of `events` with no clean day: `FINAL` everywhere.
     pub fn all_final() -> Self {
-        Self::default()
+        Self::all_final_of(EVENTS)
     }
 
-    pub async fn take(client: &clickhouse::Client) -> Result<Self> {
+    pub fn all_final_of(table: Table) -> Self {
+        Self {
+            table,
+            clean: BTreeMap::new(),
+        }
+    }
+
+    pub async fn take(client: &clickhouse::Client, table: Table) -> Result<Self> {
         let parts = client
             .query(
                 "SELECT any(name) AS part, toUInt32(min(min_time)) AS first,
                         toUInt32(max(max_time)) AS last
                  FROM system.parts
-                 WHERE database = currentDatabase() AND table = 'events' AND active
-                 GROUP BY partition HAVING count() = 1 AND min(level) > 0",
+                 WHERE database = currentDatabase() AND table = ? AND active
+                 GROUP BY partition HAVING count() = 1 AND min(level) >= ?",
             )
+            .bind(table.name)
+            .bind(table.clean_level)
             .fetch_all::<CleanPart>()
             .await?;
         Ok(Self {
+            table,
             clean: parts
                 .into_iter()
                 .map(|p| (p.first, (p.part, p.last)))
@@ -63,38 +100,42 @@ impl Snapshot {
         })
     }
 
-    /// `FROM <events> WHERE conditions`, where `conditions` (starting with
+    /// `FROM <table> WHERE conditions`, where `conditions` (starting with
     /// ` AND`) restrict the rows and `columns` are what the outer query uses.
-    pub fn from_events(&self, columns: &str, conditions: &Sql) -> Sql {
+    pub fn from(&self, columns: &str, conditions: &Sql) -> Sql {
+        let Table {
+            name, time_column, ..
+        } = self.table;
         let mut sql = Sql::default();
         if self.clean.is_empty() {
-            sql.push(" FROM events FINAL WHERE 1", []);
+            sql.push(&format!(" FROM {name} FINAL WHERE 1"), []);
             sql.push(&conditions.text, conditions.binds.iter().cloned());
             return sql;
         }
         // The clean parts' time ranges, and what lies before, between and
         // after them; they never overlap, each being one day.
         let mut clean = Sql::new("(");
-        let mut rest = Sql::new("(timestamp < toDateTime(?)");
+        let mut rest = Sql::new(&format!("({time_column} < toDateTime(?)"));
         let mut first = true;
         for (start, (_, end)) in &self.clean {
             let (start, end) = (Bound::Int(i64::from(*start)), Bound::Int(i64::from(*end)));
             let or = if first { "" } else { " OR " };
             clean.push(
-                &format!("{or}timestamp >= toDateTime(?) AND timestamp <= toDateTime(?)"),
+                &format!("{or}{time_column} >= toDateTime(?) AND {time_column} <= toDateTime(?)"),
                 [start.clone(), end.clone()],
             );
             if first {
                 rest.binds.push(start);
             } else {
-                rest.push(" AND timestamp < toDateTime(?))", [start]);
+                rest.push(&format!(" AND {time_column} < toDateTime(?))"), [start]);
             }
-            rest.push(" OR (timestamp > toDateTime(?)", [end]);
+            rest.push(&format!(" OR ({time_column} > toDateTime(?)"), [end]);
             first = false;
         }
         clean.push(")", []);
         rest.push("))", []);
-        for (index, (table, days)) in [("events", clean), ("events FINAL", rest)]
+        let merged = format!("{name} FINAL");
+        for (index, (table, days)) in [(name, clean), (merged.as_str(), rest)]
             .into_iter()
             .enumerate()
         {
@@ -110,34 +151,37 @@ impl Snapshot {
     }
 }
 
-/// Runs the query that `build` makes for a snapshot, and makes sure the
-/// answer is one `FINAL` everywhere would give (see the module docs).
+/// Runs the query that `build` makes for a snapshot of `table`, and makes
+/// sure the answer is one `FINAL` everywhere would give (see the module
+/// docs).
 pub async fn read_consistent<T>(
     client: &clickhouse::Client,
+    table: Table,
     build: impl Fn(&Snapshot) -> Sql,
 ) -> Result<Vec<T>>
 where
     T: clickhouse::RowOwned + clickhouse::RowRead,
 {
-    read_consistent_with::<T, T>(client, build, |row| row).await
+    read_consistent_with::<T, T>(client, table, build, |row| row).await
 }
 
 /// Like [`read_consistent`] for rows that borrow from the cursor: `keep`
 /// makes what is kept of each.
 pub async fn read_consistent_with<T, U>(
     client: &clickhouse::Client,
+    table: Table,
     build: impl Fn(&Snapshot) -> Sql,
     keep: impl Fn(T::Value<'_>) -> U,
 ) -> Result<Vec<U>>
 where
     T: clickhouse::RowRead,
 {
-    let before = Snapshot::take(client).await?;
+    let before = Snapshot::take(client, table).await?;
     let rows = fetch_kept::<T, U>(client, build(&before), &keep).await?;
-    if before.clean.is_empty() || Snapshot::take(client).await?.covers(&before) {
+    if before.clean.is_empty() || Snapshot::take(client, table).await?.covers(&before) {
         return Ok(rows);
     }
-    fetch_kept::<T, U>(client, build(&Snapshot::all_final()), &keep).await
+    fetch_kept::<T, U>(client, build(&Snapshot::all_final_of(table)), &keep).await
 }
 
 async fn fetch_kept<T, U>(
@@ -175,12 +219,13 @@ mod tests {
     fn clean_days_are_read_plainly_the_rest_with_final() {
         let mut conditions = Sql::default();
         conditions.push(" AND project_id = ?", [text("p")]);
-        let plain = Snapshot::all_final().from_events("type", &conditions);
+        let plain = Snapshot::all_final().from("type", &conditions);
         assert_eq!(plain.text, " FROM events FINAL WHERE 1 AND project_id = ?");
         let snapshot = Snapshot {
+            table: EVENTS,
             clean: [(100, ("a".into(), 199)), (300, ("b".into(), 399))].into(),
         };
-        let split = snapshot.from_events("type", &conditions);
+        let split = snapshot.from("type", &conditions);
         assert_eq!(
             split.text,
             " FROM ( SELECT type FROM events WHERE (timestamp >= toDateTime(?) AND timestamp <= toDateTime(?) \
@@ -194,6 +239,7 @@ mod tests {
         let rest: Vec<Bound> = [100, 199, 300, 399].into_iter().map(Bound::Int).collect();
         assert_eq!(split.binds[5..9], rest[..]);
         let later = Snapshot {
+            table: EVENTS,
             clean: [(100, ("a".into(), 199)), (300, ("c".into(), 399))].into(),
         };
         assert!(snapshot.covers(&snapshot));

@@ -11,7 +11,7 @@ use super::request::{Dimension, MetricsRequest};
 use super::{Cell, GroupKey, MAX_ROWS, Partials, dominant};
 use crate::error::{ApiError, Result};
 use crate::filters::{Bound, Sql, TimeRange, text};
-use crate::snapshot::{Snapshot, read_consistent};
+use crate::snapshot::{EVENTS, Snapshot, read_consistent};
 
 #[derive(Debug, Row, Deserialize)]
 struct RawRow {
@@ -124,7 +124,7 @@ fn select(
     range.events_sql(&mut conditions);
     request.filters.events_sql(&mut conditions);
     conditions.push(query.extra_where, []);
-    let from = snapshot.from_events(&raw_columns(request), &conditions);
+    let from = snapshot.from(&raw_columns(request), &conditions);
     sql.push(&from.text, from.binds);
     if let Some(extra_group) = query.group {
         sql.push(" GROUP BY bucket, groups", []);
@@ -194,7 +194,7 @@ pub async fn read(
         group: Some(""),
         extra_where: "",
     };
-    let rows: Vec<RawRow> = read_consistent(client, |snapshot| {
+    let rows: Vec<RawRow> = read_consistent(client, EVENTS, |snapshot| {
         select(request, project_id, range, &query, snapshot)
     })
     .await?;
@@ -236,7 +236,7 @@ pub async fn read(
             group: Some(", status"),
             extra_where: " AND status != ''",
         };
-        let statuses: Vec<StatusRow> = read_consistent(client, |snapshot| {
+        let statuses: Vec<StatusRow> = read_consistent(client, EVENTS, |snapshot| {
             select(request, project_id, range, &query, snapshot)
         })
         .await?;

@@ -19,6 +19,7 @@ use super::request::{Dimension, Metric, MetricsRequest};
 use super::{GroupKey, MAX_ROWS, Partials};
 use crate::error::{ApiError, Result};
 use crate::filters::{Bound, Sql, TimeRange, text};
+use crate::snapshot::{ROLLUPS, Snapshot, read_consistent};
 
 /// The columns of [`RollupRow`], with the sketches a request does not need
 /// replaced by empty strings (they are most of a row's bytes).
@@ -96,22 +97,32 @@ pub async fn read(
     }
 }
 
-/// The rollup rows of the project in `range` passing the filters.
-fn rollups_where(request: &MetricsRequest, project_id: &str, range: TimeRange, sql: &mut Sql) {
-    sql.push(
-        " FROM rollups FINAL WHERE project_id = ?",
-        [text(project_id)],
-    );
+/// `FROM rollups ...`: the rollup rows of the project in `range` passing
+/// the filters, passing on `columns`.
+fn rollups_from(
+    request: &MetricsRequest,
+    project_id: &str,
+    range: TimeRange,
+    columns: &str,
+    snapshot: &Snapshot,
+) -> Sql {
+    let mut conditions = Sql::default();
+    conditions.push(" AND project_id = ?", [text(project_id)]);
     // Windows are whole minutes and the range is whole buckets.
-    sql.push(
+    conditions.push(
         " AND minute >= toDateTime(?) AND minute < toDateTime(?)",
         [
             Bound::Int(range.from_ms / 1000),
             Bound::Int(range.to_ms / 1000),
         ],
     );
-    request.filters.rollups_sql(sql);
+    request.filters.rollups_sql(&mut conditions);
+    snapshot.from(columns, &conditions)
 }
+
+/// The columns the scalar sums read.
+const SCALAR_COLUMNS: &str = "minute, type, source, status, count, duration_count, \
+    duration_sum_us, duration_min, duration_max";
 
 #[derive(Debug, Row, Deserialize)]
 struct ScalarRow {
@@ -125,13 +136,14 @@ struct ScalarRow {
     highest_duration: Option<f64>,
 }
 
-async fn read_scalars(
-    client: &clickhouse::Client,
+/// `SELECT bucket, groups, status, <sums> FROM rollups ... GROUP BY ...`
+fn scalar_sums(
     request: &MetricsRequest,
     project_id: &str,
     range: TimeRange,
-) -> Result<Partials> {
-    let wants_status = request.wants(Metric::DominantStatus);
+    wants_status: bool,
+    snapshot: &Snapshot,
+) -> Sql {
     let mut sql = select_bucket_and_groups(request, "toInt64(toUInt32(minute)) * 1000");
     // Rows per status only when the dominant status needs their counts.
     sql.push(
@@ -150,12 +162,26 @@ async fn read_scalars(
          max(duration_max) AS highest_duration",
         [],
     );
-    rollups_where(request, project_id, range, &mut sql);
+    let from = rollups_from(request, project_id, range, SCALAR_COLUMNS, snapshot);
+    sql.push(&from.text, from.binds);
     sql.push(
         " GROUP BY bucket, groups, status_value LIMIT ?",
         [Bound::Int(MAX_ROWS as i64 + 1)],
     );
-    let rows = sql.query(client).fetch_all::<ScalarRow>().await?;
+    sql
+}
+
+async fn read_scalars(
+    client: &clickhouse::Client,
+    request: &MetricsRequest,
+    project_id: &str,
+    range: TimeRange,
+) -> Result<Partials> {
+    let wants_status = request.wants(Metric::DominantStatus);
+    let rows: Vec<ScalarRow> = read_consistent(client, ROLLUPS, |snapshot| {
+        scalar_sums(request, project_id, range, wants_status, snapshot)
+    })
+    .await?;
     if rows.len() > MAX_ROWS {
         return Err(ApiError::TooManyRows { limit: MAX_ROWS });
     }
@@ -187,8 +213,18 @@ async fn read_sketches(
     project_id: &str,
     range: TimeRange,
 ) -> Result<Partials> {
-    let mut sql = Sql::new(&format!("SELECT {}", columns(request)));
-    rollups_where(request, project_id, range, &mut sql);
+    // Sketches stream into the merge, so their read cannot be taken back
+    // and run again: always with FINAL.
+    let columns = columns(request);
+    let mut sql = Sql::new(&format!("SELECT {columns}"));
+    let from = rollups_from(
+        request,
+        project_id,
+        range,
+        &columns,
+        &Snapshot::all_final_of(ROLLUPS),
+    );
+    sql.push(&from.text, from.binds);
     let mut cursor = sql.query(client).fetch::<RollupRow>()?;
     let mut merged = Partials::new();
     while let Some(row) = cursor.next().await? {

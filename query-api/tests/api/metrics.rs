@@ -2,12 +2,15 @@
 //! generated events: from raw events (exact), and from rollups that the real
 //! pipeline wrote (within the stated bounds).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice_query_api::config::QuerySettings;
 use sluice_runtime::keys::Scope;
+use sluice_runtime::rollups::RollupRow;
 use sluice_schemas::Event;
+use sluice_schemas::rollup::{Aggregate, Contribution, WindowKey};
 use sluice_schemas::time_format::{DAY_MS, format_rfc3339_ms, now_ms};
 use sluice_testkit::{TestEnv, eventually};
 
@@ -374,5 +377,88 @@ async fn copies_count_once_whether_or_not_days_are_merged() {
             newest,
             "{stage}"
         );
+    }
+}
+
+/// Rollup rows as the processor would write them for `events`: one row per
+/// one-minute window (partition 0, `seq` its position).
+fn rollup_rows(events: &[Event]) -> Vec<RollupRow> {
+    let mut windows: BTreeMap<(u32, String, String, String), Aggregate> = BTreeMap::new();
+    for event in events {
+        let minute = WindowKey::minute_of(event.timestamp_ms);
+        let source = event.source.clone().unwrap_or_default();
+        let status = event.status.clone().unwrap_or_default();
+        windows
+            .entry((minute, event.event_type.clone(), source, status))
+            .or_default()
+            .add(Contribution {
+                user_id: event.user_id.as_deref(),
+                session_id: event.session_id.as_deref(),
+                duration_ms: event.duration_ms,
+            });
+    }
+    let project_id = &events[0].project_id;
+    windows
+        .iter()
+        .enumerate()
+        .map(|(seq, ((minute, event_type, source, status), aggregate))| {
+            let key = WindowKey {
+                project_id: project_id.clone(),
+                minute: *minute,
+                event_type: event_type.clone(),
+                source: source.clone(),
+                status: status.clone(),
+            };
+            RollupRow::new(&key, aggregate, 0, seq as u64)
+        })
+        .collect()
+}
+
+async fn insert_rollups(client: &clickhouse::Client, rows: &[RollupRow]) {
+    let mut insert = client.insert::<RollupRow>("rollups").await.unwrap();
+    for row in rows {
+        insert.write(row).await.unwrap();
+    }
+    insert.end().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollup_copies_count_once_whether_or_not_days_are_merged() {
+    let env = TestEnv::new("qrcopies");
+    env.ensure_schema().await;
+    let api = Api::start(&env).await;
+    let p = project(&env, "p");
+    let base = (now_ms() / DAY_MS - 3) * DAY_MS;
+    let events = generate(&p, 2_000, base, 2 * DAY_MS, 71);
+    let rows = rollup_rows(&events);
+    let clickhouse = env.clickhouse();
+    // One insert: a single unmerged part per day, read without FINAL.
+    insert_rollups(&clickhouse, &rows).await;
+    let key = read_key(&env, &api, &p).await;
+    let scalars = "count,sum_duration,min_duration,max_duration,dominant_status";
+    let path = format!(
+        "/v1/metrics?from={base}&to={}&interval=1h&group_by=type&metrics={scalars}",
+        base + 2 * DAY_MS
+    );
+    let expected = truth(&events, HOUR, 0, by(&["type"]), |_| true);
+    for stage in [
+        "one insert",
+        "replayed copies",
+        "merged",
+        "merged plus new copies",
+    ] {
+        match stage {
+            "replayed copies" => insert_rollups(&clickhouse, &rows[..300]).await,
+            "merged" => clickhouse
+                .query("OPTIMIZE TABLE rollups FINAL")
+                .execute()
+                .await
+                .unwrap(),
+            "merged plus new copies" => insert_rollups(&clickhouse, &rows[500..900]).await,
+            _ => {}
+        }
+        let body = api.get_ok(&path, &key).await;
+        assert_eq!(body["source"], "rollups", "{stage}: {body}");
+        check_rows(&body, &["type"], &expected, true);
     }
 }
