@@ -66,6 +66,16 @@ pub fn dominant(counts: &BTreeMap<String, u64>) -> Option<String> {
 /// cells: an aggregate per bucket and group, with its counts per status.
 pub type Partials = BTreeMap<GroupKey, (Aggregate, BTreeMap<String, u64>)>;
 
+/// `column` when a metric reads it, else an empty string under its name
+/// (sketches and ids are most of a row's bytes).
+pub fn column_if(wanted: bool, column: &str) -> String {
+    if wanted {
+        column.to_owned()
+    } else {
+        format!("'' AS {column}")
+    }
+}
+
 /// Adds the partials of `other` into `into`.
 fn merge_partials(into: &mut Partials, other: Partials) {
     for (key, (aggregate, statuses)) in other {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use sluice_schemas::rollup::{Contribution, Summary};
 
 use super::request::{Dimension, MetricsRequest};
-use super::{Cell, GroupKey, MAX_ROWS, Partials, dominant};
+use super::{Cell, GroupKey, MAX_ROWS, Partials, column_if, dominant};
 use crate::error::{ApiError, Result};
 use crate::filters::{Bound, Sql, TimeRange, text};
 use crate::snapshot::{EVENTS, Snapshot, read_consistent};
@@ -274,17 +274,10 @@ pub async fn read_newest(
 ) -> Result<Partials> {
     // Ids only where a metric counts them. (An alias hides its column in
     // WHERE too; rollups never cover a filter on these ids, so none is there.)
-    let id = |wanted: bool, column: &str| {
-        if wanted {
-            column.to_owned()
-        } else {
-            format!("'' AS {column}")
-        }
-    };
     let aggregates = format!(
         "toString(status) AS status, {}, {}, duration_ms",
-        id(request.wants_users(), "user_id"),
-        id(request.wants_sessions(), "session_id"),
+        column_if(request.wants_users(), "user_id"),
+        column_if(request.wants_sessions(), "session_id"),
     );
     let query = RawQuery {
         aggregates: &aggregates,

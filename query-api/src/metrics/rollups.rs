@@ -16,7 +16,7 @@ use sluice_schemas::rollup::{Aggregate, QuantileSketch};
 
 use super::raw::{group_of as raw_group_of, select_bucket_and_groups};
 use super::request::{Dimension, Metric, MetricsRequest};
-use super::{GroupKey, MAX_ROWS, Partials};
+use super::{GroupKey, MAX_ROWS, Partials, column_if};
 use crate::error::{ApiError, Result};
 use crate::filters::{Bound, Sql, TimeRange, text};
 use crate::snapshot::{ROLLUPS, Snapshot, read_consistent};
@@ -24,13 +24,7 @@ use crate::snapshot::{ROLLUPS, Snapshot, read_consistent};
 /// The columns of [`RollupRow`], with the sketches a request does not need
 /// replaced by empty strings (they are most of a row's bytes).
 fn columns(request: &MetricsRequest) -> String {
-    let sketch = |wanted: bool, column: &str| {
-        if wanted {
-            column.to_owned()
-        } else {
-            format!("'' AS {column}")
-        }
-    };
+    let sketch = column_if;
     format!(
         "project_id, minute, type, source, status, kafka_partition, seq, count, \
          duration_count, duration_sum_us, duration_min, duration_max, {}, {}, {}",
