@@ -128,7 +128,7 @@ async fn create_key(
     if let Some(existing) = state.keys.get(&record.key_id)
         && !existing.is_revoked()
     {
-        return Err(ApiError::InvalidRequest(format!(
+        return Err(ApiError::KeyExists(format!(
             "this key already exists (key_id {}); revoke it first or leave `key` out",
             existing.key_id
         )));

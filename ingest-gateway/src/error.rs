@@ -32,6 +32,9 @@ pub enum ApiError {
     InvalidJson(String),
     #[error("{0}")]
     InvalidRequest(String),
+    /// An imported key that is already there and not revoked.
+    #[error("{0}")]
+    KeyExists(String),
     #[error("the event is invalid")]
     InvalidEvent(Vec<FieldError>),
     #[error("no event of the batch is valid")]
@@ -76,6 +79,7 @@ impl ApiError {
             Self::InvalidGzip(_) => "invalid_gzip",
             Self::InvalidJson(_) => "invalid_json",
             Self::InvalidRequest(_) => "invalid_request",
+            Self::KeyExists(_) => "key_exists",
             Self::InvalidEvent(_) | Self::InvalidBatch(_) => "invalid_event",
             Self::RateLimited(_) => "rate_limited",
             Self::NotFound(_) => "not_found",
@@ -117,6 +121,7 @@ impl IntoResponse for ApiError {
             | Self::InvalidGzip(_)
             | Self::InvalidJson(_)
             | Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, ErrorBody::new(code, message)),
+            Self::KeyExists(_) => (StatusCode::CONFLICT, ErrorBody::new(code, message)),
             Self::InvalidEvent(errors) => {
                 let summary = errors
                     .iter()

@@ -93,6 +93,13 @@ async fn admin_api_creates_lists_and_revokes_keys_on_every_gateway() {
             .await;
         assert_eq!(answer.status, 400, "{bad}: {answer:?}");
     }
+    // Importing a key that is there and not revoked is a conflict.
+    let again = json!({"project_id": "p", "scopes": ["ingest"], "key": key});
+    let answer = first
+        .send(admin(reqwest::Method::POST, "/v1/admin/keys", ADMIN_TOKEN).json(&again))
+        .await;
+    assert_eq!(answer.status, 409, "{answer:?}");
+    assert_eq!(answer.body["error"], "key_exists");
 
     // Revoked: refused on both gateways within seconds.
     let answer = first
