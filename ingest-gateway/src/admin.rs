@@ -8,12 +8,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_runtime::auth::presented_key;
@@ -21,16 +22,24 @@ use sluice_runtime::keys::record::{MAX_KEY_BYTES, MIN_IMPORTED_KEY_BYTES};
 use sluice_runtime::keys::{KeyLimits, KeyRecord, Scope, generate_key};
 use sluice_schemas::time_format::{format_rfc3339_ms, now_ms};
 
-use crate::body::Accept;
+use crate::body::{Accept, parse_json_object, read_body};
 use crate::error::{ApiError, Result};
 use crate::routes::{AppState, authorize};
 
 /// How long an admin answer waits for the key store to show its own write.
 const READ_YOUR_WRITE: Duration = Duration::from_secs(10);
 
+/// The largest key request body (a key record is a few hundred bytes).
+const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;
+
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/admin/keys", get(list_keys).post(create_key))
+        .route(
+            "/v1/admin/keys",
+            get(list_keys)
+                .post(create_key)
+                .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY_BYTES)),
+        )
         .route("/v1/admin/keys/{key_id}", delete(revoke_key))
 }
 
@@ -78,21 +87,11 @@ async fn create_key(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: std::result::Result<Json<Value>, JsonRejection>,
+    body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
     authorize_admin(&state, &headers, peer)?;
-    let Json(body) = body.map_err(|rejection| match rejection {
-        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(Accept::Json),
-        rejection => ApiError::InvalidJson(rejection.body_text()),
-    })?;
-    // An object only: serde would also read `NewKey` from an array of its fields.
-    if !body.is_object() {
-        return Err(ApiError::InvalidJson(
-            "the body must be a JSON object".to_owned(),
-        ));
-    }
-    let request =
-        NewKey::deserialize(body).map_err(|error| ApiError::InvalidJson(error.to_string()))?;
+    let body = read_body(&headers, body, Accept::Json, MAX_ADMIN_BODY_BYTES)?;
+    let request: NewKey = parse_json_object(&body)?;
     check_project_id(&request.project_id)?;
     if request.scopes.is_empty() {
         return Err(invalid(

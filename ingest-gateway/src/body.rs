@@ -8,6 +8,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
 
+use serde::Deserialize;
+
 use crate::error::ApiError;
 
 /// Media types a route accepts.
@@ -43,6 +45,23 @@ pub fn read_body(
         Some("gzip" | "x-gzip") => gunzip(&body, max_bytes),
         Some(other) => Err(ApiError::UnsupportedEncoding(other.to_owned())),
     }
+}
+
+/// A JSON body as `T`, or 400 `invalid_json` saying where it is wrong.
+pub fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|error| ApiError::InvalidJson(error.to_string()))
+}
+
+/// A body that must be one JSON object, such as `{"events": [...]}`: serde
+/// would also read a struct from an array of its fields (`[[...]]`), which
+/// no client means.
+pub fn parse_json_object<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    if body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::InvalidJson(
+            "the body must be a JSON object, not an array".to_owned(),
+        ));
+    }
+    parse_json(body)
 }
 
 fn check_media_type(headers: &HeaderMap, accept: Accept) -> Result<(), ApiError> {

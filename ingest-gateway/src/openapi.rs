@@ -244,6 +244,7 @@ fn admin_paths() -> Value {
                     "201": {"description": "The key, with its secret this once.", "content": {"application/json": {"schema": key}}},
                     "400": error_response("The request is invalid (`invalid_json`, `invalid_request`)."),
                     "409": error_response("An imported `key` already exists and is not revoked (`key_exists`)."),
+                    "413": error_response("The body is over 64 KiB (`payload_too_large`)."),
                     "415": error_response("The body is not application/json (`unsupported_media_type`).")}))}},
         "/v1/admin/keys/{key_id}": {"delete": {"summary": "Revoke a key (admin)",
             "description": "Idempotent: revoking a revoked key answers it as it is.",

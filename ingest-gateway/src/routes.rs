@@ -21,7 +21,7 @@ use sluice_schemas::Limits;
 
 use crate::admin;
 use crate::admission::{Admission, InFlightBudget, within_budget};
-use crate::body::{Accept, read_body};
+use crate::body::{Accept, parse_json, parse_json_object, read_body};
 use crate::client::{TrustedProxies, user_agent};
 use crate::config::IngestSettings;
 use crate::error::{ApiError, Result, set_budget_headers};
@@ -157,22 +157,6 @@ fn counted(state: &AppState, result: Result<Response>) -> Response {
             error.into_response()
         }
     }
-}
-
-fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T> {
-    serde_json::from_slice(body).map_err(|error| ApiError::InvalidJson(error.to_string()))
-}
-
-/// A body that must be one JSON object, such as `{"events": [...]}`: serde
-/// would also read a struct from an array of its fields (`[[...]]`), which
-/// no client means.
-fn parse_json_object<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T> {
-    if body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
-        return Err(ApiError::InvalidJson(
-            "the body must be a JSON object, not an array".to_owned(),
-        ));
-    }
-    parse_json(body)
 }
 
 /// `POST /v1/events`: one event; 202 with its `event_id` once the broker has it.
