@@ -37,6 +37,7 @@ pub fn decode_exact<T>(
 pub struct Reader<'a>(pub &'a [u8]);
 
 impl Reader<'_> {
+    #[inline]
     pub fn byte(&mut self) -> Result<u8, DecodeError> {
         let (&first, rest) = self.0.split_first().ok_or(DecodeError("truncated"))?;
         self.0 = rest;
@@ -52,7 +53,20 @@ impl Reader<'_> {
         Ok(head)
     }
 
+    #[inline]
     pub fn varint(&mut self) -> Result<u64, DecodeError> {
+        // Sketch indexes and counts are mostly one or two bytes.
+        match *self.0 {
+            [first, ref rest @ ..] if first & 0x80 == 0 => {
+                self.0 = rest;
+                return Ok(u64::from(first));
+            }
+            [first, second, ref rest @ ..] if second & 0x80 == 0 => {
+                self.0 = rest;
+                return Ok(u64::from(first & 0x7F) | u64::from(second) << 7);
+            }
+            _ => {}
+        }
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.byte()?;

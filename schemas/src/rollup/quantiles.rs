@@ -80,6 +80,18 @@ impl QuantileSketch {
     /// Adds every value of `other`.
     pub fn merge(&mut self, other: &Self) {
         self.zero_count += other.zero_count;
+        // Readers add many small partials into one large sketch: each bin
+        // of a small one is found (or inserted) in place, rather than the
+        // whole large one copied per partial.
+        if other.bins.len() * 16 < self.bins.len() {
+            for &(bin, count) in &other.bins {
+                match self.bins.binary_search_by_key(&bin, |(b, _)| *b) {
+                    Ok(index) => self.bins[index].1 += count,
+                    Err(index) => self.bins.insert(index, (bin, count)),
+                }
+            }
+            return;
+        }
         let mut merged = Vec::with_capacity(self.bins.len() + other.bins.len());
         let (mut left, mut right) = (self.bins.iter().peekable(), other.bins.iter().peekable());
         loop {
@@ -241,5 +253,26 @@ mod tests {
         ] {
             assert!(QuantileSketch::from_bytes(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// Merging a small sketch into a large one in place gives what merging
+    /// the two evenly does.
+    #[test]
+    fn small_into_large_merges_like_even_merges() {
+        let mut large = QuantileSketch::default();
+        for n in 0..5_000 {
+            large.insert(f64::from(n) * 0.37);
+        }
+        let mut small = QuantileSketch::default();
+        for value in [0.0, 0.2, 1.0, 1.0, 999.0, 5e6, 2.5e7] {
+            small.insert(value);
+        }
+        assert!(small.bins.len() * 16 < large.bins.len());
+        let mut in_place = large.clone();
+        in_place.merge(&small);
+        let mut even = small.clone();
+        even.merge(&large);
+        assert_eq!(in_place, even);
+        assert_eq!(in_place.count(), 5_007);
     }
 }
