@@ -374,8 +374,12 @@ stage_query() {
             "/v1/metrics?interval=1d&metrics=count,avg_duration&group_by=type" "$run"
         time_requests group-type-raw "group-by type, exact path over raw events" \
             "/v1/metrics?interval=1d&metrics=count,avg_duration&group_by=type&exact=true" "$run"
-        time_requests group-property "group-by property with unique users" \
+        time_requests group-property "group-by a rolled-up property with unique users" \
             "/v1/metrics?interval=1d&metrics=count,unique_users&group_by=property.plan" "$run"
+        time_requests group-type-property "group-by type and a rolled-up property, hourly, with p95" \
+            "/v1/metrics?interval=1h&metrics=count,p95_duration&group_by=type,property.country" "$run"
+        time_requests group-property-raw "group-by property with unique users, exact path over raw events" \
+            "/v1/metrics?interval=1d&metrics=count,unique_users&group_by=property.plan&exact=true" "$run"
         time_requests events-page "/v1/events, one page of 100" "/v1/events?limit=100" "$run"
 
         log "query: run $run/$RUNS, export of every event as CSV"

@@ -96,13 +96,7 @@ fn parse_time(text: &str) -> Result<i64, String> {
         .ok_or_else(|| "must be an RFC 3339 date-time or epoch milliseconds, 1970 to 2100".into())
 }
 
-/// A property key as filters and group-bys name it.
-pub fn valid_property_key(key: &str) -> bool {
-    (1..=128).contains(&key.len())
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '$' | ':'))
-}
+pub use sluice_schemas::rollup::property::valid_property_key;
 
 /// The event filters: every one given must hold (AND).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

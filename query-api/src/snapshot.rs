@@ -49,6 +49,12 @@ pub const ROLLUPS: Table = Table {
     clean_level: 0,
 };
 
+/// Like `rollups`: one insert never holds two rows with one key.
+pub const PROPERTY_ROLLUPS: Table = Table {
+    name: "property_rollups",
+    ..ROLLUPS
+};
+
 /// The day partitions of a table that need no `FINAL`: the name of their
 /// single part by its first time, and its last time (Unix seconds, both
 /// inclusive).
@@ -176,28 +182,49 @@ pub async fn read_consistent_with<T, U>(
 where
     T: clickhouse::RowRead,
 {
-    let before = Snapshot::take(client, table).await?;
-    let rows = fetch_kept::<T, U>(client, build(&before), &keep).await?;
-    if before.clean.is_empty() || Snapshot::take(client, table).await?.covers(&before) {
-        return Ok(rows);
-    }
-    fetch_kept::<T, U>(client, build(&Snapshot::all_final_of(table)), &keep).await
+    fold_consistent::<T, Vec<U>>(client, table, build, |kept, row| {
+        kept.push(keep(row));
+        Ok(())
+    })
+    .await
 }
 
-async fn fetch_kept<T, U>(
+/// Folds the rows of the query that `build` makes into a fresh `A::default()`
+/// with `add`, as [`read_consistent`] reads them: when the snapshot did not
+/// hold, the fold is dropped and done again over a read with `FINAL`.
+pub async fn fold_consistent<T, A>(
     client: &clickhouse::Client,
-    sql: Sql,
-    keep: &impl Fn(T::Value<'_>) -> U,
-) -> Result<Vec<U>>
+    table: Table,
+    build: impl Fn(&Snapshot) -> Sql,
+    mut add: impl FnMut(&mut A, T::Value<'_>) -> Result<()>,
+) -> Result<A>
 where
     T: clickhouse::RowRead,
+    A: Default,
+{
+    let before = Snapshot::take(client, table).await?;
+    let folded = fold::<T, A>(client, build(&before), &mut add).await?;
+    if before.clean.is_empty() || Snapshot::take(client, table).await?.covers(&before) {
+        return Ok(folded);
+    }
+    fold::<T, A>(client, build(&Snapshot::all_final_of(table)), &mut add).await
+}
+
+async fn fold<T, A>(
+    client: &clickhouse::Client,
+    sql: Sql,
+    add: &mut impl FnMut(&mut A, T::Value<'_>) -> Result<()>,
+) -> Result<A>
+where
+    T: clickhouse::RowRead,
+    A: Default,
 {
     let mut cursor = sql.query(client).fetch::<T>()?;
-    let mut kept = Vec::new();
+    let mut folded = A::default();
     while let Some(row) = cursor.next().await? {
-        kept.push(keep(row));
+        add(&mut folded, row)?;
     }
-    Ok(kept)
+    Ok(folded)
 }
 
 impl Snapshot {

@@ -56,7 +56,8 @@ impl Database {
         vec![
             format!("CREATE DATABASE IF NOT EXISTS {self}"),
             self.events_table(features, retention_days),
-            self.rollups_table(features),
+            self.rollups_table(features, RollupTable::Windows),
+            self.rollups_table(features, RollupTable::PropertyValues),
             self.checkpoints_table(),
         ]
     }
@@ -110,7 +111,17 @@ impl Database {
 
 /// The tables partitioned by UTC day (`toYYYYMMDD`), whose partitions older
 /// than the retention are dropped.
-pub const DAY_PARTITIONED_TABLES: [&str; 2] = ["events", "rollups"];
+pub const DAY_PARTITIONED_TABLES: [&str; 3] = ["events", "rollups", "property_rollups"];
+
+/// The two tables of partial window aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RollupTable {
+    /// `rollups`: by type, source and status.
+    Windows,
+    /// `property_rollups`: the same, split further by the value of each
+    /// property the processor is told to roll up.
+    PropertyValues,
+}
 
 impl Database {
     /// Windowed rollups (see `sluice_schemas::rollup`): one row per partial
@@ -122,14 +133,33 @@ impl Database {
     /// ReplacingMergeTree keeps one (read with `FINAL`). Readers merge the
     /// partials: `sum(count)` in SQL, the sketch columns (`Hll`,
     /// `QuantileSketch` bytes) in Rust. `duration_sum_us` is in microseconds.
-    fn rollups_table(&self, features: ServerFeatures) -> String {
+    ///
+    /// `property_rollups` holds the same partials split by the value of each
+    /// rolled-up property (`--rollup-properties`), so that a group-by on such
+    /// a property is read from rollups too. A window's rows for one key add up
+    /// to its `rollups` rows (events without the property have the empty
+    /// value); readers compare the two counts to know a key covers a range.
+    fn rollups_table(&self, features: ServerFeatures, table: RollupTable) -> String {
         let tag = if features.low_cardinality {
             "LowCardinality(String)"
         } else {
             "String"
         };
+        let (name, property_columns, order_by) = match table {
+            RollupTable::Windows => (
+                "rollups",
+                "",
+                "project_id, minute, type, source, status, kafka_partition, seq",
+            ),
+            RollupTable::PropertyValues => (
+                "property_rollups",
+                ",\n                property_key String,\n                property_value String",
+                "project_id, property_key, minute, property_value, type, source, status, \
+                 kafka_partition, seq",
+            ),
+        };
         format!(
-            "CREATE TABLE IF NOT EXISTS {self}.rollups (
+            "CREATE TABLE IF NOT EXISTS {self}.{name} (
                 project_id String,
                 minute DateTime,
                 type {tag},
@@ -144,10 +174,10 @@ impl Database {
                 duration_max Nullable(Float64),
                 users String,
                 sessions String,
-                durations String
+                durations String{property_columns}
             ) ENGINE = ReplacingMergeTree
             PARTITION BY toYYYYMMDD(minute)
-            ORDER BY (project_id, minute, type, source, status, kafka_partition, seq)"
+            ORDER BY ({order_by})"
         )
     }
 
@@ -210,11 +240,16 @@ mod tests {
             .create_statements(features, retention_days);
         assert_eq!(statements[0], "CREATE DATABASE IF NOT EXISTS `sluice`");
         assert!(statements[2].contains("`sluice`.rollups ("));
-        assert!(statements[3].contains("`sluice`.processor_checkpoints ("));
-        assert_eq!(
-            statements[2].contains("LowCardinality"),
-            features.low_cardinality
-        );
+        assert!(statements[3].contains("`sluice`.property_rollups ("));
+        assert!(statements[4].contains("`sluice`.processor_checkpoints ("));
+        for rollups in &statements[2..4] {
+            assert_eq!(rollups.contains("LowCardinality"), features.low_cardinality);
+        }
+        assert!(statements[3].contains("property_value String\n"));
+        assert!(statements[3].ends_with(
+            "ORDER BY (project_id, property_key, minute, property_value, type, source, status, \
+             kafka_partition, seq)"
+        ));
         assert!(statements[1].starts_with("CREATE TABLE IF NOT EXISTS `sluice`.events ("));
         statements[1].clone()
     }

@@ -50,7 +50,7 @@ fn main() {
                 client_ip: None,
                 user_agent: None,
             };
-            windows.add(&event, offset, &mut emitted);
+            windows.add(&event, offset, &[], &mut emitted);
             offset += 1;
         }
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 use sluice_runtime::settings::{ClickhouseSettings, ConfigFile, KafkaSettings, TelemetrySettings};
+use sluice_schemas::rollup::property::valid_property_key;
 
 /// Sluice stream processor: reads the events topic and writes every event into
 /// ClickHouse exactly once in effect.
@@ -118,6 +119,45 @@ pub struct ProcessorSettings {
         default_value_t = 0
     )]
     pub retention_days: u32,
+
+    /// Property keys to roll up (comma-separated, e.g. `plan,country`): each
+    /// window is also split by the value of each, into `property_rollups`,
+    /// so that a group-by on one of them is answered from rollups. Each key
+    /// costs about one more aggregate update per event.
+    #[arg(
+        long = "rollup-properties",
+        env = "SLUICE_ROLLUP_PROPERTIES",
+        default_value = "",
+        value_parser = parse_property_keys
+    )]
+    pub rollup_properties: PropertyKeys,
+}
+
+/// Property keys from a comma-separated list (empty items skipped).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PropertyKeys(pub Vec<String>);
+
+impl std::ops::Deref for PropertyKeys {
+    type Target = [String];
+
+    fn deref(&self) -> &[String] {
+        &self.0
+    }
+}
+
+fn parse_property_keys(list: &str) -> Result<PropertyKeys, String> {
+    let mut keys = Vec::new();
+    for key in list.split(',').map(str::trim).filter(|key| !key.is_empty()) {
+        if !valid_property_key(key) {
+            return Err(format!(
+                "{key:?} is not a property key: 1 to 128 of A-Z a-z 0-9 _ - . $ :"
+            ));
+        }
+        if !keys.iter().any(|known| known == key) {
+            keys.push(key.to_owned());
+        }
+    }
+    Ok(PropertyKeys(keys))
 }
 
 impl Default for ProcessorSettings {
@@ -144,5 +184,29 @@ impl ProcessorSettings {
 
     pub fn dedup_horizon_ms(&self) -> i64 {
         i64::try_from(self.dedup_horizon_ms).unwrap_or(i64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rollup_properties_are_a_comma_list_of_keys() {
+        let keys = |list: &str| parse_property_keys(list).map(|keys| keys.0);
+        assert_eq!(keys(""), Ok(vec![]));
+        assert_eq!(
+            keys(" plan, country,,plan "),
+            Ok(vec!["plan".into(), "country".into()])
+        );
+        assert!(
+            keys("plan,a b")
+                .unwrap_err()
+                .contains("\"a b\" is not a property key")
+        );
+        assert_eq!(
+            ProcessorSettings::default().rollup_properties,
+            PropertyKeys::default()
+        );
     }
 }

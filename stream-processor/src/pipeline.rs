@@ -17,7 +17,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use sluice_runtime::kafka::{apply_properties, client_config};
-use sluice_runtime::rollups::RollupRow;
+use sluice_runtime::rollups::{PropertyRollupRow, RollupRow};
 use sluice_runtime::settings::KafkaSettings;
 use sluice_schemas::Limits;
 use sluice_schemas::time_format::now_ms;
@@ -44,6 +44,7 @@ const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 struct Batch {
     events: Vec<EventRow>,
     rollups: Vec<RollupRow>,
+    property_rollups: Vec<PropertyRollupRow>,
     partitions: BTreeSet<i32>,
     opened: Option<Instant>,
 }
@@ -245,7 +246,12 @@ impl Pipeline {
                     ) {
                         self.metrics.duplicate_events.inc();
                     } else {
-                        if state.windows.add(&event, at.offset, &mut emitted) == Placement::Late {
+                        let rolled_up = &self.settings.rollup_properties;
+                        if state
+                            .windows
+                            .add(&event, at.offset, rolled_up, &mut emitted)
+                            == Placement::Late
+                        {
                             self.metrics.late_events.inc();
                         }
                         batch
@@ -269,15 +275,25 @@ impl Pipeline {
         }
         let kafka_partition = u32::try_from(at.partition).unwrap_or(0);
         for closed in emitted {
-            let partial = &closed.partial;
-            batch.rollups.push(RollupRow::new(
-                &partial.key,
-                &partial.aggregate,
-                kafka_partition,
-                partial.seq,
-            ));
-            if !closed.is_correction {
-                live.closed(partial, at.partition);
+            let partial = closed.partial;
+            let (key, aggregate, seq) = (&partial.key, &partial.aggregate, partial.seq);
+            match partial.property {
+                Some(property) => batch.property_rollups.push(PropertyRollupRow::new(
+                    key,
+                    aggregate,
+                    kafka_partition,
+                    seq,
+                    property.key,
+                    property.value,
+                )),
+                None => {
+                    batch
+                        .rollups
+                        .push(RollupRow::new(key, aggregate, kafka_partition, seq));
+                    if !closed.is_correction {
+                        live.closed(&partial, at.partition);
+                    }
+                }
             }
         }
         state.next_offset = Some(at.offset + 1);
@@ -383,13 +399,15 @@ impl Pipeline {
             })
             .collect();
         // Raw rows and rollup rows are independent: write them at once. The
-        // checkpoint must follow both, since it claims everything below it.
-        let (events_written, rollups_written) = tokio::join!(
+        // checkpoint must follow all, since it claims everything below it.
+        let (events_written, rollups_written, property_rollups_written) = tokio::join!(
             self.insert("events", &batch.events, shutdown),
-            self.insert("rollups", &batch.rollups, shutdown)
+            self.insert("rollups", &batch.rollups, shutdown),
+            self.insert("property_rollups", &batch.property_rollups, shutdown)
         );
         if !(events_written
             && rollups_written
+            && property_rollups_written
             && self
                 .insert("processor_checkpoints", &checkpoints, shutdown)
                 .await)

@@ -10,26 +10,42 @@
 //! ended closes and every pending correction is emitted; a marker also emits
 //! the corrections. Each emitted partial is identified by the offset of its
 //! first event (`seq`), so the same messages always yield the same rows.
+//!
+//! Besides the partials of `rollups`, an event adds to one partial per
+//! rolled-up property (`--rollup-properties`): its window split by the
+//! property's value, for `property_rollups`.
 
 use std::collections::{BTreeMap, HashMap};
 
 use sluice_schemas::Event;
 use sluice_schemas::rollup::codec::{DecodeError, Reader, decode_exact, put_varint, put_zigzag};
 use sluice_schemas::rollup::hash::hash_fields;
+use sluice_schemas::rollup::property::property_values;
 use sluice_schemas::rollup::{Aggregate, Contribution, WINDOW_SECONDS, WindowKey};
 
 const WINDOW_MS: i64 = WINDOW_SECONDS as i64 * 1000;
-const STATE_VERSION: u8 = 1;
+/// Version 2 added property partials; version 1 states still decode.
+const STATE_VERSION: u8 = 2;
 
 /// A partial aggregate of one window: what becomes one rollup row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Partial {
     pub key: WindowKey,
+    /// The rolled-up property and value this partial is split by; `None`
+    /// for a partial of `rollups`.
+    pub property: Option<PropertyValue>,
     /// Offset of its first event.
     pub seq: u64,
     pub aggregate: Aggregate,
     /// Changed since the live topic last saw it.
     pub dirty: bool,
+}
+
+/// A rolled-up property's key and one of its values.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PropertyValue {
+    pub key: String,
+    pub value: String,
 }
 
 /// A closed window or a correction, ready to be written.
@@ -57,25 +73,30 @@ pub struct PartitionWindows {
 }
 
 /// Two independent 64-bit hashes of the key's fields: a collision (which
-/// would merge two windows) is as likely as guessing a 128-bit value.
-fn key_hash(project: &str, minute: u32, event_type: &str, source: &str, status: &str) -> u128 {
-    let fields: [&[u8]; 5] = [
-        project.as_bytes(),
-        &minute.to_le_bytes(),
-        event_type.as_bytes(),
-        source.as_bytes(),
-        status.as_bytes(),
+/// would merge two windows) is as likely as guessing a 128-bit value. A
+/// partial of `rollups` hashes an empty property key, which no rolled-up
+/// property has.
+fn key_hash(key: &WindowKey, property: Option<(&str, &str)>) -> u128 {
+    let (property_key, property_value) = property.unwrap_or_default();
+    let fields: [&[u8]; 7] = [
+        key.project_id.as_bytes(),
+        &key.minute.to_le_bytes(),
+        key.event_type.as_bytes(),
+        key.source.as_bytes(),
+        key.status.as_bytes(),
+        property_key.as_bytes(),
+        property_value.as_bytes(),
     ];
     (u128::from(hash_fields(0x1111, &fields)) << 64) | u128::from(hash_fields(0x2222, &fields))
 }
 
-fn hash_of(key: &WindowKey) -> u128 {
+fn hash_of(partial: &Partial) -> u128 {
     key_hash(
-        &key.project_id,
-        key.minute,
-        &key.event_type,
-        &key.source,
-        &key.status,
+        &partial.key,
+        partial
+            .property
+            .as_ref()
+            .map(|p| (p.key.as_str(), p.value.as_str())),
     )
 }
 
@@ -102,39 +123,59 @@ impl PartitionWindows {
         self.open.values().map(HashMap::len).sum()
     }
 
-    /// Adds the event at `offset`; closes what its watermark ends into `out`.
-    pub fn add(&mut self, event: &Event, offset: i64, out: &mut Vec<Emitted>) -> Placement {
+    /// Adds the event at `offset` to its window, and to the window's partial
+    /// for its value of each of `rolled_up` (property keys); closes what its
+    /// watermark ends into `out`.
+    pub fn add(
+        &mut self,
+        event: &Event,
+        offset: i64,
+        rolled_up: &[String],
+        out: &mut Vec<Emitted>,
+    ) -> Placement {
         let progress = event.timestamp_ms.min(event.received_at_ms);
         self.advance(progress.saturating_sub(self.lateness_ms), out);
-        let minute = WindowKey::minute_of(event.timestamp_ms);
-        let (source, status) = (
-            event.source.as_deref().unwrap_or(""),
-            event.status.as_deref().unwrap_or(""),
-        );
-        let hash = key_hash(&event.project_id, minute, &event.event_type, source, status);
-        let window_end_ms = i64::from(minute) * 1000 + WINDOW_MS;
+        let key = WindowKey::of_event(event);
+        let window_end_ms = i64::from(key.minute) * 1000 + WINDOW_MS;
         let (placement, partials) = if window_end_ms <= self.watermark_ms {
             (Placement::Late, &mut self.corrections)
         } else {
-            (Placement::OnTime, self.open.entry(minute).or_default())
+            (Placement::OnTime, self.open.entry(key.minute).or_default())
         };
-        let partial = partials.entry(hash).or_insert_with(|| Partial {
-            key: WindowKey {
-                project_id: event.project_id.clone(),
-                minute,
-                event_type: event.event_type.clone(),
-                source: source.to_owned(),
-                status: status.to_owned(),
-            },
-            seq: u64::try_from(offset).unwrap_or(0),
-            aggregate: Aggregate::default(),
-            dirty: false,
-        });
-        partial.aggregate.add(Contribution {
+        let contribution = Contribution {
             user_id: event.user_id.as_deref(),
             session_id: event.session_id.as_deref(),
             duration_ms: event.duration_ms,
+        };
+        let seq = u64::try_from(offset).unwrap_or(0);
+        let values = if rolled_up.is_empty() {
+            Vec::new()
+        } else {
+            property_values(&event.properties, rolled_up)
+        };
+        for (property_key, value) in rolled_up.iter().zip(values) {
+            let hash = key_hash(&key, Some((property_key, &value)));
+            let partial = partials.entry(hash).or_insert_with(|| Partial {
+                key: key.clone(),
+                property: Some(PropertyValue {
+                    key: property_key.clone(),
+                    value,
+                }),
+                seq,
+                aggregate: Aggregate::default(),
+                dirty: false,
+            });
+            partial.aggregate.add(contribution);
+        }
+        let hash = key_hash(&key, None);
+        let partial = partials.entry(hash).or_insert_with(|| Partial {
+            key,
+            property: None,
+            seq,
+            aggregate: Aggregate::default(),
+            dirty: false,
         });
+        partial.aggregate.add(contribution);
         partial.dirty = true;
         placement
     }
@@ -179,10 +220,11 @@ impl PartitionWindows {
         }
     }
 
-    /// Calls `publish` for every open window changed since the last call.
+    /// Calls `publish` for every open window changed since the last call
+    /// (partials of `rollups` only: the live topic has no property values).
     pub fn drain_dirty(&mut self, mut publish: impl FnMut(&Partial)) {
         for partial in self.open.values_mut().flat_map(HashMap::values_mut) {
-            if partial.dirty {
+            if partial.dirty && partial.property.is_none() {
                 partial.dirty = false;
                 publish(partial);
             }
@@ -205,8 +247,15 @@ impl PartitionWindows {
             for partial in partials {
                 let key = &partial.key;
                 for text in [&key.project_id, &key.event_type, &key.source, &key.status] {
-                    put_varint(out, text.len() as u64);
-                    out.extend_from_slice(text.as_bytes());
+                    put_text(out, text);
+                }
+                match &partial.property {
+                    None => out.push(0),
+                    Some(property) => {
+                        out.push(1);
+                        put_text(out, &property.key);
+                        put_text(out, &property.value);
+                    }
                 }
                 put_varint(out, u64::from(key.minute));
                 put_varint(out, partial.seq);
@@ -217,15 +266,16 @@ impl PartitionWindows {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         decode_exact(bytes, |reader| {
-            if reader.byte()? != STATE_VERSION {
+            let version = reader.byte()?;
+            if !(1..=STATE_VERSION).contains(&version) {
                 return Err(DecodeError("unknown window state version"));
             }
             let mut windows = Self::new(reader.zigzag()?);
             windows.watermark_ms = reader.zigzag()?;
             for is_correction in [false, true] {
                 for _ in 0..reader.length(1)? {
-                    let partial = decode_partial(reader)?;
-                    let hash = hash_of(&partial.key);
+                    let partial = decode_partial(reader, version)?;
+                    let hash = hash_of(&partial);
                     let partials = if is_correction {
                         &mut windows.corrections
                     } else {
@@ -239,12 +289,26 @@ impl PartitionWindows {
     }
 }
 
-fn decode_partial(reader: &mut Reader<'_>) -> Result<Partial, DecodeError> {
-    let mut text = || -> Result<String, DecodeError> {
+fn put_text(out: &mut Vec<u8>, text: &str) {
+    put_varint(out, text.len() as u64);
+    out.extend_from_slice(text.as_bytes());
+}
+
+fn decode_partial(reader: &mut Reader<'_>, version: u8) -> Result<Partial, DecodeError> {
+    fn text(reader: &mut Reader<'_>) -> Result<String, DecodeError> {
         let len = reader.length(1)?;
         String::from_utf8(reader.bytes(len)?.to_vec()).map_err(|_| DecodeError("key not UTF-8"))
+    }
+    let (project_id, event_type, source, status) =
+        (text(reader)?, text(reader)?, text(reader)?, text(reader)?);
+    let property = if version >= 2 && reader.byte()? == 1 {
+        Some(PropertyValue {
+            key: text(reader)?,
+            value: text(reader)?,
+        })
+    } else {
+        None
     };
-    let (project_id, event_type, source, status) = (text()?, text()?, text()?, text()?);
     let minute = u32::try_from(reader.varint()?).map_err(|_| DecodeError("minute"))?;
     Ok(Partial {
         key: WindowKey {
@@ -254,6 +318,7 @@ fn decode_partial(reader: &mut Reader<'_>) -> Result<Partial, DecodeError> {
             source,
             status,
         },
+        property,
         seq: reader.varint()?,
         aggregate: Aggregate::decode(reader)?,
         dirty: true,
@@ -263,7 +328,7 @@ fn decode_partial(reader: &mut Reader<'_>) -> Result<Partial, DecodeError> {
 /// Partials in key order, so the rows of one close come out in a fixed order.
 fn sorted(partials: HashMap<u128, Partial>) -> Vec<Partial> {
     let mut partials: Vec<Partial> = partials.into_values().collect();
-    partials.sort_by(|a, b| a.key.cmp(&b.key));
+    partials.sort_by(|a, b| (&a.key, &a.property).cmp(&(&b.key, &b.property)));
     partials
 }
 

@@ -1,11 +1,12 @@
 //! `GET /v1/metrics`: time series and group-bys of event metrics.
 //!
 //! The plan ([`plan`]) serves a question from rollups when they cover it: the
-//! filters and group-by use only type, source and status (what rollups keep),
-//! and the buckets ended long enough ago that their windows are closed and
-//! stored (`--rollup-delay-ms`). Everything else, and the newest buckets, come
-//! from raw events, exactly. The answer says which (`source`) and how far the
-//! approximate metrics of rollups may be off (`error_bounds`).
+//! filters use only type, source and status (what rollups keep), the group-by
+//! those and at most one property (which the processor may roll up, see
+//! [`rollups`]), and the buckets ended long enough ago that their windows are
+//! closed and stored (`--rollup-delay-ms`). Everything else, and the newest
+//! buckets, come from raw events, exactly. The answer says which (`source`)
+//! and how far the approximate metrics of rollups may be off (`error_bounds`).
 //!
 //! - [`request`]: the query string.
 //! - [`rollups`]: reading and merging partial rollup rows.
@@ -130,10 +131,7 @@ pub fn plan(request: &MetricsRequest, now_ms: i64, rollup_delay_ms: i64) -> Plan
     let range = request.aligned_range();
     let covered = !request.exact
         && request.filters.rollups_cover()
-        && request
-            .group_by
-            .iter()
-            .all(|d| !matches!(d, request::Dimension::Property(_)));
+        && request.grouped_properties().len() <= 1;
     // The first minute that may still have open windows.
     let horizon = (now_ms - rollup_delay_ms).div_euclid(MINUTE_MS) * MINUTE_MS;
     if !covered || horizon <= range.from_ms {
@@ -169,20 +167,33 @@ pub struct Answer {
 
 /// Plans, reads and shapes the answer to `request` for `project_id`.
 pub async fn answer(state: &AppState, project_id: &str, request: MetricsRequest) -> Result<Answer> {
-    let plan = plan(&request, now_ms(), state.settings.rollup_delay_ms);
+    let mut plan = plan(&request, now_ms(), state.settings.rollup_delay_ms);
     let client = &state.clickhouse;
     let cells = match (plan.rollups, plan.raw) {
         (Some(closed), newest) => {
             // Both halves at once: the answer waits for the slower only.
-            let (mut partials, newest) =
+            let (partials, newest) =
                 tokio::try_join!(rollups::read(client, &request, project_id, closed), async {
                     match newest {
                         Some(range) => raw::read_newest(client, &request, project_id, range).await,
                         None => Ok(Partials::new()),
                     }
                 })?;
-            merge_partials(&mut partials, newest);
-            cells_of(partials, request.wants(Metric::DominantStatus))
+            match partials {
+                Some(mut partials) => {
+                    merge_partials(&mut partials, newest);
+                    cells_of(partials, request.wants(Metric::DominantStatus))
+                }
+                // The property is not rolled up over the whole range.
+                None => {
+                    let range = request.aligned_range();
+                    plan = Plan {
+                        rollups: None,
+                        raw: Some(range),
+                    };
+                    raw::read(client, &request, project_id, range).await?
+                }
+            }
         }
         (None, Some(range)) => raw::read(client, &request, project_id, range).await?,
         (None, None) => BTreeMap::new(),
@@ -279,8 +290,18 @@ mod tests {
         with_tag.push(("tag", "x"));
         assert_eq!(plan(&request(&with_tag), 200 * HOUR, 0).source(), "raw");
         let mut by_property = base.to_vec();
-        by_property.push(("group_by", "property.plan"));
-        assert_eq!(plan(&request(&by_property), 200 * HOUR, 0).source(), "raw");
+        by_property.push(("group_by", "type,property.plan"));
+        // If the processor rolls `plan` up; the read falls back otherwise.
+        assert_eq!(
+            plan(&request(&by_property), 200 * HOUR, 0).source(),
+            "rollups"
+        );
+        let mut by_two_properties = base.to_vec();
+        by_two_properties.push(("group_by", "property.plan,property.country"));
+        assert_eq!(
+            plan(&request(&by_two_properties), 200 * HOUR, 0).source(),
+            "raw"
+        );
         let mut forced = base.to_vec();
         forced.push(("exact", "true"));
         assert_eq!(plan(&request(&forced), 200 * HOUR, 0).source(), "raw");

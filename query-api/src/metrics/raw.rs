@@ -45,13 +45,25 @@ struct StatusRow {
     count: u64,
 }
 
+/// Where a group-by on a property reads its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropertyValues {
+    /// From the `properties` JSON of raw events.
+    Extracted,
+    /// From `property_value` of `property_rollups`.
+    RolledUp,
+}
+
 /// The SQL of a dimension; property values are strings as stored, numbers
-/// and booleans as their JSON text.
-fn dimension_sql(dimension: &Dimension, sql: &mut Sql) {
+/// and booleans as their JSON text (`sluice_schemas::rollup::property`).
+fn dimension_sql(dimension: &Dimension, values: PropertyValues, sql: &mut Sql) {
     match dimension {
         Dimension::Type => sql.push("toString(type)", []),
         Dimension::Source => sql.push("toString(source)", []),
         Dimension::Status => sql.push("toString(status)", []),
+        Dimension::Property(_) if values == PropertyValues::RolledUp => {
+            sql.push("property_value", [])
+        }
         Dimension::Property(key) => sql.push(
             "if(visitParamExtractRaw(properties, ?) LIKE '\"%', \
              visitParamExtractString(properties, ?), visitParamExtractRaw(properties, ?))",
@@ -62,7 +74,11 @@ fn dimension_sql(dimension: &Dimension, sql: &mut Sql) {
 
 /// `SELECT <bucket start, ms> AS bucket, [<group values>] AS groups, ` of
 /// rows whose time in milliseconds is `time_ms` (an Int64 expression).
-pub fn select_bucket_and_groups(request: &MetricsRequest, time_ms: &str) -> Sql {
+pub fn select_bucket_and_groups(
+    request: &MetricsRequest,
+    time_ms: &str,
+    values: PropertyValues,
+) -> Sql {
     let width = i64::from(request.granularity.seconds()) * 1000;
     let offset = request.utc_offset_ms;
     let mut sql = Sql::new(&format!(
@@ -78,7 +94,7 @@ pub fn select_bucket_and_groups(request: &MetricsRequest, time_ms: &str) -> Sql 
         if index > 0 {
             sql.push(", ", []);
         }
-        dimension_sql(dimension, &mut sql);
+        dimension_sql(dimension, values, &mut sql);
     }
     // An empty array literal has no element type on 18.16.
     if request.group_by.is_empty() {
@@ -117,7 +133,8 @@ fn select(
     query: &RawQuery<'_>,
     snapshot: &Snapshot,
 ) -> Sql {
-    let mut sql = select_bucket_and_groups(request, "toInt64(timestamp_ms)");
+    let mut sql =
+        select_bucket_and_groups(request, "toInt64(timestamp_ms)", PropertyValues::Extracted);
     sql.push(query.aggregates, []);
     let mut conditions = Sql::default();
     conditions.push(" AND project_id = ?", [text(project_id)]);

@@ -335,6 +335,21 @@ impl MetricsRequest {
         })
     }
 
+    /// The distinct property keys the group-by names.
+    pub fn grouped_properties(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self
+            .group_by
+            .iter()
+            .filter_map(|dimension| match dimension {
+                Dimension::Property(key) => Some(key.as_str()),
+                _ => None,
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
     pub fn wants(&self, metric: Metric) -> bool {
         self.metrics.contains(&metric)
     }

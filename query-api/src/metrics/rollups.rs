@@ -3,6 +3,13 @@
 //! into one aggregate per bucket and group, to which the newest minutes'
 //! raw events may still add.
 //!
+//! A group-by on one property reads `property_rollups` for that key instead,
+//! if the processor rolled it up over the whole range: the rows of a key add
+//! up to the count of `rollups` where it did, and fall short where it did
+//! not (a key added later, or an instance without it). [`read`] compares
+//! the two counts, read at the same time, and answers `None` when they
+//! differ, for the raw path to answer instead.
+//!
 //! Questions without uniques or percentiles need no sketch: ClickHouse adds
 //! the exact columns up per bucket and group ([`read_scalars`]), so only
 //! the answer's rows travel. Sketches are merged in Rust with the rollup model
@@ -11,23 +18,77 @@
 use clickhouse::Row;
 use serde::Deserialize;
 
-use sluice_runtime::rollups::RollupRow;
 use sluice_schemas::rollup::{Aggregate, QuantileSketch};
 
-use super::raw::{group_of as raw_group_of, select_bucket_and_groups};
+use super::raw::{PropertyValues, group_of as raw_group_of, select_bucket_and_groups};
 use super::request::{Dimension, Metric, MetricsRequest};
 use super::{GroupKey, MAX_ROWS, Partials, column_if};
 use crate::error::{ApiError, Result};
 use crate::filters::{Bound, Sql, TimeRange, text};
-use crate::snapshot::{ROLLUPS, Snapshot, read_consistent};
+use crate::snapshot::{
+    PROPERTY_ROLLUPS, ROLLUPS, Snapshot, Table, fold_consistent, read_consistent,
+};
 
-/// The columns of [`RollupRow`], with the sketches a request does not need
+/// Which table of partials answers, and for which property key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source<'a> {
+    Windows,
+    Property(&'a str),
+}
+
+impl Source<'_> {
+    fn of(request: &MetricsRequest) -> Source<'_> {
+        match request.grouped_properties()[..] {
+            [key] => Source::Property(key),
+            _ => Source::Windows,
+        }
+    }
+
+    fn table(self) -> Table {
+        match self {
+            Source::Windows => ROLLUPS,
+            Source::Property(_) => PROPERTY_ROLLUPS,
+        }
+    }
+
+    /// The property value column (empty for `rollups`).
+    fn property_value_column(self) -> &'static str {
+        match self {
+            Source::Windows => "'' AS property_value",
+            Source::Property(_) => "property_value",
+        }
+    }
+}
+
+/// What the merge reads of a partial row of `rollups` or
+/// `property_rollups`, borrowed from the cursor's buffer (a question may
+/// merge hundreds of thousands); the column order matches [`columns`].
+#[derive(Debug, Row, Deserialize)]
+struct PartialRow<'a> {
+    minute: u32,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    source: &'a str,
+    status: &'a str,
+    property_value: &'a str,
+    count: u64,
+    duration_count: u64,
+    duration_sum_us: u64,
+    duration_min: Option<f64>,
+    duration_max: Option<f64>,
+    users: &'a [u8],
+    sessions: &'a [u8],
+    durations: &'a [u8],
+}
+
+/// The columns of [`PartialRow`], with the sketches a request does not need
 /// replaced by empty strings (they are most of a row's bytes).
-fn columns(request: &MetricsRequest) -> String {
+fn columns(request: &MetricsRequest, source: Source<'_>) -> String {
     let sketch = column_if;
     format!(
-        "project_id, minute, type, source, status, kafka_partition, seq, count, \
-         duration_count, duration_sum_us, duration_min, duration_max, {}, {}, {}",
+        "minute, type, source, status, {}, count, duration_count, duration_sum_us, \
+         duration_min, duration_max, {}, {}, {}",
+        source.property_value_column(),
         sketch(request.wants_users(), "users"),
         sketch(request.wants_sessions(), "sessions"),
         sketch(request.wants_quantiles(), "durations"),
@@ -36,9 +97,12 @@ fn columns(request: &MetricsRequest) -> String {
 
 /// Adds a partial rollup row to `aggregate`; its user and session sketches
 /// go straight into the aggregate's (no sketch built per row).
-fn merge_row(aggregate: &mut Aggregate, row: &RollupRow) -> Result<()> {
+fn merge_row(aggregate: &mut Aggregate, row: &PartialRow<'_>) -> Result<()> {
     let corrupt = |error: sluice_schemas::rollup::DecodeError| {
-        ApiError::CorruptRollup(format!("{error:?} in {:?}", row.key()))
+        ApiError::CorruptRollup(format!(
+            "{error:?} in the partial of {} {}/{}/{}",
+            row.minute, row.event_type, row.source, row.status
+        ))
     };
     aggregate.merge(&Aggregate {
         count: row.count,
@@ -49,13 +113,13 @@ fn merge_row(aggregate: &mut Aggregate, row: &RollupRow) -> Result<()> {
         durations: if row.durations.is_empty() {
             QuantileSketch::default()
         } else {
-            QuantileSketch::from_bytes(&row.durations).map_err(corrupt)?
+            QuantileSketch::from_bytes(row.durations).map_err(corrupt)?
         },
         ..Aggregate::default()
     });
     for (sketch, bytes) in [
-        (&mut aggregate.users, &row.users),
-        (&mut aggregate.sessions, &row.sessions),
+        (&mut aggregate.users, row.users),
+        (&mut aggregate.sessions, row.sessions),
     ] {
         if !bytes.is_empty() {
             sketch.merge_bytes(bytes).map_err(corrupt)?;
@@ -64,44 +128,88 @@ fn merge_row(aggregate: &mut Aggregate, row: &RollupRow) -> Result<()> {
     Ok(())
 }
 
-fn group_of(request: &MetricsRequest, row: &RollupRow) -> Vec<String> {
+fn group_of(request: &MetricsRequest, row: &PartialRow<'_>) -> Vec<String> {
     request
         .group_by
         .iter()
         .map(|dimension| match dimension {
-            Dimension::Type => row.event_type.clone(),
-            Dimension::Source => row.source.clone(),
-            Dimension::Status => row.status.clone(),
-            // The plan sends property group-bys to raw events.
-            Dimension::Property(_) => String::new(),
+            Dimension::Type => row.event_type,
+            Dimension::Source => row.source,
+            Dimension::Status => row.status,
+            // Rows of `property_rollups` for the one key grouped by.
+            Dimension::Property(_) => row.property_value,
         })
+        .map(str::to_owned)
         .collect()
 }
 
+/// The partials of `range`, or `None` when the group-by is on a property
+/// that `property_rollups` does not cover over all of it.
 pub async fn read(
     client: &clickhouse::Client,
     request: &MetricsRequest,
     project_id: &str,
     range: TimeRange,
-) -> Result<Partials> {
-    if request.wants_users() || request.wants_sessions() || request.wants_quantiles() {
-        read_sketches(client, request, project_id, range).await
-    } else {
-        read_scalars(client, request, project_id, range).await
+) -> Result<Option<Partials>> {
+    let source = Source::of(request);
+    let partials = async {
+        if request.wants_users() || request.wants_sessions() || request.wants_quantiles() {
+            read_sketches(client, request, project_id, range, source).await
+        } else {
+            read_scalars(client, request, project_id, range, source).await
+        }
+    };
+    if source == Source::Windows {
+        return Ok(Some(partials.await?));
     }
+    let (partials, windows_count) =
+        tokio::try_join!(partials, count_events(client, request, project_id, range))?;
+    let property_count: u64 = partials
+        .values()
+        .map(|(aggregate, _)| aggregate.count)
+        .sum();
+    Ok((property_count == windows_count).then_some(partials))
 }
 
-/// `FROM rollups ...`: the rollup rows of the project in `range` passing
-/// the filters, passing on `columns`.
+/// The events that `rollups` counts in `range` under the request's filters.
+async fn count_events(
+    client: &clickhouse::Client,
+    request: &MetricsRequest,
+    project_id: &str,
+    range: TimeRange,
+) -> Result<u64> {
+    let counts: Vec<u64> = read_consistent(client, ROLLUPS, |snapshot| {
+        let mut sql = Sql::new("SELECT sum(count)");
+        let from = rollups_from(
+            request,
+            project_id,
+            range,
+            "count",
+            snapshot,
+            Source::Windows,
+        );
+        sql.push(&from.text, from.binds);
+        sql
+    })
+    .await?;
+    Ok(counts.into_iter().sum())
+}
+
+/// `FROM rollups ...` (or `property_rollups`): the rows of the project in
+/// `range` passing the filters, passing on `columns`.
 fn rollups_from(
     request: &MetricsRequest,
     project_id: &str,
     range: TimeRange,
     columns: &str,
     snapshot: &Snapshot,
+    source: Source<'_>,
 ) -> Sql {
     let mut conditions = Sql::default();
     conditions.push(" AND project_id = ?", [text(project_id)]);
+    if let Source::Property(key) = source {
+        conditions.push(" AND property_key = ?", [text(key)]);
+    }
     // Windows are whole minutes and the range is whole buckets.
     conditions.push(
         " AND minute >= toDateTime(?) AND minute < toDateTime(?)",
@@ -115,8 +223,14 @@ fn rollups_from(
 }
 
 /// The columns the scalar sums read.
-const SCALAR_COLUMNS: &str = "minute, type, source, status, count, duration_count, \
-    duration_sum_us, duration_min, duration_max";
+fn scalar_columns(source: Source<'_>) -> String {
+    let columns = "minute, type, source, status, count, duration_count, duration_sum_us, \
+                   duration_min, duration_max";
+    match source {
+        Source::Windows => columns.to_owned(),
+        Source::Property(_) => format!("{columns}, property_value"),
+    }
+}
 
 #[derive(Debug, Row, Deserialize)]
 struct ScalarRow {
@@ -137,8 +251,13 @@ fn scalar_sums(
     range: TimeRange,
     wants_status: bool,
     snapshot: &Snapshot,
+    source: Source<'_>,
 ) -> Sql {
-    let mut sql = select_bucket_and_groups(request, "toInt64(toUInt32(minute)) * 1000");
+    let mut sql = select_bucket_and_groups(
+        request,
+        "toInt64(toUInt32(minute)) * 1000",
+        PropertyValues::RolledUp,
+    );
     // Rows per status only when the dominant status needs their counts.
     sql.push(
         if wants_status {
@@ -156,7 +275,8 @@ fn scalar_sums(
          max(duration_max) AS highest_duration",
         [],
     );
-    let from = rollups_from(request, project_id, range, SCALAR_COLUMNS, snapshot);
+    let columns = scalar_columns(source);
+    let from = rollups_from(request, project_id, range, &columns, snapshot, source);
     sql.push(&from.text, from.binds);
     sql.push(
         " GROUP BY bucket, groups, status_value LIMIT ?",
@@ -170,10 +290,11 @@ async fn read_scalars(
     request: &MetricsRequest,
     project_id: &str,
     range: TimeRange,
+    source: Source<'_>,
 ) -> Result<Partials> {
     let wants_status = request.wants(Metric::DominantStatus);
-    let rows: Vec<ScalarRow> = read_consistent(client, ROLLUPS, |snapshot| {
-        scalar_sums(request, project_id, range, wants_status, snapshot)
+    let rows: Vec<ScalarRow> = read_consistent(client, source.table(), |snapshot| {
+        scalar_sums(request, project_id, range, wants_status, snapshot, source)
     })
     .await?;
     if rows.len() > MAX_ROWS {
@@ -206,31 +327,30 @@ async fn read_sketches(
     request: &MetricsRequest,
     project_id: &str,
     range: TimeRange,
+    source: Source<'_>,
 ) -> Result<Partials> {
-    // Sketches stream into the merge, so their read cannot be taken back
-    // and run again: always with FINAL.
-    let columns = columns(request);
-    let mut sql = Sql::new(&format!("SELECT {columns}"));
-    let from = rollups_from(
-        request,
-        project_id,
-        range,
-        &columns,
-        &Snapshot::all_final_of(ROLLUPS),
-    );
-    sql.push(&from.text, from.binds);
-    let mut cursor = sql.query(client).fetch::<RollupRow>()?;
-    let mut merged = Partials::new();
-    while let Some(row) = cursor.next().await? {
-        let key = GroupKey {
-            bucket_ms: request.bucket_of(i64::from(row.minute) * 1000),
-            group: group_of(request, &row),
-        };
-        let (aggregate, statuses) = merged.entry(key).or_default();
-        merge_row(aggregate, &row)?;
-        if !row.status.is_empty() {
-            *statuses.entry(row.status).or_default() += row.count;
-        }
-    }
-    Ok(merged)
+    let columns = columns(request, source);
+    fold_consistent::<PartialRow<'_>, Partials>(
+        client,
+        source.table(),
+        |snapshot| {
+            let mut sql = Sql::new(&format!("SELECT {columns}"));
+            let from = rollups_from(request, project_id, range, &columns, snapshot, source);
+            sql.push(&from.text, from.binds);
+            sql
+        },
+        |merged, row| {
+            let key = GroupKey {
+                bucket_ms: request.bucket_of(i64::from(row.minute) * 1000),
+                group: group_of(request, &row),
+            };
+            let (aggregate, statuses) = merged.entry(key).or_default();
+            merge_row(aggregate, &row)?;
+            if !row.status.is_empty() {
+                *statuses.entry(row.status.to_owned()).or_default() += row.count;
+            }
+            Ok(())
+        },
+    )
+    .await
 }

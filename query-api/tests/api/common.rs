@@ -14,7 +14,7 @@ use sluice_runtime::keys::Scope;
 use sluice_runtime::settings::{ApiSettings, ConfigFile, LogFormat, TelemetrySettings};
 use sluice_schemas::Event;
 use sluice_stream_processor::ProcessorConfig;
-use sluice_stream_processor::config::ProcessorSettings;
+use sluice_stream_processor::config::{ProcessorSettings, PropertyKeys};
 use sluice_stream_processor::sink::EventRow;
 use sluice_testkit::{Running, TestEnv, eventually, spawn_service};
 
@@ -179,6 +179,7 @@ pub async fn start_processor(env: &TestEnv) -> Running {
             allowed_lateness_ms: 1_000,
             idle_timeout_ms: 1_000,
             live_interval_ms: 100,
+            rollup_properties: PropertyKeys(vec!["plan".into()]),
             ..ProcessorSettings::default()
         },
         kafka: env.kafka.clone(),
@@ -317,7 +318,12 @@ pub fn generate(project: &str, count: usize, from_ms: i64, span_ms: i64, seed: u
                 } else {
                     Vec::new()
                 },
-                properties: json!({"plan": plan, "tier": tier}).to_string(),
+                // A tenth of the events have no plan.
+                properties: if index % 10 == 3 {
+                    json!({"tier": tier}).to_string()
+                } else {
+                    json!({"plan": plan, "tier": tier}).to_string()
+                },
                 client_ip: None,
                 user_agent: None,
             }
@@ -391,10 +397,16 @@ pub fn truth(
     truth
 }
 
+/// A property's value as group-bys read it: a string's value, other JSON
+/// as text, nothing when missing.
 pub fn property(event: &Event, key: &str) -> String {
-    match &serde_json::from_str::<Value>(&event.properties).unwrap()[key] {
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
+    match serde_json::from_str::<Value>(&event.properties)
+        .unwrap()
+        .get(key)
+    {
+        None => String::new(),
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sluice_query_api::config::QuerySettings;
 use sluice_runtime::keys::Scope;
-use sluice_runtime::rollups::RollupRow;
+use sluice_runtime::rollups::{PropertyRollupRow, RollupRow};
 use sluice_schemas::Event;
 use sluice_schemas::rollup::{Aggregate, Contribution, WindowKey};
 use sluice_schemas::time_format::{DAY_MS, format_rfc3339_ms, now_ms};
@@ -85,11 +85,11 @@ async fn raw_metrics_match_ground_truth() {
         true,
     );
 
-    // Property group-bys are raw without asking; hours start at :30 at +05:30.
+    // A property group-by; hours start at :30 at +05:30.
     let body = api
         .get_ok(
             &format!(
-                "/v1/metrics?{metrics}&interval=1h&utc_offset=%2B05:30&group_by=property.plan"
+                "/v1/metrics?{metrics}&interval=1h&utc_offset=%2B05:30&group_by=property.plan&exact=true"
             ),
             &key,
         )
@@ -251,6 +251,22 @@ async fn rollups_from_the_pipeline_match_ground_truth() {
         .await;
     let keep = |e: &Event| e.status.as_deref() == Some("404") && e.event_type == "click";
     check_rows(&body, &[], &truth(&old, HOUR, 0, by(&[]), keep), true);
+    // A group-by on the property the processor rolls up, from rollups; on
+    // another, from raw events.
+    for (group_by, answered_from) in [("type,property.plan", "rollups"), ("property.tier", "raw")] {
+        let body = api
+            .get_ok(
+                &format!("/v1/metrics?{old_range}&{metrics}&interval=15m&group_by={group_by}"),
+                &key,
+            )
+            .await;
+        assert_eq!(body["source"], answered_from, "{group_by}: {body}");
+        let dimensions: Vec<&'static str> = group_by.split(',').collect();
+        let expected = truth(&old, 15 * MINUTE, 0, by(dimensions.clone().leak()), |_| {
+            true
+        });
+        check_rows(&body, &dimensions, &expected, answered_from == "raw");
+    }
     // A source filter, from rollups and, to the same numbers, from raw events.
     let keep = |e: &Event| e.source.as_deref() == Some("ios");
     let ios = truth(&old, HOUR, 0, by(&[]), keep);
@@ -380,46 +396,114 @@ async fn copies_count_once_whether_or_not_days_are_merged() {
     }
 }
 
+/// The one-minute windows of `events`, each split by the value of
+/// `property` when one is named, with their position as `seq`.
+fn windows_of(events: &[Event], property: Option<&str>) -> Vec<(WindowKey, String, Aggregate)> {
+    let mut windows: BTreeMap<(WindowKey, String), Aggregate> = BTreeMap::new();
+    for event in events {
+        let key = WindowKey::of_event(event);
+        let value = property.map_or_else(String::new, |key| crate::common::property(event, key));
+        windows.entry((key, value)).or_default().add(Contribution {
+            user_id: event.user_id.as_deref(),
+            session_id: event.session_id.as_deref(),
+            duration_ms: event.duration_ms,
+        });
+    }
+    windows
+        .into_iter()
+        .map(|((key, value), aggregate)| (key, value, aggregate))
+        .collect()
+}
+
 /// Rollup rows as the processor would write them for `events`: one row per
 /// one-minute window (partition 0, `seq` its position).
 fn rollup_rows(events: &[Event]) -> Vec<RollupRow> {
-    let mut windows: BTreeMap<(u32, String, String, String), Aggregate> = BTreeMap::new();
-    for event in events {
-        let minute = WindowKey::minute_of(event.timestamp_ms);
-        let source = event.source.clone().unwrap_or_default();
-        let status = event.status.clone().unwrap_or_default();
-        windows
-            .entry((minute, event.event_type.clone(), source, status))
-            .or_default()
-            .add(Contribution {
-                user_id: event.user_id.as_deref(),
-                session_id: event.session_id.as_deref(),
-                duration_ms: event.duration_ms,
-            });
-    }
-    let project_id = &events[0].project_id;
-    windows
+    windows_of(events, None)
         .iter()
         .enumerate()
-        .map(|(seq, ((minute, event_type, source, status), aggregate))| {
-            let key = WindowKey {
-                project_id: project_id.clone(),
-                minute: *minute,
-                event_type: event_type.clone(),
-                source: source.clone(),
-                status: status.clone(),
-            };
-            RollupRow::new(&key, aggregate, 0, seq as u64)
+        .map(|(seq, (key, _, aggregate))| RollupRow::new(key, aggregate, 0, seq as u64))
+        .collect()
+}
+
+/// `property_rollups` rows for `key` as the processor would write them.
+fn property_rollup_rows(events: &[Event], key: &str) -> Vec<PropertyRollupRow> {
+    windows_of(events, Some(key))
+        .into_iter()
+        .enumerate()
+        .map(|(seq, (window, value, aggregate))| {
+            PropertyRollupRow::new(&window, &aggregate, 0, seq as u64, key.into(), value)
         })
         .collect()
 }
 
-async fn insert_rollups(client: &clickhouse::Client, rows: &[RollupRow]) {
-    let mut insert = client.insert::<RollupRow>("rollups").await.unwrap();
+async fn insert_rows<T>(client: &clickhouse::Client, table: &str, rows: &[T])
+where
+    T: clickhouse::Row + clickhouse::RowOwned + clickhouse::RowWrite,
+{
+    let mut insert = client.insert::<T>(table).await.unwrap();
     for row in rows {
         insert.write(row).await.unwrap();
     }
     insert.end().await.unwrap();
+}
+
+async fn insert_rollups(client: &clickhouse::Client, rows: &[RollupRow]) {
+    insert_rows(client, "rollups", rows).await;
+}
+
+/// A group-by on a property comes from `property_rollups` where the key is
+/// rolled up over the whole range, and from raw events where it is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn property_group_bys_come_from_rollups_where_they_cover() {
+    let env = TestEnv::new("qprops");
+    env.ensure_schema().await;
+    let api = Api::start(&env).await;
+    let p = project(&env, "p");
+    let base = (now_ms() / DAY_MS - 3) * DAY_MS;
+    let rolled = generate(&p, 1_500, base, DAY_MS, 81);
+    let not_rolled = generate(&p, 300, base + DAY_MS, DAY_MS, 82);
+    let all: Vec<Event> = rolled.iter().chain(&not_rolled).cloned().collect();
+    let clickhouse = env.clickhouse();
+    insert_events(&clickhouse, &all).await;
+    insert_rollups(&clickhouse, &rollup_rows(&all)).await;
+    // `plan` is rolled up on the first day only, as if the processor was
+    // told to roll it up then told otherwise.
+    insert_rows(
+        &clickhouse,
+        "property_rollups",
+        &property_rollup_rows(&rolled, "plan"),
+    )
+    .await;
+    let key = read_key(&env, &api, &p).await;
+    let first_day = format!("from={base}&to={}", base + DAY_MS);
+    let both_days = format!("from={base}&to={}", base + 2 * DAY_MS);
+    let scalars = "count,sum_duration,avg_duration,min_duration,max_duration,dominant_status";
+    for (range, group_by, metrics, answered_from, events) in [
+        (&first_day, "property.plan", ALL_METRICS, "rollups", &rolled),
+        (
+            &first_day,
+            "type,property.plan",
+            scalars,
+            "rollups",
+            &rolled,
+        ),
+        (&first_day, "property.tier", scalars, "raw", &rolled),
+        (&both_days, "property.plan", ALL_METRICS, "raw", &all),
+        (&both_days, "property.plan,status", scalars, "raw", &all),
+    ] {
+        let path = format!("/v1/metrics?{range}&interval=1h&group_by={group_by}&metrics={metrics}");
+        let body = api.get_ok(&path, &key).await;
+        assert_eq!(body["source"], answered_from, "{path}: {body}");
+        let dimensions: Vec<&'static str> = match group_by {
+            "property.plan" => vec!["property.plan"],
+            "type,property.plan" => vec!["type", "property.plan"],
+            "property.tier" => vec!["property.tier"],
+            _ => vec!["property.plan", "status"],
+        };
+        let expected = truth(events, HOUR, 0, by(dimensions.clone().leak()), |_| true);
+        let exact = answered_from == "raw" || metrics == scalars;
+        check_rows(&body, &dimensions, &expected, exact);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,12 +19,14 @@
 //! hashing is pinned by [`hash`], so sketches from any process merge.
 //!
 //! - [`live`]: the JSON message of the live topic.
+//! - [`property`]: property values as `property_rollups` key them.
 
 pub mod aggregate;
 pub mod codec;
 pub mod hash;
 pub mod hll;
 pub mod live;
+pub mod property;
 pub mod quantiles;
 
 #[cfg(test)]
@@ -57,6 +59,17 @@ pub struct WindowKey {
 }
 
 impl WindowKey {
+    /// The key of the window that `event` falls in.
+    pub fn of_event(event: &crate::Event) -> Self {
+        Self {
+            project_id: event.project_id.clone(),
+            minute: Self::minute_of(event.timestamp_ms),
+            event_type: event.event_type.clone(),
+            source: event.source.clone().unwrap_or_default(),
+            status: event.status.clone().unwrap_or_default(),
+        }
+    }
+
     /// The start of the one-minute window that holds `timestamp_ms`.
     pub fn minute_of(timestamp_ms: i64) -> u32 {
         let seconds = u32::try_from(timestamp_ms.max(0) / 1000).unwrap_or(u32::MAX);
