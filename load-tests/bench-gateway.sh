@@ -7,6 +7,9 @@
 #   2. peak:     the gateway under closed-loop HTTP load (max events/s);
 #   3. half:     open-loop HTTP load at half of that peak (p99 latency,
 #                measured from each request's due time);
+#      floor:    the bare producer in open loop at the same rate, in groups
+#                of one request's events, each group's latency from its due
+#                time to its last ack: the latency no gateway can beat;
 #   4. overload: open-loop at --overload-factor x peak with many connections
 #                (status codes and the gateway's peak RSS), unless --no-overload.
 # It prints one table row per run, then median/min/max over the runs.
@@ -27,6 +30,7 @@ WARMUP=2
 BATCH=100
 EVENT_BYTES=300
 CONNECTIONS=16
+HALF_CONNECTIONS=64
 LOADGEN_THREADS=1
 PARTITIONS=4
 OVERLOAD=1
@@ -64,7 +68,9 @@ Usage: $0 [options]
   --warmup S               unmeasured seconds before each HTTP phase (default $WARMUP)
   --batch N                events per HTTP request (default $BATCH)
   --event-bytes N          size of one event as JSON (default $EVENT_BYTES)
-  --connections N          HTTP connections for the peak and half-peak phases (default $CONNECTIONS)
+  --connections N          HTTP connections for the peak phase (default $CONNECTIONS)
+  --half-connections N     HTTP connections for the half-peak phase (default $HALF_CONNECTIONS;
+                           with few, requests wait for a free connection and that wait counts)
   --loadgen-threads N      tokio worker threads of the load generator (default $LOADGEN_THREADS)
   --partitions N           partitions of every topic (default $PARTITIONS)
   --single-event           POST single events to /v1/events (needs --batch 1)
@@ -87,6 +93,7 @@ while (($#)); do
         --batch) BATCH=$2; shift ;;
         --event-bytes) EVENT_BYTES=$2; shift ;;
         --connections) CONNECTIONS=$2; shift ;;
+        --half-connections) HALF_CONNECTIONS=$2; shift ;;
         --loadgen-threads) LOADGEN_THREADS=$2; shift ;;
         --partitions) PARTITIONS=$2; shift ;;
         --single-event) SINGLE_EVENT=1 ;;
@@ -122,6 +129,7 @@ print_table() {
         | [range(1; $runs + 1) as $r
          | (phase($r; "bare")) as $bare | (phase($r; "peak")) as $peak
          | (phase($r; "half")) as $half | (phase($r; "gateway")) as $gw
+         | (phase($r; "floor")) as $floor
          | (phase($r; "overload")) as $over
          | {run: $r,
             bare_eps: $bare.events_per_s,
@@ -132,6 +140,7 @@ print_table() {
             half_eps: $half.events_per_s,
             half_p99_ms: $half.latency_ms.p99,
             half_p999_ms: $half.latency_ms.p999,
+            floor_p99_ms: $floor.group_latency_ms.p99,
             cpu_us_per_event: ($gw.gateway_cpu_s_peak_phase * 1e6 / ($peak.events_acked)),
             loadgen_cpu_pct: ($peak.loadgen_cpu_s * 100 / $peak.seconds),
             rss_mib: ($gw.gateway_peak_rss_kib / 1024),
@@ -139,16 +148,16 @@ print_table() {
                                else $gw.gateway_overload_peak_rss_kib / 1024 end),
             overload_statuses: ($over | statuses)}] as $rows
         | ["run", "bare ev/s", "gateway ev/s", "ratio", "peak p99 ms", "half rate",
-           "half p99 ms", "half p99.9 ms", "gw CPU us/event", "loadgen CPU %", "gw RSS MiB", "overload RSS MiB",
+           "half p99 ms", "half p99.9 ms", "floor p99 ms", "gw CPU us/event", "loadgen CPU %", "gw RSS MiB", "overload RSS MiB",
            "overload answers"] as $head
         | ($head | @tsv),
           ($rows[] | . as $row | [.run, .bare_eps, .gateway_eps, .ratio, .peak_p99_ms,
-                      .half_rate, .half_p99_ms, .half_p999_ms, .cpu_us_per_event, .loadgen_cpu_pct, .rss_mib,
+                      .half_rate, .half_p99_ms, .half_p999_ms, .floor_p99_ms, .cpu_us_per_event, .loadgen_cpu_pct, .rss_mib,
                       .overload_rss_mib] | map(fmt) + [$row.overload_statuses] | @tsv),
           (if $runs > 1 then
              ("median", "min", "max") as $stat
              | [$stat] + ([["bare_eps", "gateway_eps", "ratio", "peak_p99_ms", "half_rate",
-                            "half_p99_ms", "half_p999_ms", "cpu_us_per_event", "loadgen_cpu_pct", "rss_mib",
+                            "half_p99_ms", "half_p999_ms", "floor_p99_ms", "cpu_us_per_event", "loadgen_cpu_pct", "rss_mib",
                             "overload_rss_mib"][] as $col
                            | [$rows[][$col] | select(. != null)]
                            | if length == 0 then null
@@ -254,9 +263,15 @@ run_once() {
     [[ $(jq -n "$peak > 0") == true ]] || die "the gateway acked nothing; see $OUT/run$run-peak.json"
 
     log "run $run: gateway at half peak, open loop, $half events/s"
-    http_load "$OUT/run$run-half.json" --connections "$CONNECTIONS" --rate "$half"
+    http_load "$OUT/run$run-half.json" --connections "$HALF_CONNECTIONS" --rate "$half"
     local rss_normal rss_overload=null
     rss_normal=$(peak_rss_kib "$GATEWAY_PID")
+
+    log "run $run: latency floor, bare producer at $half events/s in groups of $BATCH"
+    "$LOADGEN_BIN" --json kafka --brokers "$BROKERS" --topic bench.floor \
+        --partitions "$PARTITIONS" --project "$BENCH_PROJECT" \
+        --event-bytes "$EVENT_BYTES" --duration "$DURATION" \
+        --rate "$half" --group "$BATCH" >"$OUT/run$run-floor.json"
 
     if ((OVERLOAD)); then
         local over
@@ -278,5 +293,6 @@ for run in $(seq "$RUNS"); do
 done
 print_table "$OUT"
 echo | tee "$OUT/settings.txt"
-echo "batch $BATCH, event ${EVENT_BYTES} B, $PARTITIONS partitions, $DURATION s per phase, $CONNECTIONS connections," \
+echo "batch $BATCH, event ${EVENT_BYTES} B, $PARTITIONS partitions, $DURATION s per phase," \
+    "$CONNECTIONS connections at peak, $HALF_CONNECTIONS at half peak," \
     "loadgen threads $LOADGEN_THREADS, $(nproc) cores; results in ${OUT#"$ROOT"/}" | tee -a "$OUT/settings.txt"

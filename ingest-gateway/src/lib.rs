@@ -17,10 +17,12 @@
 //! - [`admin`]: creating, listing and revoking API keys.
 //! - [`rate_limit`]: per-key and per-IP limits.
 //! - [`publish`]: the Kafka producer.
+//! - [`acks`]: the broker's acks, counted per request (one wake-up each).
 //! - [`error`]: `ApiError`, one status and body per failure.
 //! - [`metrics`]: the gateway's Prometheus metrics.
 //! - [`openapi`]: the OpenAPI document behind `/openapi.json` and `/docs`.
 
+pub mod acks;
 pub mod admin;
 pub mod admission;
 pub mod body;

@@ -144,18 +144,19 @@ impl GatewayMetrics {
     }
 }
 
-/// The producer's context: librdkafka statistics, every second.
-pub struct ProducerStats {
+/// The producer's context: librdkafka statistics into metrics, every second,
+/// and delivery reports into each request's acks ([`crate::acks`]).
+pub struct ProducerCallbacks {
     metrics: GatewayMetrics,
 }
 
-impl ProducerStats {
+impl ProducerCallbacks {
     pub fn new(metrics: GatewayMetrics) -> Self {
         Self { metrics }
     }
 }
 
-impl ClientContext for ProducerStats {
+impl ClientContext for ProducerCallbacks {
     fn stats(&self, statistics: Statistics) {
         let m = &self.metrics;
         m.queue_messages

@@ -3,16 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use sluice_runtime::kafka::{apply_properties, client_config};
 use sluice_runtime::settings::KafkaSettings;
 use sluice_schemas::Event;
 use sluice_schemas::avro::encode_event;
 
+use crate::acks::{EventAck, RequestAcks};
 use crate::config::IngestSettings;
-use crate::metrics::{GatewayMetrics, ProducerStats};
+use crate::metrics::{GatewayMetrics, ProducerCallbacks};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
@@ -34,7 +34,7 @@ pub struct PublishFailure {
 
 /// An idempotent, `acks=all` producer for the events topic.
 pub struct EventPublisher {
-    producer: FutureProducer<ProducerStats>,
+    producer: ThreadedProducer<ProducerCallbacks>,
     topic: String,
 }
 
@@ -44,7 +44,7 @@ impl EventPublisher {
         ingest: &IngestSettings,
         metrics: &GatewayMetrics,
     ) -> anyhow::Result<Self> {
-        let context = ProducerStats::new(metrics.clone());
+        let context = ProducerCallbacks::new(metrics.clone());
         let mut config = client_config(kafka)?;
         config
             .set("acks", "all")
@@ -75,41 +75,39 @@ impl EventPublisher {
     /// waits for the events already handed over, so the answer says exactly
     /// which events the broker has.
     pub async fn publish_all(&self, events: &[Event]) -> Result<(), PublishFailure> {
-        let mut deliveries = Vec::with_capacity(events.len());
+        // Encoded first, so that the events go to librdkafka in one quick
+        // run and leave in few produce requests.
+        let encoded: Vec<(String, Vec<u8>)> = events
+            .iter()
+            .map(|event| (event.partition_key(), encode_event(event)))
+            .collect();
+        let acks = Arc::new(RequestAcks::new(events.len()));
         let mut refused = None;
-        for event in events {
-            let key = event.partition_key();
-            let value = encode_event(event);
-            let record = FutureRecord::to(&self.topic).key(&key).payload(&value);
-            match self.producer.send_result(record) {
-                Ok(delivery) => deliveries.push(delivery),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    refused = Some(PublishError::QueueFull);
-                    break;
-                }
-                Err((error, _)) => {
-                    refused = Some(PublishError::NotAcknowledged(error));
-                    break;
-                }
+        for (index, (key, value)) in encoded.iter().enumerate() {
+            let ack = Box::new(EventAck {
+                request: acks.clone(),
+                index,
+            });
+            let record = BaseRecord::with_opaque_to(&self.topic, ack)
+                .key(key)
+                .payload(value);
+            if let Err((error, _)) = self.producer.send(record) {
+                refused = Some(match error {
+                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
+                        PublishError::QueueFull
+                    }
+                    error => PublishError::NotAcknowledged(error),
+                });
+                acks.give_up(events.len() - index);
+                break;
             }
         }
-        let mut acknowledged = vec![false; events.len()];
-        let mut error = refused;
-        for (slot, outcome) in acknowledged.iter_mut().zip(join_all(deliveries).await) {
-            match outcome {
-                Ok(Ok(_)) => *slot = true,
-                Ok(Err((cause, _))) => {
-                    error.get_or_insert(PublishError::NotAcknowledged(cause));
-                }
-                Err(_canceled) => {
-                    error.get_or_insert(PublishError::NotAcknowledged(KafkaError::Canceled));
-                }
-            }
-        }
+        acks.settled().await;
+        let error = refused.or_else(|| acks.first_error().map(PublishError::NotAcknowledged));
         match error {
             None => Ok(()),
             Some(error) => Err(PublishFailure {
-                acknowledged,
+                acknowledged: acks.acknowledged(),
                 error,
             }),
         }

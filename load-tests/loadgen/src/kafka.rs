@@ -1,9 +1,14 @@
 //! The baseline: a bare rdkafka producer sending the records the gateway
 //! would send (same key, same Avro value, same producer settings), with no
 //! HTTP in between. The gateway's throughput is judged against this ceiling.
+//!
+//! With a [`GroupPace`] it runs an open loop instead: groups of records (one
+//! HTTP request's worth) due on a fixed schedule, each group's latency from
+//! its due time to the ack of its last record. That is the latency floor a
+//! gateway cannot beat at the same rate on the same broker.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -15,6 +20,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use serde_json::{Value, json};
 
 use crate::events::Template;
+use crate::schedule::Schedule;
 use crate::stats::{Latencies, round};
 
 /// One pre-built record; key and value both carry the event id.
@@ -42,6 +48,47 @@ pub struct KafkaLoad {
     pub message_timeout_ms: u64,
     /// Extra librdkafka `key=value` properties.
     pub properties: Vec<String>,
+    /// Open loop in groups; flat out when `None`.
+    pub pace: Option<GroupPace>,
+}
+
+/// Open loop: `group` records at a time, `rate` records per second in all.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupPace {
+    pub rate: f64,
+    pub group: usize,
+}
+
+/// Groups that may await acks at once; past it the run fails rather than
+/// mixing up two groups' counts.
+const GROUP_RING: usize = 1 << 16;
+
+/// The acks still awaited per open-loop group (group number modulo the
+/// ring), and when each group was due.
+struct GroupAcks {
+    schedule: Schedule,
+    /// When the open loop started, µs after the counter's `start`.
+    from_us: AtomicU64,
+    remaining: Vec<AtomicU32>,
+    /// From each group's due time to its last record's ack.
+    latency: Mutex<Latencies>,
+}
+
+impl GroupAcks {
+    fn new(pace: GroupPace) -> Self {
+        Self {
+            schedule: Schedule::new(pace.rate, pace.group),
+            from_us: AtomicU64::new(0),
+            remaining: (0..GROUP_RING).map(|_| AtomicU32::new(0)).collect(),
+            latency: Mutex::new(Latencies::default()),
+        }
+    }
+
+    /// When group `k` was due, µs after the counter's `start`.
+    fn due_us(&self, k: usize) -> u64 {
+        let offset = u64::try_from(self.schedule.due(k as u64).as_micros()).unwrap_or(u64::MAX);
+        self.from_us.load(Ordering::Relaxed) + offset
+    }
 }
 
 /// Marks warm-up records, whose acknowledgements are not measured.
@@ -56,24 +103,37 @@ struct AckCounter {
     last_ack_us: AtomicU64,
     latency: Mutex<Latencies>,
     first_error: Mutex<Option<String>>,
+    /// Open loop: per-group acks. The open loop starts at `start`.
+    groups: Option<GroupAcks>,
 }
 
 impl ClientContext for AckCounter {}
 
 impl ProducerContext for AckCounter {
-    /// When the record was handed to librdkafka, µs after `start`.
+    /// Flat out: when the record was handed to librdkafka, µs after `start`.
+    /// Open loop: the record's group number.
     type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, sent_us: usize) {
-        if sent_us == WARMUP {
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        if opaque == WARMUP {
             return;
         }
         let now_us = micros_since(self.start);
+        let sent_us = match &self.groups {
+            Some(groups) => groups.due_us(opaque),
+            None => opaque as u64,
+        };
+        if let Some(groups) = &self.groups
+            && groups.remaining[opaque % GROUP_RING].fetch_sub(1, Ordering::AcqRel) == 1
+            && let Ok(mut histogram) = groups.latency.lock()
+        {
+            histogram.record(Duration::from_micros(now_us.saturating_sub(sent_us)));
+        }
         match result {
             Ok(_) => {
                 self.acked.fetch_add(1, Ordering::Relaxed);
                 self.last_ack_us.fetch_max(now_us, Ordering::Relaxed);
-                let latency = Duration::from_micros(now_us.saturating_sub(sent_us as u64));
+                let latency = Duration::from_micros(now_us.saturating_sub(sent_us));
                 if let Ok(mut histogram) = self.latency.lock() {
                     histogram.record(latency);
                 }
@@ -134,6 +194,8 @@ pub struct KafkaOutcome {
     /// From the first measured send to the last acknowledgement.
     pub window: Duration,
     pub latency: Latencies,
+    /// Open loop: from each group's due time to its last ack.
+    pub group_latency: Option<Latencies>,
 }
 
 /// Produces the records with the gateway's settings (acks=all, idempotence,
@@ -150,6 +212,7 @@ pub fn produce(load: &KafkaLoad, records: &[RecordTemplate]) -> anyhow::Result<K
         last_ack_us: AtomicU64::new(0),
         latency: Mutex::new(Latencies::default()),
         first_error: Mutex::new(None),
+        groups: load.pace.map(GroupAcks::new),
     };
     let producer: ThreadedProducer<AckCounter> = client_config(load)?
         .set("acks", "all")
@@ -163,13 +226,7 @@ pub fn produce(load: &KafkaLoad, records: &[RecordTemplate]) -> anyhow::Result<K
 
     let mut seq = 0u64;
     for _ in 0..load.warmup_count {
-        send(
-            &producer,
-            load,
-            &records[seq as usize % records.len()],
-            seq,
-            WARMUP,
-        )?;
+        send(&producer, load, records, seq, WARMUP)?;
         seq += 1;
     }
     producer
@@ -177,29 +234,14 @@ pub fn produce(load: &KafkaLoad, records: &[RecordTemplate]) -> anyhow::Result<K
         .context("warm-up records were not acknowledged")?;
 
     let counter = producer.context();
-    let measure_from = Instant::now();
     let from_us = micros_since(counter.start);
-    let deadline = load.duration.map(|duration| measure_from + duration);
-    let mut sent = 0u64;
-    loop {
-        if load.count.is_some_and(|count| sent >= count) {
-            break;
+    let sent = match (&counter.groups, load.pace) {
+        (Some(groups), Some(pace)) => {
+            groups.from_us.store(from_us, Ordering::Relaxed);
+            send_groups(&producer, load, records, groups, pace, seq)?
         }
-        // Reading the clock on every record would cost more than the check is worth.
-        if sent.is_multiple_of(256) && deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-            break;
-        }
-        let sent_us = micros_since(counter.start) as usize;
-        send(
-            &producer,
-            load,
-            &records[seq as usize % records.len()],
-            seq,
-            sent_us,
-        )?;
-        seq += 1;
-        sent += 1;
-    }
+        _ => send_flat_out(&producer, load, records, seq)?,
+    };
     producer
         .flush(flush_timeout)
         .context("records still unacknowledged after the message timeout")?;
@@ -212,6 +254,13 @@ pub fn produce(load: &KafkaLoad, records: &[RecordTemplate]) -> anyhow::Result<K
         .map(|histogram| histogram.clone())
         .unwrap_or_default();
     let first_error = counter.first_error.lock().ok().and_then(|e| e.clone());
+    let group_latency = counter.groups.as_ref().map(|groups| {
+        groups
+            .latency
+            .lock()
+            .map(|histogram| histogram.clone())
+            .unwrap_or_default()
+    });
     Ok(KafkaOutcome {
         sent,
         acked,
@@ -219,17 +268,86 @@ pub fn produce(load: &KafkaLoad, records: &[RecordTemplate]) -> anyhow::Result<K
         first_error,
         window: Duration::from_micros(last_ack_us.saturating_sub(from_us)),
         latency,
+        group_latency,
     })
 }
 
-/// Hands one record to librdkafka, waiting while its queue is full.
+/// Sends records as fast as librdkafka takes them, until the count or the
+/// duration is reached; returns how many.
+fn send_flat_out(
+    producer: &ThreadedProducer<AckCounter>,
+    load: &KafkaLoad,
+    records: &[RecordTemplate],
+    mut seq: u64,
+) -> anyhow::Result<u64> {
+    let start = producer.context().start;
+    let deadline = load.duration.map(|duration| Instant::now() + duration);
+    let mut sent = 0u64;
+    loop {
+        if load.count.is_some_and(|count| sent >= count) {
+            return Ok(sent);
+        }
+        // Reading the clock on every record would cost more than the check is worth.
+        if sent.is_multiple_of(256) && deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Ok(sent);
+        }
+        let sent_us = micros_since(start) as usize;
+        send(producer, load, records, seq, sent_us)?;
+        seq += 1;
+        sent += 1;
+    }
+}
+
+/// Sends group after group on the schedule (late groups at once, their
+/// latency still counted from their due time), until the duration or the
+/// count of records is reached; returns how many records.
+fn send_groups(
+    producer: &ThreadedProducer<AckCounter>,
+    load: &KafkaLoad,
+    records: &[RecordTemplate],
+    groups: &GroupAcks,
+    pace: GroupPace,
+    mut seq: u64,
+) -> anyhow::Result<u64> {
+    let from = Instant::now();
+    let group_size = u32::try_from(pace.group).context("the group is too large")?;
+    let mut sent = 0u64;
+    for k in 0usize.. {
+        let due = groups.schedule.due(k as u64);
+        if load.duration.is_some_and(|duration| due >= duration)
+            || load.count.is_some_and(|count| sent >= count)
+        {
+            break;
+        }
+        if let Some(wait) = (from + due).checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let slot = &groups.remaining[k % GROUP_RING];
+        if slot
+            .compare_exchange(0, group_size, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            bail!("more than {GROUP_RING} groups await acks: lower --rate");
+        }
+        for _ in 0..pace.group {
+            send(producer, load, records, seq, k)?;
+            seq += 1;
+            sent += 1;
+        }
+    }
+    Ok(sent)
+}
+
+/// Hands record number `seq` (cycling through the templates) to librdkafka,
+/// waiting while its queue is full.
 fn send(
     producer: &ThreadedProducer<AckCounter>,
     load: &KafkaLoad,
-    template: &RecordTemplate,
+    records: &[RecordTemplate],
     seq: u64,
     opaque: usize,
 ) -> anyhow::Result<()> {
+    let template = &records[seq as usize % records.len()];
     let key = template.key.stamp(seq);
     let value = template.value.stamp(seq);
     let mut record = BaseRecord::with_opaque_to(&load.topic, opaque)
@@ -265,5 +383,8 @@ pub fn report(load: &KafkaLoad, outcome: &KafkaOutcome, key_bytes: f64, value_by
         "first_error": outcome.first_error,
         "events_per_s": round(outcome.acked as f64 / seconds, 1),
         "ack_latency_ms": outcome.latency.summary(),
+        "target_events_per_s": load.pace.map(|pace| pace.rate),
+        "group": load.pace.map(|pace| pace.group),
+        "group_latency_ms": outcome.group_latency.as_ref().map(Latencies::summary),
     })
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 use sluice_loadgen::e2e;
 use sluice_loadgen::events::EventSpec;
 use sluice_loadgen::http::{self, HttpLoad, USER_AGENT};
-use sluice_loadgen::kafka::{self, KafkaLoad};
+use sluice_loadgen::kafka::{self, GroupPace, KafkaLoad};
 use sluice_loadgen::payloads::{BodyShape, GatewayOrigin, http_bodies, kafka_records};
 use sluice_loadgen::stats::{own_cpu_seconds, print_report, round};
 use sluice_schemas::time_format::now_ms;
@@ -220,6 +220,17 @@ struct KafkaArgs {
     #[arg(long = "property")]
     properties: Vec<String>,
 
+    /// Open loop: send at this many records per second, in groups of
+    /// --group due on a fixed schedule, and report each group's latency from
+    /// its due time to its last ack (the floor for a gateway's request
+    /// latency). Without it: as fast as librdkafka takes them.
+    #[arg(long)]
+    rate: Option<f64>,
+
+    /// Records per group in the open loop (one HTTP request's worth).
+    #[arg(long, default_value_t = 100, requires = "rate")]
+    group: usize,
+
     #[command(flatten)]
     events: EventArgs,
 }
@@ -306,6 +317,10 @@ fn run_kafka(
         compression: args.compression,
         message_timeout_ms: args.message_timeout_ms,
         properties: args.properties,
+        pace: args.rate.map(|rate| GroupPace {
+            rate,
+            group: args.group.max(1),
+        }),
     };
     let origin = GatewayOrigin {
         project_id: args.project,

@@ -140,6 +140,8 @@ const FIELD_ORDER: &[&str] = &[
     "service_ms",
     "send_lag_ms",
     "ack_latency_ms",
+    "group",
+    "group_latency_ms",
     "loadgen_cpu_s",
 ];
 
