@@ -37,6 +37,7 @@ SEED_EVENTS=10000000
 QUERY_REPS=20
 INSTANCES="1 2"
 PARTITIONS=4
+ROLLUP_PROPERTIES=
 STAGES="ingest processor e2e query"
 BUILD=1
 BIN_DIR=
@@ -66,6 +67,8 @@ Usage: $0 [options]
   --query-reps N        requests per question and run (default $QUERY_REPS)
   --instances "1 2"     processor instances to compare (default "$INSTANCES")
   --partitions N        partitions of the processor stage's topic (default $PARTITIONS)
+  --rollup-properties L the processor stage's SLUICE_ROLLUP_PROPERTIES, e.g. country,path
+                        (default none; the load generator's events have path and country)
   --stages "..."        which stages, of: ingest processor e2e query (default all)
   --no-build            use the release binaries already built
   --bin-dir DIR         take the binaries from DIR, bench_seed from DIR/examples (implies --no-build)
@@ -99,6 +102,7 @@ while (($#)); do
     --query-reps) QUERY_REPS=$2; shift ;;
     --instances) INSTANCES=$2; shift ;;
     --partitions) PARTITIONS=$2; shift ;;
+    --rollup-properties) ROLLUP_PROPERTIES=$2; shift ;;
     --stages) STAGES=$2; shift ;;
     --no-build) BUILD=0 ;;
     --bin-dir) BIN_DIR=$2; BUILD=0; shift ;;
@@ -225,7 +229,8 @@ processor_drain() {
             SLUICE_KAFKA_PARTITIONS="$PARTITIONS" \
             SLUICE_KAFKA_DLQ_TOPIC=proc.dlq SLUICE_KAFKA_LIVE_TOPIC=proc.live \
             SLUICE_KAFKA_KEYS_TOPIC=proc.keys SLUICE_CLICKHOUSE_URL="$CLICKHOUSE_URL" \
-            SLUICE_CLICKHOUSE_DATABASE="$db" SLUICE_CONSUMER_GROUP="$db"
+            SLUICE_CLICKHOUSE_DATABASE="$db" SLUICE_CONSUMER_GROUP="$db" \
+            SLUICE_ROLLUP_PROPERTIES="$ROLLUP_PROPERTIES"
         pids+=("$STARTED_PID")
         PIDS+=("$STARTED_PID")
     done

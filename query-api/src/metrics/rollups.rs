@@ -15,19 +15,24 @@
 //! the answer's rows travel. Sketches are merged in Rust with the rollup model
 //! ([`read_sketches`]), a row per partial.
 
+use std::sync::Arc;
+
 use clickhouse::Row;
 use serde::Deserialize;
+use tokio::task::JoinSet;
 
 use sluice_schemas::rollup::{Aggregate, QuantileSketch};
 
 use super::raw::{PropertyValues, group_of as raw_group_of, select_bucket_and_groups};
 use super::request::{Dimension, Metric, MetricsRequest};
-use super::{GroupKey, MAX_ROWS, Partials, column_if};
+use super::{GroupKey, MAX_ROWS, MINUTE_MS, Partials, column_if, merge_partials};
 use crate::error::{ApiError, Result};
 use crate::filters::{Bound, Sql, TimeRange, text};
 use crate::snapshot::{
     PROPERTY_ROLLUPS, ROLLUPS, Snapshot, Table, fold_consistent, read_consistent,
 };
+
+const HOUR_MS: i64 = 60 * MINUTE_MS;
 
 /// Which table of partials answers, and for which property key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +159,7 @@ pub async fn read(
     let source = Source::of(request);
     let partials = async {
         if request.wants_users() || request.wants_sessions() || request.wants_quantiles() {
-            read_sketches(client, request, project_id, range, source).await
+            read_sketches(client, request, project_id, range).await
         } else {
             read_scalars(client, request, project_id, range, source).await
         }
@@ -322,13 +327,53 @@ async fn read_scalars(
     Ok(merged)
 }
 
+/// Merging sketches is most of the API's work for such questions: a range
+/// of an hour or more is cut into two halves of whole minutes, each read and
+/// merged on a task of its own (the runtime has a worker per core), and the
+/// two are added up.
 async fn read_sketches(
     client: &clickhouse::Client,
     request: &MetricsRequest,
     project_id: &str,
     range: TimeRange,
-    source: Source<'_>,
 ) -> Result<Partials> {
+    let middle = range.from_ms + (range.to_ms - range.from_ms) / 2 / MINUTE_MS * MINUTE_MS;
+    if range.to_ms - range.from_ms < HOUR_MS {
+        return read_sketches_of(client, request, project_id, range).await;
+    }
+    let request = Arc::new(request.clone());
+    let mut halves = JoinSet::new();
+    for half in [
+        TimeRange {
+            from_ms: range.from_ms,
+            to_ms: middle,
+        },
+        TimeRange {
+            from_ms: middle,
+            to_ms: range.to_ms,
+        },
+    ] {
+        let (client, request, project_id) =
+            (client.clone(), request.clone(), project_id.to_owned());
+        halves.spawn(async move { read_sketches_of(&client, &request, &project_id, half).await });
+    }
+    let mut merged = Partials::new();
+    while let Some(half) = halves.join_next().await {
+        match half {
+            Ok(partials) => merge_partials(&mut merged, partials?),
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+    Ok(merged)
+}
+
+async fn read_sketches_of(
+    client: &clickhouse::Client,
+    request: &MetricsRequest,
+    project_id: &str,
+    range: TimeRange,
+) -> Result<Partials> {
+    let source = Source::of(request);
     let columns = columns(request, source);
     fold_consistent::<PartialRow<'_>, Partials>(
         client,
