@@ -119,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
         };
         for (property, value) in ROLLED_UP.into_iter().zip(values) {
             property_windows
-                .entry((key.clone(), property, value))
+                .entry((key.clone(), property, value.into_owned()))
                 .or_default()
                 .add(contribution);
         }

@@ -72,32 +72,39 @@ pub struct PartitionWindows {
     corrections: HashMap<u128, Partial>,
 }
 
-/// Two independent 64-bit hashes of the key's fields: a collision (which
-/// would merge two windows) is as likely as guessing a 128-bit value. A
-/// partial of `rollups` hashes an empty property key, which no rolled-up
-/// property has.
-fn key_hash(key: &WindowKey, property: Option<(&str, &str)>) -> u128 {
-    let (property_key, property_value) = property.unwrap_or_default();
-    let fields: [&[u8]; 7] = [
-        key.project_id.as_bytes(),
-        &key.minute.to_le_bytes(),
-        key.event_type.as_bytes(),
-        key.source.as_bytes(),
-        key.status.as_bytes(),
-        property_key.as_bytes(),
-        property_value.as_bytes(),
+/// Two independent 64-bit hashes of the window key's fields: a collision
+/// (which would merge two windows) is as likely as guessing a 128-bit value.
+fn key_hash(project: &str, minute: u32, event_type: &str, source: &str, status: &str) -> u128 {
+    let fields: [&[u8]; 5] = [
+        project.as_bytes(),
+        &minute.to_le_bytes(),
+        event_type.as_bytes(),
+        source.as_bytes(),
+        status.as_bytes(),
     ];
     (u128::from(hash_fields(0x1111, &fields)) << 64) | u128::from(hash_fields(0x2222, &fields))
 }
 
+/// The hash of a property partial: its window's hash extended by the
+/// property's key and value.
+fn property_hash(window: u128, key: &str, value: &str) -> u128 {
+    let fields: [&[u8]; 3] = [&window.to_le_bytes(), key.as_bytes(), value.as_bytes()];
+    (u128::from(hash_fields(0x3131, &fields)) << 64) | u128::from(hash_fields(0x3232, &fields))
+}
+
 fn hash_of(partial: &Partial) -> u128 {
-    key_hash(
-        &partial.key,
-        partial
-            .property
-            .as_ref()
-            .map(|p| (p.key.as_str(), p.value.as_str())),
-    )
+    let key = &partial.key;
+    let window = key_hash(
+        &key.project_id,
+        key.minute,
+        &key.event_type,
+        &key.source,
+        &key.status,
+    );
+    match &partial.property {
+        None => window,
+        Some(property) => property_hash(window, &property.key, &property.value),
+    }
 }
 
 impl PartitionWindows {
@@ -135,18 +142,33 @@ impl PartitionWindows {
     ) -> Placement {
         let progress = event.timestamp_ms.min(event.received_at_ms);
         self.advance(progress.saturating_sub(self.lateness_ms), out);
-        let key = WindowKey::of_event(event);
-        let window_end_ms = i64::from(key.minute) * 1000 + WINDOW_MS;
+        let minute = WindowKey::minute_of(event.timestamp_ms);
+        let (source, status) = (
+            event.source.as_deref().unwrap_or(""),
+            event.status.as_deref().unwrap_or(""),
+        );
+        let window = key_hash(&event.project_id, minute, &event.event_type, source, status);
+        // Built only for a partial's first event.
+        let key = || WindowKey {
+            project_id: event.project_id.clone(),
+            minute,
+            event_type: event.event_type.clone(),
+            source: source.to_owned(),
+            status: status.to_owned(),
+        };
+        let window_end_ms = i64::from(minute) * 1000 + WINDOW_MS;
         let (placement, partials) = if window_end_ms <= self.watermark_ms {
             (Placement::Late, &mut self.corrections)
         } else {
-            (Placement::OnTime, self.open.entry(key.minute).or_default())
+            (Placement::OnTime, self.open.entry(minute).or_default())
         };
+        // Ids hashed once for the window and each rolled-up property.
         let contribution = Contribution {
             user_id: event.user_id.as_deref(),
             session_id: event.session_id.as_deref(),
             duration_ms: event.duration_ms,
-        };
+        }
+        .hashed();
         let seq = u64::try_from(offset).unwrap_or(0);
         let values = if rolled_up.is_empty() {
             Vec::new()
@@ -154,28 +176,27 @@ impl PartitionWindows {
             property_values(&event.properties, rolled_up)
         };
         for (property_key, value) in rolled_up.iter().zip(values) {
-            let hash = key_hash(&key, Some((property_key, &value)));
+            let hash = property_hash(window, property_key, &value);
             let partial = partials.entry(hash).or_insert_with(|| Partial {
-                key: key.clone(),
+                key: key(),
                 property: Some(PropertyValue {
                     key: property_key.clone(),
-                    value,
+                    value: value.into_owned(),
                 }),
                 seq,
                 aggregate: Aggregate::default(),
                 dirty: false,
             });
-            partial.aggregate.add(contribution);
+            partial.aggregate.add_hashed(contribution);
         }
-        let hash = key_hash(&key, None);
-        let partial = partials.entry(hash).or_insert_with(|| Partial {
-            key,
+        let partial = partials.entry(window).or_insert_with(|| Partial {
+            key: key(),
             property: None,
             seq,
             aggregate: Aggregate::default(),
             dirty: false,
         });
-        partial.aggregate.add(contribution);
+        partial.aggregate.add_hashed(contribution);
         partial.dirty = true;
         placement
     }

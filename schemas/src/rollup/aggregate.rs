@@ -69,15 +69,39 @@ fn micros(duration_ms: f64) -> u64 {
     (duration_ms * 1000.0).round().clamp(0.0, u64::MAX as f64) as u64
 }
 
+/// A [`Contribution`] with its ids hashed, for an event that adds to
+/// several aggregates (its window's and one per rolled-up property).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HashedContribution {
+    user: Option<u64>,
+    session: Option<u64>,
+    duration_ms: Option<f64>,
+}
+
+impl Contribution<'_> {
+    pub fn hashed(self) -> HashedContribution {
+        HashedContribution {
+            user: self.user_id.map(|id| Hll::hash(id.as_bytes())),
+            session: self.session_id.map(|id| Hll::hash(id.as_bytes())),
+            duration_ms: self.duration_ms,
+        }
+    }
+}
+
 impl Aggregate {
     /// Adds one event.
     pub fn add(&mut self, event: Contribution<'_>) {
+        self.add_hashed(event.hashed());
+    }
+
+    /// Adds one event whose ids are hashed already.
+    pub fn add_hashed(&mut self, event: HashedContribution) {
         self.count += 1;
-        if let Some(user) = event.user_id {
-            self.users.insert(user.as_bytes());
+        if let Some(user) = event.user {
+            self.users.insert_hash(user);
         }
-        if let Some(session) = event.session_id {
-            self.sessions.insert(session.as_bytes());
+        if let Some(session) = event.session {
+            self.sessions.insert_hash(session);
         }
         if let Some(duration) = event.duration_ms.filter(|d| d.is_finite()) {
             self.duration_count += 1;

@@ -125,7 +125,13 @@ fn read_encoded<'r>(
 impl Hll {
     /// Adds a value (e.g. a user id).
     pub fn insert(&mut self, value: &[u8]) {
-        self.insert_hash(hash64(SEED, value));
+        self.insert_hash(Self::hash(value));
+    }
+
+    /// The hash [`Self::insert_hash`] takes for `value`: for a value added
+    /// to several sketches, hashed once.
+    pub fn hash(value: &[u8]) -> u64 {
+        hash64(SEED, value)
     }
 
     /// Adds a value by its [`hash64`] under this module's seed; for callers

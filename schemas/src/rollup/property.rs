@@ -9,8 +9,9 @@
 //! Events stored by the gateway or the processor have neither case.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
+use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// A property key as filters, group-bys and `--rollup-properties` name it.
@@ -22,25 +23,60 @@ pub fn valid_property_key(key: &str) -> bool {
 }
 
 /// The value of each of `keys` in `properties` (a JSON object's text), in
-/// the order of `keys`.
-pub fn property_values(properties: &str, keys: &[String]) -> Vec<String> {
-    let object: HashMap<Cow<'_, str>, &RawValue> =
-        serde_json::from_str(properties).unwrap_or_default();
-    keys.iter()
-        .map(|key| {
-            object
-                .get(key.as_str())
-                .map_or_else(String::new, |raw| text_of(raw))
-        })
+/// the order of `keys`, borrowed from it where no escape needs undoing.
+/// Other properties are skipped, not kept.
+pub fn property_values<'a>(properties: &'a str, keys: &[String]) -> Vec<Cow<'a, str>> {
+    let mut deserializer = serde_json::Deserializer::from_str(properties);
+    let found = deserializer
+        .deserialize_map(Wanted { keys })
+        .unwrap_or_default();
+    found
+        .into_iter()
+        .chain(std::iter::repeat(None))
+        .take(keys.len())
+        .map(|raw| raw.map_or(Cow::Borrowed(""), text_of))
         .collect()
 }
 
-fn text_of(raw: &RawValue) -> String {
+/// A key, borrowed from the text unless it has escapes.
+#[derive(Deserialize)]
+struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// Reads the raw values of the wanted keys of a JSON object.
+struct Wanted<'k> {
+    keys: &'k [String],
+}
+
+impl<'de> Visitor<'de> for Wanted<'_> {
+    type Value = Vec<Option<&'de RawValue>>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = vec![None; self.keys.len()];
+        while let Some(Key(key)) = map.next_key()? {
+            match self.keys.iter().position(|wanted| *wanted == key) {
+                Some(index) => found[index] = Some(map.next_value::<&'de RawValue>()?),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn text_of(raw: &RawValue) -> Cow<'_, str> {
     let text = raw.get();
-    if text.starts_with('"') {
-        serde_json::from_str::<String>(text).unwrap_or_default()
-    } else {
-        text.to_owned()
+    match text
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+    {
+        Some(plain) if !plain.contains('\\') => Cow::Borrowed(plain),
+        Some(_) => Cow::Owned(serde_json::from_str::<String>(text).unwrap_or_default()),
+        None => Cow::Borrowed(text),
     }
 }
 
@@ -62,6 +98,15 @@ mod tests {
                 &keys(&["plan", "n", "ok", "none", "o", "esc", "missing"])
             ),
             ["pro", "1.50", "true", "null", r#"{"a":[1,2]}"#, "a\"é", ""]
+        );
+    }
+
+    #[test]
+    fn escaped_and_repeated_keys() {
+        let properties = r#"{"pl\u0061n":"a","skip":{"plan":"nested"},"plan":"b","n":[1]}"#;
+        assert_eq!(
+            property_values(properties, &keys(&["plan", "n"])),
+            ["b", "[1]"]
         );
     }
 
