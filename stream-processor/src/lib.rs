@@ -7,7 +7,9 @@
 //! with the reason in headers ([`dlq`]), drops client retries of an event id
 //! ([`dedup`]), aggregates one-minute event-time windows per project, type,
 //! source and status ([`windows`], with the model in `sluice_schemas::rollup`),
-//! and writes raw events, closed windows and corrections in batches ([`sink`]).
+//! each split further by the value of every rolled-up property
+//! (`--rollup-properties`, into `property_rollups`), and writes raw events,
+//! closed windows and corrections in batches ([`sink`]).
 //!
 //! # Exactly once in effect
 //! Kafka transactions are not relied on (not every Kafka-compatible broker has
