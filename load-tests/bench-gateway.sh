@@ -31,6 +31,7 @@ BATCH=100
 EVENT_BYTES=300
 CONNECTIONS=16
 HALF_CONNECTIONS=64
+KAFKA_PROPERTIES=
 LOADGEN_THREADS=1
 PARTITIONS=4
 OVERLOAD=1
@@ -73,6 +74,7 @@ Usage: $0 [options]
                            with few, requests wait for a free connection and that wait counts)
   --loadgen-threads N      tokio worker threads of the load generator (default $LOADGEN_THREADS)
   --partitions N           partitions of every topic (default $PARTITIONS)
+  --kafka-properties L     the gateway's SLUICE_KAFKA_PROPERTIES, e.g. linger.ms=1 (default none)
   --single-event           POST single events to /v1/events (needs --batch 1)
   --no-overload            skip the overload phase
   --overload-factor F      overload rate as a multiple of the peak (default $OVERLOAD_FACTOR)
@@ -96,6 +98,7 @@ while (($#)); do
         --half-connections) HALF_CONNECTIONS=$2; shift ;;
         --loadgen-threads) LOADGEN_THREADS=$2; shift ;;
         --partitions) PARTITIONS=$2; shift ;;
+        --kafka-properties) KAFKA_PROPERTIES=$2; shift ;;
         --single-event) SINGLE_EVENT=1 ;;
         --no-overload) OVERLOAD=0 ;;
         --overload-factor) OVERLOAD_FACTOR=$2; shift ;;
@@ -225,6 +228,7 @@ start_gateway() {
         SLUICE_KAFKA_EVENTS_TOPIC=bench.events \
         SLUICE_KAFKA_DLQ_TOPIC=bench.events.dlq \
         SLUICE_KAFKA_PARTITIONS="$PARTITIONS" \
+        SLUICE_KAFKA_PROPERTIES="$KAFKA_PROPERTIES" \
         "$(gateway_key_env)"
     GATEWAY_PID=$STARTED_PID
     create_bench_key
