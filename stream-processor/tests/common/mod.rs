@@ -12,7 +12,7 @@ use sluice_runtime::settings::{ConfigFile, LogFormat, TelemetrySettings};
 use sluice_schemas::Event;
 use sluice_schemas::avro::encode_event;
 use sluice_stream_processor::ProcessorConfig;
-use sluice_stream_processor::config::ProcessorSettings;
+use sluice_stream_processor::config::{ProcessorSettings, PropertyKeys};
 use sluice_testkit::{Running, spawn_service};
 use sluice_testkit::{TestEnv, eventually};
 use tokio::process::{Child, Command};
@@ -31,7 +31,12 @@ pub fn event(project: &str, n: usize, timestamp_ms: i64) -> Event {
         duration_ms: Some(n as f64),
         status: Some(["200", "500"][n % 2].to_owned()),
         tags: vec![],
-        properties: format!(r#"{{"n":{n}}}"#),
+        // `tier` is rolled up (see `start_processor`); every fifth event has none.
+        properties: if n.is_multiple_of(5) {
+            format!(r#"{{"n":{n}}}"#)
+        } else {
+            format!(r#"{{"n":{n},"tier":{}}}"#, n % 4)
+        },
         client_ip: None,
         user_agent: None,
     }
@@ -44,6 +49,8 @@ pub async fn spawn_processor(env: &TestEnv, settings: ProcessorSettings) -> Runn
         listen: "127.0.0.1:0".parse().unwrap(),
         processor: ProcessorSettings {
             consumer_group: format!("{}_{}", settings.consumer_group, env.id),
+            // As `start_processor`: `tier` is rolled up.
+            rollup_properties: PropertyKeys(vec!["tier".into()]),
             ..settings
         },
         kafka: env.kafka.clone(),
@@ -114,6 +121,7 @@ pub fn start_processor(env: &TestEnv, group: &str) -> Child {
         .env("SLUICE_KAFKA_SESSION_TIMEOUT_MS", "6000")
         .env("SLUICE_ALLOWED_LATENESS_MS", "2000")
         .env("SLUICE_IDLE_TIMEOUT_MS", "1000")
+        .env("SLUICE_ROLLUP_PROPERTIES", "tier")
         .env("SLUICE_LOG", "warn")
         .stdin(Stdio::null())
         .kill_on_drop(true)
@@ -135,6 +143,13 @@ pub const ROLLUP_COUNT: &str = "SELECT toUInt64(sum(count)) FROM rollups FINAL";
 pub const RAW_BY_MINUTE: &str = "SELECT arrayStringConcat(groupArray(line), ',') FROM (SELECT concat(toString(toUInt32(toStartOfMinute(timestamp))), ' ', type, ' ', toString(count())) AS line FROM events FINAL GROUP BY toStartOfMinute(timestamp), type ORDER BY line)";
 pub const ROLLUPS_BY_MINUTE: &str = "SELECT arrayStringConcat(groupArray(line), ',') FROM (SELECT concat(toString(toUInt32(minute)), ' ', type, ' ', toString(sum(count))) AS line FROM rollups FINAL GROUP BY minute, type ORDER BY line)";
 
+/// Events per minute and value of the rolled-up `tier`, from raw events and
+/// from `property_rollups`.
+pub const RAW_BY_TIER: &str = "SELECT arrayStringConcat(groupArray(line), ',') FROM (SELECT concat(toString(toUInt32(toStartOfMinute(timestamp))), ' ', visitParamExtractRaw(properties, 'tier'), ' ', toString(count())) AS line FROM events FINAL GROUP BY toStartOfMinute(timestamp), visitParamExtractRaw(properties, 'tier') ORDER BY line)";
+pub const PROPERTY_ROLLUPS_BY_TIER: &str = "SELECT arrayStringConcat(groupArray(line), ',') FROM (SELECT concat(toString(toUInt32(minute)), ' ', property_value, ' ', toString(sum(count))) AS line FROM property_rollups FINAL WHERE property_key = 'tier' GROUP BY minute, property_value ORDER BY line)";
+pub const PROPERTY_ROLLUP_COUNT: &str =
+    "SELECT toUInt64(sum(count)) FROM property_rollups FINAL WHERE property_key = 'tier'";
+
 pub async fn query_text(env: &TestEnv, sql: &str) -> String {
     env.clickhouse()
         .query(sql)
@@ -152,17 +167,22 @@ pub async fn assert_exactly(env: &TestEnv, expected: u64) {
         || async move {
             let raw = env.query_u64(RAW_COUNT).await;
             let rolled = env.query_u64(ROLLUP_COUNT).await;
+            let by_property = env.query_u64(PROPERTY_ROLLUP_COUNT).await;
             assert!(
-                raw <= expected && rolled <= expected,
-                "raw {raw}, rollups {rolled}, expected {expected}: double counted"
+                raw <= expected && rolled <= expected && by_property <= expected,
+                "raw {raw}, rollups {rolled}, property rollups {by_property}, expected {expected}: double counted"
             );
-            (raw == expected && rolled == expected).then_some(())
+            (raw == expected && rolled == expected && by_property == expected).then_some(())
         },
     )
     .await;
     assert_eq!(
         query_text(env, RAW_BY_MINUTE).await,
         query_text(env, ROLLUPS_BY_MINUTE).await
+    );
+    assert_eq!(
+        query_text(env, RAW_BY_TIER).await,
+        query_text(env, PROPERTY_ROLLUPS_BY_TIER).await
     );
 }
 
@@ -171,6 +191,7 @@ pub async fn results(env: &TestEnv) -> Vec<String> {
     let mut all = vec![
         query_text(env, RAW_BY_MINUTE).await,
         query_text(env, ROLLUPS_BY_MINUTE).await,
+        query_text(env, PROPERTY_ROLLUPS_BY_TIER).await,
     ];
     for sql in [
         "SELECT arrayStringConcat(groupArray(line), ',') FROM (SELECT concat(toString(toUInt32(minute)), ' ', type, ' ', status, ' ', toString(kafka_partition), ' ', toString(seq), ' ', toString(count), ' ', toString(duration_sum_us), ' ', toString(cityHash64(users, sessions, durations))) AS line FROM rollups FINAL ORDER BY line)",
