@@ -299,7 +299,7 @@ pub fn spec() -> Value {
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventPage"}}}}}))}},
             "/v1/metrics": {"get": {
                 "summary": "Metrics per bucket and group",
-                "description": "Served from rollups where they cover the question (filters and group_by on type, source and status only; minutes older than the rollup delay), else from raw events, exactly; `exact=true` insists on raw events. The answer's `source` says which.",
+                "description": "Served from rollups where they cover the question (filters on type, source and status only; group_by on those and at most one property that the processor rolls up, SLUICE_ROLLUP_PROPERTIES, over the whole range; minutes older than the rollup delay), else from raw events, exactly; `exact=true` insists on raw events. The answer's `source` says which.",
                 "parameters": metrics_parameters(),
                 "responses": with_errors(json!({
                     "200": {"description": "The rows.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Metrics"}}}},
