@@ -184,25 +184,20 @@ async fn count_events(
     range: TimeRange,
 ) -> Result<u64> {
     let counts: Vec<u64> = read_consistent(client, ROLLUPS, |snapshot| {
-        let mut sql = Sql::new("SELECT sum(count)");
-        let from = rollups_from(
-            request,
-            project_id,
-            range,
-            "count",
-            snapshot,
-            Source::Windows,
-        );
-        sql.push(&from.text, from.binds);
-        sql
+        let select = Sql::new("SELECT sum(count)");
+        let source = Source::Windows;
+        with_rollups_from(
+            select, request, project_id, range, "count", snapshot, source,
+        )
     })
     .await?;
     Ok(counts.into_iter().sum())
 }
 
-/// `FROM rollups ...` (or `property_rollups`): the rows of the project in
-/// `range` passing the filters, passing on `columns`.
-fn rollups_from(
+/// `select` followed by `FROM rollups ...` (or `property_rollups`): the
+/// rows of the project in `range` passing the filters, passing on `columns`.
+fn with_rollups_from(
+    mut select: Sql,
     request: &MetricsRequest,
     project_id: &str,
     range: TimeRange,
@@ -224,7 +219,9 @@ fn rollups_from(
         ],
     );
     request.filters.rollups_sql(&mut conditions);
-    snapshot.from(columns, &conditions)
+    let from = snapshot.from(columns, &conditions);
+    select.push(&from.text, from.binds);
+    select
 }
 
 /// The columns the scalar sums read.
@@ -281,8 +278,7 @@ fn scalar_sums(
         [],
     );
     let columns = scalar_columns(source);
-    let from = rollups_from(request, project_id, range, &columns, snapshot, source);
-    sql.push(&from.text, from.binds);
+    let mut sql = with_rollups_from(sql, request, project_id, range, &columns, snapshot, source);
     sql.push(
         " GROUP BY bucket, groups, status_value LIMIT ?",
         [Bound::Int(MAX_ROWS as i64 + 1)],
@@ -337,10 +333,10 @@ async fn read_sketches(
     project_id: &str,
     range: TimeRange,
 ) -> Result<Partials> {
-    let middle = range.from_ms + (range.to_ms - range.from_ms) / 2 / MINUTE_MS * MINUTE_MS;
     if range.to_ms - range.from_ms < HOUR_MS {
         return read_sketches_of(client, request, project_id, range).await;
     }
+    let middle = range.from_ms + (range.to_ms - range.from_ms) / 2 / MINUTE_MS * MINUTE_MS;
     let request = Arc::new(request.clone());
     let mut halves = JoinSet::new();
     for half in [
@@ -379,10 +375,10 @@ async fn read_sketches_of(
         client,
         source.table(),
         |snapshot| {
-            let mut sql = Sql::new(&format!("SELECT {columns}"));
-            let from = rollups_from(request, project_id, range, &columns, snapshot, source);
-            sql.push(&from.text, from.binds);
-            sql
+            let select = Sql::new(&format!("SELECT {columns}"));
+            with_rollups_from(
+                select, request, project_id, range, &columns, snapshot, source,
+            )
         },
         |merged, row| {
             let key = GroupKey {
