@@ -48,8 +48,15 @@ pub fn read_body(
 }
 
 /// A JSON body as `T`, or 400 `invalid_json` saying where it is wrong.
+///
+/// UTF-8 is checked once for the whole body, not string by string; a body
+/// that is not UTF-8 is parsed as bytes, so the error says where.
 pub fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|error| ApiError::InvalidJson(error.to_string()))
+    let parsed = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    };
+    parsed.map_err(|error| ApiError::InvalidJson(error.to_string()))
 }
 
 /// A body that must be one JSON object, such as `{"events": [...]}`: serde

@@ -49,7 +49,7 @@ pub enum ApiError {
     #[error("the broker did not acknowledge every event")]
     Unavailable {
         code: &'static str,
-        acknowledged: Vec<Acknowledged>,
+        acknowledged: Vec<Acknowledged<'static>>,
     },
 }
 

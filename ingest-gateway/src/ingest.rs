@@ -9,14 +9,15 @@
 //! that did land, so a client may resend all (events with an `event_id`
 //! count once) or only the rest.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use serde::Serialize;
 use serde::ser::SerializeStruct;
 use serde_json::{Value, json};
 use sluice_schemas::time_format::now_ms;
-use sluice_schemas::validate::{parse_event, parse_event_json};
-use sluice_schemas::{Event, FallbackId, FieldError, Origin};
+use sluice_schemas::validate::{RawEvent, parse_event, validate_event_json, validate_raw_event};
+use sluice_schemas::{Event, EventRef, FallbackId, FieldError, Origin};
 
 use crate::error::ApiError;
 use crate::publish::PublishError;
@@ -41,9 +42,24 @@ impl Submission {
         }
     }
 
-    /// Validates one event (JSON text) and adds what the gateway knows about it.
-    pub fn validate(&self, json: &str, state: &AppState) -> Result<Event, Vec<FieldError>> {
-        parse_event_json(json, self.origin(), &state.limits)
+    /// Validates one event (JSON text) and adds what the gateway knows
+    /// about it. The event borrows its text from `json` and `self`.
+    pub fn validate<'a>(
+        &'a self,
+        json: &'a str,
+        state: &AppState,
+    ) -> Result<EventRef<'a>, Vec<FieldError>> {
+        validate_event_json(json, self.origin(), &state.limits)
+    }
+
+    /// Like [`Self::validate`], for an event of a batch already split into
+    /// its fields.
+    pub fn validate_raw<'a>(
+        &'a self,
+        event: &RawEvent<'a>,
+        state: &AppState,
+    ) -> Result<EventRef<'a>, Vec<FieldError>> {
+        validate_raw_event(event, self.origin(), &state.limits)
     }
 
     /// Like [`Self::validate`], for an event built as a JSON tree (Segment).
@@ -51,8 +67,8 @@ impl Submission {
         &self,
         value: &Value,
         state: &AppState,
-    ) -> Result<Event, Vec<FieldError>> {
-        parse_event(value, self.origin(), &state.limits)
+    ) -> Result<EventRef<'static>, Vec<FieldError>> {
+        parse_event(value, self.origin(), &state.limits).map(Event::into_ref)
     }
 
     fn origin(&self) -> Origin<'_> {
@@ -68,9 +84,18 @@ impl Submission {
 
 /// An event the broker has.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Acknowledged {
+pub struct Acknowledged<'a> {
     pub index: usize,
-    pub event_id: String,
+    pub event_id: Cow<'a, str>,
+}
+
+impl Acknowledged<'_> {
+    pub fn into_owned(self) -> Acknowledged<'static> {
+        Acknowledged {
+            index: self.index,
+            event_id: Cow::Owned(self.event_id.into_owned()),
+        }
+    }
 }
 
 /// An event refused, with every rule it broke.
@@ -98,13 +123,13 @@ pub fn field_errors_json(errors: &[FieldError]) -> Value {
 
 /// A request's events, sorted into valid and refused.
 #[derive(Debug, Default)]
-pub struct Batch {
-    events: Vec<Event>,
+pub struct Batch<'a> {
+    events: Vec<EventRef<'a>>,
     indexes: Vec<usize>,
     rejected: Vec<Rejected>,
 }
 
-impl Batch {
+impl<'a> Batch<'a> {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             events: Vec::with_capacity(capacity),
@@ -113,7 +138,7 @@ impl Batch {
         }
     }
 
-    pub fn push(&mut self, index: usize, validated: Result<Event, Vec<FieldError>>) {
+    pub fn push(&mut self, index: usize, validated: Result<EventRef<'a>, Vec<FieldError>>) {
         match validated {
             Ok(event) => {
                 self.events.push(event);
@@ -144,8 +169,8 @@ impl Batch {
 
 /// What became of each event of a request that was answered 2xx.
 #[derive(Debug, Serialize)]
-pub struct Outcome {
-    pub accepted: Vec<Acknowledged>,
+pub struct Outcome<'a> {
+    pub accepted: Vec<Acknowledged<'a>>,
     pub rejected: Vec<Rejected>,
 }
 
@@ -153,21 +178,27 @@ pub struct Outcome {
 ///
 /// `Err(InvalidBatch)` when no event is valid, `Err(Unavailable)` when the
 /// broker did not acknowledge them all.
-pub async fn publish(state: &AppState, batch: Batch) -> Result<Outcome, ApiError> {
+/// The accepted ids borrow from `batch`; its refusals move to the outcome.
+pub async fn publish<'a>(
+    state: &AppState,
+    batch: &'a mut Batch<'_>,
+) -> Result<Outcome<'a>, ApiError> {
     let metrics = &state.metrics;
     metrics.batch_events.observe(batch.len() as f64);
-    if !batch.rejected.is_empty() {
-        metrics.reject("invalid_event", batch.rejected.len() as u64);
+    let rejected = std::mem::take(&mut batch.rejected);
+    if !rejected.is_empty() {
+        metrics.reject("invalid_event", rejected.len() as u64);
     }
+    let batch = &*batch;
     if batch.events.is_empty() {
-        return Err(ApiError::InvalidBatch(batch.rejected));
+        return Err(ApiError::InvalidBatch(rejected));
     }
     let started = Instant::now();
     let published = state.publisher.publish_all(&batch.events).await;
     metrics
         .produce_latency
         .observe(started.elapsed().as_secs_f64());
-    let landed = |acknowledged: &[bool]| -> Vec<Acknowledged> {
+    let landed = |acknowledged: &[bool]| -> Vec<Acknowledged<'a>> {
         batch
             .events
             .iter()
@@ -176,7 +207,7 @@ pub async fn publish(state: &AppState, batch: Batch) -> Result<Outcome, ApiError
             .filter(|(_, acked)| **acked)
             .map(|((event, index), _)| Acknowledged {
                 index: *index,
-                event_id: event.event_id.clone(),
+                event_id: Cow::Borrowed(event.event_id.as_ref()),
             })
             .collect()
     };
@@ -184,10 +215,7 @@ pub async fn publish(state: &AppState, batch: Batch) -> Result<Outcome, ApiError
         Ok(()) => {
             let accepted = landed(&vec![true; batch.events.len()]);
             metrics.accepted.inc_by(accepted.len() as u64);
-            Ok(Outcome {
-                accepted,
-                rejected: batch.rejected,
-            })
+            Ok(Outcome { accepted, rejected })
         }
         Err(failure) => {
             let acknowledged = landed(&failure.acknowledged);
@@ -200,6 +228,10 @@ pub async fn publish(state: &AppState, batch: Batch) -> Result<Outcome, ApiError
                 }
             };
             metrics.reject(code, (batch.events.len() - acknowledged.len()) as u64);
+            let acknowledged = acknowledged
+                .into_iter()
+                .map(Acknowledged::into_owned)
+                .collect();
             Err(ApiError::Unavailable { code, acknowledged })
         }
     }

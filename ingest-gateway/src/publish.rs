@@ -7,8 +7,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use sluice_runtime::kafka::{apply_properties, client_config};
 use sluice_runtime::settings::KafkaSettings;
-use sluice_schemas::Event;
-use sluice_schemas::avro::encode_event;
+use sluice_schemas::EventRef;
+use sluice_schemas::avro::encode_event_into;
 
 use crate::acks::{EventAck, RequestAcks};
 use crate::config::IngestSettings;
@@ -76,16 +76,13 @@ impl EventPublisher {
     /// Stops handing over at the first refusal (a full queue), but still
     /// waits for the events already handed over, so the answer says exactly
     /// which events the broker has.
-    pub async fn publish_all(&self, events: &[Event]) -> Result<(), PublishFailure> {
+    pub async fn publish_all(&self, events: &[EventRef<'_>]) -> Result<(), PublishFailure> {
         // Encoded first, so that the events go to librdkafka in one quick
         // run and leave in few produce requests.
-        let encoded: Vec<(String, Vec<u8>)> = events
-            .iter()
-            .map(|event| (event.partition_key(), encode_event(event)))
-            .collect();
+        let encoded = EncodedRequest::new(events);
         let acks = Arc::new(RequestAcks::new(events.len()));
         let mut refused = None;
-        for (index, (key, value)) in encoded.iter().enumerate() {
+        for (index, (key, value)) in encoded.records().enumerate() {
             let ack = Box::new(EventAck {
                 request: acks.clone(),
                 index,
@@ -134,6 +131,46 @@ impl EventPublisher {
         if let Err(error) = self.producer.flush(timeout) {
             tracing::error!(cause = %error, in_flight = self.in_flight(), "events still unacknowledged at shutdown");
         }
+    }
+}
+
+/// A request's keys and values, each kind in one buffer (librdkafka copies
+/// them when they are handed over).
+struct EncodedRequest {
+    keys: String,
+    values: Vec<u8>,
+    /// Per event: where its key and its value end.
+    ends: Vec<(usize, usize)>,
+}
+
+impl EncodedRequest {
+    fn new(events: &[EventRef<'_>]) -> Self {
+        let mut encoded = Self {
+            keys: String::with_capacity(events.len() * 48),
+            values: Vec::with_capacity(events.len() * 384),
+            ends: Vec::with_capacity(events.len()),
+        };
+        for event in events {
+            event.write_partition_key(&mut encoded.keys);
+            encode_event_into(event, &mut encoded.values);
+            encoded
+                .ends
+                .push((encoded.keys.len(), encoded.values.len()));
+        }
+        encoded
+    }
+
+    /// Each event's key and value, in order.
+    fn records(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let starts = std::iter::once((0, 0)).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|((key_start, value_start), &(key_end, value_end))| {
+                (
+                    &self.keys[key_start..key_end],
+                    &self.values[value_start..value_end],
+                )
+            })
     }
 }
 

@@ -18,6 +18,7 @@ use sluice_runtime::auth::presented_key;
 use sluice_runtime::keys::{AuthError, KeyRecord, KeyStore, KeyWriter, Scope};
 use sluice_runtime::ops::{self, HttpMetrics, Readiness};
 use sluice_schemas::Limits;
+use sluice_schemas::validate::RawEvent;
 
 use crate::admin;
 use crate::admission::{Admission, InFlightBudget, within_budget};
@@ -175,7 +176,7 @@ async fn ingest_one(
         let submission = submission(&key, client_ip, &headers);
         let mut batch = Batch::with_capacity(1);
         batch.push(0, submission.validate(event.get(), &state));
-        let outcome = single(ingest::publish(&state, batch).await)?;
+        let outcome = single(ingest::publish(&state, &mut batch).await)?;
         Ok(respond(
             StatusCode::ACCEPTED,
             json!({"event_id": outcome}),
@@ -186,12 +187,12 @@ async fn ingest_one(
 }
 
 /// The one event of a single-event request: its id, or its errors.
-fn single(published: Result<ingest::Outcome>) -> Result<String> {
+fn single(published: Result<ingest::Outcome<'_>>) -> Result<String> {
     match published {
         Ok(mut outcome) => Ok(outcome
             .accepted
             .pop()
-            .map(|accepted| accepted.event_id)
+            .map(|accepted| accepted.event_id.into_owned())
             .unwrap_or_default()),
         Err(ApiError::InvalidBatch(mut rejected)) => Err(ApiError::InvalidEvent(
             rejected.pop().map(|r| r.errors).unwrap_or_default(),
@@ -200,11 +201,13 @@ fn single(published: Result<ingest::Outcome>) -> Result<String> {
     }
 }
 
+/// The events of a native batch are split into their fields as the body
+/// is parsed, so each event's text is read once.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NativeBatch<'a> {
     #[serde(borrow)]
-    events: Vec<&'a RawValue>,
+    events: Vec<RawEvent<'a>>,
 }
 
 /// `POST /v1/events/batch`: `{"events": [...]}`. 202 when every event was
@@ -226,13 +229,14 @@ async fn ingest_batch(
         let budget = admit(&state, &key, events.len())?;
         let submission = submission(&key, client_ip, &headers);
         let mut batch = Batch::with_capacity(events.len());
-        for (index, raw) in events.iter().enumerate() {
-            match sized_event(&state, raw) {
-                Ok(text) => batch.push(index, submission.validate(text, &state)),
-                Err(reason) => batch.reject(index, "$", reason),
+        let limit = state.ingest.max_event_bytes;
+        for (index, event) in events.iter().enumerate() {
+            match event.json_len() {
+                size if size > limit => batch.reject(index, "$", too_large(size, limit)),
+                _ => batch.push(index, submission.validate_raw(event, &state)),
             }
         }
-        let outcome = ingest::publish(&state, batch).await?;
+        let outcome = ingest::publish(&state, &mut batch).await?;
         let status = if outcome.rejected.is_empty() {
             StatusCode::ACCEPTED
         } else {
@@ -260,9 +264,13 @@ fn sized_event<'a>(state: &AppState, raw: &'a RawValue) -> std::result::Result<&
     let limit = state.ingest.max_event_bytes;
     let size = raw.get().len();
     if size > limit {
-        return Err(format!("the event is {size} bytes; the limit is {limit}"));
+        return Err(too_large(size, limit));
     }
     Ok(raw.get())
+}
+
+fn too_large(size: usize, limit: usize) -> String {
+    format!("the event is {size} bytes; the limit is {limit}")
 }
 
 /// The key of a Segment request: the `Authorization` header (basic auth with
@@ -309,7 +317,7 @@ async fn segment_call(
                 &BatchDefaults::default(),
             ),
         );
-        let event_id = single(ingest::publish(&state, batch).await)?;
+        let event_id = single(ingest::publish(&state, &mut batch).await)?;
         Ok(respond(
             StatusCode::OK,
             json!({"success": true, "event_id": event_id}),
@@ -325,7 +333,7 @@ fn segment_event(
     message: &Value,
     call: Option<Call>,
     defaults: &BatchDefaults<'_>,
-) -> std::result::Result<sluice_schemas::Event, Vec<sluice_schemas::FieldError>> {
+) -> std::result::Result<sluice_schemas::EventRef<'static>, Vec<sluice_schemas::FieldError>> {
     let event = segment::to_event(message, call, defaults, submission.received_at_ms)?;
     submission
         .validate_value(&event, state)
@@ -334,14 +342,14 @@ fn segment_event(
 
 /// Segment's `{"success": true}`, with what became of each message.
 #[derive(Serialize)]
-struct SegmentAnswer {
+struct SegmentAnswer<'a> {
     success: bool,
-    accepted: Vec<ingest::Acknowledged>,
+    accepted: Vec<ingest::Acknowledged<'a>>,
     rejected: Vec<ingest::Rejected>,
 }
 
-impl From<ingest::Outcome> for SegmentAnswer {
-    fn from(outcome: ingest::Outcome) -> Self {
+impl<'a> From<ingest::Outcome<'a>> for SegmentAnswer<'a> {
+    fn from(outcome: ingest::Outcome<'a>) -> Self {
         Self {
             success: true,
             accepted: outcome.accepted,
@@ -414,7 +422,7 @@ async fn segment_batch(
                 Err(reason) => batch.reject(index, "$", reason),
             }
         }
-        let outcome = ingest::publish(&state, batch).await?;
+        let outcome = ingest::publish(&state, &mut batch).await?;
         Ok(respond(
             StatusCode::OK,
             SegmentAnswer::from(outcome),

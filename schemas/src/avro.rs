@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use thiserror::Error;
 
-use crate::event::Event;
+use crate::event::{Event, EventOf};
 
 /// The writer schema, as shipped to users.
 pub const EVENT_SCHEMA_JSON: &str = include_str!("../avro/event.avsc");
@@ -74,19 +74,26 @@ pub enum AvroError {
 }
 
 /// Encodes an event as a single-object Avro value.
-pub fn encode_event(event: &Event) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + 64 + event.properties.len());
+pub fn encode_event<S: AsRef<str>>(event: &EventOf<S>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + 64 + event.properties.as_ref().len());
+    encode_event_into(event, &mut out);
+    out
+}
+
+/// Appends an event's single-object Avro value to `out` (one buffer can
+/// hold a whole request's values).
+pub fn encode_event_into<S: AsRef<str>>(event: &EventOf<S>, out: &mut Vec<u8>) {
     out.extend_from_slice(&SINGLE_OBJECT_MARKER);
     out.extend_from_slice(&EVENT_SCHEMA_FINGERPRINT.to_le_bytes());
-    let mut body = Writer(&mut out);
-    body.string(&event.event_id);
-    body.string(&event.project_id);
-    body.string(&event.event_type);
+    let mut body = Writer(out);
+    body.string(text(&event.event_id));
+    body.string(text(&event.project_id));
+    body.string(text(&event.event_type));
     body.long(event.timestamp_ms);
     body.long(event.received_at_ms);
-    body.optional_string(event.user_id.as_deref());
-    body.optional_string(event.session_id.as_deref());
-    body.optional_string(event.source.as_deref());
+    body.optional_string(optional(&event.user_id));
+    body.optional_string(optional(&event.session_id));
+    body.optional_string(optional(&event.source));
     match event.duration_ms {
         None => body.long(0),
         Some(ms) => {
@@ -94,18 +101,25 @@ pub fn encode_event(event: &Event) -> Vec<u8> {
             body.0.extend_from_slice(&ms.to_le_bytes());
         }
     }
-    body.optional_string(event.status.as_deref());
+    body.optional_string(optional(&event.status));
     if !event.tags.is_empty() {
         body.long(event.tags.len() as i64);
         for tag in &event.tags {
-            body.string(tag);
+            body.string(text(tag));
         }
     }
     body.long(0);
-    body.string(&event.properties);
-    body.optional_string(event.client_ip.as_deref());
-    body.optional_string(event.user_agent.as_deref());
-    out
+    body.string(text(&event.properties));
+    body.optional_string(optional(&event.client_ip));
+    body.optional_string(optional(&event.user_agent));
+}
+
+fn text<S: AsRef<str>>(field: &S) -> &str {
+    field.as_ref()
+}
+
+fn optional<S: AsRef<str>>(field: &Option<S>) -> Option<&str> {
+    field.as_ref().map(AsRef::as_ref)
 }
 
 /// Tells whether a topic value claims to be single-object Avro (as opposed to JSON).

@@ -22,5 +22,5 @@ pub mod server;
 pub mod time_format;
 pub mod validate;
 
-pub use event::Event;
+pub use event::{Event, EventOf, EventRef};
 pub use validate::{FallbackId, FieldError, Limits, Origin};

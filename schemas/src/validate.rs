@@ -17,7 +17,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::event::Event;
+use crate::event::{Event, EventRef};
 use crate::time_format::{DAY_MS, parse_rfc3339_ms};
 
 /// Bounds on one event. The defaults are the documented public limits.
@@ -133,40 +133,97 @@ pub fn parse_event_json(
     origin: Origin<'_>,
     limits: &Limits,
 ) -> Result<Event, Vec<FieldError>> {
-    let object = match serde_json::from_str::<RawObject<'_>>(text) {
-        Ok(object) => object,
-        Err(error) => {
-            let reason = match RawKind::of(text.trim_start()) {
-                Some(RawKind::Object) | None => format!("is not valid JSON: {error}"),
-                Some(kind) => format!("an event must be a JSON object, not {}", kind.name()),
-            };
-            return Err(vec![FieldError::new("$", reason)]);
+    validate_event_json(text, origin, limits).map(EventRef::into_owned)
+}
+
+/// Like [`parse_event_json`], borrowing the event's text from `text` and
+/// `origin` wherever it can.
+pub fn validate_event_json<'a>(
+    text: &'a str,
+    origin: Origin<'a>,
+    limits: &Limits,
+) -> Result<EventRef<'a>, Vec<FieldError>> {
+    match serde_json::from_str::<RawEvent<'_>>(text) {
+        Ok(event) => validate_raw_event(&event, origin, limits),
+        Err(error) => Err(vec![FieldError::new(
+            "$",
+            format!("is not valid JSON: {error}"),
+        )]),
+    }
+}
+
+/// One event as JSON, split into its top-level fields but not read further:
+/// what a batch body parses into in one pass (`Vec<RawEvent>`), so that no
+/// event's text is scanned twice.
+#[derive(Debug)]
+pub enum RawEvent<'a> {
+    /// The fields of an object, in order, each as borrowed raw JSON.
+    Object(Vec<(Cow<'a, str>, &'a RawValue)>),
+    /// Anything but an object: refused, naming what it is.
+    Other(&'static str),
+}
+
+impl RawEvent<'_> {
+    /// Bytes of the event as JSON text, not counting whitespace between
+    /// its top-level fields.
+    pub fn json_len(&self) -> usize {
+        match self {
+            Self::Object(fields) => {
+                let members: usize = fields
+                    .iter()
+                    .map(|(key, raw)| key.len() + raw.get().len() + 3)
+                    .sum();
+                // Braces, and commas between members.
+                2 + members + fields.len().saturating_sub(1)
+            }
+            Self::Other(_) => 0,
+        }
+    }
+}
+
+/// Validates an event already split into its fields (see [`RawEvent`]) and
+/// enriches it with its origin: the gateway's hot path.
+pub fn validate_raw_event<'a>(
+    event: &RawEvent<'a>,
+    origin: Origin<'a>,
+    limits: &Limits,
+) -> Result<EventRef<'a>, Vec<FieldError>> {
+    let object = match event {
+        RawEvent::Object(fields) => fields,
+        RawEvent::Other(kind) => {
+            return Err(vec![FieldError::new(
+                "$",
+                format!("an event must be a JSON object, not {kind}"),
+            )]);
         }
     };
-    if object.0.len() > 2 * KNOWN_FIELDS.len() {
+    if object.len() > 2 * KNOWN_FIELDS.len() {
         return Err(vec![FieldError::new(
             "$",
             format!(
                 "has {} fields; an event has at most these {}: {}",
-                object.0.len(),
+                object.len(),
                 KNOWN_FIELDS.len(),
                 KNOWN_FIELDS.join(", ")
             ),
         )]);
     }
     let mut errors = Vec::new();
-    for (index, (key, _)) in object.0.iter().enumerate() {
-        if !KNOWN_FIELDS.contains(&key.as_ref()) {
-            errors.push(FieldError::new(
+    let mut slots = [None; KNOWN_FIELDS.len()];
+    for (key, raw) in object {
+        match field_slot(key) {
+            None => errors.push(FieldError::new(
                 key.as_ref(),
                 format!("unknown field; expected one of {}", KNOWN_FIELDS.join(", ")),
-            ));
-        } else if object.0[..index].iter().any(|(earlier, _)| earlier == key) {
-            errors.push(FieldError::new(key.as_ref(), "appears more than once"));
+            )),
+            Some(slot) if slots[slot].is_some() => {
+                errors.push(FieldError::new(key.as_ref(), "appears more than once"));
+            }
+            Some(slot) => slots[slot] = Some(raw.get()),
         }
     }
     let mut fields = Fields {
-        object: &object,
+        slots: &slots,
         limits,
         errors: &mut errors,
     };
@@ -186,8 +243,8 @@ pub fn parse_event_json(
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(Event {
-        event_id: event_id.unwrap_or_else(|| origin.fallback_event_id.make()),
+    Ok(EventRef {
+        event_id: event_id.unwrap_or_else(|| Cow::Owned(origin.fallback_event_id.make())),
         project_id: project_id.unwrap_or_default(),
         event_type,
         timestamp_ms,
@@ -199,10 +256,10 @@ pub fn parse_event_json(
         status,
         tags,
         properties,
-        client_ip: origin.client_ip.map(str::to_owned),
+        client_ip: origin.client_ip.map(Cow::Borrowed),
         user_agent: origin
             .user_agent
-            .map(|agent| truncate(agent, limits.max_string_bytes)),
+            .map(|agent| Cow::Borrowed(truncate(agent, limits.max_string_bytes))),
     })
 }
 
@@ -215,26 +272,50 @@ pub fn parse_event(
     parse_event_json(&value.to_string(), origin, limits)
 }
 
-/// The fields of a JSON object, in order, each as borrowed raw JSON.
-struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// Where a field's raw text goes in [`Fields`]: its place in [`KNOWN_FIELDS`].
+fn field_slot(key: &str) -> Option<usize> {
+    KNOWN_FIELDS.iter().position(|known| *known == key)
+}
 
-impl<'de> Deserialize<'de> for RawObject<'de> {
+impl<'de: 'a, 'a> Deserialize<'de> for RawEvent<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = RawObject<'de>;
+        struct EventVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for EventVisitor<'a> {
+            type Value = RawEvent<'a>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
+                f.write_str("an event")
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
                 let mut fields = Vec::with_capacity(12);
                 while let Some(Text(key)) = map.next_key()? {
                     fields.push((key, map.next_value()?));
                 }
-                Ok(RawObject(fields))
+                Ok(RawEvent::Object(fields))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(RawEvent::Other(RawKind::Array.name()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(RawEvent::Other(RawKind::Null.name()))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(RawEvent::Other(RawKind::Boolean.name()))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(RawEvent::Other(RawKind::Number.name()))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(RawEvent::Other(RawKind::Number.name()))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(RawEvent::Other(RawKind::Number.name()))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(RawEvent::Other(RawKind::String.name()))
             }
         }
-        deserializer.deserialize_map(ObjectVisitor)
+        deserializer.deserialize_any(EventVisitor(std::marker::PhantomData))
     }
 }
 
@@ -298,7 +379,8 @@ impl RawKind {
 
 /// Reads fields of one event object, collecting every error on the way.
 struct Fields<'a, 'j> {
-    object: &'a RawObject<'j>,
+    /// Raw text of each known field, by its place in [`KNOWN_FIELDS`].
+    slots: &'a [Option<&'j str>; KNOWN_FIELDS.len()],
     limits: &'a Limits,
     errors: &'a mut Vec<FieldError>,
 }
@@ -310,8 +392,7 @@ impl<'j> Fields<'_, 'j> {
 
     /// A present, non-null field: its raw text and kind.
     fn get(&self, name: &str) -> Option<(&'j str, RawKind)> {
-        let (_, raw) = self.object.0.iter().find(|(key, _)| key == name)?;
-        let text = raw.get();
+        let text = self.slots[field_slot(name)?]?;
         match RawKind::of(text) {
             Some(RawKind::Null) | None => None,
             Some(kind) => Some((text, kind)),
@@ -334,7 +415,7 @@ impl<'j> Fields<'_, 'j> {
         }
     }
 
-    fn project_id(&mut self, from_key: Option<&str>) -> Option<String> {
+    fn project_id(&mut self, from_key: Option<&'j str>) -> Option<Cow<'j, str>> {
         let named = self.id("project_id", from_key.is_none());
         match (from_key, named) {
             (Some(key_project), Some(named)) if named != key_project => {
@@ -344,13 +425,13 @@ impl<'j> Fields<'_, 'j> {
                 );
                 None
             }
-            (Some(key_project), _) => Some(key_project.to_owned()),
+            (Some(key_project), _) => Some(Cow::Borrowed(key_project)),
             (None, named) => named,
         }
     }
 
     /// An identifier: a non-empty string without control characters.
-    fn id(&mut self, name: &str, required: bool) -> Option<String> {
+    fn id(&mut self, name: &str, required: bool) -> Option<Cow<'j, str>> {
         if self.get(name).is_none() {
             if required {
                 self.fail(name, "is required");
@@ -368,12 +449,12 @@ impl<'j> Fields<'_, 'j> {
         } else if text.chars().any(char::is_control) {
             self.fail(name, "must not contain control characters");
         } else {
-            return Some(text.into_owned());
+            return Some(text);
         }
         None
     }
 
-    fn string(&mut self, name: &str) -> Option<String> {
+    fn string(&mut self, name: &str) -> Option<Cow<'j, str>> {
         let text = self.text(name)?;
         if text.len() > self.limits.max_string_bytes {
             self.fail(
@@ -382,7 +463,7 @@ impl<'j> Fields<'_, 'j> {
             );
             return None;
         }
-        Some(text.into_owned())
+        Some(text)
     }
 
     fn timestamp(&mut self, received_at_ms: i64) -> i64 {
@@ -445,11 +526,11 @@ impl<'j> Fields<'_, 'j> {
     }
 
     /// A status is a short string; integers (HTTP status codes) are accepted as text.
-    fn status(&mut self) -> Option<String> {
+    fn status(&mut self) -> Option<Cow<'j, str>> {
         let (raw, kind) = self.get("status")?;
         match kind {
             RawKind::String => self.string("status"),
-            RawKind::Number if serde_json::from_str::<i64>(raw).is_ok() => Some(raw.to_owned()),
+            RawKind::Number if serde_json::from_str::<i64>(raw).is_ok() => Some(Cow::Borrowed(raw)),
             other => {
                 let reason = format!("must be a string or an integer, not {}", other.name());
                 self.fail("status", reason);
@@ -458,11 +539,11 @@ impl<'j> Fields<'_, 'j> {
         }
     }
 
-    fn tags(&mut self) -> Vec<String> {
+    fn tags(&mut self) -> Vec<Cow<'j, str>> {
         let Some((raw, kind)) = self.get("tags") else {
             return Vec::new();
         };
-        let items = match (kind, serde_json::from_str::<Vec<&RawValue>>(raw)) {
+        let items = match (kind, serde_json::from_str::<Vec<&'j RawValue>>(raw)) {
             (RawKind::Array, Ok(items)) => items,
             _ => {
                 let reason = format!("must be an array of strings, not {}", kind.name());
@@ -479,9 +560,9 @@ impl<'j> Fields<'_, 'j> {
         for (index, item) in items.iter().enumerate() {
             let field = || format!("tags[{index}]");
             let kind = RawKind::of(item.get()).unwrap_or(RawKind::Null);
-            match serde_json::from_str::<Text<'_>>(item.get()) {
+            match serde_json::from_str::<Text<'j>>(item.get()) {
                 Ok(Text(tag)) if !tag.is_empty() && tag.len() <= self.limits.max_id_bytes => {
-                    tags.push(tag.into_owned());
+                    tags.push(tag);
                 }
                 Ok(_) => self.fail(
                     field(),
@@ -493,14 +574,14 @@ impl<'j> Fields<'_, 'j> {
         tags
     }
 
-    fn properties(&mut self) -> String {
+    fn properties(&mut self) -> Cow<'j, str> {
         let Some((raw, kind)) = self.get("properties") else {
-            return "{}".to_owned();
+            return Cow::Borrowed("{}");
         };
         if kind != RawKind::Object {
             let reason = format!("must be a JSON object, not {}", kind.name());
             self.fail("properties", reason);
-            return String::new();
+            return Cow::Borrowed("");
         }
         let Some(text) = compact(raw, self.limits.max_property_depth) else {
             let reason = format!(
@@ -508,7 +589,7 @@ impl<'j> Fields<'_, 'j> {
                 self.limits.max_property_depth
             );
             self.fail("properties", reason);
-            return String::new();
+            return Cow::Borrowed("");
         };
         if text.len() > self.limits.max_properties_bytes {
             let reason = format!(
@@ -517,7 +598,7 @@ impl<'j> Fields<'_, 'j> {
             );
             self.fail("properties", reason);
         }
-        text.into_owned()
+        text
     }
 }
 
@@ -573,12 +654,12 @@ fn compact(raw: &str, max_depth: usize) -> Option<Cow<'_, str>> {
     Some(Cow::Owned(out))
 }
 
-fn truncate(text: &str, max_bytes: usize) -> String {
+fn truncate(text: &str, max_bytes: usize) -> &str {
     let mut end = text.len().min(max_bytes);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    text[..end].to_owned()
+    &text[..end]
 }
 
 #[cfg(test)]
@@ -728,6 +809,59 @@ mod tests {
                 .get_version_num(),
             7
         );
+    }
+
+    #[test]
+    fn a_batch_splits_its_events_in_one_pass_with_the_same_verdicts() {
+        let items = [
+            json!({"type": "a", "event_id": "e1", "properties": {"x": [1, {"y": "z"}]}, "tags": ["t"]}),
+            json!({"type": "b", "status": 404, "duration_ms": 1.5, "user_id": "caf\u{e9}"}),
+            json!({"type": 7, "colour": "red"}),
+            json!(7),
+            json!("text"),
+            json!([1, [2]]),
+            json!(null),
+            json!(true),
+            json!({}),
+        ];
+        let body = Value::Array(items.to_vec()).to_string();
+        let raw_events: Vec<RawEvent<'_>> = serde_json::from_str(&body).unwrap();
+        assert_eq!(raw_events.len(), items.len());
+        for (raw, item) in raw_events.iter().zip(&items) {
+            let text = item.to_string();
+            let one_pass = validate_raw_event(raw, http_origin(), &Limits::default());
+            let alone = validate_event_json(&text, http_origin(), &Limits::default());
+            assert_eq!(one_pass, alone, "{text}");
+            if item.is_object() {
+                assert_eq!(raw.json_len(), text.len(), "{text}");
+            }
+        }
+        let duplicated: RawEvent<'_> = serde_json::from_str(r#"{"type":"a","type":"b"}"#).unwrap();
+        let errors = validate_raw_event(&duplicated, http_origin(), &Limits::default());
+        assert_eq!(errors.unwrap_err()[0].reason, "appears more than once");
+    }
+
+    #[test]
+    fn borrowed_and_owned_events_agree() {
+        let text =
+            r#"{"type":"a\"b","event_id":"e","properties":{"k":1},"tags":["x"],"source":"s"}"#;
+        let borrowed = validate_event_json(text, http_origin(), &Limits::default()).unwrap();
+        assert!(
+            matches!(borrowed.properties, Cow::Borrowed(_)),
+            "compact properties are not copied"
+        );
+        assert!(
+            matches!(borrowed.event_type, Cow::Owned(_)),
+            "escapes are undone"
+        );
+        let owned = parse_event_json(text, http_origin(), &Limits::default()).unwrap();
+        assert_eq!(borrowed.partition_key(), owned.partition_key());
+        assert_eq!(
+            crate::avro::encode_event(&borrowed),
+            crate::avro::encode_event(&owned)
+        );
+        assert_eq!(borrowed.into_owned(), owned);
+        assert_eq!(owned.clone().into_ref().into_owned(), owned);
     }
 
     #[test]
