@@ -29,7 +29,11 @@ DURATION=10
 WARMUP=2
 BATCH=100
 EVENT_BYTES=300
-CONNECTIONS=16
+# Peak is a closed loop: each connection waits for its answer before the next
+# request, so events/s = connections x batch / latency (Little's law). With 16
+# connections and ~7 ms per request that is ~230k events/s whatever the
+# gateway could do; 64 keep it busy (BENCHMARKS.md, "Peak needs connections").
+CONNECTIONS=64
 HALF_CONNECTIONS=64
 KAFKA_PROPERTIES=
 LOADGEN_THREADS=1
@@ -74,7 +78,8 @@ Usage: $0 [options]
                            with few, requests wait for a free connection and that wait counts)
   --loadgen-threads N      tokio worker threads of the load generator (default $LOADGEN_THREADS)
   --partitions N           partitions of every topic (default $PARTITIONS)
-  --kafka-properties L     the gateway's SLUICE_KAFKA_PROPERTIES, e.g. linger.ms=1 (default none)
+  --kafka-properties L     the gateway's SLUICE_KAFKA_PROPERTIES, e.g. linger.ms=1 (default none;
+                           the bare producer's linger.ms follows it)
   --single-event           POST single events to /v1/events (needs --batch 1)
   --no-overload            skip the overload phase
   --overload-factor F      overload rate as a multiple of the peak (default $OVERLOAD_FACTOR)
@@ -245,6 +250,12 @@ http_load() {
         --duration "$DURATION" --warmup "$WARMUP" "${shape[@]}" "$@" >"$out"
 }
 
+# The bare producer uses the gateway's linger.ms: the one in --kafka-properties
+# if it names one, else the gateway's default (sluice-loadgen's default too).
+BARE_SETTINGS=()
+bare_linger=$(tr ',' '\n' <<<"$KAFKA_PROPERTIES" | sed -n 's/^ *linger\.ms *= *//p' | tail -1)
+[[ -z $bare_linger ]] || BARE_SETTINGS=(--linger-ms "$bare_linger")
+
 run_once() {
     local run=$1
     log "run $run/$RUNS: broker on $BROKERS (memory engine)"
@@ -252,7 +263,7 @@ run_once() {
 
     log "run $run: bare producer, $DURATION s"
     "$LOADGEN_BIN" --json kafka --brokers "$BROKERS" --topic bench.bare \
-        --partitions "$PARTITIONS" --project "$BENCH_PROJECT" \
+        --partitions "$PARTITIONS" --project "$BENCH_PROJECT" "${BARE_SETTINGS[@]}" \
         --event-bytes "$EVENT_BYTES" --duration "$DURATION" >"$OUT/run$run-bare.json"
 
     start_gateway "$run"
@@ -273,7 +284,7 @@ run_once() {
 
     log "run $run: latency floor, bare producer at $half events/s in groups of $BATCH"
     "$LOADGEN_BIN" --json kafka --brokers "$BROKERS" --topic bench.floor \
-        --partitions "$PARTITIONS" --project "$BENCH_PROJECT" \
+        --partitions "$PARTITIONS" --project "$BENCH_PROJECT" "${BARE_SETTINGS[@]}" \
         --event-bytes "$EVENT_BYTES" --duration "$DURATION" \
         --rate "$half" --group "$BATCH" >"$OUT/run$run-floor.json"
 

@@ -50,12 +50,12 @@ impl EventPublisher {
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("compression.type", &ingest.compression)
-            // 1 ms: with 0, librdkafka's broker thread spins while the five
-            // requests idempotence allows are in flight, taking a core's
-            // share from the handlers. With per-request acks, 1 ms measured
-            // more events/s at peak, a lower p99 at half of peak and less
-            // CPU per event than 0 (BENCHMARKS.md).
-            .set("linger.ms", "1")
+            // 5 ms, librdkafka's own default (and Kafka's since 4.0). With
+            // less, librdkafka's broker thread spins while the five requests
+            // idempotence allows per partition are in flight: 1 ms cost a
+            // third more CPU per event at peak, 10 to 20% fewer events/s
+            // and no better p99 at half of peak (BENCHMARKS.md).
+            .set("linger.ms", "5")
             .set("batch.num.messages", "10000")
             .set(
                 "queue.buffering.max.messages",

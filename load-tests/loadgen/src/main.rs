@@ -205,7 +205,7 @@ struct KafkaArgs {
     project: String,
 
     /// `linger.ms`, as the gateway sets it.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 5)]
     linger_ms: u64,
 
     /// `compression.type`, as the gateway's --kafka-compression.
