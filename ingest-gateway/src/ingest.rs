@@ -174,6 +174,42 @@ pub struct Outcome<'a> {
     pub rejected: Vec<Rejected>,
 }
 
+impl Outcome<'_> {
+    /// The answer's body: `{LEAD"accepted": [...], "rejected": [...]}`,
+    /// where `lead` is more members, each followed by a comma. The same JSON
+    /// as serde's, written straight into one buffer: an answer names every
+    /// event of its batch, and serde's generic path cost about 6% of the
+    /// gateway's CPU at peak.
+    pub fn to_json(&self, lead: &str) -> Vec<u8> {
+        let ids: usize = self.accepted.iter().map(|a| a.event_id.len()).sum();
+        let mut out = Vec::with_capacity(64 + lead.len() + ids + 32 * self.accepted.len());
+        out.push(b'{');
+        out.extend_from_slice(lead.as_bytes());
+        out.extend_from_slice(br#""accepted":["#);
+        for (n, acknowledged) in self.accepted.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(br#"{"index":"#);
+            write_json(&mut out, &acknowledged.index);
+            out.extend_from_slice(br#","event_id":"#);
+            write_json(&mut out, &acknowledged.event_id);
+            out.push(b'}');
+        }
+        out.extend_from_slice(br#"],"rejected":"#);
+        write_json(&mut out, &self.rejected);
+        out.push(b'}');
+        out
+    }
+}
+
+/// Appends `value` as JSON; writing these types to memory cannot fail.
+fn write_json(out: &mut Vec<u8>, value: &impl Serialize) {
+    if let Err(error) = serde_json::to_writer(out, value) {
+        tracing::error!(cause = %error, "answer not serialisable");
+    }
+}
+
 /// Publishes the valid events of `batch` and waits for every ack.
 ///
 /// `Err(InvalidBatch)` when no event is valid, `Err(Unavailable)` when the
@@ -234,5 +270,44 @@ pub async fn publish<'a>(
                 .collect();
             Err(ApiError::Unavailable { code, acknowledged })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_written_answer_is_the_json_serde_writes() {
+        let outcome = Outcome {
+            accepted: vec![
+                Acknowledged {
+                    index: 0,
+                    event_id: Cow::Borrowed("plain"),
+                },
+                Acknowledged {
+                    index: 12,
+                    event_id: Cow::Owned("quote \" back \\ tab \t é \u{1}".to_owned()),
+                },
+            ],
+            rejected: vec![Rejected {
+                index: 1,
+                errors: vec![FieldError {
+                    field: "tags[0]".to_owned(),
+                    reason: "must be a \"string\"".to_owned(),
+                }],
+            }],
+        };
+        let written: Value = serde_json::from_slice(&outcome.to_json("")).unwrap();
+        assert_eq!(written, serde_json::to_value(&outcome).unwrap());
+        let segment: Value =
+            serde_json::from_slice(&outcome.to_json(r#""success":true,"#)).unwrap();
+        assert_eq!(segment["success"], true);
+        assert_eq!(segment["accepted"], written["accepted"]);
+        let empty = Outcome {
+            accepted: Vec::new(),
+            rejected: Vec::new(),
+        };
+        assert_eq!(empty.to_json(""), br#"{"accepted":[],"rejected":[]}"#);
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
 use axum::{Json, Router, middleware};
@@ -142,7 +142,16 @@ fn submission(key: &KeyRecord, client_ip: IpAddr, headers: &HeaderMap) -> Submis
 }
 
 fn respond(status: StatusCode, body: impl Serialize, budget: Option<Budget>) -> Response {
-    let mut response = (status, Json(body)).into_response();
+    with_budget((status, Json(body)).into_response(), budget)
+}
+
+/// Like [`respond`], for a body already written as JSON.
+fn respond_json(status: StatusCode, json: Vec<u8>, budget: Option<Budget>) -> Response {
+    let content_type = [(header::CONTENT_TYPE, "application/json")];
+    with_budget((status, content_type, json).into_response(), budget)
+}
+
+fn with_budget(mut response: Response, budget: Option<Budget>) -> Response {
     if let Some(budget) = budget {
         set_budget_headers(response.headers_mut(), budget);
     }
@@ -242,7 +251,7 @@ async fn ingest_batch(
         } else {
             StatusCode::MULTI_STATUS
         };
-        Ok(respond(status, outcome, budget))
+        Ok(respond_json(status, outcome.to_json(""), budget))
     };
     counted(&state, result.await)
 }
@@ -340,24 +349,6 @@ fn segment_event(
         .map_err(segment::segment_field_errors)
 }
 
-/// Segment's `{"success": true}`, with what became of each message.
-#[derive(Serialize)]
-struct SegmentAnswer<'a> {
-    success: bool,
-    accepted: Vec<ingest::Acknowledged<'a>>,
-    rejected: Vec<ingest::Rejected>,
-}
-
-impl<'a> From<ingest::Outcome<'a>> for SegmentAnswer<'a> {
-    fn from(outcome: ingest::Outcome<'a>) -> Self {
-        Self {
-            success: true,
-            accepted: outcome.accepted,
-            rejected: outcome.rejected,
-        }
-    }
-}
-
 #[derive(Deserialize)]
 struct SegmentBatch<'a> {
     #[serde(borrow)]
@@ -423,11 +414,9 @@ async fn segment_batch(
             }
         }
         let outcome = ingest::publish(&state, &mut batch).await?;
-        Ok(respond(
-            StatusCode::OK,
-            SegmentAnswer::from(outcome),
-            budget,
-        ))
+        // Segment's `{"success": true}`, with what became of each message.
+        let answer = outcome.to_json(r#""success":true,"#);
+        Ok(respond_json(StatusCode::OK, answer, budget))
     };
     counted(&state, result.await)
 }

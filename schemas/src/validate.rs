@@ -341,6 +341,19 @@ impl<'de> Deserialize<'de> for Text<'de> {
     }
 }
 
+/// The text of a raw JSON value that is a string. Without escapes it is the
+/// raw text between the quotes (a raw value is valid JSON, so that holds no
+/// quote and no control character); with escapes serde undoes them.
+fn json_string(raw: &str) -> Result<Cow<'_, str>, serde_json::Error> {
+    match raw
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+    {
+        Some(inner) if !inner.contains('\\') => Ok(Cow::Borrowed(inner)),
+        _ => serde_json::from_str::<Text<'_>>(raw).map(|Text(text)| text),
+    }
+}
+
 /// What kind of JSON value a raw value is, from its first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RawKind {
@@ -406,8 +419,8 @@ impl<'j> Fields<'_, 'j> {
             self.fail(name, format!("must be a string, not {}", kind.name()));
             return None;
         }
-        match serde_json::from_str::<Text<'j>>(raw) {
-            Ok(Text(text)) => Some(text),
+        match json_string(raw) {
+            Ok(text) => Some(text),
             Err(error) => {
                 self.fail(name, format!("is not a valid string: {error}"));
                 None
@@ -560,8 +573,8 @@ impl<'j> Fields<'_, 'j> {
         for (index, item) in items.iter().enumerate() {
             let field = || format!("tags[{index}]");
             let kind = RawKind::of(item.get()).unwrap_or(RawKind::Null);
-            match serde_json::from_str::<Text<'j>>(item.get()) {
-                Ok(Text(tag)) if !tag.is_empty() && tag.len() <= self.limits.max_id_bytes => {
+            match json_string(item.get()) {
+                Ok(tag) if !tag.is_empty() && tag.len() <= self.limits.max_id_bytes => {
                     tags.push(tag);
                 }
                 Ok(_) => self.fail(
