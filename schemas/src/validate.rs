@@ -854,6 +854,88 @@ mod tests {
         assert_eq!(errors.unwrap_err()[0].reason, "appears more than once");
     }
 
+    /// Any JSON value, nested a few levels, with strings that need escapes.
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            "[a-z\"\\\\/\t\u{1}\u{7f}\u{85}é😀 ]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec((field_name(), inner), 0..5)
+                    .prop_map(|members| Value::Object(members.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Mostly the event's own field names, sometimes another.
+    fn field_name() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => proptest::sample::select(KNOWN_FIELDS).prop_map(str::to_owned),
+            1 => "[a-z_]{1,8}",
+        ]
+    }
+
+    /// An event-like object: known fields with values of any type.
+    fn any_event() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let members = || proptest::collection::vec((field_name(), any_json()), 0..8);
+        prop_oneof![
+            // Valid more often than not: a string type, most fields absent or null.
+            4 => (members(), "[a-z\u{e9}\\\\\"]{1,8}").prop_map(|(members, kind)| {
+                let mut event: serde_json::Map<String, Value> = members
+                    .into_iter()
+                    .filter(|(_, value)| value.is_string() || value.is_null())
+                    .collect();
+                event.insert("type".to_owned(), Value::String(kind));
+                Value::Object(event)
+            }),
+            4 => members().prop_map(|members| Value::Object(members.into_iter().collect())),
+            1 => any_json(),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn one_pass_batches_judge_every_event_as_it_would_be_judged_alone(
+            events in proptest::collection::vec(any_event(), 1..6),
+            pretty in proptest::bool::ANY,
+        ) {
+            let body = if pretty {
+                serde_json::to_string_pretty(&events).unwrap()
+            } else {
+                serde_json::to_string(&events).unwrap()
+            };
+            let raw_events: Vec<RawEvent<'_>> = serde_json::from_str(&body).unwrap();
+            proptest::prop_assert_eq!(raw_events.len(), events.len());
+            for (raw, event) in raw_events.iter().zip(&events) {
+                let alone = event.to_string();
+                let one_pass = validate_raw_event(raw, http_origin(), &Limits::default());
+                let by_itself = validate_event_json(&alone, http_origin(), &Limits::default());
+                proptest::prop_assert_eq!(&one_pass, &by_itself, "{}", alone);
+                // Escapes undone, nothing lost: the owned event reads the same.
+                if let Ok(valid) = one_pass {
+                    proptest::prop_assert_eq!(
+                        Some(valid.event_type.as_ref()),
+                        event["type"].as_str()
+                    );
+                }
+                // Whitespace inside a field's value counts, between fields not.
+                if event.is_object() && !pretty {
+                    proptest::prop_assert_eq!(raw.json_len(), alone.len());
+                } else if event.is_object() {
+                    proptest::prop_assert!(raw.json_len() >= alone.len());
+                }
+            }
+        }
+    }
+
     #[test]
     fn borrowed_and_owned_events_agree() {
         let text =
