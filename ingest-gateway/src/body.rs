@@ -1,7 +1,9 @@
 //! A request body as JSON text: media type checked, gzip undone within the
 //! size limit, so a small compressed bomb cannot grow past it.
 
+use std::fmt;
 use std::io::Read;
+use std::marker::PhantomData;
 
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -9,6 +11,7 @@ use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
 
 use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
 
 use crate::error::ApiError;
 
@@ -63,12 +66,84 @@ pub fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError>
 /// would also read a struct from an array of its fields (`[[...]]`), which
 /// no client means.
 pub fn parse_json_object<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    parse_json_object_with(body, PhantomData::<T>)
+}
+
+/// Like [`parse_json_object`], read by `seed` (a reader that knows a limit).
+pub fn parse_json_object_with<'a, S: DeserializeSeed<'a>>(
+    body: &'a [u8],
+    seed: S,
+) -> Result<S::Value, ApiError> {
     if body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
         return Err(ApiError::InvalidJson(
             "the body must be a JSON object, not an array".to_owned(),
         ));
     }
-    parse_json(body)
+    let parsed = match std::str::from_utf8(body) {
+        Ok(text) => read_all(serde_json::Deserializer::from_str(text), seed),
+        Err(_) => read_all(serde_json::Deserializer::from_slice(body), seed),
+    };
+    parsed.map_err(|error| ApiError::InvalidJson(error.to_string()))
+}
+
+fn read_all<'a, R: serde_json::de::Read<'a>, S: DeserializeSeed<'a>>(
+    mut json: serde_json::Deserializer<R>,
+    seed: S,
+) -> serde_json::Result<S::Value> {
+    let value = seed.deserialize(&mut json)?;
+    json.end()?;
+    Ok(value)
+}
+
+/// A JSON array of which at most `keep` elements were kept: the others were
+/// read (they must still be valid JSON) and counted, never stored. A batch
+/// of a million tiny elements then costs the memory of `keep` of them.
+#[derive(Debug)]
+pub struct BoundedList<T> {
+    pub kept: Vec<T>,
+    /// Elements in the array, kept or not.
+    pub len: usize,
+}
+
+/// Reads a [`BoundedList`] that keeps at most `.0` elements.
+pub struct KeepAtMost<T>(pub usize, pub PhantomData<T>);
+
+impl<T> KeepAtMost<T> {
+    pub fn new(keep: usize) -> Self {
+        Self(keep, PhantomData)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for KeepAtMost<T> {
+    type Value = BoundedList<T>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for KeepAtMost<T> {
+    type Value = BoundedList<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut kept = Vec::new();
+        let mut len = 0;
+        loop {
+            let more = if len < self.0 {
+                seq.next_element::<T>()?.map(|element| kept.push(element))
+            } else {
+                seq.next_element::<IgnoredAny>()?.map(|_| ())
+            };
+            if more.is_none() {
+                return Ok(BoundedList { kept, len });
+            }
+            len += 1;
+        }
+    }
 }
 
 fn check_media_type(headers: &HeaderMap, accept: Accept) -> Result<(), ApiError> {
@@ -133,6 +208,24 @@ mod tests {
         let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
         encoder.write_all(data).unwrap();
         Bytes::from(encoder.finish().unwrap())
+    }
+
+    #[test]
+    fn a_bounded_list_keeps_its_first_elements_and_counts_them_all() {
+        let read = |json: &str, keep: usize| {
+            let mut json = serde_json::Deserializer::from_str(json);
+            KeepAtMost::<u32>::new(keep)
+                .deserialize(&mut json)
+                .map(|list| (list.kept, list.len))
+        };
+        assert_eq!(read("[1, 2, 3, 4]", 2).unwrap(), (vec![1, 2], 4));
+        assert_eq!(read("[1]", 2).unwrap(), (vec![1], 1));
+        assert_eq!(read("[]", 2).unwrap(), (vec![], 0));
+        // Elements past the limit must still be valid JSON.
+        assert!(read("[1, 2, nul]", 1).is_err());
+        let body: std::result::Result<BoundedList<u32>, _> =
+            parse_json_object_with(b"[1]", KeepAtMost::new(1));
+        assert!(body.is_err(), "a body must be an object");
     }
 
     #[test]

@@ -25,6 +25,7 @@
 pub mod acks;
 pub mod admin;
 pub mod admission;
+pub mod batch_body;
 pub mod body;
 pub mod client;
 pub mod config;

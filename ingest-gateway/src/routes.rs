@@ -11,18 +11,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
 use axum::{Json, Router, middleware};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sluice_runtime::auth::presented_key;
 use sluice_runtime::keys::{AuthError, KeyRecord, KeyStore, KeyWriter, Scope};
 use sluice_runtime::ops::{self, HttpMetrics, Readiness};
 use sluice_schemas::Limits;
-use sluice_schemas::validate::RawEvent;
 
 use crate::admin;
 use crate::admission::{Admission, InFlightBudget, within_budget};
-use crate::body::{Accept, parse_json, parse_json_object, read_body};
+use crate::batch_body::{NativeBatchReader, SegmentBatchReader};
+use crate::body::{Accept, parse_json, parse_json_object_with, read_body};
 use crate::client::{TrustedProxies, user_agent};
 use crate::config::IngestSettings;
 use crate::error::{ApiError, Result, set_budget_headers};
@@ -210,15 +210,6 @@ fn single(published: Result<ingest::Outcome<'_>>) -> Result<String> {
     }
 }
 
-/// The events of a native batch are split into their fields as the body
-/// is parsed, so each event's text is read once.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NativeBatch<'a> {
-    #[serde(borrow)]
-    events: Vec<RawEvent<'a>>,
-}
-
 /// `POST /v1/events/batch`: `{"events": [...]}`. 202 when every event was
 /// accepted, 207 when some were refused (the body says which and why), 400
 /// when none was valid.
@@ -232,14 +223,14 @@ async fn ingest_batch(
         let client_ip = state.proxies.client_ip(peer.ip(), &headers);
         let key = authorize(&state, presented_key(&headers), client_ip, Scope::Ingest)?;
         let body = read_body(&headers, body, Accept::Json, state.ingest.max_batch_bytes)?;
-        let request: NativeBatch<'_> = parse_json_object(&body)?;
-        let events = request.events;
-        check_batch_size(&state, events.len())?;
-        let budget = admit(&state, &key, events.len())?;
+        let reader = NativeBatchReader(state.ingest.max_batch_events);
+        let events = parse_json_object_with(&body, reader)?.events;
+        check_batch_size(&state, events.len)?;
+        let budget = admit(&state, &key, events.len)?;
         let submission = submission(&key, client_ip, &headers);
-        let mut batch = Batch::with_capacity(events.len());
+        let mut batch = Batch::with_capacity(events.len);
         let limit = state.ingest.max_event_bytes;
-        for (index, event) in events.iter().enumerate() {
+        for (index, event) in events.kept.iter().enumerate() {
             match event.json_len() {
                 size if size > limit => batch.reject(index, "$", too_large(size, limit)),
                 _ => batch.push(index, submission.validate_raw(event, &state)),
@@ -349,18 +340,6 @@ fn segment_event(
         .map_err(segment::segment_field_errors)
 }
 
-#[derive(Deserialize)]
-struct SegmentBatch<'a> {
-    #[serde(borrow)]
-    batch: Vec<&'a RawValue>,
-    #[serde(default)]
-    context: Option<Value>,
-    #[serde(default, rename = "sentAt")]
-    sent_at: Option<Value>,
-    #[serde(default, rename = "writeKey")]
-    write_key: Option<String>,
-}
-
 /// `POST /v1/batch` (and `/v1/import`): `{"batch": [...]}`, as Segment's
 /// server SDKs send it. 200 `{"success": true, ...}` when any message was
 /// accepted, listing refused ones; 400 when none was valid.
@@ -388,20 +367,21 @@ async fn segment_batch(
             Accept::JsonOrText,
             state.ingest.max_batch_bytes,
         )?;
-        let request: SegmentBatch<'_> = parse_json_object(&body)?;
+        let reader = SegmentBatchReader(state.ingest.max_batch_events);
+        let request = parse_json_object_with(&body, reader)?;
         let key = match early_key {
             Some(key) => key,
             None => authorize(&state, request.write_key.clone(), client_ip, Scope::Ingest)?,
         };
-        check_batch_size(&state, request.batch.len())?;
-        let budget = admit(&state, &key, request.batch.len())?;
+        check_batch_size(&state, request.batch.len)?;
+        let budget = admit(&state, &key, request.batch.len)?;
         let submission = submission(&key, client_ip, &headers);
         let defaults = BatchDefaults {
             context: request.context.as_ref(),
             sent_at: request.sent_at.as_ref(),
         };
-        let mut batch = Batch::with_capacity(request.batch.len());
-        for (index, raw) in request.batch.iter().enumerate() {
+        let mut batch = Batch::with_capacity(request.batch.len);
+        for (index, raw) in request.batch.kept.iter().enumerate() {
             let message = sized_event(&state, raw).and_then(|text| {
                 serde_json::from_str::<Value>(text).map_err(|error| error.to_string())
             });

@@ -124,6 +124,10 @@ const KNOWN_FIELDS: &[&str] = &[
     "project_id",
 ];
 
+/// Fields an event may have before it is refused whole rather than field by
+/// field: room for every known field and as many mistakes.
+const MAX_FIELDS: usize = 2 * KNOWN_FIELDS.len();
+
 /// Validates one JSON event and enriches it with its origin.
 ///
 /// Returns every rule the event broke, not only the first, so a producer can fix
@@ -165,7 +169,8 @@ pub enum RawEvent<'a> {
 
 impl RawEvent<'_> {
     /// Bytes of the event as JSON text, not counting whitespace between
-    /// its top-level fields.
+    /// its top-level fields (nor fields past the most an event may have:
+    /// such an event is refused anyway).
     pub fn json_len(&self) -> usize {
         match self {
             Self::Object(fields) => {
@@ -197,12 +202,11 @@ pub fn validate_raw_event<'a>(
             )]);
         }
     };
-    if object.len() > 2 * KNOWN_FIELDS.len() {
+    if object.len() > MAX_FIELDS {
         return Err(vec![FieldError::new(
             "$",
             format!(
-                "has {} fields; an event has at most these {}: {}",
-                object.len(),
+                "has more than {MAX_FIELDS} fields; an event has at most these {}: {}",
                 KNOWN_FIELDS.len(),
                 KNOWN_FIELDS.join(", ")
             ),
@@ -286,9 +290,20 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawEvent<'a> {
                 f.write_str("an event")
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut fields = Vec::with_capacity(12);
+                // Past MAX_FIELDS the event is refused whole: later fields
+                // are read (they must be valid JSON) but not kept, so a
+                // hostile event of a million fields costs no memory.
+                let mut fields = Vec::new();
                 while let Some(Text(key)) = map.next_key()? {
-                    fields.push((key, map.next_value()?));
+                    if fields.capacity() == 0 {
+                        // An event's usual fields in one allocation (`{}` needs none).
+                        fields.reserve(KNOWN_FIELDS.len() + 1);
+                    }
+                    if fields.len() < MAX_FIELDS + 1 {
+                        fields.push((key, map.next_value()?));
+                    } else {
+                        map.next_value::<de::IgnoredAny>()?;
+                    }
                 }
                 Ok(RawEvent::Object(fields))
             }
