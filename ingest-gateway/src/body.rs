@@ -55,11 +55,7 @@ pub fn read_body(
 /// UTF-8 is checked once for the whole body, not string by string; a body
 /// that is not UTF-8 is parsed as bytes, so the error says where.
 pub fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    let parsed = match std::str::from_utf8(body) {
-        Ok(text) => serde_json::from_str(text),
-        Err(_) => serde_json::from_slice(body),
-    };
-    parsed.map_err(|error| ApiError::InvalidJson(error.to_string()))
+    parse_with(body, PhantomData::<T>)
 }
 
 /// A body that must be one JSON object, such as `{"events": [...]}`: serde
@@ -79,6 +75,11 @@ pub fn parse_json_object_with<'a, S: DeserializeSeed<'a>>(
             "the body must be a JSON object, not an array".to_owned(),
         ));
     }
+    parse_with(body, seed)
+}
+
+/// The whole body read by `seed`, or 400 `invalid_json`.
+fn parse_with<'a, S: DeserializeSeed<'a>>(body: &'a [u8], seed: S) -> Result<S::Value, ApiError> {
     let parsed = match std::str::from_utf8(body) {
         Ok(text) => read_all(serde_json::Deserializer::from_str(text), seed),
         Err(_) => read_all(serde_json::Deserializer::from_slice(body), seed),
@@ -133,16 +134,17 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for KeepAtMost<T> {
         let mut kept = Vec::new();
         let mut len = 0;
         loop {
-            let more = if len < self.0 {
-                seq.next_element::<T>()?.map(|element| kept.push(element))
-            } else {
-                seq.next_element::<IgnoredAny>()?.map(|_| ())
-            };
-            if more.is_none() {
-                return Ok(BoundedList { kept, len });
+            if len < self.0 {
+                match seq.next_element::<T>()? {
+                    Some(element) => kept.push(element),
+                    None => break,
+                }
+            } else if seq.next_element::<IgnoredAny>()?.is_none() {
+                break;
             }
             len += 1;
         }
+        Ok(BoundedList { kept, len })
     }
 }
 
