@@ -9,6 +9,7 @@
 //! database, so tests never share state and may run in parallel.
 
 pub mod broker;
+pub mod partitioner;
 pub mod services;
 pub mod stack;
 

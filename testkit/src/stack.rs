@@ -20,6 +20,16 @@ use sluice_schemas::avro::decode_event;
 use sluice_schemas::time_format::now_ms;
 use tokio_util::sync::CancellationToken;
 
+/// One message of a topic, as [`TestEnv::topic_records`] read it.
+#[derive(Debug)]
+pub struct TopicRecord {
+    pub partition: i32,
+    /// How many partitions the topic had when it was read.
+    pub partitions: i32,
+    pub key: Option<Vec<u8>>,
+    pub event: Event,
+}
+
 /// Where the stack answers, and which ClickHouse engine it is.
 #[derive(Debug)]
 pub struct StackInfo {
@@ -284,6 +294,13 @@ impl TestEnv {
     /// Every event on `topic`, decoded from the gateway's Avro, read from the
     /// start of each partition to its end.
     pub async fn topic_events(&self, topic: &str) -> Vec<Event> {
+        let records = self.topic_records(topic).await;
+        records.into_iter().map(|record| record.event).collect()
+    }
+
+    /// Every message on `topic` with where it sits and its key, decoded from
+    /// the gateway's Avro, read from the start of each partition to its end.
+    pub async fn topic_records(&self, topic: &str) -> Vec<TopicRecord> {
         let kafka = self.kafka.clone();
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
@@ -303,7 +320,7 @@ impl TestEnv {
             }
             consumer.assign(&list).expect("assign");
             let mut at_end = std::collections::BTreeSet::new();
-            let mut events = Vec::new();
+            let mut records = Vec::new();
             let give_up = std::time::Instant::now() + Duration::from_secs(60);
             while at_end.len() < partitions as usize {
                 assert!(
@@ -311,10 +328,13 @@ impl TestEnv {
                     "reading {topic} timed out"
                 );
                 match consumer.poll(Duration::from_millis(500)) {
-                    Some(Ok(message)) => events.push(
-                        decode_event(message.payload().unwrap_or_default())
+                    Some(Ok(message)) => records.push(TopicRecord {
+                        partition: message.partition(),
+                        partitions,
+                        key: message.key().map(<[u8]>::to_vec),
+                        event: decode_event(message.payload().unwrap_or_default())
                             .expect("an event the gateway encoded"),
-                    ),
+                    }),
                     Some(Err(KafkaError::PartitionEOF(partition))) => {
                         at_end.insert(partition);
                     }
@@ -322,7 +342,7 @@ impl TestEnv {
                     None => {}
                 }
             }
-            events
+            records
         })
         .await
         .expect("reader task")

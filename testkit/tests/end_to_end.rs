@@ -3,11 +3,13 @@
 
 use std::time::Duration;
 
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use sluice_ingest_gateway::GatewayConfig;
 use sluice_ingest_gateway::config::{IngestSettings, RateLimitSettings};
 use sluice_query_api::QueryConfig;
 use sluice_query_api::config::QuerySettings;
+use sluice_runtime::kafka::client_config;
 use sluice_runtime::keys::Scope;
 use sluice_runtime::settings::{ApiSettings, ConfigFile, LogFormat, TelemetrySettings};
 use sluice_stream_processor::ProcessorConfig;
@@ -221,6 +223,68 @@ async fn an_event_travels_from_the_gateway_to_the_query_api() {
     gateway.stop().await.unwrap();
     processor.stop().await.unwrap();
     query.stop().await.unwrap();
+}
+
+/// A producer that retries through Kafka what it first sent over HTTP, keyed
+/// as README's "Writing to Kafka directly" says, has its retries dropped:
+/// both copies reach the same partition, where duplicates are found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_written_straight_to_kafka_counts_once() {
+    let env = TestEnv::new("crosspath");
+    let key = key_of(&env).await;
+    let gateway = start_gateway(&env).await;
+    gateway.wait_ready().await;
+    let processor = start_processor(&env).await;
+    let project = project(&env);
+
+    let ids: Vec<String> = (0..24).map(|i| format!("cross-{i}")).collect();
+    let events: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"event_id": id, "type": "signup"}))
+        .collect();
+    let response = reqwest::Client::new()
+        .post(gateway.url("/v1/events/batch"))
+        .bearer_auth(&key)
+        .json(&json!({ "events": events }))
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(response.status(), 202);
+
+    // The same events again as JSON, from a librdkafka producer set up as
+    // README asks (Java clients hash this way by default).
+    let producer: FutureProducer = client_config(&env.kafka)
+        .expect("client config")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .create()
+        .expect("Kafka producer");
+    for id in &ids {
+        let value = json!({"event_id": id, "type": "signup", "project_id": project}).to_string();
+        let message_key = format!("{project}/{id}");
+        let record = FutureRecord::to(&env.kafka.events_topic)
+            .key(&message_key)
+            .payload(&value);
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .expect("the broker acks the retry");
+    }
+
+    let group = format!("group_{}", env.id);
+    eventually("every message processed", Duration::from_secs(60), || {
+        let (env, group) = (&env, &group);
+        async move { (env.group_lag(&env.kafka.events_topic, group).await == 0).then_some(()) }
+    })
+    .await;
+    let stored = env
+        .query_u64(&format!(
+            "SELECT count() FROM events WHERE project_id = '{project}'"
+        ))
+        .await;
+    assert_eq!(stored, ids.len() as u64, "the retries were stored too");
+    gateway.stop().await.unwrap();
+    processor.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde_json::{Value, json};
 use sluice_testkit::TestEnv;
+use sluice_testkit::partitioner::java_partition;
 
 use crate::common::{Gateway, accepted_ids, config, ids, now_rfc3339, project};
 
@@ -376,4 +377,40 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
             .iter()
             .all(|e| e.user_agent.as_deref() == Some("proxy-test/2"))
     );
+}
+
+/// Each event is keyed `project/event_id` and placed by Kafka's own (Java)
+/// partitioner, so a direct producer using that key reaches the same
+/// partition, and so the same dedup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_land_where_kafkas_partitioner_puts_their_key() {
+    let env = TestEnv::new("gw_partitioner");
+    let gateway = Gateway::start(&env).await;
+    let mut events: Vec<Value> = (0..40)
+        .map(|i| json!({"event_id": format!("place-{i}"), "type": "x"}))
+        .collect();
+    events.push(json!({"event_id": "événement-ß", "type": "x"}));
+    events.push(json!({"type": "x"}));
+    let answer = gateway
+        .post("/v1/events/batch", &json!({ "events": events }))
+        .await;
+    assert_eq!(answer.status, 202, "{answer:?}");
+
+    let records = env.topic_records(&env.kafka.events_topic).await;
+    assert_eq!(records.len(), events.len());
+    let mut used = std::collections::BTreeSet::new();
+    for record in &records {
+        let key = format!("{}/{}", record.event.project_id, record.event.event_id);
+        assert_eq!(record.key.as_deref(), Some(key.as_bytes()));
+        let partitions = u32::try_from(record.partitions).unwrap();
+        let expected = java_partition(key.as_bytes(), partitions);
+        assert_eq!(
+            u32::try_from(record.partition).unwrap(),
+            expected,
+            "partition of {key}"
+        );
+        used.insert(record.partition);
+    }
+    assert!(used.len() > 1, "42 keys all on one partition: {used:?}");
+    gateway.running.stop().await.unwrap();
 }

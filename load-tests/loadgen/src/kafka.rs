@@ -219,6 +219,7 @@ pub fn produce(load: &KafkaLoad, records: &[RecordTemplate]) -> anyhow::Result<K
         .set("enable.idempotence", "true")
         .set("compression.type", &load.compression)
         .set("linger.ms", load.linger_ms.to_string())
+        .set("partitioner", "murmur2_random")
         .set("message.timeout.ms", load.message_timeout_ms.to_string())
         .create_with_context(counter)
         .context("cannot create the Kafka producer")?;
