@@ -3,7 +3,12 @@
 # rdkafka producer, on the same private broker, in the same run.
 #
 # Each run starts a fresh tansu with the memory engine on its own port, then:
-#   1. bare:     sluice-loadgen kafka, the gateway's records straight to Kafka (the ceiling);
+#   1. bare:     sluice-loadgen kafka, the gateway's records straight to Kafka;
+#      ceiling:  closed-loop HTTP load on a server that only reads each body and
+#                produces 100 ready events with the gateway's producer
+#                (ingest-gateway/examples/http_produce_ceiling.rs): what HTTP and
+#                producing alone allow on this machine, before any parsing,
+#                unless --no-ceiling;
 #   2. peak:     the gateway under closed-loop HTTP load (max events/s);
 #   3. half:     open-loop HTTP load at half of that peak (p99 latency,
 #                measured from each request's due time);
@@ -34,6 +39,10 @@ EVENT_BYTES=300
 # connections and ~7 ms per request that is ~230k events/s whatever the
 # gateway could do; 64 keep it busy (BENCHMARKS.md, "Peak needs connections").
 CONNECTIONS=64
+# The ceiling server answers sooner than the gateway, so the same closed loop
+# needs more connections to keep it busy.
+CEILING_CONNECTIONS=256
+CEILING=1
 HALF_CONNECTIONS=64
 KAFKA_PROPERTIES=
 LOADGEN_THREADS=1
@@ -81,6 +90,8 @@ Usage: $0 [options]
   --kafka-properties L     the gateway's SLUICE_KAFKA_PROPERTIES, e.g. linger.ms=1 (default none;
                            the bare producer's linger.ms follows it)
   --single-event           POST single events to /v1/events (needs --batch 1)
+  --no-ceiling             skip the HTTP-and-produce-only ceiling phase
+  --ceiling-connections N  HTTP connections for the ceiling phase (default $CEILING_CONNECTIONS)
   --no-overload            skip the overload phase
   --overload-factor F      overload rate as a multiple of the peak (default $OVERLOAD_FACTOR)
   --overload-connections N connections in the overload phase (default $OVERLOAD_CONNECTIONS)
@@ -105,6 +116,8 @@ while (($#)); do
         --partitions) PARTITIONS=$2; shift ;;
         --kafka-properties) KAFKA_PROPERTIES=$2; shift ;;
         --single-event) SINGLE_EVENT=1 ;;
+        --no-ceiling) CEILING=0 ;;
+        --ceiling-connections) CEILING_CONNECTIONS=$2; shift ;;
         --no-overload) OVERLOAD=0 ;;
         --overload-factor) OVERLOAD_FACTOR=$2; shift ;;
         --overload-connections) OVERLOAD_CONNECTIONS=$2; shift ;;
@@ -136,6 +149,7 @@ print_table() {
         (map(.run) | max) as $runs
         | [range(1; $runs + 1) as $r
          | (phase($r; "bare")) as $bare | (phase($r; "peak")) as $peak
+         | (phase($r; "ceiling")) as $ceiling
          | (phase($r; "half")) as $half | (phase($r; "gateway")) as $gw
          | (phase($r; "floor")) as $floor
          | (phase($r; "overload")) as $over
@@ -143,6 +157,9 @@ print_table() {
             bare_eps: $bare.events_per_s,
             gateway_eps: $peak.events_per_s,
             ratio: ($peak.events_per_s / $bare.events_per_s),
+            ceiling_eps: $ceiling.events_per_s,
+            ceiling_ratio: (if $ceiling == null then null
+                            else $ceiling.events_per_s / $bare.events_per_s end),
             peak_p99_ms: $peak.latency_ms.p99,
             half_rate: $half.target_events_per_s,
             half_eps: $half.events_per_s,
@@ -155,16 +172,16 @@ print_table() {
             overload_rss_mib: (if $gw.gateway_overload_peak_rss_kib == null then null
                                else $gw.gateway_overload_peak_rss_kib / 1024 end),
             overload_statuses: ($over | statuses)}] as $rows
-        | ["run", "bare ev/s", "gateway ev/s", "ratio", "peak p99 ms", "half rate",
+        | ["run", "bare ev/s", "gateway ev/s", "ratio", "ceiling ev/s", "ceiling ratio", "peak p99 ms", "half rate",
            "half p99 ms", "half p99.9 ms", "floor p99 ms", "gw CPU us/event", "loadgen CPU %", "gw RSS MiB", "overload RSS MiB",
            "overload answers"] as $head
         | ($head | @tsv),
-          ($rows[] | . as $row | [.run, .bare_eps, .gateway_eps, .ratio, .peak_p99_ms,
+          ($rows[] | . as $row | [.run, .bare_eps, .gateway_eps, .ratio, .ceiling_eps, .ceiling_ratio, .peak_p99_ms,
                       .half_rate, .half_p99_ms, .half_p999_ms, .floor_p99_ms, .cpu_us_per_event, .loadgen_cpu_pct, .rss_mib,
                       .overload_rss_mib] | map(fmt) + [$row.overload_statuses] | @tsv),
           (if $runs > 1 then
              ("median", "min", "max") as $stat
-             | [$stat] + ([["bare_eps", "gateway_eps", "ratio", "peak_p99_ms", "half_rate",
+             | [$stat] + ([["bare_eps", "gateway_eps", "ratio", "ceiling_eps", "ceiling_ratio", "peak_p99_ms", "half_rate",
                             "half_p99_ms", "half_p999_ms", "floor_p99_ms", "cpu_us_per_event", "loadgen_cpu_pct", "rss_mib",
                             "overload_rss_mib"][] as $col
                            | [$rows[][$col] | select(. != null)]
@@ -194,11 +211,15 @@ if [[ -z $BIN_DIR ]]; then
 fi
 if ((BUILD)); then
     log "building release binaries"
-    (cd "$ROOT" && cargo build --release -p sluice-ingest-gateway -p sluice-loadgen)
+    (cd "$ROOT" && cargo build --release -p sluice-ingest-gateway -p sluice-loadgen \
+        --bins --example http_produce_ceiling)
 fi
 GATEWAY_BIN=$BIN_DIR/sluice-ingest-gateway
 LOADGEN_BIN=$BIN_DIR/sluice-loadgen
 [[ -x $GATEWAY_BIN && -x $LOADGEN_BIN ]] || die "no release binaries in $BIN_DIR (run without --no-build)"
+CEILING_BIN=$BIN_DIR/examples/http_produce_ceiling
+((!CEILING)) || [[ -x $CEILING_BIN ]] ||
+    die "no $CEILING_BIN (run without --no-build, or pass --no-ceiling)"
 
 OUT=$ROOT/.sluice/bench/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
@@ -207,7 +228,10 @@ GATEWAY_URL=http://127.0.0.1:$HTTP_PORT
 
 TANSU_PID=
 GATEWAY_PID=
+CEILING_PID=
 cleanup() {
+    stop_pid "$CEILING_PID"
+    CEILING_PID=
     stop_pid "$GATEWAY_PID"
     GATEWAY_PID=
     stop_pid "$TANSU_PID"
@@ -265,6 +289,21 @@ run_once() {
     "$LOADGEN_BIN" --json kafka --brokers "$BROKERS" --topic bench.bare \
         --partitions "$PARTITIONS" --project "$BENCH_PROJECT" "${BARE_SETTINGS[@]}" \
         --event-bytes "$EVENT_BYTES" --duration "$DURATION" >"$OUT/run$run-bare.json"
+
+    if ((CEILING)); then
+        port_free "$HTTP_PORT" --http-port
+        start_service "$CEILING_BIN" "$OUT/run$run-ceiling.log" "$GATEWAY_URL/health/ready" \
+            SLUICE_LISTEN="127.0.0.1:$HTTP_PORT" \
+            SLUICE_KAFKA_BROKERS="$BROKERS" \
+            SLUICE_KAFKA_EVENTS_TOPIC=bench.ceiling \
+            SLUICE_KAFKA_PARTITIONS="$PARTITIONS" \
+            SLUICE_KAFKA_PROPERTIES="$KAFKA_PROPERTIES"
+        CEILING_PID=$STARTED_PID
+        log "run $run: HTTP-and-produce ceiling, closed loop, $CEILING_CONNECTIONS connections"
+        http_load "$OUT/run$run-ceiling.json" --connections "$CEILING_CONNECTIONS"
+        stop_pid "$CEILING_PID"
+        CEILING_PID=
+    fi
 
     start_gateway "$run"
     local cpu_before cpu_after
