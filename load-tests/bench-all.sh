@@ -166,10 +166,12 @@ build() {
     if ((BUILD)); then
         log "building release binaries"
         (cd "$ROOT" && cargo build --release -p sluice-ingest-gateway -p sluice-stream-processor \
-            -p sluice-query-api -p sluice-loadgen --bins --example bench_seed)
+            -p sluice-query-api -p sluice-loadgen --bins --example bench_seed \
+            --example http_produce_ceiling)
     fi
     local bin
-    for bin in sluice-ingest-gateway sluice-stream-processor sluice-query-api sluice-loadgen examples/bench_seed; do
+    for bin in sluice-ingest-gateway sluice-stream-processor sluice-query-api sluice-loadgen \
+        examples/bench_seed examples/http_produce_ceiling; do
         [[ -x $BIN_DIR/$bin ]] || die "no $bin in $BIN_DIR (run without --no-build)"
     done
 }
@@ -196,10 +198,13 @@ stage_ingest() {
     local dir run
     dir=$ROOT/$(grep -o 'results in [^ ]*' "$OUT/ingest.txt" | tail -1 | cut -d' ' -f3)
     for run in $(seq "$RUNS"); do
-        local bare peak
+        local bare peak ceiling
         bare=$(jq '.events_per_s' "$dir/run$run-bare.json")
         peak=$(jq '.events_per_s' "$dir/run$run-peak.json")
+        ceiling=$(jq '.events_per_s' "$dir/run$run-ceiling.json")
         record ingest "bare rdkafka producer" "events/s" "$run" "$bare"
+        record ingest "HTTP and producing alone (ceiling), batches of 100" "events/s" "$run" "$ceiling"
+        record ingest "ceiling / bare" "ratio" "$run" "$(jq -n "$ceiling / $bare")"
         record ingest "gateway HTTP, batches of 100" "events/s" "$run" "$peak"
         record ingest "gateway / bare" "ratio" "$run" "$(jq -n "$peak / $bare")"
         record memory "gateway peak RSS (VmHWM, after half-peak load)" "MiB" "$run" \

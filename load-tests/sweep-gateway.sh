@@ -43,7 +43,7 @@ run() {
     shift 2
     echo "sweep: $dimension = $value" >&2
     local output dir
-    output=$("$ROOT/load-tests/bench-gateway.sh" --runs 1 --duration "$DURATION" --no-overload \
+    output=$("$ROOT/load-tests/bench-gateway.sh" --runs 1 --duration "$DURATION" --no-overload --no-ceiling \
         --bin-dir "${CARGO_TARGET_DIR:-$ROOT/target}/release" "$@" 2>&1) || {
         echo "$output" >&2
         exit 1
