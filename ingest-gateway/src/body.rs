@@ -20,9 +20,12 @@ use crate::error::ApiError;
 pub enum Accept {
     /// `application/json` only.
     Json,
-    /// Also `text/plain`: browser SDKs send JSON as text to skip the CORS
-    /// preflight, as Segment's analytics.js does.
-    JsonOrText,
+    /// However Segment-style SDKs label the JSON they send: also
+    /// `text/plain` (analytics.js, to skip the CORS preflight),
+    /// `application/x-www-form-urlencoded` (RudderStack's Node SDK, whose
+    /// HTTP client labels its gzip buffer so) or no `Content-Type`. The body
+    /// is read as JSON whatever the label.
+    SdkJson,
 }
 
 /// The body, checked and decompressed; at most `max_bytes` long.
@@ -148,14 +151,20 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for KeepAtMost<T> {
     }
 }
 
+/// Besides `application/json`, what [`Accept::SdkJson`] takes.
+const SDK_MEDIA_TYPES: [&str; 2] = ["text/plain", "application/x-www-form-urlencoded"];
+
 fn check_media_type(headers: &HeaderMap, accept: Accept) -> Result<(), ApiError> {
     let mime = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .map(|value| value.split(';').next().unwrap_or("").trim());
-    let accepted = match mime {
-        Some(mime) if mime.eq_ignore_ascii_case("application/json") => true,
-        Some(mime) if mime.eq_ignore_ascii_case("text/plain") => accept == Accept::JsonOrText,
+    let accepted = match (mime, accept) {
+        (Some(mime), _) if mime.eq_ignore_ascii_case("application/json") => true,
+        (None, Accept::SdkJson) => true,
+        (Some(mime), Accept::SdkJson) => SDK_MEDIA_TYPES
+            .iter()
+            .any(|sdk| mime.eq_ignore_ascii_case(sdk)),
         _ => false,
     };
     if accepted {
@@ -250,17 +259,30 @@ mod tests {
     }
 
     #[test]
-    fn text_plain_only_where_accepted() {
+    fn sdk_labels_only_where_accepted() {
         let json = Bytes::from_static(b"{}");
-        assert!(
+        for label in [
+            "text/plain",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        ] {
+            let sdk = read_body(&headers(label, None), Ok(json.clone()), Accept::SdkJson, 9);
+            assert!(sdk.is_ok(), "{label}");
+            let native = read_body(&headers(label, None), Ok(json.clone()), Accept::Json, 9);
+            assert!(
+                matches!(native, Err(ApiError::UnsupportedMediaType(_))),
+                "{label}"
+            );
+        }
+        assert!(read_body(&HeaderMap::new(), Ok(json.clone()), Accept::SdkJson, 9).is_ok());
+        assert!(matches!(
             read_body(
-                &headers("text/plain", None),
+                &headers("multipart/form-data", None),
                 Ok(json.clone()),
-                Accept::JsonOrText,
+                Accept::SdkJson,
                 9
-            )
-            .is_ok()
-        );
+            ),
+            Err(ApiError::UnsupportedMediaType(_))
+        ));
         assert!(matches!(
             read_body(
                 &headers("text/plain", None),

@@ -98,7 +98,10 @@ impl IntoResponse for ApiError {
             Self::UnsupportedMediaType(accept) => {
                 let allowed = match accept {
                     Accept::Json => "application/json",
-                    Accept::JsonOrText => "application/json or text/plain",
+                    Accept::SdkJson => {
+                        "application/json, text/plain or application/x-www-form-urlencoded \
+                         (the body is read as JSON)"
+                    }
                 };
                 (
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,

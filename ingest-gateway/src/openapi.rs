@@ -287,7 +287,7 @@ pub fn spec() -> Value {
         "info": {
             "title": "Sluice ingest gateway",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Send events with a key of scope `ingest` (Bearer, or basic auth with the key as user name). analytics.js's one-letter paths (/v1/t, /v1/i, /v1/p, /v1/s, /v1/g, /v1/a, /v1/b) behave like their Segment routes. Every error is {\"error\", \"message\", \"details\"}. See docs/ingest-api.md."
+            "description": "Send events with a key of scope `ingest` (Bearer, or basic auth with the key as user name). analytics.js's one-letter paths (/v1/t, /v1/i, /v1/p, /v1/s, /v1/g, /v1/a, /v1/b) behave like their Segment routes, and so do Jitsu's /api/s/{call} and /api/s/s2s/{call}, which also take the key as `X-Write-Key: ID:KEY` (Jitsu's id:secret; the id is free). Every error is {\"error\", \"message\", \"details\"}. See docs/ingest-api.md."
         },
         "components": {"schemas": schemas()},
         "paths": paths,

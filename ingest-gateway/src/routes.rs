@@ -70,15 +70,23 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/import", limited(post(segment_batch), many))
         // analytics.js posts to one-letter paths.
         .route("/v1/b", limited(post(segment_batch), many));
-    for (paths, call) in [
-        (["/v1/track", "/v1/t"], Call::Track),
-        (["/v1/identify", "/v1/i"], Call::Identify),
-        (["/v1/page", "/v1/p"], Call::Page),
-        (["/v1/screen", "/v1/s"], Call::Screen),
-        (["/v1/group", "/v1/g"], Call::Group),
-        (["/v1/alias", "/v1/a"], Call::Alias),
+    for (name, short, call) in [
+        ("track", "t", Call::Track),
+        ("identify", "i", Call::Identify),
+        ("page", "p", Call::Page),
+        ("screen", "s", Call::Screen),
+        ("group", "g", Call::Group),
+        ("alias", "a", Call::Alias),
     ] {
-        for path in paths {
+        // Segment's path, analytics.js's one-letter one, and Jitsu's two
+        // (browser and server-to-server).
+        let paths = [
+            format!("/v1/{name}"),
+            format!("/v1/{short}"),
+            format!("/api/s/{name}"),
+            format!("/api/s/s2s/{name}"),
+        ];
+        for path in &paths {
             let handler =
                 move |state, peer, headers, body| segment_call(call, state, peer, headers, body);
             api = api.route(path, limited(post(handler), one));
@@ -274,9 +282,21 @@ fn too_large(size: usize, limit: usize) -> String {
 }
 
 /// The key of a Segment request: the `Authorization` header (basic auth with
-/// the write key as user name, or bearer), else the body's `writeKey`.
+/// the write key as user name, or bearer), else Jitsu's `X-Write-Key`
+/// header, else the body's `writeKey`.
 fn segment_key(headers: &HeaderMap, write_key: Option<&str>) -> Option<String> {
-    presented_key(headers).or_else(|| write_key.map(str::to_owned))
+    presented_key(headers)
+        .or_else(|| jitsu_key(headers))
+        .or_else(|| write_key.map(str::to_owned))
+}
+
+/// Jitsu's `X-Write-Key: ID:SECRET` (its SDK refuses keys without the
+/// colon): the secret is the Sluice key, the id is free (e.g. the key's
+/// `key_id`). A value without a colon is the key itself.
+fn jitsu_key(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("x-write-key")?.to_str().ok()?.trim();
+    let key = value.split_once(':').map_or(value, |(_, secret)| secret);
+    Some(key.to_owned()).filter(|key| !key.is_empty())
 }
 
 /// `POST /v1/track` and the other single Segment calls: 200
@@ -293,7 +313,7 @@ async fn segment_call(
         let body = read_body(
             &headers,
             body,
-            Accept::JsonOrText,
+            Accept::SdkJson,
             state.ingest.max_event_bytes,
         )?;
         let message: Value = parse_json(&body)?;
@@ -364,7 +384,7 @@ async fn segment_batch(
         let body = read_body(
             &headers,
             body,
-            Accept::JsonOrText,
+            Accept::SdkJson,
             state.ingest.max_batch_bytes,
         )?;
         let reader = SegmentBatchReader(state.ingest.max_batch_events);

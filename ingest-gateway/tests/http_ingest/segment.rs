@@ -1,5 +1,6 @@
 //! The Segment-compatible surface, with payloads shaped as the real SDKs
-//! send them (analytics-node, analytics-python, analytics.js).
+//! send them (analytics-node, analytics-python, analytics.js, RudderStack's
+//! Node SDK, Jitsu's @jitsu/js).
 
 use std::io::Write;
 
@@ -15,6 +16,25 @@ use crate::common::{Gateway, ids, project};
 
 fn basic(write_key: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{write_key}:")))
+}
+
+/// A gzip `/v1/batch` request with basic auth, as server SDKs send it.
+fn gzip_batch(
+    gateway: &Gateway,
+    batch: &serde_json::Value,
+    content_type: &str,
+) -> reqwest::RequestBuilder {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder
+        .write_all(&serde_json::to_vec(batch).unwrap())
+        .unwrap();
+    gateway
+        .client
+        .post(gateway.url("/v1/batch"))
+        .header("authorization", basic(&gateway.key))
+        .header("content-type", content_type)
+        .header("content-encoding", "gzip")
+        .body(encoder.finish().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,22 +97,81 @@ async fn segment_sdk_payloads_land_as_sluice_events() {
         }],
         "sentAt": "2026-11-22T08:00:01.123456+00:00"
     });
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
-    encoder
-        .write_all(&serde_json::to_vec(&python).unwrap())
-        .unwrap();
+    let answer = gateway
+        .send(gzip_batch(&gateway, &python, "application/json"))
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+
+    // RudderStack's Node SDK (3.0.13, as captured): gzip labelled
+    // application/x-www-form-urlencoded by axios, originalTimestamp rather
+    // than timestamp, the write key as basic-auth user name.
+    let rudder = json!({
+        "batch": [{
+            "userId": "user-rudder",
+            "event": "Order Completed",
+            "properties": {"revenue": 5},
+            "type": "track",
+            "context": {"library": {"name": "analytics-node", "version": "3.0.13"}},
+            "channel": "server",
+            "_metadata": {"nodeVersion": "20.20.2"},
+            "originalTimestamp": happened,
+            "messageId": "ac9544f4-rudder-1",
+            "sentAt": sent_at
+        }],
+        "timestamp": sent_at,
+        "sentAt": sent_at
+    });
+    let request = gzip_batch(&gateway, &rudder, "application/x-www-form-urlencoded")
+        .header("user-agent", "analytics-node/3.0.13");
+    let answer = gateway.send(request).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+
+    // Jitsu's @jitsu/js (1.11.0, as captured): /api/s/CALL (and /api/s/s2s/CALL
+    // server to server), the key as X-Write-Key "id:secret", a masked
+    // writeKey in the body.
+    for (path, message) in [
+        (
+            "/api/s/track",
+            json!({"type": "track", "event": "Jitsu Order", "properties": {"revenue": 7},
+                   "userId": null, "anonymousId": "aabccdcd-jitsu", "timestamp": happened,
+                   "sentAt": sent_at, "messageId": "271nnxf6p0e20r426y9l0c", "writeKey": "kid:***",
+                   "context": {"library": {"name": "@jitsu/js", "version": "1.11.0", "env": "node"},
+                               "traits": {}, "page": {}, "clientIds": {}, "campaign": {}}}),
+        ),
+        (
+            "/api/s/s2s/identify",
+            json!({"type": "identify", "userId": "user-jitsu", "traits": {"email": "j@example.com"},
+                   "anonymousId": "aabccdcd-jitsu", "messageId": "1cbz19ujvyq1im0o7ouk9s",
+                   "writeKey": "kid:***", "context": {"library": {"name": "@jitsu/js", "version": "1.11.0"}}}),
+        ),
+    ] {
+        let answer = gateway
+            .send(
+                gateway
+                    .client
+                    .post(url(path))
+                    .header("x-write-key", format!("kid:{}", gateway.key))
+                    .json(&message),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{path}: {answer:?}");
+        assert_eq!(answer.body["success"], true);
+    }
     let answer = gateway
         .send(
             gateway
                 .client
-                .post(url("/v1/batch"))
-                .header("authorization", basic(&gateway.key))
-                .header("content-type", "application/json")
-                .header("content-encoding", "gzip")
-                .body(encoder.finish().unwrap()),
+                .post(url("/api/s/track"))
+                .header("x-write-key", "kid:not-a-key-0000")
+                .json(
+                    &json!({"type": "track", "event": "x", "userId": "u", "writeKey": gateway.key}),
+                ),
         )
         .await;
-    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(
+        answer.status, 401,
+        "a wrong X-Write-Key wins over the body: {answer:?}"
+    );
 
     // analytics.js in a browser: text/plain, the write key in the body, short paths.
     for (path, message) in [
@@ -179,7 +258,10 @@ async fn segment_sdk_payloads_land_as_sluice_events() {
     assert_eq!(
         ids(&events),
         [
+            "1cbz19ujvyq1im0o7ouk9s",
+            "271nnxf6p0e20r426y9l0c",
             "6f3c1a2e-python-1",
+            "ac9544f4-rudder-1",
             "ajs-p-1",
             "ajs-t-1",
             "node-next-1700000000000-abc",
@@ -214,6 +296,19 @@ async fn segment_sdk_payloads_land_as_sluice_events() {
     assert_eq!(page.event_type, "$page");
     assert_eq!(page.source.as_deref(), Some("analytics-python"));
     assert_eq!(event("ajs-t-1").user_id.as_deref(), Some("browser-1"));
+    let jitsu = event("271nnxf6p0e20r426y9l0c");
+    assert_eq!(jitsu.event_type, "Jitsu Order");
+    assert_eq!(jitsu.user_id.as_deref(), Some("aabccdcd-jitsu"));
+    assert_eq!(jitsu.source.as_deref(), Some("@jitsu/js"));
+    assert_eq!(event("1cbz19ujvyq1im0o7ouk9s").event_type, "$identify");
+    let rudder = event("ac9544f4-rudder-1");
+    assert_eq!(rudder.event_type, "Order Completed");
+    assert_eq!(rudder.source.as_deref(), Some("analytics-node"));
+    let lag = rudder.received_at_ms - rudder.timestamp_ms;
+    assert!(
+        (4_900..=5_100).contains(&lag),
+        "originalTimestamp skew: {lag} ms"
+    );
     assert_eq!(event("s-group").event_type, "$group");
     assert_eq!(event("s-alias").event_type, "$alias");
     assert_eq!(event("s-screen").event_type, "$screen");
