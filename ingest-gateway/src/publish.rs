@@ -87,14 +87,17 @@ impl EventPublisher {
         let encoded = EncodedRequest::new(events);
         let acks = Arc::new(RequestAcks::new(events.len()));
         let mut refused = None;
-        for (index, (key, value)) in encoded.records().enumerate() {
+        for (index, ((key, value), event)) in encoded.records().zip(events).enumerate() {
             let ack = Box::new(EventAck {
                 request: acks.clone(),
                 index,
             });
+            // The record's timestamp is when the gateway received the event
+            // (librdkafka would otherwise read the clock once per message).
             let record = BaseRecord::with_opaque_to(&self.topic, ack)
                 .key(key)
-                .payload(value);
+                .payload(value)
+                .timestamp(event.received_at_ms);
             if let Err((error, _)) = self.producer.send(record) {
                 refused = Some(match error {
                     KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {

@@ -635,19 +635,11 @@ impl<'j> Fields<'_, 'j> {
 /// level 1). Borrows `raw` when it is compact already, as SDKs send it.
 fn compact(raw: &str, max_depth: usize) -> Option<Cow<'_, str>> {
     let bytes = raw.as_bytes();
-    let (mut depth, mut in_string, mut escaped, mut spaced) = (0usize, false, false, false);
-    for &byte in bytes {
-        if in_string {
-            match (escaped, byte) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let (mut depth, mut spaced, mut at) = (0usize, false, 0);
+    while let Some(&byte) = bytes.get(at) {
+        at += 1;
         match byte {
-            b'"' => in_string = true,
+            b'"' => at = string_end(bytes, at),
             b'{' | b'[' => {
                 depth += 1;
                 if depth > max_depth {
@@ -680,6 +672,20 @@ fn compact(raw: &str, max_depth: usize) -> Option<Cow<'_, str>> {
         out.push(ch);
     }
     Some(Cow::Owned(out))
+}
+
+/// Where the JSON string whose content starts at `from` ends: just past its
+/// closing quote (or the end of `bytes`). Jumps from quote or backslash to
+/// the next, as most of a string is neither.
+fn string_end(bytes: &[u8], mut from: usize) -> usize {
+    while let Some(found) = memchr::memchr2(b'"', b'\\', &bytes[from.min(bytes.len())..]) {
+        let at = from + found;
+        if bytes[at] == b'"' {
+            return at + 1;
+        }
+        from = at + 2;
+    }
+    bytes.len()
 }
 
 fn truncate(text: &str, max_bytes: usize) -> &str {
@@ -776,6 +782,18 @@ mod tests {
         let errors = errors_of(&json!({"type": "x", "properties": deep}));
         assert_eq!(errors[0].field, "properties");
         assert!(errors[0].reason.contains("deeper"));
+    }
+
+    #[test]
+    fn brackets_and_quotes_inside_strings_are_not_structure() {
+        let raw = r#"{"a":"[[[[ \\\" {{{{ \\","b":["]]]]"],"c":"\\\\"}"#;
+        assert_eq!(compact(raw, 2), Some(Cow::Borrowed(raw)));
+        assert_eq!(compact(raw, 1), None, "the array is level 2");
+        let spaced = r#"{ "a" : "x \" y" , "b" : [ 1 ] }"#;
+        assert_eq!(compact(spaced, 2).unwrap(), r#"{"a":"x \" y","b":[1]}"#);
+        assert_eq!(string_end(br#"ab\"c"d"#, 0), 6);
+        assert_eq!(string_end(br#"ab\"#, 0), 3);
+        assert_eq!(string_end(b"abc", 0), 3);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct TopicRecord {
     /// How many partitions the topic had when it was read.
     pub partitions: i32,
     pub key: Option<Vec<u8>>,
+    /// The record's timestamp, epoch milliseconds.
+    pub timestamp_ms: Option<i64>,
     pub event: Event,
 }
 
@@ -332,6 +334,7 @@ impl TestEnv {
                         partition: message.partition(),
                         partitions,
                         key: message.key().map(<[u8]>::to_vec),
+                        timestamp_ms: message.timestamp().to_millis(),
                         event: decode_event(message.payload().unwrap_or_default())
                             .expect("an event the gateway encoded"),
                     }),

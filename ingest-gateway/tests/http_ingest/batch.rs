@@ -381,7 +381,8 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
 
 /// Each event is keyed `project/event_id` and placed by Kafka's own (Java)
 /// partitioner, so a direct producer using that key reaches the same
-/// partition, and so the same dedup.
+/// partition, and so the same dedup. The record's timestamp is the event's
+/// `received_at`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_land_where_kafkas_partitioner_puts_their_key() {
     let env = TestEnv::new("gw_partitioner");
@@ -402,6 +403,7 @@ async fn events_land_where_kafkas_partitioner_puts_their_key() {
     for record in &records {
         let key = format!("{}/{}", record.event.project_id, record.event.event_id);
         assert_eq!(record.key.as_deref(), Some(key.as_bytes()));
+        assert_eq!(record.timestamp_ms, Some(record.event.received_at_ms));
         let partitions = u32::try_from(record.partitions).unwrap();
         let expected = java_partition(key.as_bytes(), partitions);
         assert_eq!(
