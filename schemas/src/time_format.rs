@@ -9,10 +9,37 @@ use time::format_description::well_known::Rfc3339;
 /// One day in milliseconds.
 pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// Parses an RFC 3339 timestamp (any offset) into epoch milliseconds.
+/// Parses an RFC 3339 timestamp (any offset) into epoch milliseconds. Also
+/// takes ISO 8601's basic offsets, `+hhmm` and `+hh`, which some clients
+/// write (Java's `Z` pattern, for one).
 pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
-    let parsed = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    let parsed = match OffsetDateTime::parse(text, &Rfc3339) {
+        Ok(parsed) => parsed,
+        Err(_) => OffsetDateTime::parse(&with_extended_offset(text)?, &Rfc3339).ok()?,
+    };
     i64::try_from(parsed.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// `text` with a basic offset at its end (`+0530`, `-08`) written as RFC
+/// 3339's `+05:30`, `-08:00`; `None` when it ends otherwise.
+fn with_extended_offset(text: &str) -> Option<String> {
+    let digits = text.bytes().rev().take_while(u8::is_ascii_digit).count();
+    if digits != 2 && digits != 4 {
+        return None;
+    }
+    let sign_at = text.len().checked_sub(digits + 1)?;
+    // An ASCII sign, so a character boundary to split at.
+    if !matches!(text.as_bytes()[sign_at], b'+' | b'-') {
+        return None;
+    }
+    let (time, offset) = text.split_at(sign_at);
+    // After the time of day (which has a colon), not a date's hyphen.
+    if !time.contains(':') {
+        return None;
+    }
+    let (hours, minutes) = offset[1..].split_at(2);
+    let minutes = if minutes.is_empty() { "00" } else { minutes };
+    Some(format!("{time}{}{hours}:{minutes}", &offset[..1]))
 }
 
 /// Formats epoch milliseconds as RFC 3339 in UTC with exactly three fractional digits.
@@ -94,5 +121,35 @@ mod tests {
             Some(1_700_000_000_123)
         );
         assert_eq!(parse_rfc3339_ms("yesterday"), None);
+    }
+
+    #[test]
+    fn takes_iso_8601_basic_offsets() {
+        let ms = Some(1_700_000_000_123);
+        assert_eq!(parse_rfc3339_ms("2023-11-14T23:13:20.123+0100"), ms);
+        assert_eq!(parse_rfc3339_ms("2023-11-14T17:43:20.123-0430"), ms);
+        assert_eq!(parse_rfc3339_ms("2023-11-14T23:13:20.123+01"), ms);
+        assert_eq!(parse_rfc3339_ms("2023-11-14T22:13:20.123+0000"), ms);
+        for wrong in [
+            "2023-11-14",
+            "2023-11-14T22:13:20",
+            "2023-11-14T22:13:20.1234",
+            "2023-11-14T22:13:20+2400",
+            "2023-11-14T22:13:20+123",
+            "2023-11-14T22:13:20 0100",
+            "é00",
+            "2023-11-14T22:13:20é0100",
+        ] {
+            assert_eq!(parse_rfc3339_ms(wrong), None, "{wrong}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever follows a time of day, parsing answers without panicking.
+        #[test]
+        fn any_suffix_parses_or_is_refused(suffix in "\\PC{0,8}") {
+            let _ = parse_rfc3339_ms(&format!("2023-11-14T22:13:20{suffix}"));
+            let _ = parse_rfc3339_ms(&suffix);
+        }
     }
 }
