@@ -90,6 +90,17 @@ pub struct IngestSettings {
     )]
     pub trusted_proxies: Vec<String>,
 
+    /// Web origins whose pages may send events from a browser (CORS), e.g.
+    /// https://shop.example.com; `*` for any, empty for none. Only the
+    /// ingest routes answer CORS, never the admin API.
+    #[arg(
+        long = "cors-origins",
+        env = "SLUICE_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = "*"
+    )]
+    pub cors_origins: Vec<String>,
+
     /// How long the broker may take to acknowledge an event before the request fails with 503.
     #[arg(
         long = "produce-timeout-ms",
@@ -185,6 +196,7 @@ impl Default for IngestSettings {
             max_batch_events: MAX_BATCH_EVENTS,
             max_batch_bytes: MAX_BATCH_BYTES,
             trusted_proxies: Vec::new(),
+            cors_origins: vec!["*".to_owned()],
             produce_timeout_ms: PRODUCE_TIMEOUT_MS,
             producer_queue_messages: PRODUCER_QUEUE_MESSAGES,
             max_in_flight_bytes: MAX_IN_FLIGHT_BYTES,

@@ -12,6 +12,7 @@
 //! - [`admission`]: the budget of body bytes in flight (503 past it).
 //! - [`body`]: media type, gzip and size limits of request bodies.
 //! - [`client`]: client IP (trusted proxies) and user agent.
+//! - [`cors`]: CORS on the ingest routes, for browser SDKs.
 //! - [`ingest`]: per-event validation, publishing, and partial acceptance.
 //! - [`segment`]: Segment messages mapped onto Sluice events.
 //! - [`admin`]: creating, listing and revoking API keys.
@@ -29,6 +30,7 @@ pub mod batch_body;
 pub mod body;
 pub mod client;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
@@ -53,6 +55,7 @@ use tokio_util::sync::CancellationToken;
 
 use client::TrustedProxies;
 pub use config::GatewayConfig;
+use cors::CorsPolicy;
 use metrics::GatewayMetrics;
 use publish::EventPublisher;
 use rate_limit::RateLimits;
@@ -84,6 +87,7 @@ pub async fn serve(
         token => Some(Arc::from(token)),
     };
     let proxies = TrustedProxies::parse(&config.ingest.trusted_proxies)?;
+    let cors = CorsPolicy::parse(&config.ingest.cors_origins)?;
     let readiness = Readiness::default();
     readiness.register(KAFKA_READINESS);
     let kafka = &config.kafka;
@@ -118,6 +122,7 @@ pub async fn serve(
         limits: Arc::new(Limits::default()),
         ingest: Arc::new(config.ingest.clone()),
         proxies: Arc::new(proxies),
+        cors: Arc::new(cors),
         rate_limits,
         metrics,
         http_metrics: HttpMetrics::register(&mut registry),

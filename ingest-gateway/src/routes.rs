@@ -25,6 +25,7 @@ use crate::batch_body::{NativeBatchReader, SegmentBatchReader};
 use crate::body::{Accept, parse_json, parse_json_object_with, read_body};
 use crate::client::{TrustedProxies, user_agent};
 use crate::config::IngestSettings;
+use crate::cors::{CorsPolicy, cors};
 use crate::error::{ApiError, Result, set_budget_headers};
 use crate::ingest::{self, Batch, Submission};
 use crate::metrics::GatewayMetrics;
@@ -43,6 +44,7 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     pub ingest: Arc<IngestSettings>,
     pub proxies: Arc<TrustedProxies>,
+    pub cors: Arc<CorsPolicy>,
     pub rate_limits: Arc<RateLimits>,
     pub metrics: GatewayMetrics,
     pub http_metrics: HttpMetrics,
@@ -63,7 +65,7 @@ pub fn router(state: AppState) -> Router {
             .layer(DefaultBodyLimit::max(route_limit))
             .layer(middleware::from_fn_with_state(admission, within_budget))
     };
-    let mut api = Router::new()
+    let mut ingest = Router::new()
         .route("/v1/events", limited(post(ingest_one), one))
         .route("/v1/events/batch", limited(post(ingest_batch), many))
         .route("/v1/batch", limited(post(segment_batch), many))
@@ -89,10 +91,16 @@ pub fn router(state: AppState) -> Router {
         for path in &paths {
             let handler =
                 move |state, peer, headers, body| segment_call(call, state, peer, headers, body);
-            api = api.route(path, limited(post(handler), one));
+            ingest = ingest.route(path, limited(post(handler), one));
         }
     }
-    let api = api
+    // Outside the body budget: a preflight is answered before it is counted.
+    // The 405 fallback is set first, so that CORS wraps it too (a preflight
+    // is an OPTIONS, which these routes do not otherwise take).
+    let ingest = ingest
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(state.cors.clone(), cors));
+    let api = ingest
         .merge(admin::router())
         .route_layer(middleware::from_fn_with_state(
             state.http_metrics.clone(),
@@ -104,9 +112,11 @@ pub fn router(state: AppState) -> Router {
         // Unknown paths and methods get the error body too (axum's own
         // answers are empty); axum still adds `Allow` to the 405.
         .fallback(|uri: Uri| async move { ApiError::NotFound(format!("route {}", uri.path())) })
-        .method_not_allowed_fallback(|uri: Uri| async move {
-            ApiError::MethodNotAllowed(uri.path().to_owned())
-        })
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn method_not_allowed(uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(uri.path().to_owned())
 }
 
 /// Checks a presented key; failures are counted per client IP, and an IP

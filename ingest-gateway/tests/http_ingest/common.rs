@@ -90,8 +90,13 @@ impl Gateway {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.expect("a body");
-        let body = serde_json::from_str(&text)
-            .unwrap_or_else(|_| panic!("a JSON body, got {status}: {text:?}"));
+        // Every answer has a JSON body, but a 204 (a CORS preflight's).
+        let body = if status == 204 && text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("a JSON body, got {status}: {text:?}"))
+        };
         Answer {
             status,
             headers,

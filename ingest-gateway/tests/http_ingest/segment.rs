@@ -12,7 +12,7 @@ use serde_json::json;
 use sluice_schemas::time_format::{format_rfc3339_ms, now_ms};
 use sluice_testkit::TestEnv;
 
-use crate::common::{Gateway, ids, project};
+use crate::common::{Answer, Gateway, config, ids, project};
 
 fn basic(write_key: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{write_key}:")))
@@ -313,4 +313,78 @@ async fn segment_sdk_payloads_land_as_sluice_events() {
     assert_eq!(event("s-alias").event_type, "$alias");
     assert_eq!(event("s-screen").event_type, "$screen");
     gateway.running.stop().await.unwrap();
+}
+
+/// A browser SDK on a web site's own origin: its preflight is answered, its
+/// answers carry `Access-Control-Allow-Origin`; the admin API never does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_send_from_allowed_origins() {
+    const SHOP: &str = "https://shop.example";
+    let env = TestEnv::new("gw_cors");
+    let any = Gateway::start(&env).await;
+    let mut config = config(&env);
+    config.ingest.cors_origins = vec![SHOP.to_owned()];
+    let listed = Gateway::start_with(&env, config).await;
+    let preflight = |gateway: &Gateway, path: &str, origin: &str| {
+        gateway
+            .client
+            .request(reqwest::Method::OPTIONS, gateway.url(path))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type,x-write-key")
+    };
+    let allow_origin = |answer: &Answer| {
+        answer
+            .headers
+            .get("access-control-allow-origin")
+            .map(|value| value.to_str().unwrap().to_owned())
+    };
+
+    // Any origin (the default): Jitsu's browser call is preflighted.
+    let answer = any.send(preflight(&any, "/api/s/track", SHOP)).await;
+    assert_eq!(answer.status, 204, "{answer:?}");
+    assert_eq!(allow_origin(&answer).as_deref(), Some("*"));
+    assert_eq!(answer.headers["access-control-allow-methods"], "POST");
+    let allowed_headers = answer.headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap();
+    assert!(allowed_headers.contains("x-write-key") && allowed_headers.contains("authorization"));
+    let call = any
+        .client
+        .post(any.url("/api/s/track"))
+        .header("origin", SHOP)
+        .header("x-write-key", format!("kid:{}", any.key))
+        .json(&json!({"type": "track", "event": "Browser Click", "anonymousId": "b-1", "messageId": "cors-1"}));
+    let answer = any.send(call).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(allow_origin(&answer).as_deref(), Some("*"));
+    let exposed = answer.headers["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(exposed.contains("retry-after") && exposed.contains("ratelimit-remaining"));
+    // OPTIONS that is no preflight, and the admin API, stay as they were.
+    let not_preflight = any
+        .client
+        .request(reqwest::Method::OPTIONS, any.url("/v1/track"));
+    let answer = any.send(not_preflight).await;
+    assert_eq!(answer.status, 405);
+    assert_eq!(answer.headers["allow"], "POST");
+    assert_eq!(answer.body["error"], "method_not_allowed");
+    let admin = any.send(preflight(&any, "/v1/admin/keys", SHOP)).await;
+    assert_eq!(allow_origin(&admin), None, "{admin:?}");
+
+    // A list: the origin is echoed and caches told it varies; others get nothing.
+    let answer = listed.send(preflight(&listed, "/v1/t", SHOP)).await;
+    assert_eq!(answer.status, 204, "{answer:?}");
+    assert_eq!(allow_origin(&answer).as_deref(), Some(SHOP));
+    assert_eq!(answer.headers["vary"], "origin");
+    let answer = listed
+        .send(preflight(&listed, "/v1/t", "https://elsewhere.example"))
+        .await;
+    assert_eq!(answer.status, 405, "{answer:?}");
+    assert_eq!(allow_origin(&answer), None);
+    let events = env.topic_events(&env.kafka.events_topic).await;
+    assert_eq!(ids(&events), ["cors-1"]);
+    any.running.stop().await.unwrap();
+    listed.running.stop().await.unwrap();
 }
