@@ -3,8 +3,10 @@
 # (/openapi.json) say, with schemathesis: it generates valid and invalid
 # requests from each document and checks every answer against it (no 5xx,
 # documented status codes, content types, headers and bodies, invalid input
-# refused with a 4xx, unknown methods refused with 405 and Allow). Installs
-# schemathesis first when missing (deploy/install.sh schemathesis).
+# refused with a 4xx, unknown methods refused with 405 and Allow). Then it
+# points real Segment, RudderStack and Jitsu SDKs at the gateway
+# (deploy/sdk-check.sh). Installs schemathesis and the SDKs first when
+# missing (deploy/install.sh schemathesis, sdks).
 #
 # Usage: deploy/conformance.sh [--gateway URL --query URL --admin-token TOKEN]
 #                              [--examples N] [--keep-reports]
@@ -37,7 +39,7 @@ die() {
     printf 'conformance: error: %s\n' "$*" >&2
     exit 2
 }
-usage() { sed -n '9,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '11,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 gateway_url='' query_url='' admin_token='' examples=25 keep_reports=0
 while (($#)); do
@@ -207,6 +209,16 @@ run() {
 
 run query-api "$query_url" "$key"
 run gateway "$gateway_url" "$key" --exclude-path-regex '^/v1/admin/'
+# The real third-party SDKs against the same services and key, before the
+# admin run may revoke the key.
+log "===== sdks (deploy/sdk-check.sh) ====="
+start=$SECONDS
+if deploy/sdk-check.sh --gateway "$gateway_url" --query "$query_url" --key "$key"; then
+    summary+=("sdks: passed in $((SECONDS - start)) s")
+else
+    summary+=("sdks: FAILED in $((SECONDS - start)) s")
+    failed+=(sdks)
+fi
 run gateway-admin "$gateway_url" "$admin_token" --include-path-regex '^/v1/admin/'
 
 for line in "${summary[@]}"; do log "$line"; done
@@ -214,4 +226,4 @@ if ((${#failed[@]})); then
     log "failed: ${failed[*]} (each failure above has a curl command that reproduces it)"
     exit 1
 fi
-log "both services conform to their OpenAPI documents"
+log "both services conform to their OpenAPI documents, and the SDKs' events arrive"

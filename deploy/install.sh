@@ -2,7 +2,7 @@
 # Installs what the local Sluice stack and build need, only what is missing, and
 # says what it did. Safe to re-run: with everything present it changes nothing.
 #
-# Usage: deploy/install.sh [apt|tansu|chdb|schemathesis|kubernetes]
+# Usage: deploy/install.sh [apt|tansu|chdb|schemathesis|kubernetes|sdks]
 #   (no argument)  what the local stack needs: apt and tansu
 #   apt            only the Debian packages
 #   tansu          only the tansu broker (cargo install, ~20 minutes on 2 cores)
@@ -13,6 +13,9 @@
 #                  (~60 MB, ~20 s)
 #   kubernetes     only the manifest checker of deploy/kubernetes/validate.sh: a
 #                  virtualenv with the pinned deploy/kubernetes/requirements.txt
+#   sdks           only the third-party SDKs of deploy/sdk-check.sh: node and npm
+#                  (apt, when missing), and the versions pinned in deploy/sdk-check/
+#                  in a virtualenv and a node_modules (~30 MB, ~30 s)
 set -euo pipefail
 
 # ClickHouse 18.16 server and client (Debian's), cmake + libcurl headers + g++ +
@@ -31,6 +34,8 @@ SCHEMATHESIS_VENV=${SLUICE_SCHEMATHESIS_VENV:-$HOME/.cache/sluice/schemathesis-v
 SCHEMATHESIS_REQUIREMENTS=$ROOT/deploy/conformance/requirements.txt
 KUBERNETES_VALIDATE_VENV=${SLUICE_KUBERNETES_VALIDATE_VENV:-$HOME/.cache/sluice/kubernetes-validate-venv}
 KUBERNETES_VALIDATE_REQUIREMENTS=$ROOT/deploy/kubernetes/requirements.txt
+SDK_CHECK_CACHE=${SLUICE_SDK_CHECK_CACHE:-$HOME/.cache/sluice/sdk-check}
+SDK_CHECK_PINS=$ROOT/deploy/sdk-check
 
 log() { printf 'install: %s\n' "$*"; }
 die() {
@@ -179,6 +184,33 @@ install_kubernetes_validate() {
     install_venv kubernetes-validate "$KUBERNETES_VALIDATE_VENV" "$KUBERNETES_VALIDATE_REQUIREMENTS" 'import kubernetes_validate'
 }
 
+install_sdks() {
+    install_venv sdk-check "$SDK_CHECK_CACHE/venv" "$SDK_CHECK_PINS/requirements.txt" 'import segment.analytics'
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        command -v dpkg >/dev/null || die "sdks: install node and npm by hand"
+        log "sdks: installing nodejs and npm (apt)"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
+    fi
+    local modules=$SDK_CHECK_CACHE/node
+    mkdir -p "$modules"
+    exec 9>>"$modules.lock"
+    flock -w 900 9 || die "sdks: $modules.lock is still held after 15 minutes"
+    if cmp -s "$SDK_CHECK_PINS/package.json" "$modules/package.json" && [[ -d $modules/node_modules ]]; then
+        log "sdks: Node SDKs present, nothing to do ($modules)"
+        return 0
+    fi
+    log "sdks: installing the Node SDKs of $SDK_CHECK_PINS/package.json with node $(node --version)"
+    rm -rf -- "$modules/node_modules" "$modules/package.json"
+    cp "$SDK_CHECK_PINS/package.json" "$modules/package.json.new"
+    mv "$modules/package.json.new" "$modules/package.json"
+    if ! (cd "$modules" && npm install --no-audit --no-fund --silent); then
+        rm -f "$modules/package.json"
+        die "sdks: npm install failed in $modules"
+    fi
+    log "sdks: installed in $modules"
+}
+
 case ${1:-all} in
 all)
     install_apt
@@ -189,6 +221,7 @@ tansu) install_tansu ;;
 chdb) install_chdb ;;
 schemathesis) install_schemathesis ;;
 kubernetes) install_kubernetes_validate ;;
+sdks) install_sdks ;;
 -h | --help | help) usage ;;
 *)
     usage >&2
