@@ -60,8 +60,15 @@ const HEADER_LEN: usize = 10;
 pub enum AvroError {
     #[error("not Avro single-object encoding (no C3 01 marker and 8-byte fingerprint)")]
     NotSingleObject,
-    #[error("unknown Avro schema fingerprint {0:#018x}; expected the dev.sluice.Event schema")]
+    #[error(
+        "unknown Avro schema fingerprint {0:#018x}; expected the dev.sluice.Event schema's {EVENT_SCHEMA_FINGERPRINT:#018x}"
+    )]
     UnknownSchema(u64),
+    #[error(
+        "the Avro schema fingerprint is written big-endian; single-object encoding puts it little-endian (bytes {:02x?})",
+        EVENT_SCHEMA_FINGERPRINT.to_le_bytes()
+    )]
+    BigEndianFingerprint,
     #[error("value ends inside field `{0}`")]
     Truncated(&'static str),
     #[error("field `{field}`: {reason}")]
@@ -136,6 +143,10 @@ pub fn decode_event(value: &[u8]) -> Result<Event, AvroError> {
     fingerprint.copy_from_slice(&value[2..HEADER_LEN]);
     let fingerprint = u64::from_le_bytes(fingerprint);
     if fingerprint != EVENT_SCHEMA_FINGERPRINT && fingerprint != *EVENT_SCHEMA_FINGERPRINT_AVRO_RS {
+        // An easy slip with libraries that print the fingerprint as hex.
+        if fingerprint.swap_bytes() == EVENT_SCHEMA_FINGERPRINT {
+            return Err(AvroError::BigEndianFingerprint);
+        }
         return Err(AvroError::UnknownSchema(fingerprint));
     }
     let mut body = Reader {
@@ -429,6 +440,16 @@ mod tests {
             decode_event(&other_schema),
             Err(AvroError::UnknownSchema(_))
         ));
+        // As README's "Writing to Kafka directly" gives it.
+        assert_eq!(
+            EVENT_SCHEMA_FINGERPRINT.to_le_bytes(),
+            [0x6c, 0x67, 0x3b, 0x5f, 0x4a, 0x50, 0xd0, 0xb8]
+        );
+        let mut big_endian = encoded.clone();
+        big_endian[2..HEADER_LEN].reverse();
+        let error = decode_event(&big_endian).unwrap_err();
+        assert_eq!(error, AvroError::BigEndianFingerprint);
+        assert!(error.to_string().contains("little-endian"), "{error}");
         let mut trailing = encoded.clone();
         trailing.push(0);
         assert_eq!(decode_event(&trailing), Err(AvroError::TrailingBytes(1)));
