@@ -93,7 +93,9 @@ pub async fn cors(State(policy): State<Arc<CorsPolicy>>, request: Request, next:
         .get(ORIGIN)
         .and_then(|origin| policy.allow(origin));
     let Some(allowed) = allowed else {
-        return next.run(request).await;
+        let mut response = next.run(request).await;
+        vary_on_origin(response.headers_mut(), &policy);
+        return response;
     };
     let is_preflight = request.method() == Method::OPTIONS
         && request
@@ -123,14 +125,16 @@ pub async fn cors(State(policy): State<Arc<CorsPolicy>>, request: Request, next:
         );
         response
     };
-    label(response.headers_mut(), allowed, &policy);
+    let headers = response.headers_mut();
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
+    vary_on_origin(headers, &policy);
     response
 }
 
-fn label(headers: &mut HeaderMap, allowed: HeaderValue, policy: &CorsPolicy) {
-    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
-    // The answer depends on the origin when only some may send: caches must
-    // not hand one origin's answer to another.
+/// When only some origins may send, every answer depends on the origin
+/// (with or without `Access-Control-Allow-Origin`): caches must not hand one
+/// origin's answer to another.
+fn vary_on_origin(headers: &mut HeaderMap, policy: &CorsPolicy) {
     if matches!(policy, CorsPolicy::Origins(_)) {
         headers.append(VARY, HeaderValue::from_static("origin"));
     }

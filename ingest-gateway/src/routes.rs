@@ -1,5 +1,6 @@
 //! The HTTP API: native ingest (`/v1/events`, `/v1/events/batch`), the
-//! Segment-compatible surface, and the operations endpoints.
+//! Segment-compatible surface (with analytics.js's and Jitsu's paths), CORS
+//! for browsers, and the operations endpoints.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

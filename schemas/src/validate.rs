@@ -654,22 +654,24 @@ fn compact(raw: &str, max_depth: usize) -> Option<Cow<'_, str>> {
     if !spaced {
         return Some(Cow::Borrowed(raw));
     }
+    // Tokens and whole strings copied, whitespace between them dropped. Every
+    // index is at an ASCII byte (or the end), so a character boundary.
     let mut out = String::with_capacity(raw.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for ch in raw.chars() {
-        if in_string {
-            match (escaped, ch) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
-                _ => {}
+    let mut at = 0;
+    while at < raw.len() {
+        let token_end = raw[at..]
+            .find(['"', ' ', '\t', '\n', '\r'])
+            .map_or(raw.len(), |found| at + found);
+        out.push_str(&raw[at..token_end]);
+        at = match bytes.get(token_end) {
+            Some(b'"') => {
+                let end = string_end(bytes, token_end + 1);
+                out.push_str(&raw[token_end..end]);
+                end
             }
-        } else if matches!(ch, ' ' | '\t' | '\n' | '\r') {
-            continue;
-        } else if ch == '"' {
-            in_string = true;
-        }
-        out.push(ch);
+            Some(_) => token_end + 1,
+            None => token_end,
+        };
     }
     Some(Cow::Owned(out))
 }
@@ -791,6 +793,11 @@ mod tests {
         assert_eq!(compact(raw, 1), None, "the array is level 2");
         let spaced = r#"{ "a" : "x \" y" , "b" : [ 1 ] }"#;
         assert_eq!(compact(spaced, 2).unwrap(), r#"{"a":"x \" y","b":[1]}"#);
+        let pretty = "{\n\t\"é ü\": [ true,\r\n null ],\"\\\\\" : \"\\\" \"\n}";
+        assert_eq!(
+            compact(pretty, 2).unwrap(),
+            "{\"é ü\":[true,null],\"\\\\\":\"\\\" \"}"
+        );
         assert_eq!(string_end(br#"ab\"c"d"#, 0), 6);
         assert_eq!(string_end(br#"ab\"#, 0), 3);
         assert_eq!(string_end(b"abc", 0), 3);

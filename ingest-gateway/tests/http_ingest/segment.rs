@@ -383,6 +383,7 @@ async fn browsers_send_from_allowed_origins() {
         .await;
     assert_eq!(answer.status, 405, "{answer:?}");
     assert_eq!(allow_origin(&answer), None);
+    assert_eq!(answer.headers["vary"], "origin", "{answer:?}");
     let events = env.topic_events(&env.kafka.events_topic).await;
     assert_eq!(ids(&events), ["cors-1"]);
     any.running.stop().await.unwrap();
