@@ -67,9 +67,12 @@ start_service() {
         die "port $port for $name is taken by another process; choose another with $(port_variable_of "$name")=PORT"
     fi
     # Every setting has a SLUICE_* variable; see `$name --help`. The broker
-    # and ClickHouse are the ones stack.sh started, on its ports.
+    # and ClickHouse are the ones stack.sh started, on its ports. tansu 0.6.0
+    # breaks on idempotent producers after a restart (docs/failure-modes.md),
+    # so the local stack runs without idempotence.
     SLUICE_LISTEN=127.0.0.1:$port \
         SLUICE_ADMIN_TOKEN="$ADMIN_TOKEN" \
+        SLUICE_KAFKA_IDEMPOTENCE="${SLUICE_KAFKA_IDEMPOTENCE:-false}" \
         SLUICE_KAFKA_BROKERS="${SLUICE_KAFKA_BROKERS:-127.0.0.1:${SLUICE_KAFKA_PORT:-9092}}" \
         SLUICE_CLICKHOUSE_URL="${SLUICE_CLICKHOUSE_URL:-http://127.0.0.1:${SLUICE_CLICKHOUSE_HTTP_PORT:-8123}}" \
         setsid nohup "$ROOT/target/debug/$name" >"$LOG_DIR/$name.log" 2>&1 </dev/null &

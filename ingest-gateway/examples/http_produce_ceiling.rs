@@ -26,6 +26,7 @@ use sluice_ingest_gateway::GatewayConfig;
 use sluice_ingest_gateway::metrics::GatewayMetrics;
 use sluice_ingest_gateway::publish::EventPublisher;
 use sluice_runtime::kafka::ensure_topics;
+use sluice_runtime::ops::Patience;
 use sluice_schemas::validate::validate_event_json;
 use sluice_schemas::{EventRef, FallbackId, Limits, Origin};
 
@@ -46,7 +47,13 @@ async fn main() -> anyhow::Result<()> {
     let kafka = &config.kafka;
     let deadline = std::time::Duration::from_secs(60);
     let never = tokio_util::sync::CancellationToken::new();
-    ensure_topics(kafka, &[&kafka.events_topic], deadline, &never).await?;
+    ensure_topics(
+        kafka,
+        &[&kafka.events_topic],
+        Patience::AtMost(deadline),
+        &never,
+    )
+    .await?;
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = GatewayMetrics::register(&mut registry);
     let publisher = EventPublisher::new(&config.kafka, &config.ingest, &metrics)?;

@@ -49,7 +49,8 @@ impl RequestAcks {
         }
     }
 
-    /// Per event: whether the broker has it. Complete once [`Self::settled`] returned.
+    /// Per event: whether the broker has it. Complete once [`Self::settled`]
+    /// returned; before that, a snapshot (a later ack may still come).
     pub fn acknowledged(&self) -> Vec<bool> {
         self.acknowledged
             .iter()
@@ -92,6 +93,10 @@ impl ProducerContext for ProducerCallbacks {
     type DeliveryOpaque = Box<EventAck>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, ack: Self::DeliveryOpaque) {
+        match result {
+            Ok(_) => self.contact.acknowledged(),
+            Err(_) => self.contact.refused(),
+        }
         ack.request
             .record(ack.index, result.as_ref().map(|_| ()).map_err(|(e, _)| e));
     }

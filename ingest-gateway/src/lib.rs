@@ -18,6 +18,7 @@
 //! - [`admin`]: creating, listing and revoking API keys.
 //! - [`rate_limit`]: per-key and per-IP limits.
 //! - [`publish`]: the Kafka producer.
+//! - [`broker`]: topics at startup, and the `kafka` readiness check.
 //! - [`acks`]: the broker's acks, counted per request (one wake-up each).
 //! - [`error`]: `ApiError`, one status and body per failure.
 //! - [`metrics`]: the gateway's Prometheus metrics.
@@ -28,6 +29,7 @@ pub mod admin;
 pub mod admission;
 pub mod batch_body;
 pub mod body;
+pub mod broker;
 pub mod client;
 pub mod config;
 pub mod cors;
@@ -46,7 +48,7 @@ use std::time::Duration;
 use anyhow::bail;
 use prometheus_client::registry::Registry;
 use sluice_runtime::http::{serve_http, with_common_layers};
-use sluice_runtime::kafka::{ensure_keys_topic, ensure_topics};
+use sluice_runtime::kafka::KAFKA_CHECK;
 use sluice_runtime::keys::{KeyStore, KeyWriter};
 use sluice_runtime::ops::{HttpMetrics, Readiness};
 use sluice_schemas::Limits;
@@ -61,19 +63,15 @@ use publish::EventPublisher;
 use rate_limit::RateLimits;
 use routes::{AppState, router};
 
-/// How long the gateway waits for the broker at startup.
-const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
 /// How long shutdown waits for queued events to be acknowledged.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(10);
-/// How often readiness asks the broker for metadata.
-const BROKER_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 /// Shortest bootstrap admin token accepted.
 const MIN_ADMIN_TOKEN_BYTES: usize = 16;
-/// The readiness check that the broker answers.
-const KAFKA_READINESS: &str = "kafka";
 
 /// Runs the gateway on `listener` until `shutdown` is cancelled, then drains
-/// requests in flight and flushes the producer.
+/// requests in flight and flushes the producer. It serves at once, even
+/// while the broker is down: until it answers, ingest gets 503 and
+/// readiness says why.
 pub async fn serve(
     config: GatewayConfig,
     listener: TcpListener,
@@ -89,23 +87,16 @@ pub async fn serve(
     let proxies = TrustedProxies::parse(&config.ingest.trusted_proxies)?;
     let cors = CorsPolicy::parse(&config.ingest.cors_origins)?;
     let readiness = Readiness::default();
-    readiness.register(KAFKA_READINESS);
+    readiness.register(KAFKA_CHECK);
     let kafka = &config.kafka;
-    ensure_topics(
-        kafka,
-        &[&kafka.events_topic, &kafka.dlq_topic],
-        STARTUP_DEADLINE,
-        &shutdown,
-    )
-    .await?;
-    ensure_keys_topic(kafka, STARTUP_DEADLINE, &shutdown).await?;
     let keys = KeyStore::tail(kafka, &readiness, shutdown.child_token())?;
 
     let mut registry = Registry::default();
     let metrics = GatewayMetrics::register(&mut registry);
     let publisher = Arc::new(EventPublisher::new(kafka, &config.ingest, &metrics)?);
-    tokio::spawn(watch_broker(
+    tokio::spawn(broker::watch(
         publisher.clone(),
+        kafka.clone(),
         readiness.clone(),
         shutdown.child_token(),
     ));
@@ -136,27 +127,6 @@ pub async fn serve(
     tokio::task::spawn_blocking(move || flushing.flush(FLUSH_DEADLINE)).await?;
     tracing::info!("ingest gateway stopped");
     Ok(())
-}
-
-/// Keeps the `kafka` readiness check true while the broker answers metadata
-/// requests for the events topic.
-async fn watch_broker(
-    publisher: Arc<EventPublisher>,
-    readiness: Readiness,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let probe = publisher.clone();
-        let answers =
-            tokio::task::spawn_blocking(move || probe.broker_answers(Duration::from_secs(2)))
-                .await
-                .unwrap_or(false);
-        readiness.set(KAFKA_READINESS, answers);
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(BROKER_CHECK_INTERVAL) => {}
-        }
-    }
 }
 
 async fn forget_idle_limits(limits: Arc<RateLimits>, shutdown: CancellationToken) {

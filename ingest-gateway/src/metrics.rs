@@ -1,5 +1,7 @@
 //! The gateway's own metrics, beside the shared HTTP ones, and librdkafka's
-//! statistics turned into gauges and into the `kafka` readiness check.
+//! statistics turned into gauges.
+
+use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -9,6 +11,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use rdkafka::ClientContext;
 use rdkafka::Statistics;
+
+use crate::broker::BrokerContact;
 
 pub const EVENTS_ACCEPTED: &str = "sluice_gateway_events_accepted";
 pub const EVENTS_REJECTED: &str = "sluice_gateway_events_rejected";
@@ -148,11 +152,13 @@ impl GatewayMetrics {
 /// and delivery reports into each request's acks ([`crate::acks`]).
 pub struct ProducerCallbacks {
     metrics: GatewayMetrics,
+    /// When the broker last acknowledged, for readiness ([`crate::broker`]).
+    pub(crate) contact: Arc<BrokerContact>,
 }
 
 impl ProducerCallbacks {
-    pub fn new(metrics: GatewayMetrics) -> Self {
-        Self { metrics }
+    pub fn new(metrics: GatewayMetrics, contact: Arc<BrokerContact>) -> Self {
+        Self { metrics, contact }
     }
 }
 

@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use sluice_runtime::kafka::{apply_properties, client_config};
+use sluice_runtime::kafka::{apply_properties, producer_config};
 use sluice_runtime::settings::KafkaSettings;
 use sluice_schemas::EventRef;
 use sluice_schemas::avro::encode_event_into;
 
 use crate::acks::{EventAck, RequestAcks};
+use crate::broker::BrokerContact;
 use crate::config::IngestSettings;
 use crate::metrics::{GatewayMetrics, ProducerCallbacks};
 
@@ -36,7 +37,14 @@ pub struct PublishFailure {
 pub struct EventPublisher {
     producer: ThreadedProducer<ProducerCallbacks>,
     topic: String,
+    contact: Arc<BrokerContact>,
+    /// The longest a request waits for its acks: librdkafka's message
+    /// timeout, plus a margin for its once-a-second timeout scan.
+    answer_within: Duration,
 }
+
+/// What librdkafka may add to `message.timeout.ms` before it reports.
+const TIMEOUT_SCAN_MARGIN: Duration = Duration::from_secs(1);
 
 impl EventPublisher {
     pub fn new(
@@ -44,11 +52,10 @@ impl EventPublisher {
         ingest: &IngestSettings,
         metrics: &GatewayMetrics,
     ) -> anyhow::Result<Self> {
-        let context = ProducerCallbacks::new(metrics.clone());
-        let mut config = client_config(kafka)?;
+        let contact = Arc::new(BrokerContact::default());
+        let context = ProducerCallbacks::new(metrics.clone(), contact.clone());
+        let mut config = producer_config(kafka)?;
         config
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
             .set("compression.type", &ingest.compression)
             // 5 ms, librdkafka's own default (and Kafka's since 4.0). With
             // less, librdkafka's broker thread spins while the five requests
@@ -74,6 +81,8 @@ impl EventPublisher {
         Ok(Self {
             producer,
             topic: kafka.events_topic.clone(),
+            contact,
+            answer_within: ingest.produce_timeout() + TIMEOUT_SCAN_MARGIN,
         })
     }
 
@@ -109,7 +118,17 @@ impl EventPublisher {
                 break;
             }
         }
-        acks.settled().await;
+        // Bounded even if a report is late: the client then hears 503 for the
+        // events not acknowledged yet, and a retry of one that lands after
+        // all counts once (by event_id).
+        if tokio::time::timeout(self.answer_within, acks.settled())
+            .await
+            .is_err()
+        {
+            refused.get_or_insert(PublishError::NotAcknowledged(
+                KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
+            ));
+        }
         let error = refused.or_else(|| acks.first_error().map(PublishError::NotAcknowledged));
         match error {
             None => Ok(()),
@@ -121,12 +140,18 @@ impl EventPublisher {
     }
 
     /// Whether the broker answers a metadata request for the events topic
-    /// (blocking, up to `timeout`).
-    pub fn broker_answers(&self, timeout: Duration) -> bool {
+    /// (blocking, up to `timeout`), and if not, why.
+    pub fn broker_answers(&self, timeout: Duration) -> Result<(), String> {
         self.producer
             .client()
             .fetch_metadata(Some(&self.topic), timeout)
-            .is_ok()
+            .map(drop)
+            .map_err(|error| error.to_string())
+    }
+
+    /// When the broker last acknowledged an event.
+    pub fn contact(&self) -> &BrokerContact {
+        &self.contact
     }
 
     /// Messages waiting for the broker's ack.

@@ -17,6 +17,7 @@ use anyhow::Context;
 use clickhouse::Row;
 use serde::Deserialize;
 use sluice_runtime::clickhouse::{client, ensure_schema};
+use sluice_runtime::ops::Patience;
 use sluice_runtime::rollups::{PropertyRollupRow, RollupRow};
 use sluice_runtime::settings::ClickhouseSettings;
 use sluice_schemas::rollup::property::property_values;
@@ -73,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let features = ensure_schema(
         &settings,
-        Duration::from_secs(10),
+        Patience::AtMost(Duration::from_secs(10)),
         &CancellationToken::new(),
     )
     .await?;

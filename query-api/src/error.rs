@@ -27,6 +27,9 @@ pub enum ApiError {
     NotWebSocket { status: StatusCode, reason: String },
     #[error("ClickHouse query failed")]
     Storage(#[from] clickhouse::error::Error),
+    /// ClickHouse does not answer its readiness probe.
+    #[error("ClickHouse does not answer")]
+    StorageDown,
     #[error("a stored rollup could not be decoded: {0}")]
     CorruptRollup(String),
 }
@@ -66,12 +69,9 @@ impl IntoResponse for ApiError {
             Self::Storage(error) => {
                 // The detail goes to the log, never to the client.
                 tracing::error!(cause = %error, "ClickHouse query failed");
-                ErrorBody::new(
-                    "storage_unavailable",
-                    "the event store did not answer; retry later",
-                )
-                .into_response(StatusCode::SERVICE_UNAVAILABLE)
+                storage_unavailable()
             }
+            Self::StorageDown => storage_unavailable(),
             Self::CorruptRollup(cause) => {
                 tracing::error!(%cause, "undecodable rollup row");
                 ErrorBody::new("internal", "the query failed on the server")
@@ -79,4 +79,18 @@ impl IntoResponse for ApiError {
             }
         }
     }
+}
+
+/// 503 with Retry-After: the cause is in the log and in `/health/ready`.
+fn storage_unavailable() -> Response {
+    let mut response = ErrorBody::new(
+        "storage_unavailable",
+        "the event store did not answer; retry later",
+    )
+    .into_response(StatusCode::SERVICE_UNAVAILABLE);
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("5"),
+    );
+    response
 }

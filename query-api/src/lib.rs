@@ -34,11 +34,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use sluice_runtime::clickhouse::{client, ensure_schema};
+use sluice_runtime::clickhouse::{
+    CLICKHOUSE_CHECK, client, ensure_schema, watch as watch_clickhouse,
+};
 use sluice_runtime::http::{serve_http, with_common_layers};
 use sluice_runtime::kafka::{ensure_keys_topic, ensure_topics};
 use sluice_runtime::keys::KeyStore;
-use sluice_runtime::ops::{HttpMetrics, Readiness};
+use sluice_runtime::ops::{HttpMetrics, Patience, Readiness};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -55,17 +57,33 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let readiness = Readiness::default();
-    ensure_keys_topic(&config.kafka, STARTUP_DEADLINE, &shutdown).await?;
+    ensure_keys_topic(&config.kafka, Patience::AtMost(STARTUP_DEADLINE), &shutdown).await?;
     let keys = KeyStore::tail(&config.kafka, &readiness, shutdown.child_token())?;
     if !config.kafka.live_topic.is_empty() {
         let live_topic = [config.kafka.live_topic.as_str()];
-        ensure_topics(&config.kafka, &live_topic, STARTUP_DEADLINE, &shutdown).await?;
+        ensure_topics(
+            &config.kafka,
+            &live_topic,
+            Patience::AtMost(STARTUP_DEADLINE),
+            &shutdown,
+        )
+        .await?;
     }
     let live = LiveFeed::tail(&config.kafka, &readiness, shutdown.child_token())?;
-    readiness.register("clickhouse");
-    let features = ensure_schema(&config.clickhouse, STARTUP_DEADLINE, &shutdown).await?;
-    readiness.set("clickhouse", true);
+    readiness.register(CLICKHOUSE_CHECK);
+    let features = ensure_schema(
+        &config.clickhouse,
+        Patience::AtMost(STARTUP_DEADLINE),
+        &shutdown,
+    )
+    .await?;
     let (clickhouse, _) = client(&config.clickhouse, features)?;
+    tokio::spawn(watch_clickhouse(
+        clickhouse.clone(),
+        config.clickhouse.url.clone(),
+        readiness.clone(),
+        shutdown.child_token(),
+    ));
 
     let mut registry = Registry::default();
     let state = AppState {

@@ -11,6 +11,7 @@ use sluice_schemas::ddl::Database;
 pub use sluice_schemas::server::ServerFeatures;
 use tokio_util::sync::CancellationToken;
 
+use crate::ops::{Patience, Readiness};
 use crate::settings::ClickhouseSettings;
 
 /// A client for Sluice's database. Row structs are validated against the
@@ -38,28 +39,32 @@ fn server_client(settings: &ClickhouseSettings) -> clickhouse::Client {
 }
 
 /// Creates the database and tables that are missing, retrying while the server
-/// is unreachable, until `shutdown` or `deadline`. Returns what the server can do.
+/// is unreachable as `patience` says, or until `shutdown`. Returns what the
+/// server can do.
 pub async fn ensure_schema(
     settings: &ClickhouseSettings,
-    deadline: Duration,
+    patience: Patience,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<ServerFeatures> {
     let database = Database::new(&settings.database)?;
     let client = server_client(settings);
-    let give_up = tokio::time::Instant::now() + deadline;
+    let started = std::time::Instant::now();
     let version = loop {
         match client.query("SELECT version()").fetch_one::<String>().await {
             Ok(version) => break version,
-            Err(error) if tokio::time::Instant::now() < give_up => {
+            Err(error) => {
+                let cause = format!(
+                    "ClickHouse at {} (--clickhouse-url) does not answer: {error}",
+                    settings.url
+                );
+                if let Some(error) = patience.after_failure(started, cause) {
+                    return Err(error);
+                }
                 tracing::warn!(cause = %error, url = %settings.url, "ClickHouse not reachable; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => bail!("shut down while waiting for ClickHouse"),
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
-            }
-            Err(error) => {
-                return Err(error)
-                    .with_context(|| format!("ClickHouse at {} is not reachable", settings.url));
             }
         }
     };
@@ -75,6 +80,60 @@ pub async fn ensure_schema(
             .await
             .with_context(|| format!("ClickHouse refused: {statement}"))?;
     }
+    patience.succeeded();
     tracing::info!(version = %version, ?features, database = %database.name(), "ClickHouse schema ready");
     Ok(features)
+}
+
+/// The readiness check that ClickHouse answers.
+pub const CLICKHOUSE_CHECK: &str = "clickhouse";
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Failed probes in a row before readiness fails: one slow answer under load
+/// is not an outage.
+const PROBES_FAILED_TOLERATED: u32 = 2;
+
+/// Keeps [`CLICKHOUSE_CHECK`] following whether ClickHouse answers `SELECT 1`
+/// within a few seconds, until `shutdown`; the failing check names the URL
+/// and the cause. A server that accepts connections but does not answer (a
+/// stopped process, a full disk) fails it too.
+pub async fn watch(
+    client: clickhouse::Client,
+    url: String,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) {
+    let mut failed = 0;
+    loop {
+        let probe =
+            tokio::time::timeout(PROBE_TIMEOUT, client.query("SELECT 1").fetch_one::<u8>()).await;
+        let cause = match probe {
+            Ok(Ok(_)) => None,
+            Ok(Err(error)) => Some(error.to_string()),
+            Err(_) => Some(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+        };
+        match cause {
+            None => {
+                if failed >= PROBES_FAILED_TOLERATED {
+                    tracing::info!(%url, "ClickHouse answers again");
+                }
+                failed = 0;
+                readiness.pass(CLICKHOUSE_CHECK);
+            }
+            Some(cause) => {
+                failed += 1;
+                if failed >= PROBES_FAILED_TOLERATED {
+                    tracing::warn!(%cause, %url, "ClickHouse does not answer");
+                    readiness.fail(
+                        CLICKHOUSE_CHECK,
+                        format!("ClickHouse at {url} (--clickhouse-url) does not answer: {cause}"),
+                    );
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(PROBE_INTERVAL) => {}
+        }
+    }
 }

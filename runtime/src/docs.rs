@@ -49,7 +49,10 @@ pub fn with_shared_parts(mut spec: Value) -> Value {
     let status = |values: &[&str]| {
         json!({"type": "object", "required": ["status"], "properties": {
         "status": {"type": "string", "enum": values},
-        "checks": {"type": "object", "description": "Each dependency's state."}}})
+        "checks": {"type": "object", "description": "Each dependency's state: true when it passes.",
+            "additionalProperties": {"type": "boolean"}},
+        "causes": {"type": "object", "description": "Why each failing check fails, for a person.",
+            "additionalProperties": {"type": "string"}}}})
     };
     let ops = json!({
         "/health/live": {"get": {"summary": "Liveness", "security": open,

@@ -9,13 +9,33 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
+use crate::ops::Patience;
 use crate::settings::KafkaSettings;
+
+/// The readiness check that the broker answers.
+pub const KAFKA_CHECK: &str = "kafka";
 
 /// The client settings every Sluice Kafka client starts from: the brokers and
 /// the operator's extra properties.
 pub fn client_config(settings: &KafkaSettings) -> anyhow::Result<ClientConfig> {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &settings.brokers);
+    config
+        .set("bootstrap.servers", &settings.brokers)
+        // Back within a second of a broker's return, where librdkafka's
+        // default waits up to 10 s between reconnection attempts.
+        .set("reconnect.backoff.max.ms", "1000");
+    apply_properties(&mut config, settings)?;
+    Ok(config)
+}
+
+/// The settings every Sluice producer starts from: [`client_config`], with
+/// `acks=all` and idempotence as `--kafka-idempotence` says. Operator
+/// properties still win.
+pub fn producer_config(settings: &KafkaSettings) -> anyhow::Result<ClientConfig> {
+    let mut config = client_config(settings)?;
+    config
+        .set("acks", "all")
+        .set("enable.idempotence", settings.idempotence.to_string());
     apply_properties(&mut config, settings)?;
     Ok(config)
 }
@@ -33,11 +53,11 @@ pub fn apply_properties(config: &mut ClientConfig, settings: &KafkaSettings) -> 
 }
 
 /// Creates the topics that do not exist yet, retrying while the broker is
-/// unreachable, until `shutdown` or `deadline`.
+/// unreachable, as `patience` says, or until `shutdown`.
 pub async fn ensure_topics(
     settings: &KafkaSettings,
     topics: &[&str],
-    deadline: Duration,
+    patience: Patience,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let new_topics: Vec<NewTopic<'_>> = topics
@@ -50,14 +70,14 @@ pub async fn ensure_topics(
             )
         })
         .collect();
-    create_topics(settings, &new_topics, deadline, shutdown).await
+    create_topics(settings, &new_topics, patience, shutdown).await
 }
 
 /// Creates the keys topic when missing: one partition, so records of a key
 /// stay in order, and compacted, so it keeps the latest record of each key.
 pub async fn ensure_keys_topic(
     settings: &KafkaSettings,
-    deadline: Duration,
+    patience: Patience,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let topic = NewTopic::new(
@@ -66,21 +86,25 @@ pub async fn ensure_keys_topic(
         TopicReplication::Fixed(settings.replication_factor),
     )
     .set("cleanup.policy", "compact");
-    create_topics(settings, &[topic], deadline, shutdown).await
+    create_topics(settings, &[topic], patience, shutdown).await
 }
 
 async fn create_topics(
     settings: &KafkaSettings,
     new_topics: &[NewTopic<'_>],
-    deadline: Duration,
+    patience: Patience,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(settings)?
         .create()
         .context("cannot create the Kafka admin client")?;
     let topics: Vec<&str> = new_topics.iter().map(|topic| topic.name).collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let give_up = tokio::time::Instant::now() + deadline;
+    // A broker that does not answer fails an attempt within seconds (the
+    // default is librdkafka's 60 s socket timeout), so readiness says why.
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(5)));
+    let started = std::time::Instant::now();
     loop {
         let outcome = admin.create_topics(new_topics, &options).await;
         let failure = match outcome {
@@ -91,13 +115,15 @@ async fn create_topics(
             Err(error) => Some(error.to_string()),
         };
         let Some(failure) = failure else {
+            patience.succeeded();
             return Ok(());
         };
-        if tokio::time::Instant::now() >= give_up {
-            bail!(
-                "cannot create Kafka topics {topics:?} on {}: {failure}",
-                settings.brokers
-            );
+        let cause = format!(
+            "cannot create Kafka topics {topics:?} on {} (--kafka-brokers): {failure}",
+            settings.brokers
+        );
+        if let Some(error) = patience.after_failure(started, cause) {
+            return Err(error);
         }
         tracing::warn!(cause = %failure, brokers = %settings.brokers, "Kafka topics not ready; retrying");
         tokio::select! {

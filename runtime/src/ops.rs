@@ -18,34 +18,96 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 
-/// Named readiness checks; the service is ready when every check is.
+/// Named readiness checks, each passing or failing with a cause; the service
+/// is ready when every check passes.
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<RwLock<BTreeMap<&'static str, bool>>>);
+pub struct Readiness(Arc<RwLock<BTreeMap<&'static str, Check>>>);
+
+/// One check's state: `None` passes, `Some(cause)` fails and says why.
+type Check = Option<String>;
 
 impl Readiness {
-    /// Declares a check (not ready yet) so readiness fails until it is set.
+    /// Declares a check (not ready yet) so readiness fails until it passes.
     pub fn register(&self, check: &'static str) {
-        self.set(check, false);
+        self.fail(check, "not checked yet");
     }
 
+    /// Passes `check` when `ready`, else fails it with a generic cause.
     pub fn set(&self, check: &'static str, ready: bool) {
+        if ready {
+            self.pass(check);
+        } else {
+            self.fail(check, "not ready");
+        }
+    }
+
+    pub fn pass(&self, check: &'static str) {
+        self.put(check, None);
+    }
+
+    /// Fails `check`; `cause` is shown in `/health/ready` (never a secret).
+    pub fn fail(&self, check: &'static str, cause: impl Into<String>) {
+        self.put(check, Some(cause.into()));
+    }
+
+    fn put(&self, check: &'static str, state: Check) {
         if let Ok(mut checks) = self.0.write() {
-            checks.insert(check, ready);
+            checks.insert(check, state);
         }
     }
 
     pub fn is_ready(&self) -> bool {
         self.0
             .read()
-            .map(|checks| checks.values().all(|ready| *ready))
+            .map(|checks| checks.values().all(Option::is_none))
             .unwrap_or(false)
     }
 
-    fn report(&self) -> BTreeMap<&'static str, bool> {
+    /// Whether `check` passes (false when it was never declared).
+    pub fn passes(&self, check: &'static str) -> bool {
+        self.0
+            .read()
+            .is_ok_and(|checks| matches!(checks.get(check), Some(None)))
+    }
+
+    fn report(&self) -> BTreeMap<&'static str, Check> {
         self.0
             .read()
             .map(|checks| checks.clone())
             .unwrap_or_default()
+    }
+}
+
+/// How long startup work (topics, tables) keeps trying while a dependency
+/// does not answer.
+#[derive(Debug, Clone)]
+pub enum Patience {
+    /// Gives up with an error after this long (tools and tests).
+    AtMost(std::time::Duration),
+    /// Tries until shutdown, failing the readiness check meanwhile with the
+    /// cause, then passing it: a service that starts before its dependency.
+    Reporting(Readiness, &'static str),
+}
+
+impl Patience {
+    /// After a failed attempt, `started` ago: the error that ends the wait,
+    /// or `None` to try again (with readiness told why).
+    pub fn after_failure(&self, started: Instant, cause: String) -> Option<anyhow::Error> {
+        match self {
+            Self::AtMost(limit) if started.elapsed() >= *limit => Some(anyhow::anyhow!(cause)),
+            Self::AtMost(_) => None,
+            Self::Reporting(readiness, check) => {
+                readiness.fail(check, cause);
+                None
+            }
+        }
+    }
+
+    /// After success: readiness passes.
+    pub fn succeeded(&self) {
+        if let Self::Reporting(readiness, check) = self {
+            readiness.pass(check);
+        }
     }
 }
 
@@ -71,14 +133,22 @@ pub fn router(readiness: Readiness, registry: Arc<Registry>) -> Router {
 }
 
 async fn ready(State(state): State<OpsState>) -> Response {
-    let checks = state.readiness.report();
-    let ready = state.readiness.is_ready();
+    let report = state.readiness.report();
+    let ready = report.values().all(Option::is_none);
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({"status": if ready { "ready" } else { "not_ready" }, "checks": checks});
+    let checks: BTreeMap<_, _> = report
+        .iter()
+        .map(|(check, state)| (*check, state.is_none()))
+        .collect();
+    let causes: BTreeMap<_, _> = report
+        .iter()
+        .filter_map(|(check, state)| Some((*check, state.as_deref()?)))
+        .collect();
+    let body = json!({"status": if ready { "ready" } else { "not_ready" }, "checks": checks, "causes": causes});
     (status, Json(body)).into_response()
 }
 
@@ -178,15 +248,31 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn readiness_follows_every_check() {
+    async fn readiness_follows_every_check_and_names_the_cause() {
         let readiness = Readiness::default();
         readiness.register("kafka");
+        readiness.register("clickhouse");
+        readiness.pass("clickhouse");
         let app = router(readiness.clone(), Arc::new(Registry::default()));
         let get_ready = || Request::get("/health/ready").body(Body::empty()).unwrap();
+        let body = |response: Response| async move {
+            let bytes = axum::body::to_bytes(response.into_body(), 4096)
+                .await
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+        };
+        readiness.fail("kafka", "broker 127.0.0.1:9 does not answer");
         let response = app.clone().oneshot(get_ready()).await.unwrap();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body(response).await,
+            json!({"status": "not_ready", "checks": {"clickhouse": true, "kafka": false},
+                "causes": {"kafka": "broker 127.0.0.1:9 does not answer"}})
+        );
+        assert!(!readiness.passes("kafka") && readiness.passes("clickhouse"));
         readiness.set("kafka", true);
         let response = app.oneshot(get_ready()).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(body(response).await["causes"], json!({}));
     }
 }

@@ -73,6 +73,20 @@ pub struct KafkaSettings {
     )]
     pub replication_factor: i32,
 
+    /// Idempotent producers (`true` or `false`): the broker drops a producer's
+    /// own retried copies and keeps its order. Turn off for a broker that
+    /// mishandles it (tansu 0.6.0 with sqlite breaks when an idempotent
+    /// producer reconnects after a broker restart: docs/failure-modes.md);
+    /// acknowledged still means stored, and the processor counts a retried
+    /// copy once by its event_id.
+    #[arg(
+        long = "kafka-idempotence",
+        env = "SLUICE_KAFKA_IDEMPOTENCE",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub idempotence: bool,
+
     /// Extra librdkafka properties, comma-separated key=value (e.g. security.protocol=SASL_SSL).
     #[arg(
         long = "kafka-properties",

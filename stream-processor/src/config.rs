@@ -74,6 +74,39 @@ pub struct ProcessorSettings {
     )]
     pub session_timeout_ms: u64,
 
+    /// How long a processor may hold fewer partitions than its share of the
+    /// group (partitions / members, rounded down) before it leaves the group
+    /// and joins again, in milliseconds. A rebalance normally settles well
+    /// within it; some brokers (tansu 0.6.0) can leave a partition assigned
+    /// to a dead member, or none, until a member rejoins
+    /// (docs/failure-modes.md).
+    #[arg(
+        long = "rebalance-grace-ms",
+        env = "SLUICE_REBALANCE_GRACE_MS",
+        default_value_t = 10_000
+    )]
+    pub rebalance_grace_ms: u64,
+
+    /// A partition with messages waiting and no committed progress for this
+    /// long is reported stalled: readiness fails and names it, in milliseconds.
+    #[arg(
+        long = "stall-timeout-ms",
+        env = "SLUICE_STALL_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub stall_timeout_ms: u64,
+
+    /// Longest wait for one ClickHouse insert or checkpoint read, in
+    /// milliseconds; past it the call fails, readiness says so, and it is
+    /// retried. Bounds the stall when ClickHouse accepts connections but
+    /// answers nothing.
+    #[arg(
+        long = "clickhouse-timeout-ms",
+        env = "SLUICE_CLICKHOUSE_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub clickhouse_timeout_ms: u64,
+
     /// How far behind the newest event time (capped at its received time) the
     /// watermark trails, in milliseconds. A window closes when the watermark
     /// passes its end; later events are still counted, as a correction row.
@@ -176,6 +209,10 @@ impl Default for ProcessorSettings {
 impl ProcessorSettings {
     pub fn batch_max_wait(&self) -> Duration {
         Duration::from_millis(self.batch_max_ms)
+    }
+
+    pub fn clickhouse_timeout(&self) -> Duration {
+        Duration::from_millis(self.clickhouse_timeout_ms)
     }
 
     pub fn lateness_ms(&self) -> i64 {

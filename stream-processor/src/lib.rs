@@ -46,8 +46,16 @@
 //! guarantee: a checkpoint row per partition per flush, and a partition's
 //! first message after a takeover waits for its checkpoint and recent ids.
 //!
+//! # Recovering by itself
+//! A processor that holds less than its share of the partitions rejoins the
+//! group, and readiness fails, naming the cause, while the group leaves a
+//! partition unread, inserts keep failing, the broker does not answer, or
+//! the broker lost messages below a checkpoint ([`coverage`], [`pipeline`];
+//! docs/failure-modes.md).
+//!
 //! - [`config`]: settings (`--help`).
-//! - [`context`]: librdkafka callbacks (lag statistics, revocations).
+//! - [`context`]: librdkafka callbacks (assignments and revocations).
+//! - [`coverage`]: the group seen from outside: lag, share, stalls.
 //! - [`live`]: window updates on the live topic.
 //! - [`retention`]: dropping day partitions past the retention.
 //! - [`metrics`]: Prometheus metrics.
@@ -55,6 +63,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod context;
+pub mod coverage;
 pub mod decode;
 pub mod dedup;
 pub mod dlq;
@@ -67,23 +76,21 @@ pub mod sink;
 pub mod windows;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use sluice_runtime::clickhouse::{client, ensure_schema};
+use sluice_runtime::clickhouse::{CLICKHOUSE_CHECK, client, ensure_schema};
 use sluice_runtime::http::serve_http;
-use sluice_runtime::kafka::ensure_topics;
-use sluice_runtime::ops::{self, Readiness};
+use sluice_runtime::kafka::{KAFKA_CHECK, ensure_topics};
+use sluice_runtime::ops::{self, Patience, Readiness};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::ProcessorConfig;
+use coverage::{CoverageWatch, HeldPartitions};
 use live::LivePublisher;
 use metrics::ProcessorMetrics;
 use pipeline::Pipeline;
 use sink::EventSink;
-
-const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs the processor until `shutdown`, serving health and metrics on `listener`.
 pub async fn serve(
@@ -92,8 +99,8 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let readiness = Readiness::default();
-    readiness.register("kafka");
-    readiness.register("clickhouse");
+    readiness.register(KAFKA_CHECK);
+    readiness.register(CLICKHOUSE_CHECK);
     let mut registry = Registry::default();
     let metrics = ProcessorMetrics::register(&mut registry);
     let ops_shutdown = CancellationToken::new();
@@ -108,10 +115,12 @@ pub async fn serve(
     if !kafka.live_topic.is_empty() {
         topics.push(&kafka.live_topic);
     }
-    ensure_topics(kafka, &topics, STARTUP_DEADLINE, &shutdown).await?;
-    readiness.set("kafka", true);
-    let features = ensure_schema(&config.clickhouse, STARTUP_DEADLINE, &shutdown).await?;
-    readiness.set("clickhouse", true);
+    // A broker or ClickHouse that is down at startup is waited for, with
+    // readiness saying which and why.
+    let waiting_for = |check| Patience::Reporting(readiness.clone(), check);
+    ensure_topics(kafka, &topics, waiting_for(KAFKA_CHECK), &shutdown).await?;
+    let features =
+        ensure_schema(&config.clickhouse, waiting_for(CLICKHOUSE_CHECK), &shutdown).await?;
 
     let (clickhouse, database) = client(&config.clickhouse, features)?;
     let retention = (config.processor.retention_days > 0).then(|| {
@@ -122,15 +131,27 @@ pub async fn serve(
             shutdown.clone(),
         ))
     });
+    let held = HeldPartitions::default();
+    let coverage = CoverageWatch::new(
+        kafka,
+        &config.processor,
+        held.clone(),
+        readiness.clone(),
+        metrics.clone(),
+    )?;
+    let rejoin = coverage.rejoin();
+    coverage.spawn(shutdown.clone())?;
     let pipeline = Pipeline::new(
         kafka,
         config.processor.clone(),
         EventSink::new(clickhouse),
         metrics.clone(),
+        readiness.clone(),
+        held,
     )?;
     let live = LivePublisher::new(pipeline.producer(), &kafka.live_topic, metrics);
     tracing::info!(topic = %kafka.events_topic, group = %config.processor.consumer_group, "stream processor running");
-    pipeline.run(shutdown, live).await;
+    pipeline.run(shutdown, live, rejoin).await;
     if let Some(retention) = retention {
         retention.await?;
     }

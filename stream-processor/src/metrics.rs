@@ -20,6 +20,9 @@ pub const INSERT_FAILURES: &str = "sluice_processor_insert_failures";
 pub const CONSUMER_LAG: &str = "sluice_processor_consumer_lag";
 pub const WATERMARK_DELAY: &str = "sluice_processor_watermark_delay_seconds";
 pub const OPEN_WINDOWS: &str = "sluice_processor_open_windows";
+pub const ASSIGNED_PARTITIONS: &str = "sluice_processor_assigned_partitions";
+pub const REJOINS: &str = "sluice_processor_group_rejoins";
+pub const HALTED_PARTITIONS: &str = "sluice_processor_halted_partitions";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabel {
@@ -46,6 +49,9 @@ pub struct ProcessorMetrics {
     pub consumer_lag: Family<PartitionLabel, Gauge>,
     pub watermark_delay: Family<PartitionLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub open_windows: Gauge,
+    pub assigned_partitions: Gauge,
+    pub rejoins: Counter,
+    pub halted_partitions: Gauge,
 }
 
 impl ProcessorMetrics {
@@ -70,6 +76,9 @@ impl ProcessorMetrics {
             consumer_lag: Family::default(),
             watermark_delay: Family::default(),
             open_windows: Gauge::default(),
+            assigned_partitions: Gauge::default(),
+            rejoins: Counter::default(),
+            halted_partitions: Gauge::default(),
         };
         let counters = [
             (
@@ -108,6 +117,11 @@ impl ProcessorMetrics {
                 &metrics.live_updates,
             ),
             (
+                REJOINS,
+                "Times this processor left the consumer group and joined again because it held less than its share",
+                &metrics.rejoins,
+            ),
+            (
                 INSERT_FAILURES,
                 "ClickHouse inserts that failed and were retried",
                 &metrics.insert_failures,
@@ -128,7 +142,7 @@ impl ProcessorMetrics {
         );
         registry.register(
             CONSUMER_LAG,
-            "Messages behind the partition's end (librdkafka statistics)",
+            "Messages of the partition the group has not committed yet (end minus committed offset), for every partition of the topic, whoever holds it",
             metrics.consumer_lag.clone(),
         );
         registry.register(
@@ -140,6 +154,16 @@ impl ProcessorMetrics {
             OPEN_WINDOWS,
             "Open windows held in memory",
             metrics.open_windows.clone(),
+        );
+        registry.register(
+            ASSIGNED_PARTITIONS,
+            "Partitions of the events topic this processor holds",
+            metrics.assigned_partitions.clone(),
+        );
+        registry.register(
+            HALTED_PARTITIONS,
+            "Partitions halted because the broker's offsets fell below the checkpoint (data loss on the broker)",
+            metrics.halted_partitions.clone(),
         );
         metrics
     }

@@ -10,23 +10,28 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
-use sluice_runtime::kafka::{apply_properties, client_config};
+use sluice_runtime::clickhouse::CLICKHOUSE_CHECK;
+use sluice_runtime::kafka::{KAFKA_CHECK, apply_properties, client_config, producer_config};
+use sluice_runtime::ops::Readiness;
 use sluice_runtime::rollups::{PropertyRollupRow, RollupRow};
 use sluice_runtime::settings::KafkaSettings;
 use sluice_schemas::Limits;
 use sluice_schemas::time_format::now_ms;
+use tokio::sync::Notify;
 use tokio::time::{Instant as Deadline, MissedTickBehavior, interval, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{CheckpointStore, encode_state};
 use crate::config::ProcessorSettings;
 use crate::context::ProcessorContext;
+use crate::coverage::HeldPartitions;
 use crate::decode::{MessageAt, decode};
 use crate::dedup::RecentIds;
 use crate::dlq::DeadLetters;
@@ -37,6 +42,9 @@ use crate::sink::{EventRow, EventSink};
 use crate::windows::{PartitionWindows, Placement};
 
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The readiness check of halted partitions (see [`Pipeline::halt`]).
+pub const OFFSETS_CHECK: &str = "offsets";
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Rows waiting for their insert, and the partitions whose checkpoint and
 /// offset follow them.
@@ -56,6 +64,11 @@ struct PartitionState {
     /// The next offset to process; `None` until the first message when the
     /// group never checkpointed this partition.
     next_offset: Option<i64>,
+    /// The offset of the last message received, to notice a rewind.
+    last_received: Option<i64>,
+    /// The broker's log fell below the checkpoint: nothing of this partition
+    /// is processed or committed until it is taken over again.
+    halted: bool,
     last_message: Instant,
     last_marker: Option<Instant>,
 }
@@ -70,7 +83,7 @@ enum Accepted {
 }
 
 pub struct Pipeline {
-    consumer: StreamConsumer<ProcessorContext>,
+    consumer: Arc<StreamConsumer<ProcessorContext>>,
     topic: String,
     sink: EventSink,
     checkpoints: CheckpointStore,
@@ -79,6 +92,7 @@ pub struct Pipeline {
     settings: ProcessorSettings,
     limits: Limits,
     metrics: ProcessorMetrics,
+    readiness: Readiness,
 }
 
 impl Pipeline {
@@ -87,15 +101,16 @@ impl Pipeline {
         settings: ProcessorSettings,
         sink: EventSink,
         metrics: ProcessorMetrics,
+        readiness: Readiness,
+        held: HeldPartitions,
     ) -> anyhow::Result<Self> {
-        let context = ProcessorContext::new(&kafka.events_topic, metrics.clone());
+        let context = ProcessorContext::new(held);
         let mut config = client_config(kafka)?;
         config
             .set("group.id", &settings.consumer_group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
-            .set("statistics.interval.ms", "5000")
             // Freshness: with librdkafka's 500 ms, tansu answered fetches late
             // even with data waiting; 20-50 ms cut end-to-end freshness by
             // hundreds of milliseconds (BENCHMARKS.md).
@@ -107,17 +122,15 @@ impl Pipeline {
         apply_properties(&mut config, kafka)?;
         let consumer: StreamConsumer<ProcessorContext> = config.create_with_context(context)?;
         consumer.subscribe(&[&kafka.events_topic])?;
-        let producer: FutureProducer = client_config(kafka)?
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .create()?;
+        let producer: FutureProducer = producer_config(kafka)?.create()?;
         let checkpoints = CheckpointStore::new(
             sink.client().clone(),
             &settings.consumer_group,
             &kafka.events_topic,
         );
+        readiness.pass(OFFSETS_CHECK);
         Ok(Self {
-            consumer,
+            consumer: Arc::new(consumer),
             topic: kafka.events_topic.clone(),
             sink,
             checkpoints,
@@ -126,6 +139,7 @@ impl Pipeline {
             settings,
             limits: Limits::default(),
             metrics,
+            readiness,
         })
     }
 
@@ -136,7 +150,14 @@ impl Pipeline {
 
     /// Runs until `shutdown`, then writes, checkpoints and commits what it
     /// holds. Open windows are not written early: the checkpoint keeps them.
-    pub async fn run(self, shutdown: CancellationToken, mut live: LivePublisher) {
+    /// `rejoin` asks it to leave the consumer group and join again
+    /// ([`crate::coverage`]).
+    pub async fn run(
+        self,
+        shutdown: CancellationToken,
+        mut live: LivePublisher,
+        rejoin: Arc<Notify>,
+    ) {
         let mut batch = Batch::default();
         let mut partitions: HashMap<i32, PartitionState> = HashMap::new();
         let mut live_tick = interval(Duration::from_millis(self.settings.live_interval_ms.max(1)));
@@ -164,6 +185,9 @@ impl Pipeline {
                 _ = idle_tick.tick() => {
                     self.mark_idle_partitions(&mut partitions, idle_timeout).await;
                 }
+                _ = rejoin.notified() => {
+                    self.rejoin(&mut batch, &partitions, &shutdown).await;
+                }
                 received = self.consumer.recv() => match received {
                     Ok(message) => {
                         let accepted = self.accept(&message, &mut batch, &mut partitions, &mut live, &shutdown).await;
@@ -187,6 +211,7 @@ impl Pipeline {
                 for partition in revoked {
                     partitions.remove(&partition);
                 }
+                self.report_halted(&partitions);
             }
         }
         self.flush(&mut batch, &partitions, &shutdown, CommitMode::Sync)
@@ -215,12 +240,40 @@ impl Pipeline {
                 let Some(state) = self.resume(at.partition, shutdown).await else {
                     return Accepted::Abandoned;
                 };
+                if state.halted {
+                    entry.insert(state);
+                    self.report_halted(partitions);
+                    return Accepted::Handled;
+                }
                 entry.insert(state)
             }
         };
+        if state.halted {
+            return Accepted::Handled;
+        }
+        let rewound = state.last_received.is_some_and(|last| at.offset <= last);
+        state.last_received = Some(at.offset);
+        if rewound && let Some(next) = state.next_offset {
+            // The broker handed out an offset again (a reset after an error,
+            // or a log that lost its tail): it is a replay only if the log
+            // still reaches the checkpoint.
+            let Some(end) = self.broker_end(at.partition, shutdown).await else {
+                return Accepted::Abandoned;
+            };
+            if end < next {
+                self.halt(at.partition, state, next, end);
+                self.report_halted(partitions);
+                return Accepted::Handled;
+            }
+        }
         match state.next_offset {
             // Already in effect: the checkpoint is ahead of the Kafka commit.
-            Some(next) if at.offset < next => return Accepted::Handled,
+            // Noted in the batch so that the commit catches up with it.
+            Some(next) if at.offset < next => {
+                batch.partitions.insert(at.partition);
+                batch.opened.get_or_insert_with(Instant::now);
+                return Accepted::Handled;
+            }
             Some(next) if at.offset > next => {
                 tracing::warn!(
                     partition = at.partition,
@@ -261,11 +314,12 @@ impl Pipeline {
                 }
                 Err(reason) => {
                     tracing::warn!(reason = %reason, topic = at.topic, partition = at.partition, offset = at.offset, "message to dead-letter topic");
-                    let sent = retry_until_shutdown("dead-letter write", shutdown, || {
-                        self.dead_letters
-                            .send(at, message.key(), message.payload(), &reason)
-                    })
-                    .await;
+                    let sent = self
+                        .retry_until_shutdown("dead-letter write", KAFKA_CHECK, shutdown, || {
+                            self.dead_letters
+                                .send(at, message.key(), message.payload(), &reason)
+                        })
+                        .await;
                     if sent.is_none() {
                         return Accepted::Abandoned;
                     }
@@ -304,14 +358,15 @@ impl Pipeline {
 
     /// Loads a partition's checkpoint, retrying until ClickHouse answers.
     async fn resume(&self, partition: i32, shutdown: &CancellationToken) -> Option<PartitionState> {
-        let resumed = retry_until_shutdown("checkpoint read", shutdown, || {
-            self.checkpoints.resume(
-                partition,
-                self.settings.lateness_ms(),
-                self.settings.dedup_horizon_ms(),
-            )
-        })
-        .await?;
+        let resumed = self
+            .retry_until_shutdown("checkpoint read", CLICKHOUSE_CHECK, shutdown, || {
+                self.within_clickhouse_timeout(self.checkpoints.resume(
+                    partition,
+                    self.settings.lateness_ms(),
+                    self.settings.dedup_horizon_ms(),
+                ))
+            })
+            .await?;
         tracing::info!(
             partition,
             next_offset = ?resumed.next_offset,
@@ -319,13 +374,107 @@ impl Pipeline {
             recent_ids = resumed.recent.len(),
             "partition resumed from its checkpoint"
         );
-        Some(PartitionState {
+        let mut state = PartitionState {
             windows: resumed.windows,
             recent: resumed.recent,
             next_offset: resumed.next_offset,
+            last_received: None,
+            halted: false,
             last_message: Instant::now(),
             last_marker: None,
+        };
+        if let Some(next) = resumed.next_offset {
+            let end = self.broker_end(partition, shutdown).await?;
+            if end < next {
+                self.halt(partition, &mut state, next, end);
+            }
+        }
+        Some(state)
+    }
+
+    /// The offset the partition's next message will get, asking the broker
+    /// until it answers.
+    async fn broker_end(&self, partition: i32, shutdown: &CancellationToken) -> Option<i64> {
+        self.retry_until_shutdown("end offset read", KAFKA_CHECK, shutdown, || {
+            let consumer = self.consumer.clone();
+            let topic = self.topic.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    consumer
+                        .fetch_watermarks(&topic, partition, WATERMARK_TIMEOUT)
+                        .map(|(_, high)| high)
+                        .map_err(|error| error.to_string())
+                })
+                .await
+                .map_err(|error| error.to_string())?
+            }
         })
+        .await
+    }
+
+    /// The broker's log ends below the checkpoint: the broker lost messages
+    /// the group had processed, and offsets from here on may be reused by
+    /// other messages. Processing on would skip them as replays, so the
+    /// partition stops, paused, until an operator decides
+    /// (docs/failure-modes.md).
+    fn halt(&self, partition: i32, state: &mut PartitionState, checkpoint: i64, end: i64) {
+        tracing::error!(
+            topic = %self.topic,
+            partition,
+            checkpoint,
+            broker_end = end,
+            "the broker's log ends below the checkpoint: it lost messages; partition halted"
+        );
+        state.halted = true;
+        let mut paused = TopicPartitionList::new();
+        if paused
+            .add_partition_offset(&self.topic, partition, Offset::Invalid)
+            .is_ok()
+            && let Err(error) = self.consumer.pause(&paused)
+        {
+            tracing::warn!(cause = %error, partition, "cannot pause the halted partition");
+        }
+    }
+
+    /// Readiness and the gauge say which partitions are halted.
+    fn report_halted(&self, partitions: &HashMap<i32, PartitionState>) {
+        let mut halted: Vec<i32> = partitions
+            .iter()
+            .filter(|(_, state)| state.halted)
+            .map(|(partition, _)| *partition)
+            .collect();
+        halted.sort_unstable();
+        self.metrics.halted_partitions.set(halted.len() as i64);
+        if halted.is_empty() {
+            self.readiness.pass(OFFSETS_CHECK);
+        } else {
+            self.readiness.fail(
+                OFFSETS_CHECK,
+                format!(
+                    "partitions {halted:?} of {}: the broker's log ends below the checkpoint (it lost messages); halted until an operator acts, see docs/failure-modes.md",
+                    self.topic
+                ),
+            );
+        }
+    }
+
+    /// Writes what the batch holds, leaves the consumer group and joins it
+    /// again, so the broker assigns every partition afresh. The revocation
+    /// that follows drops the partitions' state; whoever gets them resumes
+    /// from the checkpoints just written.
+    async fn rejoin(
+        &self,
+        batch: &mut Batch,
+        partitions: &HashMap<i32, PartitionState>,
+        shutdown: &CancellationToken,
+    ) {
+        self.flush(batch, partitions, shutdown, CommitMode::Sync)
+            .await;
+        tracing::warn!(topic = %self.topic, group = %self.settings.consumer_group, "leaving the consumer group and joining again");
+        self.consumer.unsubscribe();
+        if let Err(error) = self.consumer.subscribe(&[&self.topic]) {
+            tracing::error!(cause = %error, "cannot subscribe again; retrying at the next look");
+        }
     }
 
     /// Writes a watermark marker into each partition whose windows wait on a
@@ -430,9 +579,11 @@ impl Pipeline {
         if rows.is_empty() {
             return true;
         }
-        retry_until_shutdown("ClickHouse insert", shutdown, || async {
+        self.retry_until_shutdown("ClickHouse insert", CLICKHOUSE_CHECK, shutdown, || async {
             let started = Instant::now();
-            let outcome = self.sink.insert_into(table, rows).await;
+            let outcome = self
+                .within_clickhouse_timeout(self.sink.insert_into(table, rows))
+                .await;
             match &outcome {
                 Ok(()) => self
                     .metrics
@@ -445,6 +596,22 @@ impl Pipeline {
         })
         .await
         .is_some()
+    }
+
+    /// `call`, failed when ClickHouse does not answer within
+    /// `--clickhouse-timeout-ms` (a server that accepts connections and
+    /// answers nothing would otherwise hold the pipeline forever). A call that
+    /// timed out but landed after all is repeated harmlessly: the rows
+    /// collapse.
+    async fn within_clickhouse_timeout<T, E: std::fmt::Display>(
+        &self,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, String> {
+        let limit = self.settings.clickhouse_timeout();
+        match tokio::time::timeout(limit, call).await {
+            Ok(outcome) => outcome.map_err(|error| error.to_string()),
+            Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
+        }
     }
 
     fn commit(&self, next_offsets: &[(i32, i64)], mode: CommitMode) {
@@ -465,31 +632,46 @@ impl Pipeline {
     }
 }
 
-/// Runs `attempt` until it succeeds, backing off between failures. Gives up,
-/// returning `None`, once shutdown has been requested.
-async fn retry_until_shutdown<T, E, Fut>(
-    what: &'static str,
-    shutdown: &CancellationToken,
-    mut attempt: impl FnMut() -> Fut,
-) -> Option<T>
-where
-    Fut: Future<Output = Result<T, E>>,
-    E: std::fmt::Display,
-{
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match attempt().await {
-            Ok(value) => return Some(value),
-            Err(error) => {
-                tracing::error!(cause = %error, what, "failed; retrying");
-                if shutdown.is_cancelled() {
-                    return None;
+impl Pipeline {
+    /// Runs `attempt` until it succeeds, backing off between failures and
+    /// failing readiness `check` with the cause meanwhile. Gives up,
+    /// returning `None`, once shutdown has been requested.
+    async fn retry_until_shutdown<T, E, Fut>(
+        &self,
+        what: &'static str,
+        check: &'static str,
+        shutdown: &CancellationToken,
+        mut attempt: impl FnMut() -> Fut,
+    ) -> Option<T>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        E: std::fmt::Display,
+    {
+        let mut backoff = Duration::from_millis(100);
+        let mut failed = false;
+        loop {
+            match attempt().await {
+                Ok(value) => {
+                    if failed {
+                        self.readiness.pass(check);
+                        tracing::info!(what, "recovered");
+                    }
+                    return Some(value);
                 }
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = sleep(backoff) => {}
+                Err(error) => {
+                    tracing::error!(cause = %error, what, "failed; retrying");
+                    self.readiness
+                        .fail(check, format!("{what} failed: {error}"));
+                    failed = true;
+                    if shutdown.is_cancelled() {
+                        return None;
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
                 }
-                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
             }
         }
     }

@@ -3,9 +3,9 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{assert_exactly, event, kill, prepare, produce, start_processor};
+use common::{assert_exactly, event, prepare, produce, start_processor, start_processor_with};
 use sluice_schemas::time_format::now_ms;
 use sluice_testkit::{TestEnv, eventually};
 
@@ -14,7 +14,7 @@ async fn client_retries_count_once_in_raw_events_and_rollups() {
     let env = TestEnv::new("retries");
     prepare(&env).await;
     let project = format!("p_{}", env.id);
-    let mut processor = start_processor(&env, "main");
+    let processor = start_processor(&env, "main");
     let base = now_ms() - 120_000;
     let originals: Vec<_> = (0..300)
         .map(|n| event(&project, n, base + n as i64 * 10))
@@ -38,7 +38,7 @@ async fn client_retries_count_once_in_raw_events_and_rollups() {
         1,
         "the first copy stays, the retry is not stored"
     );
-    kill(&mut processor).await;
+    processor.kill().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,8 +47,12 @@ async fn two_processors_one_killed_mid_stream_count_exactly() {
     let env = TestEnv::new("pair");
     prepare(&env).await;
     let project = format!("p_{}", env.id);
-    let mut first = start_processor(&env, "shared");
-    let mut second = start_processor(&env, "shared");
+    // The default session timeout: with it, tansu 0.6.0 leaves the dead
+    // member's partitions assigned to it (with the tests' 6 s it mostly
+    // does not), so the survivor must notice them stall and rejoin.
+    let slow = [("SLUICE_KAFKA_SESSION_TIMEOUT_MS", "10000")];
+    let first = start_processor_with(&env, "shared", &slow);
+    let second = start_processor_with(&env, "shared", &slow);
     let base = now_ms() - 600_000;
     let events: Vec<_> = (0..TOTAL)
         .map(|n| {
@@ -56,6 +60,21 @@ async fn two_processors_one_killed_mid_stream_count_exactly() {
             event(&project, n, base + n as i64 * 100 - late)
         })
         .collect();
+    eventually(
+        "the partitions shared by both processors",
+        Duration::from_secs(60),
+        || {
+            let (first, second) = (&first, &second);
+            async move {
+                let a = first.metric("sluice_processor_assigned_partitions").await?;
+                let b = second
+                    .metric("sluice_processor_assigned_partitions")
+                    .await?;
+                (a > 0.0 && b > 0.0 && a + b == 4.0).then_some(())
+            }
+        },
+    )
+    .await;
     produce(&env, &events[..TOTAL / 2]).await;
     eventually("both processors writing", Duration::from_secs(90), || {
         let env = &env;
@@ -64,14 +83,34 @@ async fn two_processors_one_killed_mid_stream_count_exactly() {
     .await;
     let jitter = uuid::Uuid::new_v4().as_u128() % 300;
     tokio::time::sleep(Duration::from_millis(jitter as u64)).await;
-    kill(&mut first).await;
+    first.kill().await;
+    let died = Instant::now();
     produce(&env, &events[TOTAL / 2..]).await;
-    // The survivor takes the dead one's partitions after the session timeout.
+    // The survivor takes the dead one's partitions after the session
+    // timeout, rejoining if the broker leaves them with the dead member:
+    // session (10 s) + stall timeout (10 s) + a look (2 s) + a rejoin, with
+    // room for a busy machine.
+    eventually(
+        "the survivor to hold every partition",
+        Duration::from_secs(75),
+        || {
+            let second = &second;
+            async move {
+                let held = second.metric("sluice_processor_assigned_partitions").await;
+                (held == Some(4.0)).then_some(())
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "the survivor held every partition {:.1} s after the other died",
+        died.elapsed().as_secs_f64()
+    );
     assert_exactly(&env, TOTAL as u64).await;
     assert_eq!(
         env.query_u64("SELECT uniqExact(kafka_partition) FROM rollups")
             .await,
         u64::from(env.kafka.partitions as u32)
     );
-    kill(&mut second).await;
+    second.kill().await;
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RAW_COUNT, assert_exactly, event, kill, prepare, produce, results, start_processor};
+use common::{RAW_COUNT, assert_exactly, event, prepare, produce, results, start_processor};
 use sluice_schemas::time_format::now_ms;
 use sluice_testkit::{TestEnv, eventually};
 
@@ -45,7 +45,7 @@ async fn sigkill_mid_stream_loses_and_duplicates_nothing() {
             // A varying delay moves the kill across fetch, insert, checkpoint and commit.
             let jitter = uuid::Uuid::new_v4().as_u128() % 400;
             tokio::time::sleep(Duration::from_millis(jitter as u64)).await;
-            kill(&mut processor).await;
+            processor.kill().await;
             processor = start_processor(&env, "main");
         }
     }
@@ -66,12 +66,12 @@ async fn sigkill_mid_stream_loses_and_duplicates_nothing() {
         env.query_u64("SELECT count() FROM events").await,
         env.query_u64("SELECT count() FROM rollups").await
     );
-    kill(&mut processor).await;
+    processor.kill().await;
     let before = results(&env).await;
 
     // Replay the whole topic from offset 0 (a new consumer group): every row
     // is written again, and no query result may change.
-    let mut replay = start_processor(&env, "replay");
+    let replay = start_processor(&env, "replay");
     let replay_group = format!("replay_{}", env.id);
     eventually("the full replay", Duration::from_secs(120), || {
         let (env, group) = (&env, &replay_group);
@@ -80,5 +80,5 @@ async fn sigkill_mid_stream_loses_and_duplicates_nothing() {
     .await;
     assert_eq!(env.query_u64(RAW_COUNT).await, TOTAL as u64);
     assert_eq!(results(&env).await, before);
-    kill(&mut replay).await;
+    replay.kill().await;
 }

@@ -30,6 +30,11 @@ impl PrivateBroker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The broker's log file (`deploy/stack.sh` keeps it with the data).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("logs/tansu.log")
+    }
+
     /// Stops the broker process; its data stays.
     pub fn stop(&self) {
         self.stack(&["down", "kafka"]);
@@ -37,6 +42,13 @@ impl PrivateBroker {
 
     /// Starts it again on the same port and data.
     pub fn restart(&self) {
+        self.stack(&["up", "kafka"]);
+    }
+
+    /// Loses everything, as a broker whose disk was replaced: stops it,
+    /// deletes its data and starts it empty on the same port.
+    pub fn wipe(&self) {
+        self.stack(&["down", "kafka", "--wipe"]);
         self.stack(&["up", "kafka"]);
     }
 

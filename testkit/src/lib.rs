@@ -10,10 +10,12 @@
 
 pub mod broker;
 pub mod partitioner;
+pub mod proxy;
 pub mod services;
 pub mod stack;
 
 pub use broker::PrivateBroker;
+pub use proxy::StallingProxy;
 pub use services::{Running, spawn_service};
 pub use stack::{TestEnv, stack};
 

@@ -388,3 +388,141 @@ async fn bad_requests_get_clear_errors_and_never_reach_the_topic() {
     assert_eq!(env.topic_message_count(&env.kafka.events_topic).await, 1);
     gateway.stop().await.unwrap();
 }
+
+/// Sends batches of ten events every 50 ms until `stop`, and returns the ids
+/// the gateway acknowledged (202), the time of each answer and its status.
+async fn steady_send(
+    gateway_url: String,
+    key: String,
+    stop: tokio_util::sync::CancellationToken,
+) -> (Vec<String>, Vec<(std::time::Instant, u16)>) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let (mut acked, mut answers) = (Vec::new(), Vec::new());
+    for batch in 0.. {
+        if stop.is_cancelled() {
+            break;
+        }
+        let events: Vec<_> = (0..10)
+            .map(|n| json!({"event_id": format!("steady-{batch}-{n}"), "type": "steady"}))
+            .collect();
+        let sent = client
+            .post(format!("{gateway_url}/v1/events/batch"))
+            .bearer_auth(&key)
+            .json(&json!({ "events": events }))
+            .send()
+            .await;
+        let status = match sent {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap_or_default();
+                // A 503 lists what the broker did acknowledge before it failed.
+                let landed = body["accepted"]
+                    .as_array()
+                    .or(body["details"]["acknowledged"].as_array())
+                    .cloned()
+                    .unwrap_or_default();
+                acked.extend(
+                    landed
+                        .iter()
+                        .filter_map(|event| event["event_id"].as_str().map(str::to_owned)),
+                );
+                status
+            }
+            Err(_) => 0,
+        };
+        answers.push((std::time::Instant::now(), status));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (acked, answers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_under_a_steady_send_loses_nothing_acknowledged() {
+    let broker = sluice_testkit::PrivateBroker::start();
+    let mut env = TestEnv::new("broker_restart");
+    env.kafka.brokers = broker.brokers();
+    let key = key_of(&env).await;
+    let gateway = start_gateway(&env).await;
+    gateway.wait_ready().await;
+    let processor = start_processor(&env).await;
+    processor.wait_ready().await;
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sender = tokio::spawn(steady_send(gateway.url(""), key.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker.restart();
+    let returned = std::time::Instant::now();
+    // Bound: the broker's return to the gateway's first 202.
+    const BACK_WITHIN: Duration = Duration::from_secs(30);
+    tokio::time::sleep(BACK_WITHIN).await;
+    stop.cancel();
+    let (acked, answers) = sender.await.unwrap();
+
+    let first_accept = answers
+        .iter()
+        .find(|(at, status)| *at > returned && *status == 202)
+        .map(|(at, _)| at.duration_since(returned));
+    let refused = answers.iter().filter(|(_, status)| *status != 202).count();
+    eprintln!(
+        "{} requests, {refused} not accepted; first 202 {first_accept:?} after the broker returned",
+        answers.len()
+    );
+    let first_accept = first_accept.expect("the gateway accepts again after the broker returns");
+    assert!(first_accept < BACK_WITHIN);
+    for (_, status) in &answers {
+        assert!(
+            [202, 503].contains(status),
+            "every answer is 202 or 503, never a hang or another error: {status}"
+        );
+    }
+    // The last answers are all 202: the pipeline is back for good.
+    assert!(
+        answers
+            .iter()
+            .rev()
+            .take(20)
+            .all(|(_, status)| *status == 202)
+    );
+
+    // Every acknowledged event is in ClickHouse, once.
+    let expected = acked.len() as u64;
+    assert!(expected > 0);
+    eventually(
+        "every acknowledged event in ClickHouse",
+        Duration::from_secs(90),
+        || {
+            let env = &env;
+            async move {
+                let counted = env
+                    .query_u64("SELECT count() FROM events FINAL WHERE type = 'steady'")
+                    .await;
+                (counted >= expected).then_some(())
+            }
+        },
+    )
+    .await;
+    let stored: Vec<String> = env
+        .clickhouse()
+        .query("SELECT event_id FROM events FINAL WHERE type = 'steady'")
+        .fetch_all()
+        .await
+        .unwrap();
+    let distinct: std::collections::BTreeSet<&String> = stored.iter().collect();
+    assert_eq!(stored.len(), distinct.len(), "an event counted twice");
+    // Stored may exceed acknowledged (a 503 whose events the broker took
+    // after all), never the reverse.
+    let missing: Vec<&String> = acked.iter().filter(|id| !distinct.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events missing from ClickHouse, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    processor.wait_ready().await;
+    gateway.wait_ready().await;
+}

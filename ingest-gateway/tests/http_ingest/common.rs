@@ -57,17 +57,22 @@ impl Gateway {
 
     pub async fn start_with(env: &TestEnv, config: GatewayConfig) -> Self {
         let key = env.create_key(&project(env), &[Scope::Ingest]).await;
+        let gateway = Self::spawn_with(key, config).await;
+        gateway.running.wait_ready().await;
+        gateway
+    }
+
+    /// A gateway with `key`, serving but perhaps not ready.
+    pub async fn spawn_with(key: String, config: GatewayConfig) -> Self {
         let running = spawn_service(|listener, shutdown| {
             sluice_ingest_gateway::serve(config, listener, shutdown)
         })
         .await;
-        let gateway = Self {
+        Self {
             running,
             key,
             client: reqwest::Client::new(),
-        };
-        gateway.running.wait_ready().await;
-        gateway
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde_json::json;
 use sluice_testkit::{PrivateBroker, TestEnv, eventually};
 
-use crate::common::{Gateway, config, ids};
+use sluice_runtime::keys::Scope;
+
+use crate::common::{Gateway, config, ids, project};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_gets_503_then_recovers_without_losing_acked_events() {
@@ -16,12 +18,6 @@ async fn a_broker_outage_gets_503_then_recovers_without_losing_acked_events() {
     env.kafka.brokers = broker.brokers();
     let mut config = config(&env);
     config.ingest.produce_timeout_ms = 3_000;
-    // tansu 0.6.0 (sqlite) panics on an idempotent producer's first produce
-    // after a restart ("more or less than one row", tansu-storage lite.rs:503)
-    // and then fails every request; Kafka and Redpanda do not. Without
-    // idempotence a retried message may be stored twice on the topic, which
-    // the processor collapses by event_id.
-    config.kafka.properties = vec!["enable.idempotence=false".into()];
     let gateway = Gateway::start_with(&env, config).await;
     let mut acked = Vec::new();
     let batch = |first: usize| {
@@ -77,5 +73,53 @@ async fn a_broker_outage_gets_503_then_recovers_without_losing_acked_events() {
         );
     }
     assert!(acked.len() >= 10);
+    gateway.running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_started_before_its_broker_serves_503_and_becomes_ready_when_it_comes() {
+    let broker = PrivateBroker::start();
+    let mut env = TestEnv::new("gw_late_broker");
+    env.kafka.brokers = broker.brokers();
+    let key = env.create_key(&project(&env), &[Scope::Ingest]).await;
+    broker.stop();
+
+    let gateway = Gateway::spawn_with(key, config(&env)).await;
+    let ready = gateway.url("/health/ready");
+    let brokers = broker.brokers();
+    let cause = eventually(
+        "readiness to name the broker",
+        Duration::from_secs(30),
+        || {
+            let request = gateway.client.get(&ready).send();
+            let brokers = &brokers;
+            async move {
+                let response = request.await.ok()?;
+                assert_eq!(response.status(), 503);
+                let body: serde_json::Value = response.json().await.ok()?;
+                let cause = body["causes"]["kafka"].as_str()?;
+                cause.contains(brokers.as_str()).then(|| cause.to_owned())
+            }
+        },
+    )
+    .await;
+    assert!(cause.contains("--kafka-brokers"), "{cause}");
+    // Requests are answered at once, never left hanging.
+    let started = tokio::time::Instant::now();
+    let answer = gateway
+        .post("/v1/events", &json!({"event_id": "late-0", "type": "late"}))
+        .await;
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert!(answer.headers.contains_key("retry-after"));
+    assert!(started.elapsed() < Duration::from_secs(15));
+
+    broker.restart();
+    gateway.running.wait_ready().await;
+    let answer = gateway
+        .post("/v1/events", &json!({"event_id": "late-1", "type": "late"}))
+        .await;
+    assert_eq!(answer.status, 202, "{answer:?}");
+    let on_topic = ids(&env.topic_events(&env.kafka.events_topic).await);
+    assert_eq!(on_topic, vec!["late-1".to_owned()]);
     gateway.running.stop().await.unwrap();
 }

@@ -9,3 +9,4 @@ mod events;
 mod export;
 mod live;
 mod metrics;
+mod outage;

@@ -17,7 +17,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::record::{KeyDigest, KeyRecord, MAX_KEY_BYTES, Scope};
-use crate::kafka::client_config;
+use crate::kafka::{client_config, producer_config};
 use crate::ops::Readiness;
 use crate::settings::KafkaSettings;
 
@@ -90,6 +90,7 @@ impl KeyStore {
             store: store.clone(),
             consumer,
             topic: settings.keys_topic.clone(),
+            brokers: settings.brokers.clone(),
             readiness: readiness.clone(),
             shutdown,
         };
@@ -196,6 +197,7 @@ struct Tailer {
     store: KeyStore,
     consumer: BaseConsumer<QuietEof>,
     topic: String,
+    brokers: String,
     readiness: Readiness,
     shutdown: CancellationToken,
 }
@@ -259,6 +261,13 @@ impl Tailer {
                 Ok(partitions) => return Some(partitions),
                 Err(cause) => {
                     tracing::warn!(cause = %cause, topic = %self.topic, "key store cannot start; retrying");
+                    self.readiness.fail(
+                        READINESS_CHECK,
+                        format!(
+                            "cannot read the keys topic {} from {} (--kafka-brokers): {cause}",
+                            self.topic, self.brokers
+                        ),
+                    );
                     std::thread::sleep(Duration::from_millis(500));
                 }
             }
@@ -283,9 +292,7 @@ pub struct KeyWriter {
 
 impl KeyWriter {
     pub fn new(settings: &KafkaSettings) -> anyhow::Result<Self> {
-        let producer = client_config(settings)?
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
+        let producer = producer_config(settings)?
             .set("message.timeout.ms", "10000")
             .create()
             .context("cannot create the key writer's Kafka producer")?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rdkafka::producer::FutureRecord;
 use sluice_runtime::kafka::ensure_topics;
+use sluice_runtime::ops::Patience;
 use sluice_runtime::settings::{ConfigFile, LogFormat, TelemetrySettings};
 use sluice_schemas::Event;
 use sluice_schemas::avro::encode_event;
@@ -75,7 +76,7 @@ pub async fn prepare(env: &TestEnv) {
     ensure_topics(
         kafka,
         &[&kafka.events_topic, &kafka.dlq_topic, &kafka.live_topic],
-        Duration::from_secs(30),
+        Patience::AtMost(Duration::from_secs(30)),
         &CancellationToken::new(),
     )
     .await
@@ -105,34 +106,125 @@ pub async fn produce(env: &TestEnv, events: &[Event]) {
     }
 }
 
-/// The processor binary, in consumer group `group` of this test.
-pub fn start_processor(env: &TestEnv, group: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sluice-stream-processor"))
-        .env("SLUICE_LISTEN", "127.0.0.1:0")
+/// The processor binary, in consumer group `group` of this test, with its
+/// health and metrics on a port of its own.
+pub fn start_processor(env: &TestEnv, group: &str) -> ProcessorProcess {
+    start_processor_with(env, group, &[])
+}
+
+/// As [`start_processor`], with more `SLUICE_*` settings.
+pub fn start_processor_with(
+    env: &TestEnv,
+    group: &str,
+    settings: &[(&str, &str)],
+) -> ProcessorProcess {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice-stream-processor"))
+        .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
         .env("SLUICE_KAFKA_BROKERS", &env.kafka.brokers)
         .env("SLUICE_KAFKA_EVENTS_TOPIC", &env.kafka.events_topic)
         .env("SLUICE_KAFKA_DLQ_TOPIC", &env.kafka.dlq_topic)
         .env("SLUICE_KAFKA_LIVE_TOPIC", &env.kafka.live_topic)
+        .env(
+            "SLUICE_KAFKA_IDEMPOTENCE",
+            env.kafka.idempotence.to_string(),
+        )
         .env("SLUICE_CLICKHOUSE_URL", &env.clickhouse.url)
         .env("SLUICE_CLICKHOUSE_DATABASE", &env.clickhouse.database)
         .env("SLUICE_CONSUMER_GROUP", format!("{group}_{}", env.id))
         .env("SLUICE_BATCH_MAX_ROWS", "400")
         .env("SLUICE_BATCH_MAX_MS", "150")
-        .env("SLUICE_KAFKA_SESSION_TIMEOUT_MS", "6000")
+        .env(
+            "SLUICE_KAFKA_SESSION_TIMEOUT_MS",
+            SESSION_TIMEOUT_MS.to_string(),
+        )
+        .env("SLUICE_REBALANCE_GRACE_MS", REBALANCE_GRACE_MS.to_string())
+        .env("SLUICE_STALL_TIMEOUT_MS", STALL_TIMEOUT_MS.to_string())
         .env("SLUICE_ALLOWED_LATENESS_MS", "2000")
         .env("SLUICE_IDLE_TIMEOUT_MS", "1000")
         .env("SLUICE_ROLLUP_PROPERTIES", "tier")
         .env("SLUICE_LOG", "warn")
+        .envs(settings.iter().copied())
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .expect("start the processor binary")
+        .expect("start the processor binary");
+    ProcessorProcess { child, port }
 }
 
-/// SIGKILL, as a crash.
-pub async fn kill(processor: &mut Child) {
-    processor.start_kill().expect("SIGKILL");
-    processor.wait().await.expect("reaped");
+/// The processor's `--kafka-session-timeout-ms` in these tests.
+pub const SESSION_TIMEOUT_MS: u64 = 6_000;
+/// The processor's `--rebalance-grace-ms` in these tests.
+pub const REBALANCE_GRACE_MS: u64 = 4_000;
+/// The processor's `--stall-timeout-ms` in these tests.
+pub const STALL_TIMEOUT_MS: u64 = 10_000;
+
+/// A processor binary running as a process of its own.
+pub struct ProcessorProcess {
+    child: Child,
+    port: u16,
+}
+
+impl ProcessorProcess {
+    /// SIGKILL, as a crash.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("SIGKILL");
+        self.child.wait().await.expect("reaped");
+    }
+
+    /// `/health/ready`: its status, and its body (`null` while it does not answer).
+    pub async fn readiness(&self) -> (u16, serde_json::Value) {
+        let url = format!("http://127.0.0.1:{}/health/ready", self.port);
+        match reqwest::get(&url).await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or_default())
+            }
+            Err(_) => (0, serde_json::Value::Null),
+        }
+    }
+
+    /// Waits (up to 60 s) until readiness fails `check`, and returns its cause.
+    pub async fn not_ready_because(&self, check: &str) -> String {
+        eventually(
+            &format!("readiness to fail {check}"),
+            Duration::from_secs(60),
+            || async {
+                let (status, body) = self.readiness().await;
+                (status == 503)
+                    .then(|| body["causes"][check].as_str().map(str::to_owned))
+                    .flatten()
+            },
+        )
+        .await
+    }
+
+    /// The value of an unlabelled metric (None while it is not exported).
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.metrics_text().await?;
+        text.lines()
+            .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .find_map(|value| value.trim().parse().ok())
+    }
+
+    /// The sum of a labelled metric over its labels.
+    pub async fn metric_sum(&self, name: &str) -> Option<f64> {
+        let text = self.metrics_text().await?;
+        Some(
+            text.lines()
+                .filter_map(|line| line.strip_prefix(name)?.strip_prefix('{'))
+                .filter_map(|rest| rest.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+                .sum(),
+        )
+    }
+
+    async fn metrics_text(&self) -> Option<String> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.port);
+        reqwest::get(&url).await.ok()?.text().await.ok()
+    }
 }
 
 pub const RAW_COUNT: &str = "SELECT count() FROM events FINAL";
