@@ -77,6 +77,7 @@ pub async fn serve(
         &shutdown,
     )
     .await?;
+    readiness.pass(CLICKHOUSE_CHECK);
     let (clickhouse, _) = client(&config.clickhouse, features)?;
     tokio::spawn(watch_clickhouse(
         clickhouse.clone(),
