@@ -18,10 +18,12 @@
 #                  in a virtualenv and a node_modules (~30 MB, ~30 s)
 set -euo pipefail
 
-# ClickHouse 18.16 server and client (Debian's), cmake + libcurl headers + g++ +
-# pkg-config for rdkafka's bundled librdkafka (cmake-build), curl for the stack
-# script's health checks.
-APT_PACKAGES=(clickhouse-server clickhouse-client cmake libcurl4-openssl-dev pkg-config g++ curl)
+# ClickHouse 18.16 server and client (Debian's), cmake + g++ + pkg-config and
+# the OpenSSL, libcurl and zlib headers for rdkafka's bundled librdkafka
+# (cmake-build with TLS, SASL and OIDC), curl for the stack script's health
+# checks; stunnel4 and openssl for the tests' TLS broker (testkit's
+# SecureBroker: tansu 0.6.0 cannot serve TLS itself).
+APT_PACKAGES=(clickhouse-server clickhouse-client cmake libcurl4-openssl-dev libssl-dev zlib1g-dev pkg-config g++ curl stunnel4 openssl)
 TANSU_VERSION=0.6.0
 # dynostore+libsql gives the sqlite storage engine without the postgres/S3 extras.
 TANSU_INSTALL=(cargo install tansu --version "$TANSU_VERSION" --locked --no-default-features --features "dynostore,libsql")

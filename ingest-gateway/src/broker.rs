@@ -83,24 +83,19 @@ fn judge_deliveries(last_ack_ms: i64, failing_since_ms: i64, now: i64) -> Delive
 
 /// Makes the topics (retrying, with readiness saying why, until the broker
 /// answers), then keeps the `kafka` check true while the broker takes events.
+/// Returns an error when the broker refuses the gateway's credentials or TLS
+/// (a misconfiguration: the gateway stops, naming the setting), or at
+/// shutdown before the topics were made.
 pub async fn watch(
     publisher: Arc<EventPublisher>,
     kafka: KafkaSettings,
     readiness: Readiness,
     shutdown: CancellationToken,
-) {
+) -> anyhow::Result<()> {
     let patience = Patience::Reporting(readiness.clone(), KAFKA_CHECK);
     let topics = [kafka.events_topic.as_str(), kafka.dlq_topic.as_str()];
-    // Either only fails at shutdown.
-    if ensure_topics(&kafka, &topics, patience.clone(), &shutdown)
-        .await
-        .is_err()
-        || ensure_keys_topic(&kafka, patience, &shutdown)
-            .await
-            .is_err()
-    {
-        return;
-    }
+    ensure_topics(&kafka, &topics, patience.clone(), &shutdown).await?;
+    ensure_keys_topic(&kafka, patience, &shutdown).await?;
     tracing::info!(brokers = %kafka.brokers, "broker answered; topics ready");
     let mut probe_failing_since: Option<i64> = None;
     loop {
@@ -146,7 +141,7 @@ pub async fn watch(
             }
         }
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(CHECK_INTERVAL) => {}
         }
     }

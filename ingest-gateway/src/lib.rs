@@ -94,7 +94,7 @@ pub async fn serve(
     let mut registry = Registry::default();
     let metrics = GatewayMetrics::register(&mut registry);
     let publisher = Arc::new(EventPublisher::new(kafka, &config.ingest, &metrics)?);
-    tokio::spawn(broker::watch(
+    let broker_watch = tokio::spawn(broker::watch(
         publisher.clone(),
         kafka.clone(),
         readiness.clone(),
@@ -122,7 +122,14 @@ pub async fn serve(
     };
     let app = with_common_layers(router(state), config.api.request_timeout());
     tracing::info!(address = %listener.local_addr()?, topic = %kafka.events_topic, "ingest gateway listening");
-    serve_http(listener, app, shutdown).await?;
+    tokio::select! {
+        served = serve_http(listener, app, shutdown.clone()) => served?,
+        // Before shutdown, only a misconfiguration ends the watch.
+        Ok(Err(error)) = broker_watch, if !shutdown.is_cancelled() => {
+            shutdown.cancel();
+            return Err(error);
+        }
+    }
     let flushing = publisher.clone();
     tokio::task::spawn_blocking(move || flushing.flush(FLUSH_DEADLINE)).await?;
     tracing::info!("ingest gateway stopped");

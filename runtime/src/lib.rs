@@ -7,6 +7,7 @@
 //! - [`telemetry`]: `tracing` set-up, text or JSON.
 //! - [`shutdown`]: SIGINT/SIGTERM to a `CancellationToken`.
 //! - [`kafka`]: librdkafka client settings and idempotent topic creation.
+//! - [`kafka_security`]: TLS and SASL towards the broker, and [`kafka_security::Secret`].
 //! - [`clickhouse`]: the ClickHouse client and idempotent schema creation.
 //! - [`rollups`]: the ClickHouse `rollups` row, written by the processor and read
 //!   by the query API.
@@ -19,6 +20,7 @@ pub mod clickhouse;
 pub mod docs;
 pub mod http;
 pub mod kafka;
+pub mod kafka_security;
 pub mod keys;
 pub mod ops;
 pub mod rollups;

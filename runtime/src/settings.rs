@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Args, Command, Parser, ValueEnum};
 
+pub use crate::kafka_security::KafkaSecurity;
+
 /// The broker and the topics.
 #[derive(Debug, Clone, Args)]
 pub struct KafkaSettings {
@@ -87,7 +89,12 @@ pub struct KafkaSettings {
     )]
     pub idempotence: bool,
 
-    /// Extra librdkafka properties, comma-separated key=value (e.g. security.protocol=SASL_SSL).
+    /// TLS and SASL towards the broker.
+    #[command(flatten)]
+    pub security: KafkaSecurity,
+
+    /// Extra librdkafka properties, comma-separated key=value; they win over
+    /// Sluice's own settings.
     #[arg(
         long = "kafka-properties",
         env = "SLUICE_KAFKA_PROPERTIES",

@@ -11,11 +11,13 @@
 pub mod broker;
 pub mod partitioner;
 pub mod proxy;
+pub mod secure_broker;
 pub mod services;
 pub mod stack;
 
 pub use broker::PrivateBroker;
 pub use proxy::StallingProxy;
+pub use secure_broker::SecureBroker;
 pub use services::{Running, spawn_service};
 pub use stack::{TestEnv, stack};
 

@@ -47,6 +47,16 @@ impl Running {
         }
     }
 
+    /// Waits for the service to end by itself (a startup error, say), up to
+    /// `timeout`; panics if it is still running then.
+    pub async fn ended(mut self, timeout: Duration) -> anyhow::Result<()> {
+        let task = self.task.take().expect("a running service");
+        match tokio::time::timeout(timeout, task).await {
+            Ok(ended) => ended?,
+            Err(_) => panic!("the service still runs after {timeout:?}"),
+        }
+    }
+
     /// Abrupt stop, as a crash: the task is aborted wherever it is.
     pub async fn kill(mut self) {
         if let Some(task) = self.task.take() {

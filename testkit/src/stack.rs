@@ -15,7 +15,7 @@ use sluice_runtime::clickhouse::ServerFeatures;
 use sluice_runtime::kafka::{client_config, ensure_keys_topic};
 use sluice_runtime::keys::{KeyLimits, KeyRecord, KeyWriter, Scope, generate_key};
 use sluice_runtime::ops::Patience;
-use sluice_runtime::settings::{ClickhouseSettings, KafkaSettings};
+use sluice_runtime::settings::{ClickhouseSettings, KafkaSecurity, KafkaSettings};
 use sluice_schemas::Event;
 use sluice_schemas::avro::decode_event;
 use sluice_schemas::time_format::now_ms;
@@ -195,6 +195,7 @@ impl TestEnv {
                 // on an idempotent producer after a broker restart (README,
                 // docs/failure-modes.md); the local stack runs without it too.
                 idempotence: false,
+                security: KafkaSecurity::default(),
                 properties: Vec::new(),
             },
             clickhouse: ClickhouseSettings {

@@ -1,103 +1,17 @@
 //! One event through the whole pipeline: gateway -> Kafka -> processor ->
 //! ClickHouse -> query API, against the real broker and ClickHouse.
 
+mod common;
+
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
-use sluice_ingest_gateway::GatewayConfig;
-use sluice_ingest_gateway::config::{IngestSettings, RateLimitSettings};
-use sluice_query_api::QueryConfig;
-use sluice_query_api::config::QuerySettings;
 use sluice_runtime::kafka::client_config;
 use sluice_runtime::keys::Scope;
-use sluice_runtime::settings::{ApiSettings, ConfigFile, LogFormat, TelemetrySettings};
-use sluice_stream_processor::ProcessorConfig;
-use sluice_stream_processor::config::ProcessorSettings;
-use sluice_testkit::{Running, TestEnv, eventually, spawn_service};
+use sluice_testkit::{TestEnv, eventually};
 
-fn telemetry() -> TelemetrySettings {
-    TelemetrySettings {
-        log_format: LogFormat::Text,
-        log_filter: "warn".into(),
-    }
-}
-
-fn project(env: &TestEnv) -> String {
-    format!("project_{}", env.id)
-}
-
-fn api_settings() -> ApiSettings {
-    ApiSettings {
-        admin_token: String::new(),
-        request_timeout_ms: 30_000,
-    }
-}
-
-/// A key of the test's project that may send and read.
-async fn key_of(env: &TestEnv) -> String {
-    env.create_key(&project(env), &[Scope::Ingest, Scope::Read])
-        .await
-}
-
-async fn start_gateway(env: &TestEnv) -> Running {
-    let config = GatewayConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        api: api_settings(),
-        ingest: IngestSettings::default(),
-        rate_limits: RateLimitSettings::default(),
-        kafka: env.kafka.clone(),
-        telemetry: telemetry(),
-        config_file: ConfigFile { config: None },
-    };
-    spawn_service(|listener, shutdown| sluice_ingest_gateway::serve(config, listener, shutdown))
-        .await
-}
-
-async fn start_processor(env: &TestEnv) -> Running {
-    let config = ProcessorConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        processor: ProcessorSettings {
-            consumer_group: format!("group_{}", env.id),
-            batch_max_rows: 1_000,
-            batch_max_ms: 200,
-            session_timeout_ms: 6_000,
-            ..ProcessorSettings::default()
-        },
-        kafka: env.kafka.clone(),
-        clickhouse: env.clickhouse.clone(),
-        telemetry: telemetry(),
-        config_file: ConfigFile { config: None },
-    };
-    spawn_service(|listener, shutdown| sluice_stream_processor::serve(config, listener, shutdown))
-        .await
-}
-
-async fn start_query_api(env: &TestEnv) -> Running {
-    let config = QueryConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        api: api_settings(),
-        query: QuerySettings::default(),
-        clickhouse: env.clickhouse.clone(),
-        kafka: env.kafka.clone(),
-        telemetry: telemetry(),
-        config_file: ConfigFile { config: None },
-    };
-    spawn_service(|listener, shutdown| sluice_query_api::serve(config, listener, shutdown)).await
-}
-
-async fn post_event(gateway: &Running, key: &str, body: &Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(gateway.url("/v1/events"))
-        .bearer_auth(key)
-        .header("user-agent", "sluice-e2e/1.0")
-        .json(body)
-        .send()
-        .await
-        .expect("gateway answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.expect("JSON body"))
-}
+use common::{key_of, post_event, project, start_gateway, start_processor, start_query_api};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_travels_from_the_gateway_to_the_query_api() {

@@ -1,0 +1,263 @@
+//! A broker that demands SASL/SCRAM-SHA-512, behind TLS, for one test.
+//!
+//! tansu 0.6.0 authenticates SCRAM users but cannot serve TLS (its `--cert`
+//! and `--key` flags refuse each other, and its TLS acceptor is never used;
+//! docs/failure-modes.md), so TLS comes from Debian's stunnel in front of it,
+//! the way a TLS-terminating proxy fronts a broker: clients speak SASL_SSL to
+//! stunnel, which relays the Kafka protocol to tansu, which advertises the
+//! TLS port. The certificates are made at start by the `openssl` command from
+//! a throwaway CA, for `localhost` and `127.0.0.1`.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The SCRAM user every secure broker has.
+pub const SCRAM_USER: &str = "sluice-test";
+
+pub struct SecureBroker {
+    dir: PathBuf,
+    /// What clients connect to: the TLS relay.
+    pub tls_port: u16,
+    /// The CA that signed the relay's certificate (PEM).
+    pub ca_file: PathBuf,
+    /// The SCRAM user's password.
+    pub password: String,
+    tansu: Child,
+    stunnel: Child,
+}
+
+impl SecureBroker {
+    /// # Panics
+    /// When tansu, stunnel or openssl is missing or does not start: the test
+    /// needs them (`deploy/install.sh` installs them).
+    pub fn start() -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("sluice-secure-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let (plain_port, tls_port) = (free_port(), free_port());
+        let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+        let ca_file = make_certificates(&dir);
+
+        // Users are made through the Kafka protocol, which needs a broker
+        // without authentication; then the same data is served with it.
+        let mut open = tansu(&dir, plain_port, plain_port, false);
+        wait_for_port(plain_port, &mut open, "tansu");
+        run(
+            Command::new(tansu_binary()).args([
+                "user",
+                "create",
+                "--broker",
+                &format!("tcp://127.0.0.1:{plain_port}"),
+                "--mechanism",
+                "scram512",
+                SCRAM_USER,
+                &password,
+            ]),
+            "tansu user create",
+        );
+        let _ = open.kill();
+        let _ = open.wait();
+
+        let mut tansu = tansu(&dir, plain_port, tls_port, true);
+        wait_for_port(plain_port, &mut tansu, "tansu --authentication");
+        let config = dir.join("stunnel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "foreground = yes\npid =\nsyslog = no\noutput = {log}\n\n[kafka]\naccept = 127.0.0.1:{tls_port}\nconnect = 127.0.0.1:{plain_port}\ncert = {cert}\nkey = {key}\n",
+                log = dir.join("stunnel.log").display(),
+                cert = dir.join("server.pem").display(),
+                key = dir.join("server.key").display(),
+            ),
+        )
+        .expect("stunnel.conf");
+        let mut stunnel = Command::new("stunnel4")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("stunnel4 (Debian's stunnel4; deploy/install.sh apt installs it)");
+        wait_for_port(tls_port, &mut stunnel, "stunnel4");
+        Self {
+            dir,
+            tls_port,
+            ca_file,
+            password,
+            tansu,
+            stunnel,
+        }
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.tls_port)
+    }
+
+    /// A file holding the password, as a mounted secret would.
+    pub fn password_file(&self) -> PathBuf {
+        let file = self.dir.join("password");
+        std::fs::write(&file, format!("{}\n", self.password)).expect("password file");
+        file
+    }
+}
+
+impl Drop for SecureBroker {
+    fn drop(&mut self) {
+        for child in [&mut self.stunnel, &mut self.tansu] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn tansu_binary() -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let installed = home.join(".cargo/bin/tansu");
+    if installed.exists() {
+        installed
+    } else {
+        PathBuf::from("tansu")
+    }
+}
+
+fn tansu(dir: &Path, port: u16, advertised: u16, authentication: bool) -> Child {
+    let mut command = Command::new(tansu_binary());
+    command
+        .current_dir(dir)
+        .env_remove("SCHEMA_REGISTRY")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env("NO_COLOR", "1")
+        .args([
+            "broker",
+            "--cluster-id",
+            "sluice-secure",
+            "--listener-url",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--advertised-listener-url",
+            &format!("tcp://127.0.0.1:{advertised}"),
+            "--storage-engine",
+            "sqlite://tansu.db",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::File::create(dir.join(if authentication {
+                "tansu.log"
+            } else {
+                "tansu-setup.log"
+            }))
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null()),
+        );
+    if authentication {
+        command.arg("--authentication");
+    }
+    command
+        .spawn()
+        .expect("tansu (deploy/install.sh tansu installs it)")
+}
+
+/// A CA, and a server certificate it signed for localhost and 127.0.0.1;
+/// returns the CA's file.
+fn make_certificates(dir: &Path) -> PathBuf {
+    let path = |name: &str| dir.join(name).display().to_string();
+    let openssl = |args: &[&str], what: &str| {
+        run(Command::new("openssl").args(args).current_dir(dir), what);
+    };
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Sluice test CA",
+            "-keyout",
+            &path("ca.key"),
+            "-out",
+            &path("ca.pem"),
+        ],
+        "openssl: the CA",
+    );
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            &path("server.key"),
+            "-out",
+            &path("server.csr"),
+        ],
+        "openssl: the server key",
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName = DNS:localhost, IP:127.0.0.1\n",
+    )
+    .expect("san.ext");
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &path("server.csr"),
+            "-CA",
+            &path("ca.pem"),
+            "-CAkey",
+            &path("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &path("san.ext"),
+            "-out",
+            &path("server.pem"),
+        ],
+        "openssl: the server certificate",
+    );
+    dir.join("ca.pem")
+}
+
+fn run(command: &mut Command, what: &str) {
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("{what}: cannot run: {error}"));
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited ({status}) before listening on {port}");
+        }
+        assert!(
+            Instant::now() < give_up,
+            "{what} not listening on {port} after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
