@@ -54,12 +54,16 @@ impl std::str::FromStr for Secret {
 pub enum SecurityProtocol {
     /// No TLS, no SASL (a local broker).
     #[default]
+    #[value(name = "plaintext")]
     Plaintext,
     /// TLS; with a client certificate and key, mutual TLS.
+    #[value(name = "ssl")]
     Ssl,
     /// SASL without TLS.
+    #[value(name = "sasl_plaintext")]
     SaslPlaintext,
     /// SASL over TLS (Confluent Cloud, MSK with SCRAM, Redpanda Cloud, Aiven).
+    #[value(name = "sasl_ssl")]
     SaslSsl,
 }
 
@@ -117,6 +121,7 @@ pub struct KafkaSecurity {
         long = "kafka-security-protocol",
         env = "SLUICE_KAFKA_SECURITY_PROTOCOL",
         value_enum,
+        ignore_case = true,
         default_value_t
     )]
     pub protocol: SecurityProtocol,
@@ -125,7 +130,8 @@ pub struct KafkaSecurity {
     #[arg(
         long = "kafka-sasl-mechanism",
         env = "SLUICE_KAFKA_SASL_MECHANISM",
-        value_enum
+        value_enum,
+        ignore_case = true
     )]
     pub sasl_mechanism: Option<SaslMechanism>,
 
@@ -328,6 +334,33 @@ mod tests {
 
     fn error(security: &KafkaSecurity) -> String {
         format!("{:#}", applied(security).unwrap_err())
+    }
+
+    #[test]
+    fn values_read_as_librdkafka_spells_them_in_either_case() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            security: KafkaSecurity,
+        }
+        let parsed = Flags::try_parse_from([
+            "sluice",
+            "--kafka-security-protocol",
+            "SASL_SSL",
+            "--kafka-sasl-mechanism",
+            "scram-sha-512",
+        ])
+        .unwrap();
+        assert_eq!(parsed.security.protocol, SecurityProtocol::SaslSsl);
+        assert_eq!(
+            parsed.security.sasl_mechanism,
+            Some(SaslMechanism::ScramSha512)
+        );
+        let parsed =
+            Flags::try_parse_from(["sluice", "--kafka-security-protocol", "sasl_plaintext"])
+                .unwrap();
+        assert_eq!(parsed.security.protocol, SecurityProtocol::SaslPlaintext);
     }
 
     #[test]

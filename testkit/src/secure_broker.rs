@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sluice_runtime::kafka_security::{SaslMechanism, SecurityProtocol};
+use sluice_runtime::settings::KafkaSecurity;
+
 /// The SCRAM user every secure broker has.
 pub const SCRAM_USER: &str = "sluice-test";
 
@@ -92,6 +95,19 @@ impl SecureBroker {
 
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.tls_port)
+    }
+
+    /// What a client needs to reach it: SASL_SSL with SCRAM-SHA-512, the
+    /// password from a file, the test CA.
+    pub fn client_security(&self) -> KafkaSecurity {
+        KafkaSecurity {
+            protocol: SecurityProtocol::SaslSsl,
+            sasl_mechanism: Some(SaslMechanism::ScramSha512),
+            sasl_username: Some(SCRAM_USER.into()),
+            sasl_password_file: Some(self.password_file()),
+            ssl_ca_file: Some(self.ca_file.clone()),
+            ..KafkaSecurity::default()
+        }
     }
 
     /// A file holding the password, as a mounted secret would.

@@ -9,9 +9,8 @@ mod common;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluice_runtime::kafka_security::{SaslMechanism, Secret, SecurityProtocol};
+use sluice_runtime::kafka_security::Secret;
 use sluice_runtime::settings::KafkaSecurity;
-use sluice_testkit::secure_broker::SCRAM_USER;
 use sluice_testkit::{SecureBroker, TestEnv, eventually};
 
 use common::{key_of, start_gateway, start_processor, start_query_api};
@@ -23,7 +22,7 @@ async fn the_pipeline_runs_over_sasl_ssl_with_scram() {
         .unwrap();
     let mut env = TestEnv::new("sasl_ssl");
     env.kafka.brokers = broker.brokers();
-    env.kafka.security = secured(&broker);
+    env.kafka.security = broker.client_security();
     let key = key_of(&env).await;
     let gateway = start_gateway(&env).await;
     gateway.wait_ready().await;
@@ -84,17 +83,6 @@ async fn the_pipeline_runs_over_sasl_ssl_with_scram() {
     assert_eq!(count, 20, "{body}");
 }
 
-fn secured(broker: &SecureBroker) -> KafkaSecurity {
-    KafkaSecurity {
-        protocol: SecurityProtocol::SaslSsl,
-        sasl_mechanism: Some(SaslMechanism::ScramSha512),
-        sasl_username: Some(SCRAM_USER.into()),
-        sasl_password_file: Some(broker.password_file()),
-        ssl_ca_file: Some(broker.ca_file.clone()),
-        ..KafkaSecurity::default()
-    }
-}
-
 /// The gateway's startup error with `security`.
 async fn startup_error(env: &mut TestEnv, security: KafkaSecurity) -> String {
     env.kafka.security = security;
@@ -111,14 +99,14 @@ async fn a_wrong_password_or_an_untrusted_broker_stops_the_service_naming_the_se
     let mut env = TestEnv::new("sasl_wrong");
     env.kafka.brokers = broker.brokers();
 
-    let mut wrong_password = secured(&broker);
+    let mut wrong_password = broker.client_security();
     wrong_password.sasl_password_file = None;
     wrong_password.sasl_password = Some(Secret::new("not-the-password"));
     let error = startup_error(&mut env, wrong_password).await;
     assert!(error.contains("--kafka-sasl-username"), "{error}");
     assert!(!error.contains("not-the-password") && !error.contains(&broker.password));
 
-    let mut untrusted = secured(&broker);
+    let mut untrusted = broker.client_security();
     untrusted.ssl_ca_file = None;
     let error = startup_error(&mut env, untrusted).await;
     assert!(error.contains("--kafka-ssl-ca-file"), "{error}");

@@ -7,4 +7,5 @@ mod conformance;
 mod keys;
 mod limits;
 mod outage;
+mod secrets;
 mod segment;
