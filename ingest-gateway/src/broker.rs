@@ -9,13 +9,12 @@
 //! asks the broker for metadata.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use sluice_runtime::kafka::{KAFKA_CHECK, ensure_keys_topic, ensure_topics};
 use sluice_runtime::ops::{Patience, Readiness};
 use sluice_runtime::settings::KafkaSettings;
-use sluice_schemas::time_format::now_ms;
 use tokio_util::sync::CancellationToken;
 
 use crate::publish::EventPublisher;
@@ -23,61 +22,71 @@ use crate::publish::EventPublisher;
 /// How often readiness looks.
 const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 /// Acks this recent prove the broker works.
-const RECENT_MS: i64 = 5_000;
+const RECENT: Duration = Duration::from_secs(5);
 /// Failures (of deliveries, or of metadata requests while quiet) for this
 /// long fail readiness.
-const FAILING_FOR_MS: i64 = 5_000;
+const FAILING_FOR: Duration = Duration::from_secs(5);
 
-/// When the producer last heard from the broker, kept by its delivery
-/// reports (two atomic stores per event).
+/// What the broker answered the producer, counted by its delivery reports:
+/// one atomic add per event, no clock on the hot path; readiness turns the
+/// counts into times when it looks.
 #[derive(Debug, Default)]
 pub struct BrokerContact {
-    last_ack_ms: AtomicI64,
-    /// Since when deliveries fail with no ack between; 0 when they do not.
-    failing_since_ms: AtomicI64,
+    acknowledged: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl BrokerContact {
     pub fn acknowledged(&self) {
-        self.last_ack_ms.store(now_ms(), Ordering::Relaxed);
-        self.failing_since_ms.store(0, Ordering::Relaxed);
+        self.acknowledged.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn refused(&self) {
-        let _ = self.failing_since_ms.compare_exchange(
-            0,
-            now_ms(),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn snapshot(&self) -> (i64, i64) {
+    fn counts(&self) -> (u64, u64) {
         (
-            self.last_ack_ms.load(Ordering::Relaxed),
-            self.failing_since_ms.load(Ordering::Relaxed),
+            self.acknowledged.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
         )
     }
 }
 
-/// What the deliveries alone say at `now`.
+/// What the deliveries alone say.
 #[derive(Debug, PartialEq, Eq)]
 enum Deliveries {
     /// Acked recently: ready.
     Flowing,
-    /// Failing for long enough: not ready, for this many milliseconds.
-    Failing(i64),
+    /// Refused, with no ack between, for this long: not ready.
+    Failing(Duration),
     /// Nothing recent either way: ask the broker.
     Quiet,
 }
 
-fn judge_deliveries(last_ack_ms: i64, failing_since_ms: i64, now: i64) -> Deliveries {
-    if failing_since_ms > 0 && now - failing_since_ms >= FAILING_FOR_MS {
-        Deliveries::Failing(now - failing_since_ms)
-    } else if last_ack_ms > 0 && now - last_ack_ms < RECENT_MS {
-        Deliveries::Flowing
-    } else {
-        Deliveries::Quiet
+/// Successive looks at the counts: when an ack was last seen, and since
+/// when deliveries have been refused with no ack between.
+#[derive(Debug, Default)]
+struct DeliveryJudge {
+    seen: (u64, u64),
+    last_ack: Option<Instant>,
+    refused_since: Option<Instant>,
+}
+
+impl DeliveryJudge {
+    fn look(&mut self, (acknowledged, refused): (u64, u64), now: Instant) -> Deliveries {
+        if acknowledged > self.seen.0 {
+            self.last_ack = Some(now);
+            self.refused_since = None;
+        } else if refused > self.seen.1 {
+            self.refused_since.get_or_insert(now);
+        }
+        self.seen = (acknowledged, refused);
+        match (self.refused_since, self.last_ack) {
+            (Some(since), _) if now - since >= FAILING_FOR => Deliveries::Failing(now - since),
+            (_, Some(acked)) if now - acked < RECENT => Deliveries::Flowing,
+            _ => Deliveries::Quiet,
+        }
     }
 }
 
@@ -97,21 +106,21 @@ pub async fn watch(
     ensure_topics(&kafka, &topics, patience.clone(), &shutdown).await?;
     ensure_keys_topic(&kafka, patience, &shutdown).await?;
     tracing::info!(brokers = %kafka.brokers, "broker answered; topics ready");
-    let mut probe_failing_since: Option<i64> = None;
+    let mut deliveries = DeliveryJudge::default();
+    let mut probe_failing_since: Option<Instant> = None;
     loop {
-        let (last_ack_ms, failing_since_ms) = publisher.contact().snapshot();
-        let now = now_ms();
-        match judge_deliveries(last_ack_ms, failing_since_ms, now) {
+        let now = Instant::now();
+        match deliveries.look(publisher.contact().counts(), now) {
             Deliveries::Flowing => {
                 probe_failing_since = None;
                 readiness.pass(KAFKA_CHECK);
             }
-            Deliveries::Failing(for_ms) => readiness.fail(
+            Deliveries::Failing(for_how_long) => readiness.fail(
                 KAFKA_CHECK,
                 format!(
                     "the broker at {} (--kafka-brokers) has not acknowledged events for {} s",
                     kafka.brokers,
-                    for_ms / 1000
+                    for_how_long.as_secs()
                 ),
             ),
             Deliveries::Quiet => {
@@ -127,7 +136,7 @@ pub async fn watch(
                     }
                     Err(cause) => {
                         let since = *probe_failing_since.get_or_insert(now);
-                        if now - since >= FAILING_FOR_MS {
+                        if now - since >= FAILING_FOR {
                             readiness.fail(
                                 KAFKA_CHECK,
                                 format!(
@@ -153,32 +162,32 @@ mod tests {
 
     #[test]
     fn deliveries_decide_before_any_probe() {
-        let now = 1_000_000;
-        assert_eq!(judge_deliveries(0, 0, now), Deliveries::Quiet);
-        assert_eq!(judge_deliveries(now - 100, 0, now), Deliveries::Flowing);
-        assert_eq!(judge_deliveries(now - RECENT_MS, 0, now), Deliveries::Quiet);
-        // Failing, but not for long: an ack before still counts.
+        let mut judge = DeliveryJudge::default();
+        let t0 = Instant::now();
+        let at = |seconds: u64| t0 + Duration::from_secs(seconds);
+        assert_eq!(judge.look((0, 0), t0), Deliveries::Quiet);
+        assert_eq!(judge.look((10, 0), at(2)), Deliveries::Flowing);
+        // No news for a while: quiet again, time to ask the broker.
+        assert_eq!(judge.look((10, 0), at(6)), Deliveries::Flowing);
+        assert_eq!(judge.look((10, 0), at(7)), Deliveries::Quiet);
+        // Refusals: not ready only once they have lasted.
+        assert_eq!(judge.look((10, 3), at(8)), Deliveries::Quiet);
+        assert_eq!(judge.look((10, 9), at(12)), Deliveries::Quiet);
         assert_eq!(
-            judge_deliveries(now - 1_000, now - 500, now),
-            Deliveries::Flowing
+            judge.look((10, 9), at(13)),
+            Deliveries::Failing(Duration::from_secs(5))
         );
-        assert_eq!(
-            judge_deliveries(now - 9_000, now - 6_000, now),
-            Deliveries::Failing(6_000)
-        );
+        // One ack ends the spell.
+        assert_eq!(judge.look((11, 12), at(14)), Deliveries::Flowing);
+        assert_eq!(judge.look((11, 13), at(16)), Deliveries::Flowing);
     }
 
     #[test]
-    fn an_ack_ends_a_failing_spell() {
+    fn the_contact_counts_each_report() {
         let contact = BrokerContact::default();
-        contact.refused();
-        let (_, first) = contact.snapshot();
-        assert!(first > 0);
-        contact.refused();
-        assert_eq!(contact.snapshot().1, first, "the spell keeps its start");
         contact.acknowledged();
-        let (acked, failing) = contact.snapshot();
-        assert!(acked >= first);
-        assert_eq!(failing, 0);
+        contact.refused();
+        contact.acknowledged();
+        assert_eq!(contact.counts(), (2, 1));
     }
 }

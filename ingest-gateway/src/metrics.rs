@@ -152,7 +152,7 @@ impl GatewayMetrics {
 /// and delivery reports into each request's acks ([`crate::acks`]).
 pub struct ProducerCallbacks {
     metrics: GatewayMetrics,
-    /// When the broker last acknowledged, for readiness ([`crate::broker`]).
+    /// What the broker answered, counted for readiness ([`crate::broker`]).
     pub(crate) contact: Arc<BrokerContact>,
 }
 

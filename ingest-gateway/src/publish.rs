@@ -149,7 +149,7 @@ impl EventPublisher {
             .map_err(|error| error.to_string())
     }
 
-    /// When the broker last acknowledged an event.
+    /// What the broker answered the producer, counted.
     pub fn contact(&self) -> &BrokerContact {
         &self.contact
     }
