@@ -53,14 +53,13 @@ pub async fn ensure_schema(
         match client.query("SELECT version()").fetch_one::<String>().await {
             Ok(version) => break version,
             Err(error) => {
-                let cause = format!(
-                    "ClickHouse at {} (--clickhouse-url) does not answer: {error}",
-                    settings.url
-                );
+                let url = shown_url(&settings.url);
+                let cause =
+                    format!("ClickHouse at {url} (--clickhouse-url) does not answer: {error}");
                 if let Some(error) = patience.after_failure(started, cause) {
                     return Err(error);
                 }
-                tracing::warn!(cause = %error, url = %settings.url, "ClickHouse not reachable; retrying");
+                tracing::warn!(cause = %error, %url, "ClickHouse not reachable; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => bail!("shut down while waiting for ClickHouse"),
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -85,6 +84,21 @@ pub async fn ensure_schema(
     Ok(features)
 }
 
+/// `url` as logs and readiness may show it: without a `user:password@`
+/// part, which some users put in the URL.
+pub fn shown_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://{host}{}", &rest[authority_end..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// The readiness check that ClickHouse answers.
 pub const CLICKHOUSE_CHECK: &str = "clickhouse";
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -103,6 +117,7 @@ pub async fn watch(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) {
+    let url = shown_url(&url);
     let mut failed = 0;
     loop {
         let probe =
@@ -135,5 +150,20 @@ pub async fn watch(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(PROBE_INTERVAL) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_shown_without_its_credentials() {
+        assert_eq!(
+            shown_url("https://reader:s3cret@ch.example.com:8443/?database=x"),
+            "https://ch.example.com:8443/?database=x"
+        );
+        assert_eq!(shown_url("http://127.0.0.1:8123"), "http://127.0.0.1:8123");
+        assert_eq!(shown_url("http://h/path@x"), "http://h/path@x");
     }
 }
