@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clickhouse::Row;
 use serde::Deserialize;
-use sluice_runtime::clickhouse::{client, ensure_schema};
+use sluice_runtime::clickhouse::{Connection, ensure_schema};
 use sluice_runtime::ops::Patience;
 use sluice_runtime::rollups::{PropertyRollupRow, RollupRow};
 use sluice_runtime::settings::ClickhouseSettings;
@@ -70,15 +70,18 @@ async fn main() -> anyhow::Result<()> {
         url: url.clone(),
         database: database.clone(),
         user: "default".into(),
-        password: String::new(),
+        password: None,
+        password_file: None,
+        ca_file: None,
     };
+    let connection = Connection::open(&settings)?;
     let features = ensure_schema(
-        &settings,
+        &connection,
         Patience::AtMost(Duration::from_secs(10)),
         &CancellationToken::new(),
     )
     .await?;
-    let (clickhouse, _) = client(&settings, features)?;
+    let (clickhouse, _) = connection.client(features);
 
     let started = Instant::now();
     let from_ms = now_ms() - DAY_MS;

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use sluice_runtime::clickhouse::{
-    CLICKHOUSE_CHECK, client, ensure_schema, watch as watch_clickhouse,
+    CLICKHOUSE_CHECK, Connection, await_schema, watch as watch_clickhouse,
 };
 use sluice_runtime::http::{serve_http, with_common_layers};
 use sluice_runtime::kafka::{ensure_keys_topic, ensure_topics};
@@ -57,6 +57,8 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let readiness = Readiness::default();
+    // Settings that are wrong stop the API before it waits for anything.
+    let connection = Connection::open(&config.clickhouse)?;
     ensure_keys_topic(&config.kafka, Patience::AtMost(STARTUP_DEADLINE), &shutdown).await?;
     let keys = KeyStore::tail(&config.kafka, &readiness, shutdown.child_token())?;
     if !config.kafka.live_topic.is_empty() {
@@ -71,17 +73,12 @@ pub async fn serve(
     }
     let live = LiveFeed::tail(&config.kafka, &readiness, shutdown.child_token())?;
     readiness.register(CLICKHOUSE_CHECK);
-    let features = ensure_schema(
-        &config.clickhouse,
-        Patience::AtMost(STARTUP_DEADLINE),
-        &shutdown,
-    )
-    .await?;
+    // The processor creates the tables; this API's user may only read them.
+    let features = await_schema(&connection, Patience::AtMost(STARTUP_DEADLINE), &shutdown).await?;
     readiness.pass(CLICKHOUSE_CHECK);
-    let (clickhouse, _) = client(&config.clickhouse, features)?;
+    let (clickhouse, _) = connection.client(features);
     tokio::spawn(watch_clickhouse(
-        clickhouse.clone(),
-        config.clickhouse.url.clone(),
+        connection,
         readiness.clone(),
         shutdown.child_token(),
     ));

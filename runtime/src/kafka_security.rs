@@ -5,49 +5,14 @@
 //! value), and every file is read once at startup, so a missing or
 //! unreadable one stops the service with the setting named.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use rdkafka::ClientConfig;
 
-/// A value that must not reach a log, an error or `--help`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value itself, for the one place that hands it to a client.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "\"\""
-        } else {
-            "[redacted]"
-        })
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        Ok(Self::new(value))
-    }
-}
+pub use crate::secret::Secret;
+use crate::secret::{read_text, secret_from};
 
 /// librdkafka's `security.protocol`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -286,32 +251,6 @@ impl KafkaSecurity {
         }
         Ok(())
     }
-}
-
-/// The secret given directly, else the first line of its file.
-fn secret_from(
-    value: Option<&Secret>,
-    file: Option<&Path>,
-    setting: &str,
-) -> anyhow::Result<Secret> {
-    match (value, file) {
-        (Some(value), None) if !value.is_empty() => Ok(value.clone()),
-        (None, Some(file)) => {
-            let text = read_text(file, setting)?;
-            let first = text.lines().next().unwrap_or_default().trim_end();
-            if first.is_empty() {
-                bail!("{setting}: the file {} is empty", file.display());
-            }
-            Ok(Secret::new(first))
-        }
-        (Some(_), Some(_)) => bail!("{setting}: give the value or the file, not both"),
-        _ => bail!("{setting} is needed"),
-    }
-}
-
-fn read_text(path: &Path, setting: &str) -> anyhow::Result<String> {
-    std::fs::read_to_string(path)
-        .with_context(|| format!("{setting}: cannot read {}", path.display()))
 }
 
 /// The path as text, once it is known to be a readable file.

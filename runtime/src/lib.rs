@@ -7,8 +7,10 @@
 //! - [`telemetry`]: `tracing` set-up, text or JSON.
 //! - [`shutdown`]: SIGINT/SIGTERM to a `CancellationToken`.
 //! - [`kafka`]: librdkafka client settings and idempotent topic creation.
-//! - [`kafka_security`]: TLS and SASL towards the broker, and [`kafka_security::Secret`].
-//! - [`clickhouse`]: the ClickHouse client and idempotent schema creation.
+//! - [`kafka_security`]: TLS and SASL towards the broker.
+//! - [`secret`]: passwords from the environment or a file, never printed.
+//! - [`clickhouse`]: the ClickHouse connection (HTTP or HTTPS, user and
+//!   password), schema creation, and the readiness probe.
 //! - [`rollups`]: the ClickHouse `rollups` row, written by the processor and read
 //!   by the query API.
 //! - [`ops`]: `/health/live`, `/health/ready` and `/metrics`, plus per-route HTTP metrics.
@@ -24,6 +26,7 @@ pub mod kafka_security;
 pub mod keys;
 pub mod ops;
 pub mod rollups;
+pub mod secret;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Command, Parser, ValueEnum};
 
 pub use crate::kafka_security::KafkaSecurity;
+use crate::secret::Secret;
 
 /// The broker and the topics.
 #[derive(Debug, Clone, Args)]
@@ -104,10 +105,12 @@ pub struct KafkaSettings {
     pub properties: Vec<String>,
 }
 
-/// The ClickHouse server.
+/// The ClickHouse server, and who Sluice is there.
 #[derive(Debug, Clone, Args)]
 pub struct ClickhouseSettings {
-    /// ClickHouse HTTP endpoint.
+    /// ClickHouse HTTP endpoint: `http://HOST:8123`, or `https://HOST:8443`
+    /// (ClickHouse Cloud), which verifies the server's certificate against
+    /// the system's CA roots or --clickhouse-ca-file.
     #[arg(
         long = "clickhouse-url",
         env = "SLUICE_CLICKHOUSE_URL",
@@ -115,7 +118,8 @@ pub struct ClickhouseSettings {
     )]
     pub url: String,
 
-    /// Database that holds Sluice's tables; created when missing.
+    /// Database that holds Sluice's tables; the processor creates it when
+    /// missing, the query API waits for it.
     #[arg(
         long = "clickhouse-database",
         env = "SLUICE_CLICKHOUSE_DATABASE",
@@ -123,7 +127,9 @@ pub struct ClickhouseSettings {
     )]
     pub database: String,
 
-    /// ClickHouse user.
+    /// ClickHouse user: for the processor one that may create Sluice's
+    /// tables and insert, for the query API a read-only one
+    /// (docs/clickhouse-users.md).
     #[arg(
         long = "clickhouse-user",
         env = "SLUICE_CLICKHOUSE_USER",
@@ -131,14 +137,26 @@ pub struct ClickhouseSettings {
     )]
     pub user: String,
 
-    /// ClickHouse password.
+    /// ClickHouse password. Prefer the environment or
+    /// --clickhouse-password-file: a flag's value shows in `ps`.
     #[arg(
         long = "clickhouse-password",
         env = "SLUICE_CLICKHOUSE_PASSWORD",
-        default_value = "",
         hide_env_values = true
     )]
-    pub password: String,
+    pub password: Option<Secret>,
+
+    /// File whose first line is the ClickHouse password (a mounted secret).
+    #[arg(
+        long = "clickhouse-password-file",
+        env = "SLUICE_CLICKHOUSE_PASSWORD_FILE"
+    )]
+    pub password_file: Option<PathBuf>,
+
+    /// PEM file of the CA(s) that sign the server's certificate, for an
+    /// https URL; without it, the system's CA roots.
+    #[arg(long = "clickhouse-ca-file", env = "SLUICE_CLICKHOUSE_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// What every HTTP API of Sluice shares: the bootstrap admin token and a

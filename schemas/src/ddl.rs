@@ -109,6 +109,10 @@ impl Database {
     }
 }
 
+/// The tables the query API reads; it waits for them to exist, since only
+/// the processor (whose user may) creates them.
+pub const QUERIED_TABLES: [&str; 3] = ["events", "rollups", "property_rollups"];
+
 /// The tables partitioned by UTC day (`toYYYYMMDD`), whose partitions older
 /// than the retention are dropped.
 pub const DAY_PARTITIONED_TABLES: [&str; 3] = ["events", "rollups", "property_rollups"];

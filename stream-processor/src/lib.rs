@@ -78,7 +78,7 @@ pub mod windows;
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
-use sluice_runtime::clickhouse::{CLICKHOUSE_CHECK, client, ensure_schema};
+use sluice_runtime::clickhouse::{CLICKHOUSE_CHECK, Connection, ensure_schema};
 use sluice_runtime::http::serve_http;
 use sluice_runtime::kafka::{KAFKA_CHECK, ensure_topics};
 use sluice_runtime::ops::{self, Patience, Readiness};
@@ -110,6 +110,8 @@ pub async fn serve(
         ops_shutdown.clone(),
     ));
 
+    // Settings that are wrong stop the processor before it waits for anything.
+    let clickhouse = Connection::open(&config.clickhouse)?;
     let kafka = &config.kafka;
     let mut topics = vec![kafka.events_topic.as_str(), kafka.dlq_topic.as_str()];
     if !kafka.live_topic.is_empty() {
@@ -119,10 +121,9 @@ pub async fn serve(
     // readiness saying which and why.
     let waiting_for = |check| Patience::Reporting(readiness.clone(), check);
     ensure_topics(kafka, &topics, waiting_for(KAFKA_CHECK), &shutdown).await?;
-    let features =
-        ensure_schema(&config.clickhouse, waiting_for(CLICKHOUSE_CHECK), &shutdown).await?;
+    let features = ensure_schema(&clickhouse, waiting_for(CLICKHOUSE_CHECK), &shutdown).await?;
 
-    let (clickhouse, database) = client(&config.clickhouse, features)?;
+    let (clickhouse, database) = clickhouse.client(features);
     let retention = (config.processor.retention_days > 0).then(|| {
         tokio::spawn(retention::run(
             clickhouse.clone(),

@@ -9,15 +9,20 @@
 //! database, so tests never share state and may run in parallel.
 
 pub mod broker;
+pub mod certificates;
 pub mod partitioner;
+pub mod processes;
 pub mod proxy;
 pub mod secure_broker;
+pub mod secure_clickhouse;
 pub mod services;
 pub mod stack;
 
 pub use broker::PrivateBroker;
+pub use processes::{Printing, assert_no_secret};
 pub use proxy::StallingProxy;
 pub use secure_broker::SecureBroker;
+pub use secure_clickhouse::SecureClickhouse;
 pub use services::{Running, spawn_service};
 pub use stack::{TestEnv, stack};
 

@@ -8,13 +8,17 @@
 //! TLS port. The certificates are made at start by the `openssl` command from
 //! a throwaway CA, for `localhost` and `127.0.0.1`.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sluice_runtime::kafka_security::{SaslMechanism, SecurityProtocol};
 use sluice_runtime::settings::KafkaSecurity;
+
+use crate::certificates::TestCertificates;
+use crate::processes::{free_port, run, wait_for_port};
+
+const START_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The SCRAM user every secure broker has.
 pub const SCRAM_USER: &str = "sluice-test";
@@ -41,12 +45,12 @@ impl SecureBroker {
         std::fs::create_dir_all(&dir).expect("a temporary directory");
         let (plain_port, tls_port) = (free_port(), free_port());
         let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
-        let ca_file = make_certificates(&dir);
+        let certificates = TestCertificates::make(&dir);
 
         // Users are made through the Kafka protocol, which needs a broker
         // without authentication; then the same data is served with it.
         let mut open = tansu(&dir, plain_port, plain_port, false);
-        wait_for_port(plain_port, &mut open, "tansu");
+        wait_for_port(plain_port, &mut open, "tansu", START_PATIENCE);
         run(
             Command::new(tansu_binary()).args([
                 "user",
@@ -64,15 +68,20 @@ impl SecureBroker {
         let _ = open.wait();
 
         let mut tansu = tansu(&dir, plain_port, tls_port, true);
-        wait_for_port(plain_port, &mut tansu, "tansu --authentication");
+        wait_for_port(
+            plain_port,
+            &mut tansu,
+            "tansu --authentication",
+            START_PATIENCE,
+        );
         let config = dir.join("stunnel.conf");
         std::fs::write(
             &config,
             format!(
                 "foreground = yes\npid =\nsyslog = no\noutput = {log}\n\n[kafka]\naccept = 127.0.0.1:{tls_port}\nconnect = 127.0.0.1:{plain_port}\ncert = {cert}\nkey = {key}\n",
                 log = dir.join("stunnel.log").display(),
-                cert = dir.join("server.pem").display(),
-                key = dir.join("server.key").display(),
+                cert = certificates.certificate_file.display(),
+                key = certificates.key_file.display(),
             ),
         )
         .expect("stunnel.conf");
@@ -82,11 +91,11 @@ impl SecureBroker {
             .stderr(Stdio::null())
             .spawn()
             .expect("stunnel4 (Debian's stunnel4; deploy/install.sh apt installs it)");
-        wait_for_port(tls_port, &mut stunnel, "stunnel4");
+        wait_for_port(tls_port, &mut stunnel, "stunnel4", START_PATIENCE);
         Self {
             dir,
             tls_port,
-            ca_file,
+            ca_file: certificates.ca_file,
             password,
             tansu,
             stunnel,
@@ -175,105 +184,4 @@ fn tansu(dir: &Path, port: u16, advertised: u16, authentication: bool) -> Child 
     command
         .spawn()
         .expect("tansu (deploy/install.sh tansu installs it)")
-}
-
-/// A CA, and a server certificate it signed for localhost and 127.0.0.1;
-/// returns the CA's file.
-fn make_certificates(dir: &Path) -> PathBuf {
-    let path = |name: &str| dir.join(name).display().to_string();
-    let openssl = |args: &[&str], what: &str| {
-        run(Command::new("openssl").args(args).current_dir(dir), what);
-    };
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Sluice test CA",
-            "-keyout",
-            &path("ca.key"),
-            "-out",
-            &path("ca.pem"),
-        ],
-        "openssl: the CA",
-    );
-    openssl(
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            &path("server.key"),
-            "-out",
-            &path("server.csr"),
-        ],
-        "openssl: the server key",
-    );
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName = DNS:localhost, IP:127.0.0.1\n",
-    )
-    .expect("san.ext");
-    openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &path("server.csr"),
-            "-CA",
-            &path("ca.pem"),
-            "-CAkey",
-            &path("ca.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &path("san.ext"),
-            "-out",
-            &path("server.pem"),
-        ],
-        "openssl: the server certificate",
-    );
-    dir.join("ca.pem")
-}
-
-fn run(command: &mut Command, what: &str) {
-    let output = command
-        .output()
-        .unwrap_or_else(|error| panic!("{what}: cannot run: {error}"));
-    assert!(
-        output.status.success(),
-        "{what} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-fn wait_for_port(port: u16, child: &mut Child, what: &str) {
-    let give_up = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited ({status}) before listening on {port}");
-        }
-        assert!(
-            Instant::now() < give_up,
-            "{what} not listening on {port} after 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }

@@ -202,7 +202,9 @@ impl TestEnv {
                 url: stack.clickhouse_url.clone(),
                 database: format!("sluice_test_{id}"),
                 user: "default".into(),
-                password: String::new(),
+                password: None,
+                password_file: None,
+                ca_file: None,
             },
             id,
         }
@@ -218,8 +220,10 @@ impl TestEnv {
 
     /// Creates this test's database and tables, as the services do at startup.
     pub async fn ensure_schema(&self) -> ServerFeatures {
+        let connection = sluice_runtime::clickhouse::Connection::open(&self.clickhouse)
+            .unwrap_or_else(|error| panic!("test ClickHouse settings: {error:#}"));
         sluice_runtime::clickhouse::ensure_schema(
-            &self.clickhouse,
+            &connection,
             Patience::AtMost(Duration::from_secs(30)),
             &tokio_util::sync::CancellationToken::new(),
         )

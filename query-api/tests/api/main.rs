@@ -10,3 +10,4 @@ mod export;
 mod live;
 mod metrics;
 mod outage;
+mod secrets;

@@ -1,0 +1,155 @@
+//! Secrets stay secret: the query API binary, run against a SASL_SSL broker
+//! and an HTTPS ClickHouse as its read-only user, with known passwords and
+//! admin token given through the environment, never shows them in what it
+//! prints (log level trace), in `--help`, in its startup error, or in what
+//! it serves (`/metrics`, `/health/*`, `/openapi.json`, `/docs`, answers and
+//! error bodies).
+
+use std::time::Duration;
+
+use sluice_runtime::keys::Scope;
+use sluice_testkit::processes::free_port;
+use sluice_testkit::secure_broker::SCRAM_USER;
+use sluice_testkit::{
+    Printing, SecureBroker, SecureClickhouse, TestEnv, assert_no_secret, eventually,
+};
+use tokio::process::Command;
+
+use crate::common::project;
+
+const ADMIN_TOKEN: &str = "admin-token-do-not-print-91be07";
+
+fn query_api(
+    env: &TestEnv,
+    broker: &SecureBroker,
+    clickhouse: &SecureClickhouse,
+    reader_password: &str,
+    port: u16,
+) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice-query-api"));
+    command
+        .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SLUICE_KAFKA_BROKERS", broker.brokers())
+        .env("SLUICE_KAFKA_KEYS_TOPIC", &env.kafka.keys_topic)
+        .env("SLUICE_KAFKA_LIVE_TOPIC", &env.kafka.live_topic)
+        .env("SLUICE_KAFKA_SECURITY_PROTOCOL", "sasl_ssl")
+        .env("SLUICE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+        .env("SLUICE_KAFKA_SASL_USERNAME", SCRAM_USER)
+        .env("SLUICE_KAFKA_SASL_PASSWORD", &broker.password)
+        .env("SLUICE_KAFKA_SSL_CA_FILE", &broker.ca_file)
+        .env("SLUICE_CLICKHOUSE_URL", clickhouse.url())
+        .env("SLUICE_CLICKHOUSE_DATABASE", &env.clickhouse.database)
+        .env(
+            "SLUICE_CLICKHOUSE_USER",
+            sluice_testkit::secure_clickhouse::READER,
+        )
+        .env("SLUICE_CLICKHOUSE_PASSWORD", reader_password)
+        .env("SLUICE_CLICKHOUSE_CA_FILE", &clickhouse.ca_file)
+        .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("SLUICE_LOG", "trace");
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_is_printed_or_served() {
+    let broker = tokio::task::spawn_blocking(SecureBroker::start)
+        .await
+        .unwrap();
+    let clickhouse = tokio::task::spawn_blocking(SecureClickhouse::start)
+        .await
+        .unwrap();
+    let mut env = TestEnv::new("query_secrets");
+    env.kafka.brokers = broker.brokers();
+    env.kafka.security = broker.client_security();
+    // The tables, as the processor (the writer) creates them.
+    env.clickhouse = clickhouse.writer();
+    env.ensure_schema().await;
+    let key = env
+        .create_key(&project(&env, "secrets"), &[Scope::Read])
+        .await;
+    let secrets = [
+        broker.password.as_str(),
+        clickhouse.reader_password.as_str(),
+        ADMIN_TOKEN,
+    ];
+    let mut seen = String::new();
+
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-query-api"))
+        .arg("--help")
+        .env("SLUICE_KAFKA_SASL_PASSWORD", &broker.password)
+        .env("SLUICE_CLICKHOUSE_PASSWORD", &clickhouse.reader_password)
+        .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    seen.push_str(&String::from_utf8_lossy(&help.stdout));
+    assert!(seen.contains("--clickhouse-ca-file"), "{seen}");
+
+    let port = free_port();
+    let running = Printing::spawn(
+        query_api(
+            &env,
+            &broker,
+            &clickhouse,
+            &clickhouse.reader_password,
+            port,
+        ),
+        "the query API binary",
+    );
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    eventually("the query API ready", Duration::from_secs(90), || {
+        let request = client.get(format!("{base}/health/ready")).send();
+        async move { request.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
+    })
+    .await;
+    let answered = eventually("events answered", Duration::from_secs(30), || {
+        let request = client
+            .get(format!("{base}/v1/events?limit=5"))
+            .bearer_auth(&key)
+            .send();
+        async move { request.await.ok().filter(|r| r.status() == 200) }
+    })
+    .await;
+    seen.push_str(&answered.text().await.unwrap());
+    for path in [
+        "/metrics",
+        "/health/ready",
+        "/health/live",
+        "/openapi.json",
+        "/docs",
+        "/v1/metrics?from=x",
+        "/v1/admin/keys",
+        "/nowhere",
+    ] {
+        let answer = client
+            .get(format!("{base}{path}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        seen.push_str(&answer.text().await.unwrap());
+    }
+    let (_, printed) = running.end().await;
+    assert!(printed.contains("query API listening"), "the log was read");
+    seen.push_str(&printed);
+
+    // A wrong ClickHouse password: the startup error names the settings,
+    // not the values.
+    let wrong = "wrong-password-do-not-print-0d3a";
+    let mut refused = Printing::spawn(
+        query_api(&env, &broker, &clickhouse, wrong, free_port()),
+        "the query API binary",
+    );
+    assert_eq!(
+        refused.exited_within(Duration::from_secs(90)).await,
+        Some(false),
+        "the query API stops on a wrong ClickHouse password"
+    );
+    let (_, output) = refused.end().await;
+    assert!(output.contains("--clickhouse-password"), "{output}");
+    seen.push_str(&output);
+
+    assert!(seen.len() > 10_000, "too little was looked at");
+    assert_no_secret(&seen, &secrets, "the query API");
+    assert_no_secret(&seen, &[wrong], "the query API");
+}

@@ -1,0 +1,102 @@
+//! Helpers for the tests' own server processes (tansu, stunnel,
+//! clickhouse-server) and for service binaries whose output a test reads.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Runs `command` to its end; panics with its output if it fails.
+pub fn run(command: &mut Command, what: &str) {
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("{what}: cannot run: {error}"));
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Waits until `child` listens on `port`; panics if it exits first or
+/// takes more than `patience`.
+pub fn wait_for_port(port: u16, child: &mut Child, what: &str, patience: Duration) {
+    let give_up = Instant::now() + patience;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited ({status}) before listening on {port}");
+        }
+        assert!(
+            Instant::now() < give_up,
+            "{what} not listening on {port} after {patience:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A service binary and everything it prints, read as it comes (a full pipe
+/// would stop it).
+pub struct Printing {
+    child: tokio::process::Child,
+    output: tokio::task::JoinHandle<String>,
+}
+
+impl Printing {
+    /// Starts `command` with its output captured.
+    pub fn spawn(mut command: tokio::process::Command, what: &str) -> Self {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|error| panic!("{what}: cannot start: {error}"));
+        let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        let output = tokio::spawn(async move {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let _ = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+            out.extend(err);
+            String::from_utf8_lossy(&out).into_owned()
+        });
+        Self { child, output }
+    }
+
+    /// Whether it exited by itself within `timeout`, with success.
+    pub async fn exited_within(&mut self, timeout: Duration) -> Option<bool> {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .ok()
+            .map(|status| status.is_ok_and(|status| status.success()))
+    }
+
+    /// Everything it printed, once it has ended (killed if it has not), and
+    /// whether it succeeded.
+    pub async fn end(mut self) -> (bool, String) {
+        let _ = self.child.start_kill();
+        let status = self.child.wait().await.unwrap();
+        (status.success(), self.output.await.unwrap())
+    }
+}
+
+/// Panics naming the secret's position (never the secret) if `text`, which
+/// `what` produced, holds any of `secrets`.
+pub fn assert_no_secret(text: &str, secrets: &[&str], what: &str) {
+    for (index, secret) in secrets.iter().enumerate() {
+        assert!(!secret.is_empty(), "secret {index} is empty");
+        assert!(
+            !text.contains(secret),
+            "{what} shows secret number {index} ({} characters)",
+            secret.len()
+        );
+    }
+}
