@@ -212,20 +212,11 @@ fn view(record: &KeyRecord) -> Value {
     })
 }
 
-/// Project ids end up in every event and query: keep them plain.
+/// Project ids end up in every event and query: keep them plain. The rule
+/// is the one events written straight to Kafka are held to.
 fn check_project_id(project_id: &str) -> Result<()> {
-    let plain = !project_id.is_empty()
-        && project_id.len() <= 64
-        && project_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if plain {
-        Ok(())
-    } else {
-        Err(invalid(
-            "project_id must be 1 to 64 ASCII letters, digits, '_', '-' or '.'",
-        ))
-    }
+    sluice_schemas::rules::project_id(project_id)
+        .map_err(|reason| invalid(&format!("project_id {reason}")))
 }
 
 fn invalid(message: &str) -> ApiError {

@@ -87,7 +87,14 @@ fn parse_with<'a, S: DeserializeSeed<'a>>(body: &'a [u8], seed: S) -> Result<S::
         Ok(text) => read_all(serde_json::Deserializer::from_str(text), seed),
         Err(_) => read_all(serde_json::Deserializer::from_slice(body), seed),
     };
-    parsed.map_err(|error| ApiError::InvalidJson(error.to_string()))
+    parsed.map_err(|error| {
+        let (field, reason) = json_refusal(&String::from_utf8_lossy(body), &error);
+        ApiError::InvalidJson(if field == "$" {
+            reason
+        } else {
+            format!("{field}: {reason}")
+        })
+    })
 }
 
 fn read_all<'a, R: serde_json::de::Read<'a>, S: DeserializeSeed<'a>>(
@@ -188,6 +195,32 @@ fn gunzip(body: &[u8], max_bytes: usize) -> Result<Bytes, ApiError> {
         return Err(ApiError::PayloadTooLarge(max_bytes));
     }
     Ok(Bytes::from(decoded))
+}
+
+/// Why `text` cannot be read, as a field and a reason: the field is `$`
+/// (the whole text), except for a number no 64-bit float can hold, whose
+/// path it names (`properties.price`), as `POST /v1/events` does.
+pub fn json_refusal(text: &str, error: &serde_json::Error) -> (String, String) {
+    if !error.to_string().starts_with("number out of range") {
+        return ("$".to_owned(), error.to_string());
+    }
+    // serde counts lines and columns from 1; the column in bytes.
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(error.line().saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let mut offset = (line_start + error.column().saturating_sub(1)).min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let path = sluice_schemas::rules::path_at(text, offset, "$");
+    let field = path.strip_prefix("$.").map_or(path.clone(), str::to_owned);
+    (
+        field,
+        "a number is out of range: JSON numbers must fit a 64-bit float (at most about 1.8e308)"
+            .to_owned(),
+    )
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@ use axum::Router;
 use serde_json::{Value, json};
 use sluice_runtime::docs::{error_response, retry_after_header, with_shared_parts};
 
+use crate::routes::{SEGMENT_BATCH_PATHS, SEGMENT_CALLS, segment_call_paths};
+
 /// `/openapi.json` and `/docs`, to merge into the gateway's router.
 pub fn router() -> Router {
     sluice_runtime::docs::router(spec())
@@ -199,10 +201,10 @@ fn segment_message(call: &str) -> Value {
     message
 }
 
-fn segment_call(call: &str) -> Value {
+fn segment_call(call: &str, whose: &str) -> Value {
     json!({"post": {
-        "summary": format!("Segment {call}"),
-        "description": "Segment-compatible: the key may also come as `writeKey` in the body. Answers are Segment's: 200 {\"success\": true, \"event_id\"} once the broker has the event.",
+        "summary": format!("{whose} {call}"),
+        "description": "Segment-compatible: the key may also come as `writeKey` in the body, or as Jitsu's `X-Write-Key: ID:KEY` header. Answers are Segment's: 200 {\"success\": true, \"event_id\"} once the broker has the event.",
         "security": [{"key": []}, {"basic": []}, {}],
         "requestBody": json_or_text_body(&segment_message(call)),
         "responses": merged(ingest_refusals(), json!({
@@ -274,11 +276,25 @@ pub fn spec() -> Value {
                 "207": ok("Some accepted and acknowledged, some refused.", json!({"$ref": "#/components/schemas/BatchAnswer"})),
                 "400": error_response("No event was valid (`invalid_batch`: `details.rejected`), the batch is empty (`invalid_request`) or the body is not a batch (`invalid_json`, `invalid_gzip`).")}))}},
     });
-    for call in ["track", "identify", "page", "screen", "group", "alias"] {
-        paths[format!("/v1/{call}")] = segment_call(call);
+    // From the router's own tables, so that every path it takes is here.
+    let whose = [
+        "Segment",
+        "analytics.js (short path)",
+        "Jitsu",
+        "Jitsu server-to-server",
+    ];
+    for (_, call, short) in SEGMENT_CALLS {
+        for (path, whose) in segment_call_paths(call, short).into_iter().zip(whose) {
+            paths[path] = segment_call(call, whose);
+        }
     }
-    paths["/v1/batch"] = segment_batch("Segment batch");
-    paths["/v1/import"] = segment_batch("Segment import (a batch)");
+    for (path, summary) in SEGMENT_BATCH_PATHS.into_iter().zip([
+        "Segment batch",
+        "Segment import (a batch)",
+        "analytics.js batch (short path)",
+    ]) {
+        paths[path] = segment_batch(summary);
+    }
     if let (Some(paths), Value::Object(admin)) = (paths.as_object_mut(), admin_paths()) {
         paths.extend(admin);
     }
@@ -306,6 +322,11 @@ mod tests {
             "/v1/events/batch",
             "/v1/batch",
             "/v1/track",
+            "/v1/t",
+            "/v1/b",
+            "/v1/import",
+            "/api/s/page",
+            "/api/s/s2s/alias",
             "/v1/admin/keys",
             "/health/ready",
         ] {

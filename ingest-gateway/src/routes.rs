@@ -23,7 +23,7 @@ use sluice_schemas::Limits;
 use crate::admin;
 use crate::admission::{Admission, InFlightBudget, within_budget};
 use crate::batch_body::{NativeBatchReader, SegmentBatchReader};
-use crate::body::{Accept, parse_json, parse_json_object_with, read_body};
+use crate::body::{Accept, json_refusal, parse_json, parse_json_object_with, read_body};
 use crate::client::{TrustedProxies, user_agent};
 use crate::config::IngestSettings;
 use crate::cors::{CorsPolicy, cors};
@@ -53,6 +53,32 @@ pub struct AppState {
     pub registry: Arc<prometheus_client::registry::Registry>,
 }
 
+/// Segment's single calls: the call, its name, and analytics.js's
+/// one-letter name for it.
+pub const SEGMENT_CALLS: [(Call, &str, &str); 6] = [
+    (Call::Track, "track", "t"),
+    (Call::Identify, "identify", "i"),
+    (Call::Page, "page", "p"),
+    (Call::Screen, "screen", "s"),
+    (Call::Group, "group", "g"),
+    (Call::Alias, "alias", "a"),
+];
+
+/// Where a Segment batch is taken: Segment's batch and import paths, and
+/// analytics.js's one-letter one.
+pub const SEGMENT_BATCH_PATHS: [&str; 3] = ["/v1/batch", "/v1/import", "/v1/b"];
+
+/// Where a Segment single call is taken: Segment's path, analytics.js's
+/// one-letter one, and Jitsu's two (browser and server-to-server).
+pub fn segment_call_paths(name: &str, short: &str) -> [String; 4] {
+    [
+        format!("/v1/{name}"),
+        format!("/v1/{short}"),
+        format!("/api/s/{name}"),
+        format!("/api/s/s2s/{name}"),
+    ]
+}
+
 pub fn router(state: AppState) -> Router {
     let one = state.ingest.max_event_bytes;
     let many = state.ingest.max_batch_bytes;
@@ -68,31 +94,15 @@ pub fn router(state: AppState) -> Router {
     };
     let mut ingest = Router::new()
         .route("/v1/events", limited(post(ingest_one), one))
-        .route("/v1/events/batch", limited(post(ingest_batch), many))
-        .route("/v1/batch", limited(post(segment_batch), many))
-        .route("/v1/import", limited(post(segment_batch), many))
-        // analytics.js posts to one-letter paths.
-        .route("/v1/b", limited(post(segment_batch), many));
-    for (name, short, call) in [
-        ("track", "t", Call::Track),
-        ("identify", "i", Call::Identify),
-        ("page", "p", Call::Page),
-        ("screen", "s", Call::Screen),
-        ("group", "g", Call::Group),
-        ("alias", "a", Call::Alias),
-    ] {
-        // Segment's path, analytics.js's one-letter one, and Jitsu's two
-        // (browser and server-to-server).
-        let paths = [
-            format!("/v1/{name}"),
-            format!("/v1/{short}"),
-            format!("/api/s/{name}"),
-            format!("/api/s/s2s/{name}"),
-        ];
-        for path in &paths {
+        .route("/v1/events/batch", limited(post(ingest_batch), many));
+    for path in SEGMENT_BATCH_PATHS {
+        ingest = ingest.route(path, limited(post(segment_batch), many));
+    }
+    for (call, name, short) in SEGMENT_CALLS {
+        for path in segment_call_paths(name, short) {
             let handler =
                 move |state, peer, headers, body| segment_call(call, state, peer, headers, body);
-            ingest = ingest.route(path, limited(post(handler), one));
+            ingest = ingest.route(&path, limited(post(handler), one));
         }
     }
     // Outside the body budget: a preflight is answered before it is counted.
@@ -413,15 +423,17 @@ async fn segment_batch(
         };
         let mut batch = Batch::with_capacity(request.batch.len);
         for (index, raw) in request.batch.kept.iter().enumerate() {
-            let message = sized_event(&state, raw).and_then(|text| {
-                serde_json::from_str::<Value>(text).map_err(|error| error.to_string())
-            });
+            let message = sized_event(&state, raw)
+                .map_err(|reason| ("$".to_owned(), reason))
+                .and_then(|text| {
+                    serde_json::from_str::<Value>(text).map_err(|error| json_refusal(text, &error))
+                });
             match message {
                 Ok(message) => batch.push(
                     index,
                     segment_event(&submission, &state, &message, None, &defaults),
                 ),
-                Err(reason) => batch.reject(index, "$", reason),
+                Err((field, reason)) => batch.reject(index, &field, reason),
             }
         }
         let outcome = ingest::publish(&state, &mut batch).await?;

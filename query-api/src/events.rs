@@ -6,6 +6,8 @@
 //! events that arrive meanwhile (newer ones, or ones inserted into pages
 //! already read) never shift or repeat what the next page returns.
 
+use std::borrow::Cow;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -13,8 +15,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 use sluice_schemas::time_format::{Rfc3339Ms, format_rfc3339_ms};
 
 use crate::error::Result;
@@ -68,16 +70,21 @@ pub struct EventView<'a> {
     pub status: Option<&'a str>,
     pub tags: &'a [&'a str],
     /// The stored JSON text as it is: checked, never rebuilt.
-    pub properties: &'a RawValue,
+    pub properties: Cow<'a, RawValue>,
     pub client_ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
 }
 
-/// `text` as JSON, or `null` if it is not JSON (the processor stores only
-/// JSON objects).
-fn raw_json(text: &str) -> &RawValue {
-    serde_json::from_str(text)
-        .unwrap_or_else(|_| serde_json::from_str("null").expect("null is JSON"))
+/// The stored properties as they are when they are JSON (the processor
+/// stores only JSON objects), else the stored text as a JSON string: a row
+/// written some other way still reads back, never as `null`.
+fn raw_json(text: &str) -> Cow<'_, RawValue> {
+    match serde_json::from_str::<&RawValue>(text) {
+        Ok(raw) => Cow::Borrowed(raw),
+        Err(_) => {
+            Cow::Owned(serde_json::value::to_raw_value(text).expect("a string serializes to JSON"))
+        }
+    }
 }
 
 fn non_empty(text: &str) -> Option<&str> {
@@ -188,7 +195,7 @@ pub async fn list_events(
     State(state): State<AppState>,
     headers: HeaderMap,
     mut params: Params,
-) -> Result<Json<Value>> {
+) -> Result<Json<EventsPage>> {
     let project_id = authorize(&state, &headers)?;
     let cursor = params.parse("cursor", Cursor::decode)?;
     let range = match &cursor {
@@ -213,7 +220,7 @@ pub async fn list_events(
 
     let wanted = limit as usize + 1;
     // Each row becomes its JSON at once, with what its cursor would need.
-    let mut rows: Vec<(i64, String, Value)> = Vec::with_capacity(wanted);
+    let mut rows: Vec<(i64, String, Box<RawValue>)> = Vec::with_capacity(wanted);
     // Newest first: read the newest slice of the range, then older slices
     // four times as long, until the page is full. Sorting a whole day to
     // return its newest hundred events is what this avoids.
@@ -238,7 +245,12 @@ pub async fn list_events(
                 sql
             },
             |row| {
-                let json = serde_json::to_value(row.view()).unwrap_or(Value::Null);
+                // As text, never as a `Value` tree: a number a float cannot
+                // hold reads back as it was stored instead of failing.
+                let json = serde_json::value::to_raw_value(&row.view()).unwrap_or_else(|error| {
+                    let unreadable = json!({"event_id": row.event_id, "error": error.to_string()});
+                    serde_json::value::to_raw_value(&unreadable).expect("JSON of strings")
+                });
                 (row.timestamp_ms as i64, row.event_id.to_owned(), json)
             },
         )
@@ -258,13 +270,22 @@ pub async fn list_events(
             .encode()
         })
     });
-    let events: Vec<Value> = rows.into_iter().map(|(_, _, json)| json).collect();
-    Ok(Json(json!({
-        "events": events,
-        "next_cursor": next_cursor.flatten(),
-        "from": format_rfc3339_ms(range.from_ms),
-        "to": format_rfc3339_ms(range.to_ms),
-    })))
+    Ok(Json(EventsPage {
+        events: rows.into_iter().map(|(_, _, json)| json).collect(),
+        next_cursor: next_cursor.flatten(),
+        from: format_rfc3339_ms(range.from_ms),
+        to: format_rfc3339_ms(range.to_ms),
+    }))
+}
+
+/// A page of `GET /v1/events`. Each event is kept as its JSON text, never
+/// as a `Value` tree, so it reads back as stored.
+#[derive(Debug, Serialize)]
+pub struct EventsPage {
+    events: Vec<Box<RawValue>>,
+    next_cursor: Option<String>,
+    from: String,
+    to: String,
 }
 
 #[cfg(test)]

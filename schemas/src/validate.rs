@@ -18,6 +18,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::event::{Event, EventRef};
+use crate::rules;
 use crate::time_format::{DAY_MS, parse_rfc3339_ms};
 
 /// Bounds on one event. The defaults are the documented public limits.
@@ -96,7 +97,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             reason: reason.into(),
@@ -444,7 +445,9 @@ impl<'j> Fields<'_, 'j> {
     }
 
     fn project_id(&mut self, from_key: Option<&'j str>) -> Option<Cow<'j, str>> {
-        let named = self.id("project_id", from_key.is_none());
+        let named = self
+            .id("project_id", from_key.is_none())
+            .and_then(|named| self.checked("project_id", named, |text, _| rules::project_id(text)));
         match (from_key, named) {
             (Some(key_project), Some(named)) if named != key_project => {
                 self.fail(
@@ -467,31 +470,28 @@ impl<'j> Fields<'_, 'j> {
             return None;
         }
         let text = self.text(name)?;
-        if text.is_empty() {
-            self.fail(name, "must not be empty");
-        } else if text.len() > self.limits.max_id_bytes {
-            self.fail(
-                name,
-                format!("is longer than {} bytes", self.limits.max_id_bytes),
-            );
-        } else if text.chars().any(char::is_control) {
-            self.fail(name, "must not contain control characters");
-        } else {
-            return Some(text);
+        self.checked(name, text, rules::id)
+    }
+
+    /// `text` if it meets `rule`, else `None` with the reason recorded.
+    fn checked(
+        &mut self,
+        name: &str,
+        text: Cow<'j, str>,
+        rule: impl Fn(&str, &Limits) -> Result<(), String>,
+    ) -> Option<Cow<'j, str>> {
+        match rule(&text, self.limits) {
+            Ok(()) => Some(text),
+            Err(reason) => {
+                self.fail(name, reason);
+                None
+            }
         }
-        None
     }
 
     fn string(&mut self, name: &str) -> Option<Cow<'j, str>> {
         let text = self.text(name)?;
-        if text.len() > self.limits.max_string_bytes {
-            self.fail(
-                name,
-                format!("is longer than {} bytes", self.limits.max_string_bytes),
-            );
-            return None;
-        }
-        Some(text)
+        self.checked(name, text, rules::string)
     }
 
     fn timestamp(&mut self, received_at_ms: i64) -> i64 {
@@ -516,25 +516,18 @@ impl<'j> Fields<'_, 'j> {
                 return received_at_ms;
             }
         };
-        match parsed {
-            Err(reason) => self.fail("timestamp", reason),
-            Ok(ms) if ms > received_at_ms.saturating_add(self.limits.max_future_ms) => self.fail(
-                "timestamp",
-                format!(
-                    "is more than {} ms in the future (check the client clock)",
-                    self.limits.max_future_ms
-                ),
-            ),
-            Ok(ms) if ms < received_at_ms.saturating_sub(self.limits.max_past_ms) => self.fail(
-                "timestamp",
-                format!(
-                    "is more than {} days in the past",
-                    self.limits.max_past_ms / DAY_MS
-                ),
-            ),
-            Ok(ms) => return ms,
+        let checked = parsed.map_err(str::to_owned).and_then(|ms| {
+            rules::timestamp(ms, received_at_ms, self.limits)
+                .and_then(|()| rules::storable_time(ms))
+                .map(|()| ms)
+        });
+        match checked {
+            Ok(ms) => ms,
+            Err(reason) => {
+                self.fail("timestamp", reason);
+                received_at_ms
+            }
         }
-        received_at_ms
     }
 
     fn duration(&mut self) -> Option<f64> {
@@ -544,10 +537,12 @@ impl<'j> Fields<'_, 'j> {
             self.fail("duration_ms", reason);
             return None;
         }
-        match serde_json::from_str::<f64>(raw) {
-            Ok(ms) if ms.is_finite() && (0.0..=1e12).contains(&ms) => Some(ms),
-            _ => {
-                self.fail("duration_ms", "must be between 0 and 1e12 milliseconds");
+        let parsed = serde_json::from_str::<f64>(raw)
+            .map_err(|_| "must be a number a 64-bit float can hold".to_owned());
+        match parsed.and_then(|ms| rules::duration(ms).map(|()| ms)) {
+            Ok(ms) => Some(ms),
+            Err(reason) => {
+                self.fail("duration_ms", reason);
                 None
             }
         }
@@ -579,8 +574,7 @@ impl<'j> Fields<'_, 'j> {
                 return Vec::new();
             }
         };
-        if items.len() > self.limits.max_tags {
-            let reason = format!("has more than {} tags", self.limits.max_tags);
+        if let Err(reason) = rules::tag_count(items.len(), self.limits) {
             self.fail("tags", reason);
             return Vec::new();
         }
@@ -589,13 +583,10 @@ impl<'j> Fields<'_, 'j> {
             let field = || format!("tags[{index}]");
             let kind = RawKind::of(item.get()).unwrap_or(RawKind::Null);
             match json_string(item.get()) {
-                Ok(tag) if !tag.is_empty() && tag.len() <= self.limits.max_id_bytes => {
-                    tags.push(tag);
-                }
-                Ok(_) => self.fail(
-                    field(),
-                    format!("must be 1 to {} bytes long", self.limits.max_id_bytes),
-                ),
+                Ok(tag) => match rules::tag(&tag, self.limits) {
+                    Ok(()) => tags.push(tag),
+                    Err(reason) => self.fail(field(), reason),
+                },
                 Err(_) => self.fail(field(), format!("must be a string, not {}", kind.name())),
             }
         }
@@ -611,83 +602,14 @@ impl<'j> Fields<'_, 'j> {
             self.fail("properties", reason);
             return Cow::Borrowed("");
         }
-        let Some(text) = compact(raw, self.limits.max_property_depth) else {
-            let reason = format!(
-                "nests objects and arrays deeper than {} levels",
-                self.limits.max_property_depth
-            );
-            self.fail("properties", reason);
-            return Cow::Borrowed("");
-        };
-        if text.len() > self.limits.max_properties_bytes {
-            let reason = format!(
-                "is larger than {} bytes as JSON",
-                self.limits.max_properties_bytes
-            );
-            self.fail("properties", reason);
-        }
-        text
-    }
-}
-
-/// `raw` (valid JSON) without whitespace between tokens, or `None` when its
-/// objects and arrays nest deeper than `max_depth` (the value itself is
-/// level 1). Borrows `raw` when it is compact already, as SDKs send it.
-fn compact(raw: &str, max_depth: usize) -> Option<Cow<'_, str>> {
-    let bytes = raw.as_bytes();
-    let (mut depth, mut spaced, mut at) = (0usize, false, 0);
-    while let Some(&byte) = bytes.get(at) {
-        at += 1;
-        match byte {
-            b'"' => at = string_end(bytes, at),
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > max_depth {
-                    return None;
-                }
+        match rules::properties(raw, self.limits) {
+            Ok(text) => text,
+            Err(error) => {
+                self.errors.push(error);
+                Cow::Borrowed("")
             }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            b' ' | b'\t' | b'\n' | b'\r' => spaced = true,
-            _ => {}
         }
     }
-    if !spaced {
-        return Some(Cow::Borrowed(raw));
-    }
-    // Tokens and whole strings copied, whitespace between them dropped. Every
-    // index is at an ASCII byte (or the end), so a character boundary.
-    let mut out = String::with_capacity(raw.len());
-    let mut at = 0;
-    while at < raw.len() {
-        let token_end = raw[at..]
-            .find(['"', ' ', '\t', '\n', '\r'])
-            .map_or(raw.len(), |found| at + found);
-        out.push_str(&raw[at..token_end]);
-        at = match bytes.get(token_end) {
-            Some(b'"') => {
-                let end = string_end(bytes, token_end + 1);
-                out.push_str(&raw[token_end..end]);
-                end
-            }
-            Some(_) => token_end + 1,
-            None => token_end,
-        };
-    }
-    Some(Cow::Owned(out))
-}
-
-/// Where the JSON string whose content starts at `from` ends: just past its
-/// closing quote (or the end of `bytes`). Jumps from quote or backslash to
-/// the next, as most of a string is neither.
-fn string_end(bytes: &[u8], mut from: usize) -> usize {
-    while let Some(found) = memchr::memchr2(b'"', b'\\', &bytes[from.min(bytes.len())..]) {
-        let at = from + found;
-        if bytes[at] == b'"' {
-            return at + 1;
-        }
-        from = at + 2;
-    }
-    bytes.len()
 }
 
 fn truncate(text: &str, max_bytes: usize) -> &str {
@@ -789,18 +711,31 @@ mod tests {
     #[test]
     fn brackets_and_quotes_inside_strings_are_not_structure() {
         let raw = r#"{"a":"[[[[ \\\" {{{{ \\","b":["]]]]"],"c":"\\\\"}"#;
-        assert_eq!(compact(raw, 2), Some(Cow::Borrowed(raw)));
-        assert_eq!(compact(raw, 1), None, "the array is level 2");
+        let limits = |depth| Limits {
+            max_property_depth: depth,
+            ..Limits::default()
+        };
+        assert_eq!(
+            rules::properties(raw, &limits(2)).unwrap(),
+            Cow::<str>::Borrowed(raw)
+        );
+        assert!(
+            rules::properties(raw, &limits(1)).is_err(),
+            "the array is level 2"
+        );
         let spaced = r#"{ "a" : "x \" y" , "b" : [ 1 ] }"#;
-        assert_eq!(compact(spaced, 2).unwrap(), r#"{"a":"x \" y","b":[1]}"#);
+        assert_eq!(
+            rules::properties(spaced, &limits(2)).unwrap(),
+            r#"{"a":"x \" y","b":[1]}"#
+        );
         let pretty = "{\n\t\"é ü\": [ true,\r\n null ],\"\\\\\" : \"\\\" \"\n}";
         assert_eq!(
-            compact(pretty, 2).unwrap(),
+            rules::properties(pretty, &limits(2)).unwrap(),
             "{\"é ü\":[true,null],\"\\\\\":\"\\\" \"}"
         );
-        assert_eq!(string_end(br#"ab\"c"d"#, 0), 6);
-        assert_eq!(string_end(br#"ab\"#, 0), 3);
-        assert_eq!(string_end(b"abc", 0), 3);
+        assert_eq!(rules::string_end(br#"ab\"c"d"#, 0), 6);
+        assert_eq!(rules::string_end(br#"ab\"#, 0), 3);
+        assert_eq!(rules::string_end(b"abc", 0), 3);
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Topic values to events: Avro from the gateway or from direct producers, or
 //! JSON from direct producers. Whatever cannot be read says why.
 
-use serde::de::IgnoredAny;
 use sluice_schemas::avro::{decode_event, is_single_object};
+use sluice_schemas::rules::check_event;
 use sluice_schemas::validate::parse_event_json;
-use sluice_schemas::{Event, FallbackId, Limits, Origin};
+use sluice_schemas::{Event, FallbackId, FieldError, Limits, Origin};
 
 /// Where a message sits in Kafka: enough to name it, and to derive stable
 /// defaults from it.
@@ -25,7 +25,8 @@ pub fn decode(value: Option<&[u8]>, at: MessageAt<'_>, limits: &Limits) -> Resul
         .ok_or("empty message value")?;
     if is_single_object(value) {
         let event = decode_event(value).map_err(|error| format!("Avro: {error}"))?;
-        check_avro_event(&event)?;
+        // Avro from direct producers bypassed the gateway: the same rules.
+        check_event(&event, limits).map_err(|errors| invalid(&errors))?;
         return Ok(event);
     }
     if value.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{') {
@@ -43,39 +44,15 @@ pub fn decode(value: Option<&[u8]>, at: MessageAt<'_>, limits: &Limits) -> Resul
                 at.topic, at.partition, at.offset
             )),
         };
-        return parse_event_json(json, origin, limits).map_err(|errors| {
-            let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            format!("invalid event: {}", reasons.join("; "))
-        });
+        return parse_event_json(json, origin, limits).map_err(|errors| invalid(&errors));
     }
     Err("neither Avro single-object encoding (C3 01) nor a JSON object".to_owned())
 }
 
-/// Avro from direct producers bypassed the gateway's validation; hold it to the
-/// invariants the tables rely on.
-fn check_avro_event(event: &Event) -> Result<(), String> {
-    for (field, value) in [
-        ("event_id", &event.event_id),
-        ("project_id", &event.project_id),
-        ("type", &event.event_type),
-    ] {
-        if value.is_empty() {
-            return Err(format!("invalid event: {field}: must not be empty"));
-        }
-    }
-    if event.timestamp_ms < 0 || event.received_at_ms < 0 {
-        return Err("invalid event: timestamp: must not be before 1970".to_owned());
-    }
-    if event.timestamp_ms / 1000 > i64::from(u32::MAX) {
-        return Err("invalid event: timestamp: beyond 2106".to_owned());
-    }
-    // Checked without building the JSON tree: this runs for every event.
-    let is_object = event.properties.trim_start().starts_with('{')
-        && serde_json::from_str::<IgnoredAny>(&event.properties).is_ok();
-    if !is_object {
-        return Err("invalid event: properties: must be a JSON object".to_owned());
-    }
-    Ok(())
+/// The dead letter's reason: every broken rule, each with its field.
+fn invalid(errors: &[FieldError]) -> String {
+    let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    format!("invalid event: {}", reasons.join("; "))
 }
 
 #[cfg(test)]

@@ -3,12 +3,8 @@
 
 use std::time::Duration;
 
-use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Headers;
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
-use sluice_runtime::kafka::client_config;
 use sluice_stream_processor::config::ProcessorSettings;
 use sluice_testkit::{TestEnv, eventually};
 
@@ -57,31 +53,11 @@ async fn poison_goes_to_the_dead_letter_topic_and_the_rest_flows() {
     })
     .await;
 
-    let consumer: StreamConsumer = client_config(&env.kafka)
-        .unwrap()
-        .set("group.id", format!("dlq_reader_{}", env.id))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[&env.kafka.dlq_topic]).unwrap();
     let mut reasons = Vec::new();
-    while reasons.len() < 3 {
-        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
-            .await
-            .expect("three dead letters within 30 s")
-            .expect("a dead letter");
-        let headers = message.headers().expect("dead letters carry headers");
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|h| h.key == name)
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default()
-        };
-        assert_eq!(header("sluice.source.topic"), topic);
-        assert!(header("sluice.source.offset").parse::<i64>().is_ok());
-        reasons.push(header("sluice.error"));
+    for letter in env.dead_letters(3).await {
+        assert_eq!(letter.header("sluice.source.topic"), topic);
+        assert!(letter.header("sluice.source.offset").parse::<i64>().is_ok());
+        reasons.push(letter.header("sluice.error").to_owned());
     }
     reasons.sort();
     assert!(reasons[0].starts_with("Avro:"), "{reasons:?}");

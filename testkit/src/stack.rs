@@ -7,8 +7,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::Headers;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice_runtime::clickhouse::ServerFeatures;
@@ -31,6 +32,20 @@ pub struct TopicRecord {
     /// The record's timestamp, epoch milliseconds.
     pub timestamp_ms: Option<i64>,
     pub event: Event,
+}
+
+/// A message of the dead-letter topic, as [`TestEnv::dead_letters`] read it.
+#[derive(Debug)]
+pub struct DeadLetter {
+    pub key: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+impl DeadLetter {
+    /// A header's value, or `""`.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or("", String::as_str)
+    }
 }
 
 /// Where the stack answers, and which ClickHouse engine it is.
@@ -363,6 +378,48 @@ impl TestEnv {
         })
         .await
         .expect("reader task")
+    }
+
+    /// The first `count` messages of this test's dead-letter topic, in the
+    /// order they are read; panics, listing those read, if they do not all
+    /// come within 60 s.
+    pub async fn dead_letters(&self, count: usize) -> Vec<DeadLetter> {
+        let consumer: StreamConsumer = client_config(&self.kafka)
+            .expect("client config")
+            .set("group.id", format!("dead_letter_reader_{}", self.id))
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("Kafka consumer");
+        consumer
+            .subscribe(&[&self.kafka.dlq_topic])
+            .expect("subscribe");
+        let mut letters = Vec::with_capacity(count);
+        while letters.len() < count {
+            let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{count} dead letters expected, got {letters:#?}"))
+                .expect("a dead letter");
+            let headers = message
+                .headers()
+                .map(|headers| {
+                    headers
+                        .iter()
+                        .map(|header| {
+                            let value = header.value.unwrap_or_default();
+                            (
+                                header.key.to_owned(),
+                                String::from_utf8_lossy(value).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            letters.push(DeadLetter {
+                key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+                headers,
+            });
+        }
+        letters
     }
 
     /// How many messages `topic` holds, over all partitions (high minus low watermarks).

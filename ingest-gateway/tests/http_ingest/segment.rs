@@ -389,3 +389,65 @@ async fn browsers_send_from_allowed_origins() {
     any.running.stop().await.unwrap();
     listed.running.stop().await.unwrap();
 }
+
+/// A number no 64-bit float holds is refused on every route, naming its
+/// path; inside a batch it is refused alone. (Before, the native routes
+/// took it and the events page read it back as `null`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_no_float_holds_are_refused_with_their_path_on_every_route() {
+    let env = TestEnv::new("gw_number_range");
+    let gateway = Gateway::start(&env).await;
+    let raw = |path: &str, body: String| {
+        gateway
+            .client
+            .post(gateway.url(path))
+            .bearer_auth(&gateway.key)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let huge = "9".repeat(5000);
+
+    let one = gateway
+        .send(raw(
+            "/v1/events",
+            r#"{"type":"num","properties":{"x":1e999}}"#.into(),
+        ))
+        .await;
+    assert_eq!(one.status, 400, "{:?}", one.body);
+    assert_eq!(one.body["details"]["fields"][0]["field"], "properties.x");
+
+    let batch = gateway
+        .send(raw(
+            "/v1/events/batch",
+            format!(
+                r#"{{"events":[{{"type":"num","properties":{{"a":[1,-1e400]}}}},{{"type":"num","properties":{{"n":{huge}}}}},{{"type":"num","properties":{{"x":1.5}}}}]}}"#
+            ),
+        ))
+        .await;
+    assert_eq!(batch.status, 207, "{:?}", batch.body);
+    let rejected = batch.body["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 2, "{:?}", batch.body);
+    assert_eq!(rejected[0]["errors"][0]["field"], "properties.a[1]");
+    assert_eq!(rejected[1]["errors"][0]["field"], "properties.n");
+
+    let track = gateway
+        .send(raw(
+            "/v1/track",
+            r#"{"userId":"u","event":"num","properties":{"price":1e999}}"#.into(),
+        ))
+        .await;
+    assert_eq!(track.status, 400, "{:?}", track.body);
+    let message = track.body["message"].as_str().unwrap();
+    assert!(message.contains("properties.price"), "{message}");
+
+    let segment_batch = gateway
+        .send(raw(
+            "/v1/batch",
+            r#"{"batch":[{"type":"track","userId":"u","event":"num","properties":{"price":-1e400}},{"type":"track","userId":"u","event":"num","properties":{"price":2}}]}"#.into(),
+        ))
+        .await;
+    assert_eq!(segment_batch.status, 200, "{:?}", segment_batch.body);
+    let rejected = segment_batch.body["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 1, "{:?}", segment_batch.body);
+    assert_eq!(rejected[0]["errors"][0]["field"], "properties.price");
+}

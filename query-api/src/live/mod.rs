@@ -107,15 +107,35 @@ struct Session {
     subscriptions: HashMap<String, Subscription>,
 }
 
-fn error_message(code: &str, message: impl Into<String>) -> Value {
-    json!({"type": "error", "error": code, "message": message.into()})
+/// An `error` answer; `id` is the subscription it refuses, when the message
+/// named one, so that a client with several can tell which failed.
+fn error_message(id: Option<&str>, code: &str, message: impl Into<String>) -> Value {
+    let mut error = json!({"type": "error", "error": code, "message": message.into()});
+    if let Some(id) = id {
+        error["id"] = id.into();
+    }
+    error
+}
+
+/// The `id` of a message that is not a valid command, if it has a string one.
+fn id_of(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct WithId {
+        id: String,
+    }
+    serde_json::from_str::<WithId>(text)
+        .ok()
+        .map(|message| message.id)
 }
 
 impl Session {
     fn command(&mut self, text: &str) -> Value {
         let command = match serde_json::from_str::<Command>(text) {
             Ok(command) => command,
-            Err(error) => return error_message("invalid_message", error.to_string()),
+            Err(error) => {
+                let id = id_of(text);
+                return error_message(id.as_deref(), "invalid_message", error.to_string());
+            }
         };
         match command {
             Command::Subscribe {
@@ -125,12 +145,13 @@ impl Session {
             } => {
                 let window_ms = match parse_window(&window) {
                     Ok(window_ms) => window_ms,
-                    Err(reason) => return error_message("invalid_window", reason),
+                    Err(reason) => return error_message(Some(&id), "invalid_window", reason),
                 };
                 if self.subscriptions.len() >= MAX_SUBSCRIPTIONS
                     && !self.subscriptions.contains_key(&id)
                 {
                     return error_message(
+                        Some(&id),
                         "too_many_subscriptions",
                         format!("at most {MAX_SUBSCRIPTIONS} per connection"),
                     );
@@ -154,7 +175,11 @@ impl Session {
             }
             Command::Unsubscribe { id } => match self.subscriptions.remove(&id) {
                 Some(_) => json!({"type": "unsubscribed", "id": id}),
-                None => error_message("unknown_subscription", format!("no subscription {id:?}")),
+                None => error_message(
+                    Some(&id),
+                    "unknown_subscription",
+                    format!("no subscription {id:?}"),
+                ),
             },
         }
     }
@@ -261,12 +286,14 @@ pub async fn live_socket(
     mut params: Params,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response> {
+    // The key first, as on every endpoint: a request without one is 401
+    // whatever else is wrong with it.
     let query_key = params.take("key")?;
-    params.finish()?;
     let presented = presented_key(&headers)
         .or(query_key)
         .ok_or(ApiError::Auth(AuthError::Missing))?;
     let key = state.keys.authorize(&presented, Scope::Read)?;
+    params.finish()?;
     let upgrade = upgrade.map_err(|rejection| ApiError::NotWebSocket {
         status: rejection.status(),
         reason: rejection.body_text(),

@@ -222,7 +222,10 @@ pub fn error_bounds(request: &MetricsRequest, plan: &Plan) -> Value {
             Metric::UniqueUsers | Metric::UniqueSessions => json!({
                 "kind": "relative_standard_error",
                 "value": (hll_error * 10_000.0).round() / 10_000.0,
-                "note": "HyperLogLog with 2^14 registers; near exact below a few thousand"
+                "note": format!(
+                    "exact up to {} distinct ids per cell; above, HyperLogLog with 2^14 registers (rows stored before the exact form: estimates)",
+                    hll::EXACT_MAX
+                )
             }),
             metric if metric.is_quantile() => json!({
                 "kind": "relative_error",

@@ -173,12 +173,65 @@ async fn a_plain_get_gets_the_error_body() {
     let env = TestEnv::new("qlive_plain");
     let api = Api::start(&env).await;
     let key = read_key(&env, &api, &project(&env, "a")).await;
-    let anonymous = api.client.get(api.url("/v1/live")).send().await.unwrap();
-    assert_eq!(anonymous.status(), 401);
-    let body: Value = anonymous.json().await.unwrap();
-    assert_eq!(body["error"], "unauthorized");
+    // Without a key: 401 before anything else is looked at, even a
+    // parameter the endpoint does not know.
+    for path in ["/v1/live", "/v1/live?from=1"] {
+        let anonymous = api.client.get(api.url(path)).send().await.unwrap();
+        assert_eq!(anonymous.status(), 401, "{path}");
+        let body: Value = anonymous.json().await.unwrap();
+        assert_eq!(body["error"], "unauthorized", "{path}");
+    }
+    let unknown = api.get("/v1/live?from=1", &key).await;
+    assert_eq!(unknown.status, 400, "{}", unknown.text);
     let answer = api.get("/v1/live", &key).await;
     assert_eq!(answer.status, 400, "{}", answer.text);
     assert_eq!(answer.headers["content-type"], "application/json");
     assert_eq!(answer.json()["error"], "websocket_required");
+}
+
+/// Every `error` answer to a message that names a subscription carries its
+/// `id`, so a client that sends several can tell which was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_name_the_subscription_they_refuse() {
+    let env = TestEnv::new("qlive_error_ids");
+    let api = Api::start(&env).await;
+    let key = read_key(&env, &api, &project(&env, "a")).await;
+    let mut socket = connect(&api, &key).await;
+    for (message, id, error) in [
+        (
+            json!({"action": "subscribe", "id": "good", "window": "1m"}),
+            "good",
+            None,
+        ),
+        (
+            json!({"action": "subscribe", "id": "bad-window", "window": "3d"}),
+            "bad-window",
+            Some("invalid_window"),
+        ),
+        (
+            json!({"action": "subscribe", "id": "bad-filter", "window": "1m", "filters": {"nope": 1}}),
+            "bad-filter",
+            Some("invalid_message"),
+        ),
+        (
+            json!({"action": "unsubscribe", "id": "never"}),
+            "never",
+            Some("unknown_subscription"),
+        ),
+    ] {
+        socket
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .unwrap();
+        let reply = next_reply(&mut socket).await;
+        assert_eq!(reply["id"], id, "{message} -> {reply}");
+        match error {
+            Some(code) => assert_eq!(reply["error"], code, "{reply}"),
+            None => assert_eq!(reply["type"], "subscribed", "{reply}"),
+        }
+    }
+    socket.send(Message::Text("not json".into())).await.unwrap();
+    let reply = next_reply(&mut socket).await;
+    assert_eq!(reply["error"], "invalid_message");
+    assert!(reply.get("id").is_none(), "{reply}");
 }

@@ -12,7 +12,7 @@ use sluice_runtime::rollups::{PropertyRollupRow, RollupRow};
 use sluice_schemas::Event;
 use sluice_schemas::rollup::{Aggregate, Contribution, WindowKey};
 use sluice_schemas::time_format::{DAY_MS, format_rfc3339_ms, now_ms};
-use sluice_testkit::{TestEnv, eventually};
+use sluice_testkit::{Running, TestEnv, eventually};
 
 use crate::common::{
     ALL_METRICS, Api, HOUR, MINUTE, check_rows, generate, insert_events, ms, project, property,
@@ -177,22 +177,55 @@ async fn raw_metrics_match_ground_truth() {
     );
 }
 
+/// The whole pipeline on a test's topics and database: a gateway, a
+/// processor and a query API that reads rollups for buckets older than
+/// 20 s; a project with a key to send and one to read.
+struct Pipeline {
+    gateway: Running,
+    processor: Running,
+    api: Api,
+    project: String,
+    ingest: String,
+    key: String,
+}
+
+impl Pipeline {
+    async fn start(env: &TestEnv) -> Self {
+        let gateway = start_gateway(env).await;
+        let processor = start_processor(env).await;
+        let api = Api::start_with(
+            env,
+            QuerySettings {
+                rollup_delay_ms: 20_000,
+                ..QuerySettings::default()
+            },
+        )
+        .await;
+        let project = project(env, "p");
+        let ingest = env.create_key(&project, &[Scope::Ingest]).await;
+        let key = read_key(env, &api, &project).await;
+        Self {
+            gateway,
+            processor,
+            api,
+            project,
+            ingest,
+            key,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollups_from_the_pipeline_match_ground_truth() {
     let env = TestEnv::new("qrollups");
-    let gateway = start_gateway(&env).await;
-    let processor = start_processor(&env).await;
-    let api = Api::start_with(
-        &env,
-        QuerySettings {
-            rollup_delay_ms: 20_000,
-            ..QuerySettings::default()
-        },
-    )
-    .await;
-    let p = project(&env, "p");
-    let ingest = env.create_key(&p, &[Scope::Ingest]).await;
-    let key = read_key(&env, &api, &p).await;
+    let Pipeline {
+        gateway,
+        processor,
+        api,
+        project: p,
+        ingest,
+        key,
+    } = Pipeline::start(&env).await;
     let now = now_ms();
     let start = (now / HOUR - 3) * HOUR;
     let old = generate(&p, 1_500, start, 2 * HOUR, 31);
@@ -545,4 +578,67 @@ async fn rollup_copies_count_once_whether_or_not_days_are_merged() {
         assert_eq!(body["source"], "rollups", "{stage}: {body}");
         check_rows(&body, &["type"], &expected, true);
     }
+}
+
+/// Small unique counts from rollups are exact: `user-82` and `user-357`
+/// share a HyperLogLog register (of 2^14), so the old sketch counted them
+/// as one; so are 40 users in one minute, and a day of both merged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_unique_counts_from_rollups_are_exact() {
+    let env = TestEnv::new("qsmall_uniques");
+    let Pipeline {
+        gateway,
+        processor,
+        api,
+        project: p,
+        ingest,
+        key,
+    } = Pipeline::start(&env).await;
+    let minute = (now_ms() / HOUR - 2) * HOUR;
+    let mut events = generate(&p, 42, minute, 1_000, 41);
+    for (n, event) in events.iter_mut().enumerate() {
+        event.timestamp_ms = minute + n as i64;
+        event.source = Some("web".into());
+        event.status = Some("200".into());
+        let (event_type, user) = match n {
+            0 => ("collide", "user-82".to_owned()),
+            1 => ("collide", "user-357".to_owned()),
+            n => ("forty", format!("user-{n}")),
+        };
+        event.event_type = event_type.into();
+        event.user_id = Some(user);
+    }
+    send_through_gateway(&gateway, &ingest, &events).await;
+    let stored = "SELECT toUInt64(sum(count)) FROM rollups FINAL";
+    eventually("the rollups", Duration::from_secs(60), || async {
+        (env.query_u64(stored).await == 42).then_some(())
+    })
+    .await;
+    let range = format!("from={minute}&to={}", minute + MINUTE);
+    for (interval, group_by) in [("1m", "type"), ("1d", "type")] {
+        let body = api
+            .get_ok(
+                &format!("/v1/metrics?{range}&metrics=unique_users&interval={interval}&group_by={group_by}"),
+                &key,
+            )
+            .await;
+        assert!(
+            body["source"].as_str().unwrap().starts_with("rollups"),
+            "{body}"
+        );
+        let uniques: BTreeMap<String, u64> = body["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                (
+                    row["type"].as_str().unwrap().to_owned(),
+                    row["unique_users"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(uniques["collide"], 2, "{body}");
+        assert_eq!(uniques["forty"], 40, "{body}");
+    }
+    drop(processor);
 }

@@ -246,4 +246,33 @@ mod tests {
         assert!(Aggregate::from_bytes(&bytes[..bytes.len() - 1]).is_err());
         assert_eq!(Aggregate::default().summary().duration_p99, None);
     }
+
+    /// An aggregate the first version wrote (its sketches in the register
+    /// form) still reads, merges and re-encodes as it was.
+    #[test]
+    fn aggregates_of_the_first_version_still_read() {
+        let text = "01050598750100000000000000000100000000000018400103840a01f917019159040105a1\
+                    01039040014402a50f02dd14010104320164013e012601";
+        let bytes: Vec<u8> = (0..text.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&text[at..at + 2], 16).unwrap())
+            .collect();
+        let mut new = Aggregate::default();
+        for n in 0..5u32 {
+            new.add(Contribution {
+                user_id: Some(&format!("u{}", n % 3)),
+                session_id: Some(&format!("s{n}")),
+                duration_ms: Some(f64::from(n) * 1.5),
+            });
+        }
+        let old = Aggregate::from_bytes(&bytes).unwrap();
+        assert_eq!(old.to_bytes(), bytes);
+        assert_eq!(old.summary(), new.summary());
+        assert!(new.users.is_exact() && !old.users.is_exact());
+        assert_ne!(new.to_bytes(), bytes, "new aggregates store exact sets");
+        let mut merged = old;
+        merged.merge(&new);
+        assert_eq!(merged.count, 10);
+        assert_eq!((merged.summary().users, merged.summary().sessions), (3, 5));
+    }
 }

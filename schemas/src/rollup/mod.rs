@@ -9,14 +9,21 @@
 //! for any coarser bucket ([`Granularity`]) or any set of dimensions.
 //!
 //! Error bounds (the only inexact numbers; counts, sums, min and max are exact):
-//! - unique users and sessions: HyperLogLog with 2^14 registers ([`hll`]),
-//!   standard error 0.81 %, near exact below a few thousand;
+//! - unique users and sessions ([`hll`]): exact up to 4,096 distinct values
+//!   ([`hll::EXACT_MAX`]) in a window, and in any merge of windows while the
+//!   union stays within it (up to a collision of the 64-bit hash); above
+//!   that a HyperLogLog with 2^14 registers, standard error 0.81 %. Sketches
+//!   stored before the exact form existed are registers, and so is anything
+//!   merged with them (near exact for a few hundred values);
 //! - duration quantiles (p50, p90, p95, p99): a DDSketch-style sketch
 //!   ([`quantiles`]) whose answers are within 1 % of the true value at the rank.
 //!
 //! Encodings are stable and versioned: [`Aggregate::to_bytes`] (and each
 //! sketch's `to_bytes`) is what ClickHouse stores and the live topic carries;
-//! hashing is pinned by [`hash`], so sketches from any process merge.
+//! hashing is pinned by [`hash`], so sketches from any process merge. Every
+//! form ever written stays readable; a reader older than a form refuses it
+//! (an [`Hll`]'s first byte names its form: tag 3, the exact set, is newer
+//! than tags 1 and 2), so readers are upgraded before writers.
 //!
 //! - [`live`]: the JSON message of the live topic.
 //! - [`property`]: property values as `property_rollups` key them.

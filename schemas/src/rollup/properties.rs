@@ -79,6 +79,12 @@ proptest! {
         }
         let whole = build(&events);
         prop_assert_eq!(total.to_bytes(), whole.to_bytes());
+        // Up to hll::EXACT_MAX distinct ids, uniques are exact.
+        let distinct = |id: fn(&Event) -> Option<u16>| {
+            events.iter().filter_map(id).collect::<std::collections::BTreeSet<_>>().len() as u64
+        };
+        prop_assert_eq!(total.summary().users, distinct(|e| e.user));
+        prop_assert_eq!(total.summary().sessions, distinct(|e| e.session));
         prop_assert_eq!(total, whole);
     }
 
