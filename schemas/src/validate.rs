@@ -537,9 +537,9 @@ impl<'j> Fields<'_, 'j> {
             self.fail("duration_ms", reason);
             return None;
         }
-        let parsed = serde_json::from_str::<f64>(raw)
-            .map_err(|_| "must be a number a 64-bit float can hold".to_owned());
-        match parsed.and_then(|ms| rules::duration(ms).map(|()| ms)) {
+        // A number no float holds (1e999) is out of the range as well.
+        let ms = serde_json::from_str::<f64>(raw).unwrap_or(f64::INFINITY);
+        match rules::duration(ms).map(|()| ms) {
             Ok(ms) => Some(ms),
             Err(reason) => {
                 self.fail("duration_ms", reason);
