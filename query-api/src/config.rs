@@ -83,14 +83,9 @@ pub struct QuerySettings {
 }
 
 impl Default for QuerySettings {
-    /// The defaults that `--help` shows (`SLUICE_*` variables still apply), for
-    /// code that builds settings as a struct literal.
+    /// The defaults that `--help` shows, whatever `SLUICE_*` variables the
+    /// environment holds, for code that builds settings as a struct literal.
     fn default() -> Self {
-        #[derive(Parser)]
-        struct Defaults {
-            #[command(flatten)]
-            settings: QuerySettings,
-        }
-        Defaults::parse_from(["sluice-query-api"]).settings
+        sluice_runtime::settings::defaults()
     }
 }

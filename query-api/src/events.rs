@@ -32,7 +32,7 @@ const FIRST_SLICE_MS: i64 = 15 * 60 * 1000;
 
 /// One row as read back, borrowed from the cursor's buffer, so pages and
 /// exports copy only what they keep; the column order matches
-/// [`EVENT_COLUMNS`].
+/// [`EVENT_FIELDS`].
 #[derive(Debug, Row, Deserialize)]
 pub struct StoredEvent<'a> {
     pub event_id: &'a str,
@@ -112,8 +112,30 @@ impl<'a> StoredEvent<'a> {
     }
 }
 
-pub const EVENT_COLUMNS: &str = "event_id, project_id, type, timestamp_ms, received_at_ms, \
-    user_id, session_id, source, duration_ms, status, tags, properties, client_ip, user_agent";
+/// Every field of an event as the API returns it ([`EventView`], the
+/// exports' CSV header), in order, with the column it is read from
+/// ([`StoredEvent`]).
+pub const EVENT_FIELDS: [(&str, &str); 14] = [
+    ("event_id", "event_id"),
+    ("project_id", "project_id"),
+    ("type", "type"),
+    ("timestamp", "timestamp_ms"),
+    ("received_at", "received_at_ms"),
+    ("user_id", "user_id"),
+    ("session_id", "session_id"),
+    ("source", "source"),
+    ("duration_ms", "duration_ms"),
+    ("status", "status"),
+    ("tags", "tags"),
+    ("properties", "properties"),
+    ("client_ip", "client_ip"),
+    ("user_agent", "user_agent"),
+];
+
+/// The columns of [`EVENT_FIELDS`], for a `SELECT`.
+fn event_columns() -> String {
+    EVENT_FIELDS.map(|(_, column)| column).join(", ")
+}
 
 /// Where a page ends: the last event returned, and the range of the first page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,8 +206,9 @@ pub fn select_events(
             ],
         );
     }
-    let mut sql = Sql::new(&format!("SELECT {EVENT_COLUMNS}"));
-    let from = snapshot.from(EVENT_COLUMNS, &conditions);
+    let columns = event_columns();
+    let mut sql = Sql::new(&format!("SELECT {columns}"));
+    let from = snapshot.from(&columns, &conditions);
     sql.push(&from.text, from.binds);
     sql.push(" ORDER BY timestamp_ms DESC, event_id DESC", []);
     sql
@@ -291,6 +314,36 @@ pub struct EventsPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_view_has_the_fields_in_their_order() {
+        let stored = StoredEvent {
+            event_id: "e",
+            project_id: "p",
+            event_type: "t",
+            timestamp_ms: 1,
+            received_at_ms: 2,
+            user_id: "",
+            session_id: "",
+            source: "",
+            duration_ms: None,
+            status: "",
+            tags: Vec::new(),
+            properties: "{}",
+            client_ip: "",
+            user_agent: "",
+        };
+        let text = serde_json::to_string(&stored.view()).unwrap();
+        let fields =
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text).unwrap();
+        assert_eq!(fields.len(), EVENT_FIELDS.len(), "{text}");
+        let at: Vec<usize> = EVENT_FIELDS
+            .iter()
+            .map(|(name, _)| text.find(&format!("\"{name}\":")).expect(name))
+            .collect();
+        assert!(at.is_sorted(), "{text}");
+        assert!(event_columns().starts_with("event_id, project_id, type, timestamp_ms"));
+    }
 
     #[test]
     fn cursors_round_trip_and_reject_forgeries() {

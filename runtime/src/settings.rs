@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use clap::{Args, Command, Parser, ValueEnum};
+use clap::{Args, Command, FromArgMatches, Parser, ValueEnum};
 
 pub use crate::kafka_security::KafkaSecurity;
 use crate::secret::Secret;
@@ -236,6 +236,20 @@ pub fn load<T: Parser>() -> anyhow::Result<T> {
     Ok(T::from_arg_matches(&matches)?)
 }
 
+/// `T`'s defaults as `--help` shows them, whatever the process's
+/// environment holds: for code that builds settings as a struct literal
+/// (tests), which must not depend on the shell it runs in.
+pub fn defaults<T: Args + FromArgMatches>() -> T {
+    let command = without_environment(T::augment_args(Command::new("defaults")));
+    let matches = command.get_matches_from(["defaults"]);
+    T::from_arg_matches(&matches).expect("every setting has a default")
+}
+
+/// `command` with no `SLUICE_*` variable read.
+pub fn without_environment(command: Command) -> Command {
+    command.mut_args(|arg| arg.env(None::<&str>))
+}
+
 fn config_path(args: &[OsString]) -> Option<PathBuf> {
     let mut args = args.iter().map(|arg| arg.to_string_lossy());
     while let Some(arg) = args.next() {
@@ -352,7 +366,8 @@ mod tests {
     #[test]
     fn file_values_sit_between_defaults_and_flags() {
         let file = write_config("[kafka]\nbrokers = \"b1:9092\"\npartitions = 8\n");
-        let command = apply_config_file(Demo::command(), &file.0).unwrap();
+        // Whatever SLUICE_KAFKA_BROKERS the shell holds.
+        let command = apply_config_file(without_environment(Demo::command()), &file.0).unwrap();
         let from_file =
             Demo::from_arg_matches(&command.clone().get_matches_from(["demo"])).unwrap();
         assert_eq!(from_file.kafka.brokers, "b1:9092");

@@ -14,7 +14,7 @@ use std::fmt;
 
 use thiserror::Error;
 
-use crate::server::ServerFeatures;
+use crate::clickhouse_features::ServerFeatures;
 
 /// A database name that is safe to splice into SQL.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,18 +9,18 @@
 //! - [`rules`]: the rules on an event's values, shared by the JSON and Avro paths.
 //! - [`avro`]: the Avro single-object codec for topic values (schema in `avro/event.avsc`).
 //! - [`ddl`]: the ClickHouse tables, in the SQL subset that 18.16 and current servers
-//!   share, plus what [`server`] says a newer server has.
+//!   share, plus what [`clickhouse_features`] says a newer server has.
 //! - [`rollup`]: windowed rollups: window keys, mergeable aggregates and sketches,
 //!   their stored form, and the live topic's message.
-//! - [`server`]: a ClickHouse server's version and the features Sluice uses on it.
+//! - [`clickhouse_features`]: a ClickHouse server's version and the features Sluice uses on it.
 //! - [`time_format`]: event-time parsing and formatting (RFC 3339 and epoch milliseconds).
 
 pub mod avro;
+pub mod clickhouse_features;
 pub mod ddl;
 pub mod event;
 pub mod rollup;
 pub mod rules;
-pub mod server;
 pub mod time_format;
 pub mod validate;
 

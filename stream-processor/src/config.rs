@@ -194,15 +194,10 @@ fn parse_property_keys(list: &str) -> Result<PropertyKeys, String> {
 }
 
 impl Default for ProcessorSettings {
-    /// The defaults that `--help` shows (`SLUICE_*` variables still apply), for
-    /// code that builds settings as a struct literal.
+    /// The defaults that `--help` shows, whatever `SLUICE_*` variables the
+    /// environment holds, for code that builds settings as a struct literal.
     fn default() -> Self {
-        #[derive(Parser)]
-        struct Defaults {
-            #[command(flatten)]
-            settings: ProcessorSettings,
-        }
-        Defaults::parse_from(["sluice-stream-processor"]).settings
+        sluice_runtime::settings::defaults()
     }
 }
 

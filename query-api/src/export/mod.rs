@@ -20,7 +20,7 @@ use serde_json::Value;
 use sluice_schemas::time_format::{Rfc3339Ms, format_rfc3339_ms};
 
 use crate::error::Result;
-use crate::events::{StoredEvent, select_events};
+use crate::events::{EVENT_FIELDS, StoredEvent, select_events};
 use crate::filters::{Filters, TimeRange};
 use crate::metrics::request::MetricsRequest;
 use crate::metrics::{self, shape};
@@ -135,23 +135,6 @@ fn file_response(format: Format, name: &str, range: TimeRange, body: Body) -> Re
     response
 }
 
-const EVENT_HEADER: [&str; 14] = [
-    "event_id",
-    "project_id",
-    "type",
-    "timestamp",
-    "received_at",
-    "user_id",
-    "session_id",
-    "source",
-    "duration_ms",
-    "status",
-    "tags",
-    "properties",
-    "client_ip",
-    "user_agent",
-];
-
 /// Writes one event in `format` (a JSON row led by `,`); `scratch` holds
 /// the cells CSV formats.
 pub(crate) fn write_event(
@@ -227,7 +210,7 @@ pub async fn export_events(
         .collect();
     let mut head = Vec::new();
     match format {
-        Format::Csv => csv_line(&mut head, &EVENT_HEADER.map(|name| (name, false))),
+        Format::Csv => csv_line(&mut head, &EVENT_FIELDS.map(|(name, _)| (name, false))),
         Format::Json => head.push(b'['),
         Format::Ndjson => {}
     }

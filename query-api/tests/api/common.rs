@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sluice_ingest_gateway::GatewayConfig;
 use sluice_ingest_gateway::config::{IngestSettings, RateLimitSettings};
+use sluice_loadgen::events::Rng;
 use sluice_query_api::QueryConfig;
 use sluice_query_api::config::QuerySettings;
 use sluice_runtime::keys::Scope;
@@ -263,31 +264,6 @@ pub async fn insert_events(client: &clickhouse::Client, events: &[Event]) {
             .expect("row");
     }
     insert.end().await.expect("insert ends");
-}
-
-/// SplitMix64: the same events on every run.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
 }
 
 /// `count` events of `project` in `[from_ms, from_ms + span_ms)`, varied in

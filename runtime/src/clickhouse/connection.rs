@@ -13,8 +13,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use sluice_schemas::clickhouse_features::ServerFeatures;
 use sluice_schemas::ddl::Database;
-use sluice_schemas::server::ServerFeatures;
 
 use super::shown_url;
 use crate::secret::optional_secret_from;

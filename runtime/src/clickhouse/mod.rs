@@ -19,7 +19,7 @@ mod watch;
 pub use connection::Connection;
 pub use failure::{Failure, judge};
 pub use schema::{await_schema, ensure_schema};
-pub use sluice_schemas::server::ServerFeatures;
+pub use sluice_schemas::clickhouse_features::ServerFeatures;
 pub use watch::{CLICKHOUSE_CHECK, watch};
 
 use sluice_schemas::ddl::Database;

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
+use sluice_schemas::clickhouse_features::ServerFeatures;
 use sluice_schemas::ddl::QUERIED_TABLES;
-use sluice_schemas::server::ServerFeatures;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::Connection;

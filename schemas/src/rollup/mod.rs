@@ -37,7 +37,7 @@ pub mod property;
 pub mod quantiles;
 
 #[cfg(test)]
-mod properties;
+mod algebra_tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
