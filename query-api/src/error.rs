@@ -32,6 +32,9 @@ pub enum ApiError {
     StorageDown,
     #[error("a stored rollup could not be decoded: {0}")]
     CorruptRollup(String),
+    /// The API still waits for a dependency (`/health/ready` says which).
+    #[error("the query API is starting: it waits for its dependencies (see /health/ready)")]
+    Starting,
 }
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -72,6 +75,10 @@ impl IntoResponse for ApiError {
                 storage_unavailable()
             }
             Self::StorageDown => storage_unavailable(),
+            Self::Starting => retry_later(
+                ErrorBody::new("starting", self.to_string())
+                    .into_response(StatusCode::SERVICE_UNAVAILABLE),
+            ),
             Self::CorruptRollup(cause) => {
                 tracing::error!(%cause, "undecodable rollup row");
                 ErrorBody::new("internal", "the query failed on the server")
@@ -83,11 +90,16 @@ impl IntoResponse for ApiError {
 
 /// 503 with Retry-After: the cause is in the log and in `/health/ready`.
 fn storage_unavailable() -> Response {
-    let mut response = ErrorBody::new(
-        "storage_unavailable",
-        "the event store did not answer; retry later",
+    retry_later(
+        ErrorBody::new(
+            "storage_unavailable",
+            "the event store did not answer; retry later",
+        )
+        .into_response(StatusCode::SERVICE_UNAVAILABLE),
     )
-    .into_response(StatusCode::SERVICE_UNAVAILABLE);
+}
+
+fn retry_later(mut response: Response) -> Response {
     response.headers_mut().insert(
         axum::http::header::RETRY_AFTER,
         axum::http::HeaderValue::from_static("5"),

@@ -30,73 +30,114 @@ pub mod params;
 pub mod routes;
 pub mod snapshot;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
 
+use axum::Router;
+use axum::extract::Request;
 use prometheus_client::registry::Registry;
 use sluice_runtime::clickhouse::{
     CLICKHOUSE_CHECK, Connection, await_schema, watch as watch_clickhouse,
 };
 use sluice_runtime::http::{serve_http, with_common_layers};
-use sluice_runtime::kafka::{ensure_keys_topic, ensure_topics};
+use sluice_runtime::kafka::{KAFKA_CHECK, ensure_keys_topic, ensure_topics};
 use sluice_runtime::keys::KeyStore;
-use sluice_runtime::ops::{HttpMetrics, Patience, Readiness};
+use sluice_runtime::ops::{self, HttpMetrics, Patience, Readiness};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::QueryConfig;
+use error::ApiError;
 use live::feed::LiveFeed;
 use routes::{AppState, router};
+use tower::ServiceExt;
 
-const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
-
-/// Runs the query API on `listener` until `shutdown`.
+/// Runs the query API on `listener` until `shutdown`. It serves at once:
+/// while the keys topic, the live topic or ClickHouse's tables are not there
+/// yet, `/health/ready` says which and why, and every API route answers 503
+/// `starting`; a setting that is wrong (a ClickHouse password, a
+/// certificate) ends it with an error naming the setting.
 pub async fn serve(
     config: QueryConfig,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let readiness = Readiness::default();
-    // Settings that are wrong stop the API before it waits for anything.
+    readiness.register(KAFKA_CHECK);
+    readiness.register(CLICKHOUSE_CHECK);
     let connection = Connection::open(&config.clickhouse)?;
-    ensure_keys_topic(&config.kafka, Patience::AtMost(STARTUP_DEADLINE), &shutdown).await?;
-    let keys = KeyStore::tail(&config.kafka, &readiness, shutdown.child_token())?;
+    let mut registry = Registry::default();
+    let http_metrics = HttpMetrics::register(&mut registry);
+    let registry = Arc::new(registry);
+
+    let app = Arc::new(OnceLock::new());
+    let starting =
+        ops::router(readiness.clone(), registry.clone()).fallback(|| async { ApiError::Starting });
+    let switch = with_common_layers(switch(app.clone(), starting), config.api.request_timeout());
+    tracing::info!(address = %listener.local_addr()?, "query API listening");
+    let serving = shutdown.child_token();
+    let server = tokio::spawn(serve_http(listener, switch, serving.clone()));
+
+    let state = match start(&config, connection, &readiness, &shutdown).await {
+        Ok((clickhouse, keys, live)) => AppState {
+            clickhouse,
+            keys,
+            settings: config.query.clone(),
+            live,
+            shutdown: shutdown.clone(),
+            http_metrics,
+            readiness,
+            registry,
+        },
+        Err(error) => {
+            serving.cancel();
+            let _ = server.await;
+            return Err(error);
+        }
+    };
+    let _ = app.set(router(state));
+    tracing::info!("query API ready");
+    server.await??;
+    tracing::info!("query API stopped");
+    Ok(())
+}
+
+/// Waits for what the API reads, as readiness reports: the keys topic, the
+/// live topic, and ClickHouse with the processor's tables.
+async fn start(
+    config: &QueryConfig,
+    connection: Connection,
+    readiness: &Readiness,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(clickhouse::Client, KeyStore, LiveFeed)> {
+    let waiting_for = |check| Patience::Reporting(readiness.clone(), check);
+    ensure_keys_topic(&config.kafka, waiting_for(KAFKA_CHECK), shutdown).await?;
+    let keys = KeyStore::tail(&config.kafka, readiness, shutdown.child_token())?;
     if !config.kafka.live_topic.is_empty() {
         let live_topic = [config.kafka.live_topic.as_str()];
         ensure_topics(
             &config.kafka,
             &live_topic,
-            Patience::AtMost(STARTUP_DEADLINE),
-            &shutdown,
+            waiting_for(KAFKA_CHECK),
+            shutdown,
         )
         .await?;
     }
-    let live = LiveFeed::tail(&config.kafka, &readiness, shutdown.child_token())?;
-    readiness.register(CLICKHOUSE_CHECK);
+    let live = LiveFeed::tail(&config.kafka, readiness, shutdown.child_token())?;
     // The processor creates the tables; this API's user may only read them.
-    let features = await_schema(&connection, Patience::AtMost(STARTUP_DEADLINE), &shutdown).await?;
-    readiness.pass(CLICKHOUSE_CHECK);
+    let features = await_schema(&connection, waiting_for(CLICKHOUSE_CHECK), shutdown).await?;
     let (clickhouse, _) = connection.client(features);
     tokio::spawn(watch_clickhouse(
         connection,
         readiness.clone(),
         shutdown.child_token(),
     ));
+    Ok((clickhouse, keys, live))
+}
 
-    let mut registry = Registry::default();
-    let state = AppState {
-        clickhouse,
-        keys,
-        settings: config.query.clone(),
-        live,
-        shutdown: shutdown.clone(),
-        http_metrics: HttpMetrics::register(&mut registry),
-        readiness,
-        registry: Arc::new(registry),
-    };
-    let app = with_common_layers(router(state), config.api.request_timeout());
-    tracing::info!(address = %listener.local_addr()?, "query API listening");
-    serve_http(listener, app, shutdown).await?;
-    tracing::info!("query API stopped");
-    Ok(())
+/// `starting` until `app` is set, then `app`, for every request.
+fn switch(app: Arc<OnceLock<Router>>, starting: Router) -> Router {
+    Router::new().fallback_service(tower::service_fn(move |request: Request| {
+        let router = app.get().unwrap_or(&starting).clone();
+        async move { router.oneshot(request).await }
+    }))
 }

@@ -180,7 +180,7 @@ fn unauthorized() -> Value {
 
 fn unavailable() -> Value {
     let mut response = error_response(
-        "ClickHouse does not answer (`storage_unavailable`, with Retry-After), the key store is still loading (`keys_loading`, with Retry-After) or the request timed out (`timeout`, with Retry-After).",
+        "ClickHouse does not answer (`storage_unavailable`, with Retry-After), the API is still starting (`starting`: `/health/ready` says what it waits for), the key store is still loading (`keys_loading`, with Retry-After) or the request timed out (`timeout`, with Retry-After).",
     );
     response["headers"] = json!({"Retry-After": retry_after_header(false)});
     response

@@ -62,6 +62,19 @@ impl Answer {
     }
 }
 
+/// The API's settings on `env`'s topics and database.
+pub fn query_config(env: &TestEnv) -> QueryConfig {
+    QueryConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        api: api_settings(),
+        query: QuerySettings::default(),
+        clickhouse: env.clickhouse.clone(),
+        kafka: env.kafka.clone(),
+        telemetry: telemetry(),
+        config_file: ConfigFile { config: None },
+    }
+}
+
 impl Api {
     pub async fn start(env: &TestEnv) -> Self {
         Self::start_with(env, QuerySettings::default()).await
@@ -71,13 +84,8 @@ impl Api {
         // The processor's part: the API only reads, and waits for the tables.
         env.ensure_schema().await;
         let config = QueryConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            api: api_settings(),
             query,
-            clickhouse: env.clickhouse.clone(),
-            kafka: env.kafka.clone(),
-            telemetry: telemetry(),
-            config_file: ConfigFile { config: None },
+            ..query_config(env)
         };
         let running =
             spawn_service(|listener, shutdown| sluice_query_api::serve(config, listener, shutdown))

@@ -120,7 +120,8 @@ impl fmt::Display for FieldError {
     }
 }
 
-pub(super) const KNOWN_FIELDS: &[&str] = &[
+/// The fields an event may have as JSON, in the documented order.
+pub const KNOWN_FIELDS: &[&str] = &[
     "event_id",
     "type",
     "timestamp",
