@@ -18,6 +18,7 @@ use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use serde_json::{Value, json};
+use sluice_runtime::kafka_security::KafkaSecurity;
 
 use crate::events::Template;
 use crate::schedule::Schedule;
@@ -46,7 +47,11 @@ pub struct KafkaLoad {
     pub linger_ms: u64,
     pub compression: String,
     pub message_timeout_ms: u64,
-    /// Extra librdkafka `key=value` properties.
+    /// TLS and SASL towards the broker, as the services take them.
+    pub security: KafkaSecurity,
+    /// `enable.idempotence`, as the gateway's --kafka-idempotence.
+    pub idempotence: bool,
+    /// Extra librdkafka `key=value` properties; they win over the rest.
     pub properties: Vec<String>,
     /// Open loop in groups; flat out when `None`.
     pub pace: Option<GroupPace>,
@@ -152,9 +157,15 @@ fn micros_since(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-fn client_config(load: &KafkaLoad) -> anyhow::Result<ClientConfig> {
+/// A client's settings: the brokers, security, then `settings` (the
+/// producer's), then the extra properties, which win.
+fn client_config(load: &KafkaLoad, settings: &[(&str, String)]) -> anyhow::Result<ClientConfig> {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &load.brokers);
+    load.security.apply(&mut config)?;
+    for (key, value) in settings {
+        config.set(*key, value);
+    }
     for property in load.properties.iter().filter(|p| !p.trim().is_empty()) {
         let Some((key, value)) = property.split_once('=') else {
             bail!("Kafka property {property:?} is not key=value");
@@ -166,7 +177,7 @@ fn client_config(load: &KafkaLoad) -> anyhow::Result<ClientConfig> {
 
 /// Creates the topic unless it exists.
 pub async fn create_topic(load: &KafkaLoad) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client_config(load)?
+    let admin: AdminClient<DefaultClientContext> = client_config(load, &[])?
         .create()
         .context("cannot create the Kafka admin client")?;
     let topic = NewTopic::new(&load.topic, load.partitions, TopicReplication::Fixed(1));
@@ -214,13 +225,15 @@ pub fn produce(load: &KafkaLoad, records: &[RecordTemplate]) -> anyhow::Result<K
         first_error: Mutex::new(None),
         groups: load.pace.map(GroupAcks::new),
     };
-    let producer: ThreadedProducer<AckCounter> = client_config(load)?
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("compression.type", &load.compression)
-        .set("linger.ms", load.linger_ms.to_string())
-        .set("partitioner", "murmur2_random")
-        .set("message.timeout.ms", load.message_timeout_ms.to_string())
+    let settings = [
+        ("acks", "all".to_owned()),
+        ("enable.idempotence", load.idempotence.to_string()),
+        ("compression.type", load.compression.clone()),
+        ("linger.ms", load.linger_ms.to_string()),
+        ("partitioner", "murmur2_random".to_owned()),
+        ("message.timeout.ms", load.message_timeout_ms.to_string()),
+    ];
+    let producer: ThreadedProducer<AckCounter> = client_config(load, &settings)?
         .create_with_context(counter)
         .context("cannot create the Kafka producer")?;
     let flush_timeout = Duration::from_millis(load.message_timeout_ms) + Duration::from_secs(5);

@@ -13,6 +13,7 @@ use sluice_loadgen::http::{self, HttpLoad, USER_AGENT};
 use sluice_loadgen::kafka::{self, GroupPace, KafkaLoad};
 use sluice_loadgen::payloads::{BodyShape, GatewayOrigin, http_bodies, kafka_records};
 use sluice_loadgen::stats::{own_cpu_seconds, print_report, round};
+use sluice_runtime::kafka_security::KafkaSecurity;
 use sluice_schemas::time_format::now_ms;
 
 /// Load generator for Sluice's ingest benchmarks.
@@ -36,7 +37,7 @@ enum Mode {
     /// POST events to the ingest gateway.
     Http(HttpArgs),
     /// Produce the gateway's records straight to Kafka: the ceiling.
-    Kafka(KafkaArgs),
+    Kafka(Box<KafkaArgs>),
     /// End to end: send events through the gateway at a constant rate and
     /// measure how long after the gateway's ack each one is visible through
     /// the query API; then wait until the query API counts exactly the
@@ -216,7 +217,23 @@ struct KafkaArgs {
     #[arg(long, default_value_t = 10_000)]
     message_timeout_ms: u64,
 
-    /// Extra librdkafka properties, `key=value` (repeatable).
+    /// TLS and SASL towards the broker: the services' flags and `SLUICE_*`
+    /// variables (a password from a file or the environment, never shown).
+    #[command(flatten)]
+    security: KafkaSecurity,
+
+    /// Idempotent producing (`true` or `false`), as the gateway's
+    /// --kafka-idempotence.
+    #[arg(
+        long = "kafka-idempotence",
+        env = "SLUICE_KAFKA_IDEMPOTENCE",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    idempotence: bool,
+
+    /// Extra librdkafka properties, `key=value` (repeatable); they win over
+    /// the settings above.
     #[arg(long = "property")]
     properties: Vec<String>,
 
@@ -245,7 +262,7 @@ fn main() -> anyhow::Result<()> {
     let cpu_before = own_cpu_seconds();
     let mut report = match cli.mode {
         Mode::Http(args) => runtime.block_on(run_http(args))?,
-        Mode::Kafka(args) => run_kafka(&runtime, args)?,
+        Mode::Kafka(args) => run_kafka(&runtime, *args)?,
         Mode::E2e(args) => runtime.block_on(e2e::run(e2e::E2eLoad {
             url: args.url,
             read_key: args.read_key.unwrap_or_else(|| args.api_key.clone()),
@@ -316,6 +333,8 @@ fn run_kafka(
         linger_ms: args.linger_ms,
         compression: args.compression,
         message_timeout_ms: args.message_timeout_ms,
+        security: args.security,
+        idempotence: args.idempotence,
         properties: args.properties,
         pace: args.rate.map(|rate| GroupPace {
             rate,
