@@ -10,7 +10,6 @@ use std::borrow::Cow;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clickhouse::Row;
@@ -19,11 +18,12 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use sluice_schemas::time_format::{Rfc3339Ms, format_rfc3339_ms};
 
+use crate::auth::ReadProject;
 use crate::error::Result;
 use crate::filters::{Bound, Filters, Sql, TimeRange, text};
 use crate::params::Params;
-use crate::routes::{AppState, authorize};
 use crate::snapshot::{EVENTS, Snapshot, read_consistent_with};
+use crate::state::AppState;
 
 pub const DEFAULT_LIMIT: u64 = 100;
 pub const MAX_LIMIT: u64 = 1_000;
@@ -216,10 +216,9 @@ pub fn select_events(
 
 pub async fn list_events(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ReadProject(project_id): ReadProject,
     mut params: Params,
 ) -> Result<Json<EventsPage>> {
-    let project_id = authorize(&state, &headers)?;
     let cursor = params.parse("cursor", Cursor::decode)?;
     let range = match &cursor {
         // A cursor carries the range of the first page, so a default `to`

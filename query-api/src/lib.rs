@@ -8,7 +8,8 @@
 //! question, else from raw events.
 //!
 //! - [`config`]: settings (`--help`).
-//! - [`routes`]: the router, shared state and the key check.
+//! - [`routes`]: the router; [`state`]: what handlers share.
+//! - [`auth`]: the key every request carries, as extractors checked first.
 //! - [`params`], [`filters`]: query strings, the shared filters, SQL with binds.
 //! - [`events`]: `GET /v1/events`, keyset-paginated.
 //! - [`metrics`]: `GET /v1/metrics`, planned over rollups and raw events.
@@ -18,6 +19,7 @@
 //! - [`openapi`]: the OpenAPI document behind `/openapi.json` and `/docs`.
 //! - [`error`]: `ApiError`, one status and body per failure.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -29,6 +31,7 @@ pub mod openapi;
 pub mod params;
 pub mod routes;
 pub mod snapshot;
+pub mod state;
 
 use std::sync::{Arc, OnceLock};
 

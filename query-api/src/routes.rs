@@ -1,52 +1,17 @@
-//! The router of the query API, its shared state, and the key check every
-//! endpoint starts with.
+//! The router of the query API.
 
-use std::sync::Arc;
-
-use axum::http::{HeaderMap, Uri};
+use axum::http::Uri;
 use axum::routing::get;
 use axum::{Router, middleware};
-use prometheus_client::registry::Registry;
-use sluice_runtime::auth::presented_key;
-use sluice_runtime::clickhouse::CLICKHOUSE_CHECK;
-use sluice_runtime::keys::{KeyStore, Scope};
-use sluice_runtime::ops::{self, HttpMetrics, Readiness};
-use tokio_util::sync::CancellationToken;
+use sluice_runtime::ops::{self, HttpMetrics};
 
-use crate::config::QuerySettings;
-use crate::error::{ApiError, Result};
+use crate::error::ApiError;
 use crate::events::list_events;
 use crate::export::{export_events, export_metrics};
-use crate::live::feed::LiveFeed;
 use crate::live::live_socket;
 use crate::metrics::get_metrics;
 use crate::openapi;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub clickhouse: clickhouse::Client,
-    pub keys: KeyStore,
-    pub settings: QuerySettings,
-    pub live: LiveFeed,
-    pub shutdown: CancellationToken,
-    pub http_metrics: HttpMetrics,
-    pub readiness: Readiness,
-    pub registry: Arc<Registry>,
-}
-
-/// The project of the request's key, which needs the `read` scope. Every
-/// query binds it: no request can read another project's rows. Then, when
-/// ClickHouse does not answer ([`CLICKHOUSE_CHECK`]), the request gets 503
-/// at once instead of waiting for its time limit.
-pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<String> {
-    let key = state
-        .keys
-        .authorize(&presented_key(headers).unwrap_or_default(), Scope::Read)?;
-    if !state.readiness.passes(CLICKHOUSE_CHECK) {
-        return Err(ApiError::StorageDown);
-    }
-    Ok(key.project_id.clone())
-}
+pub use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()

@@ -14,19 +14,20 @@ use std::io::Write;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use sluice_schemas::time_format::{Rfc3339Ms, format_rfc3339_ms};
 
+use crate::auth::ReadProject;
 use crate::error::Result;
 use crate::events::{EVENT_FIELDS, StoredEvent, select_events};
 use crate::filters::{Filters, TimeRange};
 use crate::metrics::request::MetricsRequest;
 use crate::metrics::{self, shape};
 use crate::params::Params;
-use crate::routes::{AppState, authorize};
 use crate::snapshot::Snapshot;
+use crate::state::AppState;
 use slices::SlicedExport;
 
 pub(crate) const CHUNK_BYTES: usize = 64 * 1024;
@@ -192,10 +193,9 @@ pub(crate) fn write_event(
 
 pub async fn export_events(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ReadProject(project_id): ReadProject,
     mut params: Params,
 ) -> Result<Response> {
-    let project_id = authorize(&state, &headers)?;
     let format = Format::parse(&mut params)?;
     let range = TimeRange::parse(&mut params)?;
     let filters = Filters::parse(&mut params)?;
@@ -225,10 +225,9 @@ pub async fn export_events(
 
 pub async fn export_metrics(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ReadProject(project_id): ReadProject,
     mut params: Params,
 ) -> Result<Response> {
-    let project_id = authorize(&state, &headers)?;
     let format = Format::parse(&mut params)?;
     let request = MetricsRequest::parse(&mut params)?;
     params.finish()?;

@@ -23,25 +23,23 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_runtime::auth::presented_key;
-use sluice_runtime::keys::{AuthError, Scope};
 use sluice_schemas::rollup::{Aggregate, LiveUpdate};
 use sluice_schemas::time_format::{format_rfc3339_ms, now_ms};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::auth::LiveProject;
 use crate::error::{ApiError, Result};
 use crate::filters::Filters;
 use crate::metrics::shape::all_values;
 use crate::metrics::{Cell, dominant};
 use crate::params::Params;
-use crate::routes::AppState;
+use crate::state::AppState;
 
 const PUSH_INTERVAL: Duration = Duration::from_millis(250);
 const MAX_WINDOW_MS: i64 = 3_600_000;
@@ -275,31 +273,25 @@ impl Session {
     }
 }
 
-/// The key of a WebSocket request: the `Authorization` header, or `key` in
-/// the query string for browsers, which cannot set headers on WebSockets.
-/// The key is checked before the handshake, so a plain GET gets the same
-/// 401 as any other endpoint, and a keyed one that is no WebSocket
-/// handshake gets the error body, not axum's plain-text rejection.
+/// The key ([`LiveProject`]) is checked before the handshake, so a plain
+/// GET gets the same 401 as any other endpoint, and a keyed one that is no
+/// WebSocket handshake gets the error body, not axum's plain-text
+/// rejection.
 pub async fn live_socket(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    LiveProject(project_id): LiveProject,
     mut params: Params,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response> {
-    // The key first, as on every endpoint: a request without one is 401
-    // whatever else is wrong with it.
-    let query_key = params.take("key")?;
-    let presented = presented_key(&headers)
-        .or(query_key)
-        .ok_or(ApiError::Auth(AuthError::Missing))?;
-    let key = state.keys.authorize(&presented, Scope::Read)?;
+    // (`key` was the extractor's, if the key came that way.)
+    params.take("key")?;
     params.finish()?;
     let upgrade = upgrade.map_err(|rejection| ApiError::NotWebSocket {
         status: rejection.status(),
         reason: rejection.body_text(),
     })?;
     let session = Session {
-        project_id: key.project_id.clone(),
+        project_id,
         partials: BTreeMap::new(),
         subscriptions: HashMap::new(),
     };

@@ -22,15 +22,15 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use serde_json::{Value, json};
 use sluice_schemas::rollup::{Aggregate, Summary, hll, quantiles};
 use sluice_schemas::time_format::{format_rfc3339_ms, now_ms};
 
+use crate::auth::ReadProject;
 use crate::error::{ApiError, Result};
 use crate::filters::TimeRange;
 use crate::params::Params;
-use crate::routes::{AppState, authorize};
+use crate::state::AppState;
 use request::{Metric, MetricsRequest};
 
 const MINUTE_MS: i64 = 60_000;
@@ -241,10 +241,9 @@ pub fn error_bounds(request: &MetricsRequest, plan: &Plan) -> Value {
 
 pub async fn get_metrics(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ReadProject(project_id): ReadProject,
     mut params: Params,
 ) -> Result<Json<Value>> {
-    let project_id = authorize(&state, &headers)?;
     let request = MetricsRequest::parse(&mut params)?;
     params.finish()?;
     let answer = answer(&state, &project_id, request).await?;

@@ -75,6 +75,14 @@ async fn every_endpoint_shows_only_the_keys_project() {
         }
         let missing = api.client.get(api.url(path)).send().await.unwrap();
         assert_eq!(missing.status().as_u16(), 401, "{path}");
+        // The key is checked first: a query string that cannot even be
+        // read, or a parameter the endpoint does not know, is still 401.
+        let separator = if path.contains('?') { '&' } else { '?' };
+        for broken in ["%zz=1", "nonsense=1"] {
+            let url = api.url(&format!("{path}{separator}{broken}"));
+            let anonymous = api.client.get(url).send().await.unwrap();
+            assert_eq!(anonymous.status().as_u16(), 401, "{path} {broken}");
+        }
         assert!(missing.headers().contains_key("www-authenticate"));
         let body: Value = missing.json().await.unwrap();
         assert_eq!(body["error"], "unauthorized", "{path}");
@@ -84,7 +92,6 @@ async fn every_endpoint_shows_only_the_keys_project() {
         let unknown = api.get(path, "sk_not_a_key").await;
         assert_eq!(unknown.status, 401, "{path}");
         // A project cannot be named in the query: the key decides.
-        let separator = if path.contains('?') { '&' } else { '?' };
         let named = api
             .get(&format!("{path}{separator}project_id={b}"), &key_a)
             .await;
