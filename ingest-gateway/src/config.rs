@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser};
-use sluice_runtime::settings::{ApiSettings, ConfigFile, KafkaSettings, TelemetrySettings};
+use sluice_runtime::settings::{
+    ApiSettings, ConfigFile, KafkaSettings, LifecycleSettings, TelemetrySettings,
+};
 
 // Defaults, shared by the flags and by `Default` (which tests use).
 const MAX_EVENT_BYTES: usize = 32 * 1024;
@@ -46,6 +48,9 @@ pub struct GatewayConfig {
 
     #[command(flatten, next_help_heading = "Telemetry")]
     pub telemetry: TelemetrySettings,
+
+    #[command(flatten)]
+    pub lifecycle: LifecycleSettings,
 
     #[command(flatten)]
     pub config_file: ConfigFile,

@@ -2,7 +2,8 @@
 
 use clap::{Args, Parser};
 use sluice_runtime::settings::{
-    ApiSettings, ClickhouseSettings, ConfigFile, KafkaSettings, TelemetrySettings,
+    ApiSettings, ClickhouseSettings, ConfigFile, KafkaSettings, LifecycleSettings,
+    TelemetrySettings,
 };
 use std::net::SocketAddr;
 
@@ -33,6 +34,9 @@ pub struct QueryConfig {
 
     #[command(flatten, next_help_heading = "Telemetry")]
     pub telemetry: TelemetrySettings,
+
+    #[command(flatten)]
+    pub lifecycle: LifecycleSettings,
 
     #[command(flatten)]
     pub config_file: ConfigFile,

@@ -214,6 +214,32 @@ pub enum LogFormat {
     Json,
 }
 
+/// How a service stops.
+#[derive(Debug, Clone, Args)]
+pub struct LifecycleSettings {
+    /// After SIGINT or SIGTERM, how long the service may drain (finish
+    /// requests, flush what it holds, commit) before it exits anyway, in
+    /// milliseconds. A second signal exits at once.
+    #[arg(
+        long = "shutdown-timeout-ms",
+        env = "SLUICE_SHUTDOWN_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for LifecycleSettings {
+    fn default() -> Self {
+        defaults()
+    }
+}
+
+impl LifecycleSettings {
+    pub fn shutdown_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.shutdown_timeout_ms)
+    }
+}
+
 /// The `--config` flag; the loader reads it before anything else.
 #[derive(Debug, Clone, Args)]
 pub struct ConfigFile {

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser};
-use sluice_runtime::settings::{ClickhouseSettings, ConfigFile, KafkaSettings, TelemetrySettings};
+use sluice_runtime::settings::{
+    ClickhouseSettings, ConfigFile, KafkaSettings, LifecycleSettings, TelemetrySettings,
+};
 use sluice_schemas::rollup::property::valid_property_key;
 
 /// Sluice stream processor: reads the events topic and writes every event into
@@ -31,6 +33,9 @@ pub struct ProcessorConfig {
 
     #[command(flatten, next_help_heading = "Telemetry")]
     pub telemetry: TelemetrySettings,
+
+    #[command(flatten)]
+    pub lifecycle: LifecycleSettings,
 
     #[command(flatten)]
     pub config_file: ConfigFile,

@@ -10,5 +10,6 @@ async fn main() -> anyhow::Result<()> {
     let config: ProcessorConfig = settings::load()?;
     telemetry::init(&config.telemetry);
     let listener = TcpListener::bind(config.listen).await?;
-    serve(config, listener, shutdown::on_signal()).await
+    let shutdown = shutdown::on_signal(config.lifecycle.shutdown_timeout());
+    serve(config, listener, shutdown).await
 }

@@ -229,3 +229,43 @@ async fn a_silent_clickhouse_fails_readiness_and_nothing_is_lost() {
     .await;
     processor.kill().await;
 }
+
+/// A stop while ClickHouse stalls under an insert: the processor gives the
+/// insert up and exits within `--shutdown-timeout-ms` instead of waiting
+/// for it (the uncommitted messages are read again by the next processor,
+/// so nothing is lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_a_stuck_insert_ends_in_time_and_loses_nothing() {
+    let env = TestEnv::new("drain_deadline");
+    prepare(&env).await;
+    let proxy = StallingProxy::in_front_of(&env.clickhouse.url).await;
+    let project = format!("p_{}", env.id);
+    let events: Vec<_> = (0..100)
+        .map(|n| event(&project, n, now_ms() - 60_000 + n as i64))
+        .collect();
+    let mut processor = common::start_processor_with(
+        &env,
+        "main",
+        &[
+            ("SLUICE_CLICKHOUSE_URL", proxy.http_url().as_str()),
+            ("SLUICE_CLICKHOUSE_TIMEOUT_MS", "120000"),
+            ("SLUICE_SHUTDOWN_TIMEOUT_MS", "5000"),
+        ],
+    );
+    produce(&env, &events[..50]).await;
+    assert_exactly(&env, 50).await;
+    // The next insert hangs: ClickHouse answers nothing.
+    proxy.stall();
+    produce(&env, &events[50..]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    processor.signal("TERM");
+    let code = processor.exit_code_within(Duration::from_secs(15)).await;
+    assert!(
+        matches!(code, Some(Some(0 | 130))),
+        "exits by the deadline: {code:?}"
+    );
+    proxy.resume();
+    let processor = common::start_processor(&env, "main");
+    assert_exactly(&env, 100).await;
+    processor.kill().await;
+}

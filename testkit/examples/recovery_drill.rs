@@ -193,6 +193,7 @@ async fn broker_return(broker: &PrivateBroker) -> anyhow::Result<f64> {
             log_format: LogFormat::Text,
             log_filter: "error".into(),
         },
+        lifecycle: Default::default(),
         config_file: ConfigFile { config: None },
     };
     let gateway = spawn_service(|listener, shutdown| {

@@ -71,6 +71,24 @@ impl Printing {
         Self { child, output }
     }
 
+    /// Sends the signal named `name` (`TERM`, `INT`) with `kill`.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("the process runs").to_string();
+        run(
+            std::process::Command::new("kill").args([format!("-{name}"), pid]),
+            "kill",
+        );
+    }
+
+    /// Its exit code (`None` for a death by signal), if it exits within
+    /// `timeout`.
+    pub async fn exit_code_within(&mut self, timeout: std::time::Duration) -> Option<Option<i32>> {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .ok()
+            .map(|status| status.expect("reaped").code())
+    }
+
     /// Whether it exited by itself within `timeout`, with success.
     pub async fn exited_within(&mut self, timeout: Duration) -> Option<bool> {
         tokio::time::timeout(timeout, self.child.wait())

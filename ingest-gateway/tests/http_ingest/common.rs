@@ -27,6 +27,7 @@ pub fn config(env: &TestEnv) -> GatewayConfig {
             log_format: LogFormat::Text,
             log_filter: "warn".into(),
         },
+        lifecycle: Default::default(),
         config_file: ConfigFile { config: None },
     }
 }

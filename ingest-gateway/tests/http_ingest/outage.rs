@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sluice_testkit::{PrivateBroker, TestEnv, eventually};
+use sluice_testkit::{Printing, PrivateBroker, TestEnv, eventually};
 
 use sluice_runtime::keys::Scope;
 
@@ -122,4 +122,67 @@ async fn a_gateway_started_before_its_broker_serves_503_and_becomes_ready_when_i
     let on_topic = ids(&env.topic_events(&env.kafka.events_topic).await);
     assert_eq!(on_topic, vec!["late-1".to_owned()]);
     gateway.running.stop().await.unwrap();
+}
+
+/// A stop while events wait for a broker that went away: the drain (the
+/// answers in flight, then the producer's flush) would take seconds, so
+/// `--shutdown-timeout-ms` ends it (exit 130), and so does a second signal,
+/// at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_that_cannot_finish_ends_at_its_deadline_or_on_a_second_signal() {
+    let broker = PrivateBroker::start();
+    let mut env = TestEnv::new("gw_drain");
+    env.kafka.brokers = broker.brokers();
+    let key = env.create_key(&project(&env), &[Scope::Ingest]).await;
+    for (deadline_ms, second_signal) in [("1000", false), ("60000", true)] {
+        let port = sluice_testkit::processes::free_port();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice-ingest-gateway"));
+        command
+            .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SLUICE_KAFKA_BROKERS", broker.brokers())
+            .env("SLUICE_KAFKA_EVENTS_TOPIC", &env.kafka.events_topic)
+            .env("SLUICE_KAFKA_DLQ_TOPIC", &env.kafka.dlq_topic)
+            .env("SLUICE_KAFKA_KEYS_TOPIC", &env.kafka.keys_topic)
+            .env("SLUICE_KAFKA_IDEMPOTENCE", "false")
+            .env("SLUICE_PRODUCE_TIMEOUT_MS", "20000")
+            .env("SLUICE_SHUTDOWN_TIMEOUT_MS", deadline_ms)
+            .env("SLUICE_LOG", "info");
+        let mut gateway = Printing::spawn(command, "the gateway binary");
+        let client = reqwest::Client::new();
+        let url = format!("http://127.0.0.1:{port}/v1/events");
+        let send = || {
+            client
+                .post(&url)
+                .bearer_auth(&key)
+                .json(&json!({"type": "drain"}))
+                .send()
+        };
+        eventually("an event accepted", Duration::from_secs(60), || {
+            let request = send();
+            async move { request.await.ok().filter(|r| r.status() == 202).map(|_| ()) }
+        })
+        .await;
+        broker.stop();
+        let waiting = tokio::spawn(send());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        gateway.signal("TERM");
+        if second_signal {
+            assert_eq!(
+                gateway.exit_code_within(Duration::from_millis(500)).await,
+                None,
+                "the drain waits for the answer in flight"
+            );
+            gateway.signal("TERM");
+        }
+        let code = gateway.exit_code_within(Duration::from_secs(5)).await;
+        waiting.abort();
+        let (_, printed) = gateway.end().await;
+        assert_eq!(
+            code,
+            Some(Some(130)),
+            "deadline {deadline_ms} ms, second signal {second_signal}:\n{printed}"
+        );
+        assert!(printed.contains("exiting without finishing"), "{printed}");
+        broker.restart();
+    }
 }

@@ -71,6 +71,7 @@ pub fn query_config(env: &TestEnv) -> QueryConfig {
         clickhouse: env.clickhouse.clone(),
         kafka: env.kafka.clone(),
         telemetry: telemetry(),
+        lifecycle: Default::default(),
         config_file: ConfigFile { config: None },
     }
 }
@@ -170,6 +171,7 @@ pub async fn start_gateway(env: &TestEnv) -> Running {
         rate_limits: RateLimitSettings::default(),
         kafka: env.kafka.clone(),
         telemetry: telemetry(),
+        lifecycle: Default::default(),
         config_file: ConfigFile { config: None },
     };
     let running = spawn_service(|listener, shutdown| {
@@ -197,6 +199,7 @@ pub async fn start_processor(env: &TestEnv) -> Running {
         kafka: env.kafka.clone(),
         clickhouse: env.clickhouse.clone(),
         telemetry: telemetry(),
+        lifecycle: Default::default(),
         config_file: ConfigFile { config: None },
     };
     let running = spawn_service(|listener, shutdown| {

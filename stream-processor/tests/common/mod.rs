@@ -60,6 +60,7 @@ pub async fn spawn_processor(env: &TestEnv, settings: ProcessorSettings) -> Runn
             log_format: LogFormat::Json,
             log_filter: "error".into(),
         },
+        lifecycle: Default::default(),
         config_file: ConfigFile { config: None },
     };
     let processor = spawn_service(|listener, shutdown| {
@@ -169,6 +170,24 @@ pub struct ProcessorProcess {
 }
 
 impl ProcessorProcess {
+    /// Sends the signal named `name` (`TERM`, `INT`) with `kill`.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("the processor runs").to_string();
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Its exit code, if it exits within `timeout`.
+    pub async fn exit_code_within(&mut self, timeout: Duration) -> Option<Option<i32>> {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .ok()
+            .map(|status| status.expect("reaped").code())
+    }
+
     /// SIGKILL, as a crash.
     pub async fn kill(mut self) {
         self.child.start_kill().expect("SIGKILL");

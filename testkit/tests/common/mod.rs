@@ -46,6 +46,7 @@ pub async fn start_gateway(env: &TestEnv) -> Running {
         rate_limits: RateLimitSettings::default(),
         kafka: env.kafka.clone(),
         telemetry: telemetry(),
+        lifecycle: Default::default(),
         config_file: ConfigFile { config: None },
     };
     spawn_service(|listener, shutdown| sluice_ingest_gateway::serve(config, listener, shutdown))
@@ -65,6 +66,7 @@ pub async fn start_processor(env: &TestEnv) -> Running {
         kafka: env.kafka.clone(),
         clickhouse: env.clickhouse.clone(),
         telemetry: telemetry(),
+        lifecycle: Default::default(),
         config_file: ConfigFile { config: None },
     };
     spawn_service(|listener, shutdown| sluice_stream_processor::serve(config, listener, shutdown))
@@ -79,6 +81,7 @@ pub async fn start_query_api(env: &TestEnv) -> Running {
         clickhouse: env.clickhouse.clone(),
         kafka: env.kafka.clone(),
         telemetry: telemetry(),
+        lifecycle: Default::default(),
         config_file: ConfigFile { config: None },
     };
     spawn_service(|listener, shutdown| sluice_query_api::serve(config, listener, shutdown)).await
