@@ -162,3 +162,17 @@ pub fn now_rfc3339(offset_ms: i64) -> String {
         sluice_schemas::time_format::now_ms() + offset_ms,
     )
 }
+
+/// The gateway binary on `port`, on `env`'s topics at `brokers` (with
+/// idempotence off, as the tests' tansu needs).
+pub fn gateway_command(env: &TestEnv, brokers: &str, port: u16) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice-ingest-gateway"));
+    command
+        .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SLUICE_KAFKA_BROKERS", brokers)
+        .env("SLUICE_KAFKA_EVENTS_TOPIC", &env.kafka.events_topic)
+        .env("SLUICE_KAFKA_DLQ_TOPIC", &env.kafka.dlq_topic)
+        .env("SLUICE_KAFKA_KEYS_TOPIC", &env.kafka.keys_topic)
+        .env("SLUICE_KAFKA_IDEMPOTENCE", "false");
+    command
+}

@@ -9,7 +9,7 @@ use sluice_testkit::{Printing, PrivateBroker, TestEnv, eventually};
 
 use sluice_runtime::keys::Scope;
 
-use crate::common::{Gateway, config, ids, project};
+use crate::common::{Gateway, config, gateway_command, ids, project};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_gets_503_then_recovers_without_losing_acked_events() {
@@ -136,14 +136,8 @@ async fn a_drain_that_cannot_finish_ends_at_its_deadline_or_on_a_second_signal()
     let key = env.create_key(&project(&env), &[Scope::Ingest]).await;
     for (deadline_ms, second_signal) in [("1000", false), ("60000", true)] {
         let port = sluice_testkit::processes::free_port();
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice-ingest-gateway"));
+        let mut command = gateway_command(&env, &broker.brokers(), port);
         command
-            .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("SLUICE_KAFKA_BROKERS", broker.brokers())
-            .env("SLUICE_KAFKA_EVENTS_TOPIC", &env.kafka.events_topic)
-            .env("SLUICE_KAFKA_DLQ_TOPIC", &env.kafka.dlq_topic)
-            .env("SLUICE_KAFKA_KEYS_TOPIC", &env.kafka.keys_topic)
-            .env("SLUICE_KAFKA_IDEMPOTENCE", "false")
             .env("SLUICE_PRODUCE_TIMEOUT_MS", "20000")
             .env("SLUICE_SHUTDOWN_TIMEOUT_MS", deadline_ms)
             .env("SLUICE_LOG", "info");

@@ -10,21 +10,14 @@ use sluice_runtime::keys::Scope;
 use sluice_testkit::processes::free_port;
 use sluice_testkit::secure_broker::SCRAM_USER;
 use sluice_testkit::{Printing, SecureBroker, TestEnv, assert_no_secret, eventually};
-use tokio::process::Command;
 
-use crate::common::project;
+use crate::common::{gateway_command, project};
 
 const ADMIN_TOKEN: &str = "admin-token-do-not-print-4f9d2c";
 
 fn gateway(broker: &SecureBroker, env: &TestEnv, password: &str, port: u16) -> Printing {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice-ingest-gateway"));
+    let mut command = gateway_command(env, &broker.brokers(), port);
     command
-        .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("SLUICE_KAFKA_BROKERS", broker.brokers())
-        .env("SLUICE_KAFKA_EVENTS_TOPIC", &env.kafka.events_topic)
-        .env("SLUICE_KAFKA_DLQ_TOPIC", &env.kafka.dlq_topic)
-        .env("SLUICE_KAFKA_KEYS_TOPIC", &env.kafka.keys_topic)
-        .env("SLUICE_KAFKA_IDEMPOTENCE", "false")
         .env("SLUICE_KAFKA_SECURITY_PROTOCOL", "sasl_ssl")
         .env("SLUICE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
         .env("SLUICE_KAFKA_SASL_USERNAME", SCRAM_USER)
