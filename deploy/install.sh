@@ -2,7 +2,7 @@
 # Installs what the local Sluice stack and build need, only what is missing, and
 # says what it did. Safe to re-run: with everything present it changes nothing.
 #
-# Usage: deploy/install.sh [apt|tansu|chdb|schemathesis|kubernetes|sdks]
+# Usage: deploy/install.sh [apt|tansu|chdb|schemathesis|kubernetes|sdks|prometheus]
 #   (no argument)  what the local stack needs: apt and tansu
 #   apt            only the Debian packages
 #   tansu          only the tansu broker (cargo install, ~20 minutes on 2 cores)
@@ -16,6 +16,9 @@
 #   sdks           only the third-party SDKs of deploy/sdk-check.sh: node and npm
 #                  (apt, when missing), and the versions pinned in deploy/sdk-check/
 #                  in a virtualenv and a node_modules (~30 MB, ~30 s)
+#   prometheus     only Prometheus and promtool (Debian's prometheus package, apt,
+#                  when missing) for the alert rules of deploy/prometheus/ and
+#                  their test (testkit/tests/prometheus.rs)
 set -euo pipefail
 
 # ClickHouse 18.16 server and client (Debian's), cmake + g++ + pkg-config and
@@ -44,7 +47,7 @@ die() {
     printf 'install: error: %s\n' "$*" >&2
     exit 1
 }
-usage() { sed -n '5,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '5,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 # sudo only when needed, so the script also works as root in containers/CI
 # where sudo is usually absent.
@@ -213,6 +216,28 @@ install_sdks() {
     log "sdks: installed in $modules"
 }
 
+# Debian's prometheus package: /usr/bin/prometheus and /usr/bin/promtool. Its
+# systemd unit is not used; the tests run the binary with their own config.
+install_prometheus() {
+    if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
+        log "prometheus: present, nothing to do ($(prometheus --version 2>&1 | head -n 1))"
+        return 0
+    fi
+    command -v dpkg >/dev/null || die "prometheus: not a Debian-family system (no dpkg): install prometheus and promtool by hand"
+    log "prometheus: installing prometheus (apt)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus
+    command -v prometheus >/dev/null && command -v promtool >/dev/null ||
+        die "prometheus: installed, but prometheus or promtool is not on PATH"
+    log "prometheus: installed $(prometheus --version 2>&1 | head -n 1)"
+    # On machines with an init system the package starts its own server on 9090
+    # (and node exporter on 9100); nothing of Sluice's uses them.
+    if pgrep -x prometheus >/dev/null 2>&1; then
+        log "prometheus: note: the package started a system prometheus on :9090; Sluice's tests run their own."
+        log "     Stop it if unwanted (e.g. systemctl disable --now prometheus)."
+    fi
+}
+
 case ${1:-all} in
 all)
     install_apt
@@ -224,6 +249,7 @@ chdb) install_chdb ;;
 schemathesis) install_schemathesis ;;
 kubernetes) install_kubernetes_validate ;;
 sdks) install_sdks ;;
+prometheus) install_prometheus ;;
 -h | --help | help) usage ;;
 *)
     usage >&2

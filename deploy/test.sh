@@ -8,7 +8,8 @@
 #                  HTTP test fixture in testkit/chdb-fixture
 #
 # Before them, deploy/kubernetes/validate.sh checks the Kubernetes manifests
-# against the API schemas, and deploy/conformance.sh checks both HTTP
+# against the API schemas, promtool checks and unit-tests the Prometheus rules
+# of deploy/prometheus/, and deploy/conformance.sh checks both HTTP
 # services against their OpenAPI documents with schemathesis (about 75 s),
 # once, on the first engine.
 #
@@ -78,6 +79,8 @@ if [[ -n ${SLUICE_TEST_CLICKHOUSE_URL:-} ]]; then
 fi
 
 deploy/install.sh
+# promtool for the rules below, prometheus for testkit/tests/prometheus.rs.
+deploy/install.sh prometheus
 components=(kafka)
 for engine in "${engines[@]}"; do
     case $engine in
@@ -105,6 +108,14 @@ if deploy/kubernetes/validate.sh; then
 else
     summary+=("Kubernetes manifests: INVALID")
     failed+=("Kubernetes manifests")
+fi
+log "===== Prometheus rules (promtool check rules, promtool test rules) ====="
+if promtool check rules deploy/prometheus/rules.yml &&
+    promtool test rules deploy/prometheus/rules_test.yml; then
+    summary+=("Prometheus rules: valid, unit tests passed")
+else
+    summary+=("Prometheus rules: FAILED")
+    failed+=("Prometheus rules")
 fi
 if ((conformance)); then
     log "===== OpenAPI conformance (deploy/conformance.sh) on ${engines[0]} ====="

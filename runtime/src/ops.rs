@@ -1,5 +1,10 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics, and the HTTP
 //! metrics every service records per matched route.
+//!
+//! Every service's `/metrics` also carries its readiness, rendered from
+//! [`Readiness`] at each scrape: [`READY_METRIC`] per check and
+//! [`SERVICE_READY_METRIC`] for the whole service (`deploy/prometheus/` alerts
+//! on both).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -12,11 +17,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde_json::json;
+
+/// `sluice_ready{check}`: 1 while the readiness check passes, 0 while it fails
+/// (`/health/ready` says why).
+pub const READY_METRIC: &str = "sluice_ready";
+/// `sluice_service_ready`: 1 while every readiness check passes (what
+/// `/health/ready` answers 200 for), else 0.
+pub const SERVICE_READY_METRIC: &str = "sluice_service_ready";
 
 /// Named readiness checks, each passing or failing with a cause; the service
 /// is ready when every check passes.
@@ -154,7 +168,11 @@ async fn ready(State(state): State<OpsState>) -> Response {
 
 async fn metrics(State(state): State<OpsState>) -> Response {
     let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, &state.registry) {
+    let readiness = readiness_registry(&state.readiness.report());
+    let encoded = encode_registry(&mut text, &state.registry)
+        .and_then(|()| encode_registry(&mut text, &readiness))
+        .and_then(|()| encode_eof(&mut text));
+    match encoded {
         Ok(()) => (
             [(
                 header::CONTENT_TYPE,
@@ -168,6 +186,37 @@ async fn metrics(State(state): State<OpsState>) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    check: &'static str,
+}
+
+/// The readiness gauges as they are now: built at each scrape from the
+/// checks, so a check declared after the service's registry was made (or
+/// one a service adds later) is exported too.
+fn readiness_registry(report: &BTreeMap<&'static str, Check>) -> Registry {
+    let checks = Family::<CheckLabels, Gauge>::default();
+    for (check, state) in report {
+        checks
+            .get_or_create(&CheckLabels { check })
+            .set(i64::from(state.is_none()));
+    }
+    let service = Gauge::<i64>::default();
+    service.set(i64::from(report.values().all(Option::is_none)));
+    let mut registry = Registry::default();
+    registry.register(
+        READY_METRIC,
+        "Readiness by check: 1 passes, 0 fails (GET /health/ready names the cause)",
+        checks,
+    );
+    registry.register(
+        SERVICE_READY_METRIC,
+        "1 when every readiness check passes (GET /health/ready answers 200), else 0",
+        service,
+    );
+    registry
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -274,5 +323,45 @@ mod tests {
         let response = app.oneshot(get_ready()).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(body(response).await["causes"], json!({}));
+    }
+
+    #[tokio::test]
+    async fn metrics_carry_each_check_and_the_service_readiness_after_the_registry() {
+        let readiness = Readiness::default();
+        readiness.register("kafka");
+        let mut registry = Registry::default();
+        let events = Counter::<u64>::default();
+        registry.register("sluice_test_events", "Events", events.clone());
+        events.inc();
+        let app = router(readiness.clone(), Arc::new(registry));
+        let scrape = || async {
+            let request = Request::get("/metrics").body(Body::empty()).unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            String::from_utf8(bytes.to_vec()).unwrap()
+        };
+        let text = scrape().await;
+        assert!(text.contains("\nsluice_test_events_total 1\n"), "{text}");
+        assert!(text.contains("sluice_ready{check=\"kafka\"} 0\n"), "{text}");
+        assert!(text.contains("\nsluice_service_ready 0\n"), "{text}");
+        // One exposition: a single EOF marker, at the end.
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+
+        // A check declared after the router was made is exported too.
+        readiness.pass("kafka");
+        readiness.register("offsets");
+        let text = scrape().await;
+        assert!(text.contains("sluice_ready{check=\"kafka\"} 1\n"), "{text}");
+        assert!(
+            text.contains("sluice_ready{check=\"offsets\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nsluice_service_ready 0\n"), "{text}");
+        readiness.pass("offsets");
+        assert!(scrape().await.contains("\nsluice_service_ready 1\n"));
     }
 }
