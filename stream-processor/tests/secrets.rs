@@ -12,7 +12,8 @@ use sluice_runtime::clickhouse::{Connection, ServerFeatures};
 use sluice_testkit::processes::free_port;
 use sluice_testkit::secure_broker::SCRAM_USER;
 use sluice_testkit::{
-    Printing, SecureBroker, SecureClickhouse, TestEnv, assert_no_secret, eventually,
+    Printing, SecureBroker, SecureClickhouse, TestEnv, assert_no_secret, eventually, help_text,
+    served_text, startup_failure, wait_until_ready,
 };
 use tokio::process::Command;
 
@@ -68,15 +69,13 @@ async fn no_secret_is_printed_or_served() {
         broker.password.as_str(),
         clickhouse.writer_password.as_str(),
     ];
-    let mut seen = String::new();
-
-    let help = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-stream-processor"))
-        .arg("--help")
-        .env("SLUICE_KAFKA_SASL_PASSWORD", &broker.password)
-        .env("SLUICE_CLICKHOUSE_PASSWORD", &clickhouse.writer_password)
-        .output()
-        .unwrap();
-    seen.push_str(&String::from_utf8_lossy(&help.stdout));
+    let mut seen = help_text(
+        env!("CARGO_BIN_EXE_sluice-stream-processor"),
+        &[
+            ("SLUICE_KAFKA_SASL_PASSWORD", &broker.password),
+            ("SLUICE_CLICKHOUSE_PASSWORD", &clickhouse.writer_password),
+        ],
+    );
     assert!(seen.contains("--clickhouse-password-file"), "{seen}");
 
     let port = free_port();
@@ -84,13 +83,8 @@ async fn no_secret_is_printed_or_served() {
         processor(&env, &broker, &clickhouse.writer_password, port),
         "the processor binary",
     );
-    let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    eventually("the processor ready", Duration::from_secs(90), || {
-        let request = client.get(format!("{base}/health/ready")).send();
-        async move { request.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
-    })
-    .await;
+    wait_until_ready(&base, Duration::from_secs(90)).await;
     let now = sluice_schemas::time_format::now_ms();
     let events: Vec<_> = (0..10).map(|n| event("secrets", n, now - 1_000)).collect();
     produce(&env, &events).await;
@@ -104,10 +98,8 @@ async fn no_secret_is_printed_or_served() {
         async move { (count.await.ok()? == 10).then_some(()) }
     })
     .await;
-    for path in ["/metrics", "/health/ready", "/health/live", "/nowhere"] {
-        let answer = client.get(format!("{base}{path}")).send().await.unwrap();
-        seen.push_str(&answer.text().await.unwrap());
-    }
+    let paths = ["/metrics", "/health/ready", "/health/live", "/nowhere"];
+    seen.push_str(&served_text(&base, &paths, None).await);
     let (_, printed) = running.end().await;
     assert!(
         printed.contains("stream processor running"),
@@ -118,16 +110,11 @@ async fn no_secret_is_printed_or_served() {
     // A wrong ClickHouse password: the startup error names the settings,
     // not the values.
     let wrong = "wrong-password-do-not-print-5c1e";
-    let mut refused = Printing::spawn(
+    let output = startup_failure(
         processor(&env, &broker, wrong, free_port()),
         "the processor binary",
-    );
-    assert_eq!(
-        refused.exited_within(Duration::from_secs(90)).await,
-        Some(false),
-        "the processor stops on a wrong ClickHouse password"
-    );
-    let (_, output) = refused.end().await;
+    )
+    .await;
     assert!(output.contains("--clickhouse-password"), "{output}");
     seen.push_str(&output);
 

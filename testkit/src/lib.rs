@@ -19,7 +19,9 @@ pub mod services;
 pub mod stack;
 
 pub use broker::PrivateBroker;
-pub use processes::{Printing, assert_no_secret};
+pub use processes::{
+    Printing, assert_no_secret, help_text, served_text, startup_failure, wait_until_ready,
+};
 pub use proxy::StallingProxy;
 pub use secure_broker::SecureBroker;
 pub use secure_clickhouse::SecureClickhouse;

@@ -118,3 +118,57 @@ pub fn assert_no_secret(text: &str, secrets: &[&str], what: &str) {
         );
     }
 }
+
+/// What a service binary's `--help` prints with `env` set (the secrets a
+/// test then looks for in it).
+pub fn help_text(binary: &str, env: &[(&str, &str)]) -> String {
+    let output = std::process::Command::new(binary)
+        .arg("--help")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|error| panic!("{binary} --help: {error}"));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Waits until the service at `base` (`http://host:port`) answers
+/// `/health/ready` with 200; panics after `patience`.
+pub async fn wait_until_ready(base: &str, patience: std::time::Duration) {
+    let client = reqwest::Client::new();
+    let url = format!("{base}/health/ready");
+    crate::eventually(&format!("{base} ready"), patience, || {
+        let request = client.get(&url).send();
+        async move { request.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
+    })
+    .await;
+}
+
+/// The bodies `base` answers to GETs of `paths`, with `key` if given,
+/// one after the other.
+pub async fn served_text(base: &str, paths: &[&str], key: Option<&str>) -> String {
+    let client = reqwest::Client::new();
+    let mut text = String::new();
+    for path in paths {
+        let mut request = client.get(format!("{base}{path}"));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let answer = request.send().await.expect("the service answers");
+        text.push_str(&answer.text().await.expect("a body"));
+    }
+    text
+}
+
+/// Runs a service binary that must stop at startup (a setting that cannot
+/// work), and returns what it printed; panics if it keeps running for 90 s
+/// or exits with success.
+pub async fn startup_failure(command: tokio::process::Command, what: &str) -> String {
+    let mut running = Printing::spawn(command, what);
+    assert_eq!(
+        running
+            .exited_within(std::time::Duration::from_secs(90))
+            .await,
+        Some(false),
+        "{what} stops at startup"
+    );
+    running.end().await.1
+}

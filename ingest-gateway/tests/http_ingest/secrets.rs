@@ -9,13 +9,21 @@ use serde_json::json;
 use sluice_runtime::keys::Scope;
 use sluice_testkit::processes::free_port;
 use sluice_testkit::secure_broker::SCRAM_USER;
-use sluice_testkit::{Printing, SecureBroker, TestEnv, assert_no_secret, eventually};
+use sluice_testkit::{
+    Printing, SecureBroker, TestEnv, assert_no_secret, eventually, help_text, served_text,
+    startup_failure, wait_until_ready,
+};
 
 use crate::common::{gateway_command, project};
 
 const ADMIN_TOKEN: &str = "admin-token-do-not-print-4f9d2c";
 
-fn gateway(broker: &SecureBroker, env: &TestEnv, password: &str, port: u16) -> Printing {
+fn gateway(
+    broker: &SecureBroker,
+    env: &TestEnv,
+    password: &str,
+    port: u16,
+) -> tokio::process::Command {
     let mut command = gateway_command(env, &broker.brokers(), port);
     command
         .env("SLUICE_KAFKA_SECURITY_PROTOCOL", "sasl_ssl")
@@ -25,7 +33,7 @@ fn gateway(broker: &SecureBroker, env: &TestEnv, password: &str, port: u16) -> P
         .env("SLUICE_KAFKA_SSL_CA_FILE", &broker.ca_file)
         .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("SLUICE_LOG", "trace");
-    Printing::spawn(command, "the gateway binary")
+    command
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,26 +46,23 @@ async fn no_secret_is_printed_or_served() {
     env.kafka.security = broker.client_security();
     let key = env.create_key(&project(&env), &[Scope::Ingest]).await;
     let secrets = [broker.password.as_str(), ADMIN_TOKEN];
-    let mut seen = String::new();
-
-    let help = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-ingest-gateway"))
-        .arg("--help")
-        .env("SLUICE_KAFKA_SASL_PASSWORD", &broker.password)
-        .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
-        .output()
-        .unwrap();
-    seen.push_str(&String::from_utf8_lossy(&help.stdout));
+    let mut seen = help_text(
+        env!("CARGO_BIN_EXE_sluice-ingest-gateway"),
+        &[
+            ("SLUICE_KAFKA_SASL_PASSWORD", &broker.password),
+            ("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN),
+        ],
+    );
     assert!(seen.contains("--kafka-sasl-password"));
 
     let port = free_port();
-    let running = gateway(&broker, &env, &broker.password, port);
+    let running = Printing::spawn(
+        gateway(&broker, &env, &broker.password, port),
+        "the gateway binary",
+    );
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    eventually("the gateway ready", Duration::from_secs(60), || {
-        let request = client.get(format!("{base}/health/ready")).send();
-        async move { request.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
-    })
-    .await;
+    wait_until_ready(&base, Duration::from_secs(60)).await;
     let accepted = eventually("an event accepted", Duration::from_secs(30), || {
         let request = client
             .post(format!("{base}/v1/events"))
@@ -68,7 +73,7 @@ async fn no_secret_is_printed_or_served() {
     })
     .await;
     seen.push_str(&accepted.text().await.unwrap());
-    for path in [
+    let paths = [
         "/metrics",
         "/health/ready",
         "/health/live",
@@ -76,10 +81,8 @@ async fn no_secret_is_printed_or_served() {
         "/docs",
         "/v1/admin/keys",
         "/nowhere",
-    ] {
-        let answer = client.get(format!("{base}{path}")).send().await.unwrap();
-        seen.push_str(&answer.text().await.unwrap());
-    }
+    ];
+    seen.push_str(&served_text(&base, &paths, None).await);
     let refused = client
         .post(format!("{base}/v1/events"))
         .bearer_auth("not-a-key")
@@ -97,13 +100,11 @@ async fn no_secret_is_printed_or_served() {
 
     // A wrong password: the startup error names the settings, not the values.
     let wrong = "wrong-password-do-not-print-77a1";
-    let mut refused = gateway(&broker, &env, wrong, free_port());
-    assert_eq!(
-        refused.exited_within(Duration::from_secs(90)).await,
-        Some(false),
-        "the gateway stops on a wrong password"
-    );
-    let (_, output) = refused.end().await;
+    let output = startup_failure(
+        gateway(&broker, &env, wrong, free_port()),
+        "the gateway binary",
+    )
+    .await;
     assert!(output.contains("--kafka-sasl-username"), "{output}");
     assert!(!output.contains(wrong), "the wrong password was printed");
     seen.push_str(&output);

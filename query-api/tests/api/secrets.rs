@@ -11,7 +11,8 @@ use sluice_runtime::keys::Scope;
 use sluice_testkit::processes::free_port;
 use sluice_testkit::secure_broker::SCRAM_USER;
 use sluice_testkit::{
-    Printing, SecureBroker, SecureClickhouse, TestEnv, assert_no_secret, eventually,
+    Printing, SecureBroker, SecureClickhouse, TestEnv, assert_no_secret, eventually, help_text,
+    served_text, startup_failure, wait_until_ready,
 };
 use tokio::process::Command;
 
@@ -72,16 +73,15 @@ async fn no_secret_is_printed_or_served() {
         clickhouse.reader_password.as_str(),
         ADMIN_TOKEN,
     ];
-    let mut seen = String::new();
-
-    let help = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-query-api"))
-        .arg("--help")
-        .env("SLUICE_KAFKA_SASL_PASSWORD", &broker.password)
-        .env("SLUICE_CLICKHOUSE_PASSWORD", &clickhouse.reader_password)
-        .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
-        .output()
-        .unwrap();
-    seen.push_str(&String::from_utf8_lossy(&help.stdout));
+    let binary = env!("CARGO_BIN_EXE_sluice-query-api");
+    let mut seen = help_text(
+        binary,
+        &[
+            ("SLUICE_KAFKA_SASL_PASSWORD", &broker.password),
+            ("SLUICE_CLICKHOUSE_PASSWORD", &clickhouse.reader_password),
+            ("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN),
+        ],
+    );
     assert!(seen.contains("--clickhouse-ca-file"), "{seen}");
 
     let port = free_port();
@@ -95,13 +95,9 @@ async fn no_secret_is_printed_or_served() {
         ),
         "the query API binary",
     );
-    let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    eventually("the query API ready", Duration::from_secs(90), || {
-        let request = client.get(format!("{base}/health/ready")).send();
-        async move { request.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
-    })
-    .await;
+    wait_until_ready(&base, Duration::from_secs(90)).await;
+    let client = reqwest::Client::new();
     let answered = eventually("events answered", Duration::from_secs(30), || {
         let request = client
             .get(format!("{base}/v1/events?limit=5"))
@@ -111,7 +107,7 @@ async fn no_secret_is_printed_or_served() {
     })
     .await;
     seen.push_str(&answered.text().await.unwrap());
-    for path in [
+    let paths = [
         "/metrics",
         "/health/ready",
         "/health/live",
@@ -120,15 +116,8 @@ async fn no_secret_is_printed_or_served() {
         "/v1/metrics?from=x",
         "/v1/admin/keys",
         "/nowhere",
-    ] {
-        let answer = client
-            .get(format!("{base}{path}"))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap();
-        seen.push_str(&answer.text().await.unwrap());
-    }
+    ];
+    seen.push_str(&served_text(&base, &paths, Some(&key)).await);
     let (_, printed) = running.end().await;
     assert!(printed.contains("query API listening"), "the log was read");
     seen.push_str(&printed);
@@ -136,16 +125,11 @@ async fn no_secret_is_printed_or_served() {
     // A wrong ClickHouse password: the startup error names the settings,
     // not the values.
     let wrong = "wrong-password-do-not-print-0d3a";
-    let mut refused = Printing::spawn(
+    let output = startup_failure(
         query_api(&env, &broker, &clickhouse, wrong, free_port()),
         "the query API binary",
-    );
-    assert_eq!(
-        refused.exited_within(Duration::from_secs(90)).await,
-        Some(false),
-        "the query API stops on a wrong ClickHouse password"
-    );
-    let (_, output) = refused.end().await;
+    )
+    .await;
     assert!(output.contains("--clickhouse-password"), "{output}");
     seen.push_str(&output);
 
