@@ -148,6 +148,11 @@ pub struct KafkaSecurity {
     #[arg(long = "kafka-oauth-scope", env = "SLUICE_KAFKA_OAUTH_SCOPE")]
     pub oauth_scope: Option<String>,
 
+    /// OAUTHBEARER: SASL extensions, comma-separated `key=value`, e.g.
+    /// Confluent Cloud's `logicalCluster=lkc-1,identityPoolId=pool-2`.
+    #[arg(long = "kafka-oauth-extensions", env = "SLUICE_KAFKA_OAUTH_EXTENSIONS")]
+    pub oauth_extensions: Option<String>,
+
     /// PEM file of the CA(s) that signed the broker's certificate (with ssl
     /// or sasl_ssl); the system's roots when not given.
     #[arg(long = "kafka-ssl-ca-file", env = "SLUICE_KAFKA_SSL_CA_FILE")]
@@ -233,6 +238,15 @@ impl KafkaSecurity {
             if let Some(scope) = &self.oauth_scope {
                 config.set("sasl.oauthbearer.scope", scope);
             }
+            if let Some(extensions) = &self.oauth_extensions {
+                let malformed = extensions
+                    .split(',')
+                    .find(|pair| pair.split_once('=').is_none_or(|(key, _)| key.is_empty()));
+                if let Some(pair) = malformed {
+                    bail!("--kafka-oauth-extensions: {pair:?} is not key=value");
+                }
+                config.set("sasl.oauthbearer.extensions", extensions);
+            }
         } else {
             let username = self.sasl_username.as_deref().with_context(|| {
                 format!(
@@ -300,6 +314,35 @@ mod tests {
             Flags::try_parse_from(["sluice", "--kafka-security-protocol", "sasl_plaintext"])
                 .unwrap();
         assert_eq!(parsed.security.protocol, SecurityProtocol::SaslPlaintext);
+    }
+
+    #[test]
+    fn oauth_extensions_pass_whole_and_malformed_ones_are_named() {
+        let dir = std::env::temp_dir().join(format!("sluice-oauth-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "client-secret\n").unwrap();
+        let oauth = KafkaSecurity {
+            protocol: SecurityProtocol::SaslSsl,
+            sasl_mechanism: Some(SaslMechanism::Oauthbearer),
+            oauth_token_url: Some("https://idp.example.com/token".into()),
+            oauth_client_id: Some("sluice".into()),
+            oauth_client_secret_file: Some(secret),
+            oauth_extensions: Some("logicalCluster=lkc-1,identityPoolId=pool-2".into()),
+            ..KafkaSecurity::default()
+        };
+        let config = applied(&oauth).unwrap();
+        assert_eq!(
+            config.get("sasl.oauthbearer.extensions"),
+            Some("logicalCluster=lkc-1,identityPoolId=pool-2")
+        );
+        assert_eq!(config.get("sasl.oauthbearer.method"), Some("oidc"));
+        let malformed = KafkaSecurity {
+            oauth_extensions: Some("logicalCluster=lkc-1,oops".into()),
+            ..oauth
+        };
+        assert!(error(&malformed).contains("\"oops\" is not key=value"));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
