@@ -51,6 +51,7 @@ use sluice_runtime::http::{serve_http, with_common_layers};
 use sluice_runtime::kafka::KAFKA_CHECK;
 use sluice_runtime::keys::{KeyStore, KeyWriter};
 use sluice_runtime::ops::{HttpMetrics, Readiness};
+use sluice_runtime::supervise::Supervisor;
 use sluice_schemas::Limits;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -94,17 +95,25 @@ pub async fn serve(
     let mut registry = Registry::default();
     let metrics = GatewayMetrics::register(&mut registry);
     let publisher = Arc::new(EventPublisher::new(kafka, &config.ingest, &metrics)?);
-    let broker_watch = tokio::spawn(broker::watch(
-        publisher.clone(),
-        kafka.clone(),
-        readiness.clone(),
-        shutdown.child_token(),
-    ));
+    // A misconfiguration the broker reveals (a refused password, an
+    // untrusted certificate) ends the watch, and the gateway with it.
+    let supervisor = Supervisor::new(shutdown.clone());
+    supervisor.spawn(
+        "broker watch",
+        broker::watch(
+            publisher.clone(),
+            kafka.clone(),
+            readiness.clone(),
+            shutdown.child_token(),
+        ),
+    );
     let rate_limits = Arc::new(RateLimits::new(config.rate_limits.clone()));
-    tokio::spawn(forget_idle_limits(
-        rate_limits.clone(),
-        shutdown.child_token(),
-    ));
+    let limits = rate_limits.clone();
+    let forgetting = shutdown.child_token();
+    supervisor.spawn("idle rate limits", async move {
+        forget_idle_limits(limits, forgetting).await;
+        Ok(())
+    });
     let state = AppState {
         publisher: publisher.clone(),
         keys,
@@ -122,16 +131,10 @@ pub async fn serve(
     };
     let app = with_common_layers(router(state), config.api.request_timeout());
     tracing::info!(address = %listener.local_addr()?, topic = %kafka.events_topic, "ingest gateway listening");
-    tokio::select! {
-        served = serve_http(listener, app, shutdown.clone()) => served?,
-        // Before shutdown, only a misconfiguration ends the watch.
-        Ok(Err(error)) = broker_watch, if !shutdown.is_cancelled() => {
-            shutdown.cancel();
-            return Err(error);
-        }
-    }
+    serve_http(listener, app, shutdown.clone()).await?;
     let flushing = publisher.clone();
     tokio::task::spawn_blocking(move || flushing.flush(FLUSH_DEADLINE)).await?;
+    supervisor.outcome()?;
     tracing::info!("ingest gateway stopped");
     Ok(())
 }

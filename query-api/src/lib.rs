@@ -45,6 +45,7 @@ use sluice_runtime::http::{serve_http, with_common_layers};
 use sluice_runtime::kafka::{KAFKA_CHECK, ensure_keys_topic, ensure_topics};
 use sluice_runtime::keys::KeyStore;
 use sluice_runtime::ops::{self, HttpMetrics, Patience, Readiness};
+use sluice_runtime::supervise::Supervisor;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -80,7 +81,8 @@ pub async fn serve(
     let serving = shutdown.child_token();
     let server = tokio::spawn(serve_http(listener, switch, serving.clone()));
 
-    let state = match start(&config, connection, &readiness, &shutdown).await {
+    let supervisor = Supervisor::new(shutdown.clone());
+    let state = match start(&config, connection, &readiness, &supervisor, &shutdown).await {
         Ok((clickhouse, keys, live)) => AppState {
             clickhouse,
             keys,
@@ -100,6 +102,7 @@ pub async fn serve(
     let _ = app.set(router(state));
     tracing::info!("query API ready");
     server.await??;
+    supervisor.outcome()?;
     tracing::info!("query API stopped");
     Ok(())
 }
@@ -110,6 +113,7 @@ async fn start(
     config: &QueryConfig,
     connection: Connection,
     readiness: &Readiness,
+    supervisor: &Supervisor,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(clickhouse::Client, KeyStore, LiveFeed)> {
     let waiting_for = |check| Patience::Reporting(readiness.clone(), check);
@@ -129,11 +133,11 @@ async fn start(
     // The processor creates the tables; this API's user may only read them.
     let features = await_schema(&connection, waiting_for(CLICKHOUSE_CHECK), shutdown).await?;
     let (clickhouse, _) = connection.client(features);
-    tokio::spawn(watch_clickhouse(
-        connection,
-        readiness.clone(),
-        shutdown.child_token(),
-    ));
+    let watch = watch_clickhouse(connection, readiness.clone(), shutdown.child_token());
+    supervisor.spawn("ClickHouse watch", async move {
+        watch.await;
+        Ok(())
+    });
     Ok((clickhouse, keys, live))
 }
 

@@ -5,7 +5,8 @@
 //! - [`settings`]: typed settings for Kafka, ClickHouse and telemetry, and the
 //!   loader that layers defaults < config file < `SLUICE_*` environment < flags.
 //! - [`telemetry`]: `tracing` set-up, text or JSON.
-//! - [`shutdown`]: SIGINT/SIGTERM to a `CancellationToken`.
+//! - [`shutdown`]: SIGINT/SIGTERM to a `CancellationToken`, with a drain deadline.
+//! - [`supervise`]: background tasks whose failure stops the service, never silently.
 //! - [`kafka`]: librdkafka client settings and idempotent topic creation.
 //! - [`kafka_security`]: TLS and SASL towards the broker.
 //! - [`secret`]: passwords from the environment or a file, never printed.
@@ -29,4 +30,5 @@ pub mod rollups;
 pub mod secret;
 pub mod settings;
 pub mod shutdown;
+pub mod supervise;
 pub mod telemetry;

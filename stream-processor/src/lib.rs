@@ -82,6 +82,7 @@ use sluice_runtime::clickhouse::{CLICKHOUSE_CHECK, Connection, ensure_schema};
 use sluice_runtime::http::serve_http;
 use sluice_runtime::kafka::{KAFKA_CHECK, ensure_topics};
 use sluice_runtime::ops::{self, Patience, Readiness};
+use sluice_runtime::supervise::Supervisor;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -124,14 +125,19 @@ pub async fn serve(
     let features = ensure_schema(&clickhouse, waiting_for(CLICKHOUSE_CHECK), &shutdown).await?;
 
     let (clickhouse, database) = clickhouse.client(features);
-    let retention = (config.processor.retention_days > 0).then(|| {
-        tokio::spawn(retention::run(
+    let supervisor = Supervisor::new(shutdown.clone());
+    if config.processor.retention_days > 0 {
+        let task = retention::run(
             clickhouse.clone(),
             database,
             config.processor.retention_days,
             shutdown.clone(),
-        ))
-    });
+        );
+        supervisor.spawn("retention", async move {
+            task.await;
+            Ok(())
+        });
+    }
     let held = HeldPartitions::default();
     let coverage = CoverageWatch::new(
         kafka,
@@ -153,9 +159,7 @@ pub async fn serve(
     let live = LivePublisher::new(pipeline.producer(), &kafka.live_topic, metrics);
     tracing::info!(topic = %kafka.events_topic, group = %config.processor.consumer_group, "stream processor running");
     pipeline.run(shutdown, live, rejoin).await;
-    if let Some(retention) = retention {
-        retention.await?;
-    }
+    supervisor.outcome()?;
 
     ops_shutdown.cancel();
     ops_server.await??;

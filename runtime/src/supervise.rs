@@ -1,0 +1,132 @@
+//! Background tasks a service cannot do without (watches, retention,
+//! clean-ups): one that fails, panics or ends before shutdown stops the
+//! service, with its name and cause logged and returned, instead of dying
+//! silently while the service looks alive.
+
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+/// Spawns and watches the background tasks of one service.
+#[derive(Clone)]
+pub struct Supervisor {
+    shutdown: CancellationToken,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl Supervisor {
+    /// A failure cancels `shutdown`, the service's own token, so the service
+    /// drains and stops as on a signal.
+    pub fn new(shutdown: CancellationToken) -> Self {
+        Self {
+            shutdown,
+            failure: Arc::default(),
+        }
+    }
+
+    /// Runs `task` until it ends; it is expected to run until shutdown.
+    pub fn spawn<F>(&self, name: &'static str, task: F)
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let task = tokio::spawn(task);
+        let supervisor = self.clone();
+        tokio::spawn(async move {
+            let cause = match task.await {
+                Ok(Ok(())) if supervisor.shutdown.is_cancelled() => return,
+                Ok(Ok(())) => "it ended before shutdown".to_owned(),
+                Ok(Err(error)) => format!("{error:#}"),
+                Err(join) if join.is_panic() => {
+                    let panic = join.into_panic();
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|text| (*text).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".to_owned());
+                    format!("it panicked: {message}")
+                }
+                Err(_) => return,
+            };
+            supervisor.fail(name, &cause);
+        });
+    }
+
+    fn fail(&self, name: &str, cause: &str) {
+        tracing::error!(task = name, %cause, "a background task failed; stopping the service");
+        let mut failure = self
+            .failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        failure.get_or_insert(format!("background task {name}: {cause}"));
+        drop(failure);
+        self.shutdown.cancel();
+    }
+
+    /// After the service has stopped: the first failure, if one stopped it.
+    pub fn outcome(&self) -> anyhow::Result<()> {
+        let failure = self
+            .failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match failure.as_ref() {
+            Some(failure) => Err(anyhow::anyhow!("{failure}")),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    async fn stopped(supervisor: &Supervisor, shutdown: &CancellationToken) -> String {
+        tokio::time::timeout(Duration::from_secs(5), shutdown.cancelled())
+            .await
+            .expect("the failure stops the service");
+        format!("{:#}", supervisor.outcome().unwrap_err())
+    }
+
+    #[tokio::test]
+    async fn a_task_that_fails_panics_or_ends_early_stops_the_service_naming_it() {
+        for (name, task) in [
+            (
+                "fails",
+                Box::pin(async { anyhow::bail!("the disk is full") })
+                    as std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>,
+            ),
+            ("panics", Box::pin(async { panic!("an invariant broke") })),
+            ("ends", Box::pin(async { Ok(()) })),
+        ] {
+            let shutdown = CancellationToken::new();
+            let supervisor = Supervisor::new(shutdown.clone());
+            supervisor.spawn(name, task);
+            let failure = stopped(&supervisor, &shutdown).await;
+            assert!(
+                failure.contains(&format!("background task {name}")),
+                "{failure}"
+            );
+            let cause = match name {
+                "fails" => "the disk is full",
+                "panics" => "an invariant broke",
+                _ => "ended before shutdown",
+            };
+            assert!(failure.contains(cause), "{failure}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_that_ends_at_shutdown_is_no_failure() {
+        let shutdown = CancellationToken::new();
+        let supervisor = Supervisor::new(shutdown.clone());
+        let watched = shutdown.clone();
+        supervisor.spawn("watch", async move {
+            watched.cancelled().await;
+            Ok(())
+        });
+        shutdown.cancel();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(supervisor.outcome().is_ok());
+    }
+}
