@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use sluice_runtime::clickhouse::{Connection, ServerFeatures};
 use sluice_testkit::processes::free_port;
-use sluice_testkit::secure_broker::SCRAM_USER;
 use sluice_testkit::{
     Printing, SecureBroker, SecureClickhouse, TestEnv, assert_no_secret, eventually, help_text,
     served_text, startup_failure, wait_until_ready,
@@ -28,16 +27,11 @@ fn processor(
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice-stream-processor"));
     command
         .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("SLUICE_KAFKA_BROKERS", broker.brokers())
+        .envs(broker.service_env(&broker.password))
         .env("SLUICE_KAFKA_EVENTS_TOPIC", &env.kafka.events_topic)
         .env("SLUICE_KAFKA_DLQ_TOPIC", &env.kafka.dlq_topic)
         .env("SLUICE_KAFKA_LIVE_TOPIC", &env.kafka.live_topic)
         .env("SLUICE_KAFKA_IDEMPOTENCE", "false")
-        .env("SLUICE_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
-        .env("SLUICE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
-        .env("SLUICE_KAFKA_SASL_USERNAME", SCRAM_USER)
-        .env("SLUICE_KAFKA_SASL_PASSWORD", &broker.password)
-        .env("SLUICE_KAFKA_SSL_CA_FILE", &broker.ca_file)
         .env("SLUICE_CLICKHOUSE_URL", &env.clickhouse.url)
         .env("SLUICE_CLICKHOUSE_DATABASE", &env.clickhouse.database)
         .env("SLUICE_CLICKHOUSE_USER", &env.clickhouse.user)
@@ -54,12 +48,8 @@ fn processor(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_is_printed_or_served() {
-    let broker = tokio::task::spawn_blocking(SecureBroker::start)
-        .await
-        .unwrap();
-    let clickhouse = tokio::task::spawn_blocking(SecureClickhouse::start)
-        .await
-        .unwrap();
+    let broker = SecureBroker::start_async().await;
+    let clickhouse = SecureClickhouse::start_async().await;
     let mut env = TestEnv::new("proc_secrets");
     env.kafka.brokers = broker.brokers();
     env.kafka.security = broker.client_security();

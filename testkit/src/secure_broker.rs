@@ -102,6 +102,31 @@ impl SecureBroker {
         }
     }
 
+    /// [`Self::start`] off the async runtime (the set-up blocks), for
+    /// async tests.
+    pub async fn start_async() -> Self {
+        tokio::task::spawn_blocking(Self::start)
+            .await
+            .expect("the secure broker's set-up")
+    }
+
+    /// The `SLUICE_*` variables a service binary needs to reach it:
+    /// SASL_SSL, SCRAM-SHA-512, the test CA, and `password` through the
+    /// environment.
+    pub fn service_env(&self, password: &str) -> [(&'static str, String); 6] {
+        [
+            ("SLUICE_KAFKA_BROKERS", self.brokers()),
+            ("SLUICE_KAFKA_SECURITY_PROTOCOL", "sasl_ssl".to_owned()),
+            ("SLUICE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512".to_owned()),
+            ("SLUICE_KAFKA_SASL_USERNAME", SCRAM_USER.to_owned()),
+            ("SLUICE_KAFKA_SASL_PASSWORD", password.to_owned()),
+            (
+                "SLUICE_KAFKA_SSL_CA_FILE",
+                self.ca_file.display().to_string(),
+            ),
+        ]
+    }
+
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.tls_port)
     }

@@ -93,6 +93,14 @@ impl SecureClickhouse {
         }
     }
 
+    /// [`Self::start`] off the async runtime (the set-up blocks), for
+    /// async tests.
+    pub async fn start_async() -> Self {
+        tokio::task::spawn_blocking(Self::start)
+            .await
+            .expect("the secure ClickHouse's set-up")
+    }
+
     pub fn url(&self) -> String {
         format!("https://localhost:{}", self.https_port)
     }

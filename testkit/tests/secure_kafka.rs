@@ -25,9 +25,7 @@ async fn startup_error(env: &mut TestEnv, security: KafkaSecurity) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_or_an_untrusted_broker_stops_the_service_naming_the_setting() {
-    let broker = tokio::task::spawn_blocking(SecureBroker::start)
-        .await
-        .unwrap();
+    let broker = SecureBroker::start_async().await;
     let mut env = TestEnv::new("sasl_wrong");
     env.kafka.brokers = broker.brokers();
 
@@ -47,9 +45,7 @@ async fn a_wrong_password_or_an_untrusted_broker_stops_the_service_naming_the_se
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plaintext_client_against_the_tls_listener_is_not_ready_and_says_why() {
-    let broker = tokio::task::spawn_blocking(SecureBroker::start)
-        .await
-        .unwrap();
+    let broker = SecureBroker::start_async().await;
     let mut env = TestEnv::new("sasl_plain");
     env.kafka.brokers = broker.brokers();
     let gateway = start_gateway(&env).await;

@@ -20,16 +20,12 @@ use tokio_util::sync::CancellationToken;
 use common::{key_of, start_gateway, start_processor, start_query_api};
 
 async fn secure_clickhouse() -> SecureClickhouse {
-    tokio::task::spawn_blocking(SecureClickhouse::start)
-        .await
-        .unwrap()
+    SecureClickhouse::start_async().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_runs_over_sasl_ssl_and_https_with_least_privilege_users() {
-    let broker = tokio::task::spawn_blocking(SecureBroker::start)
-        .await
-        .unwrap();
+    let broker = SecureBroker::start_async().await;
     let clickhouse = secure_clickhouse().await;
     let mut env = TestEnv::new("secured");
     env.kafka.brokers = broker.brokers();

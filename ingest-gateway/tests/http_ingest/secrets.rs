@@ -8,7 +8,6 @@ use std::time::Duration;
 use serde_json::json;
 use sluice_runtime::keys::Scope;
 use sluice_testkit::processes::free_port;
-use sluice_testkit::secure_broker::SCRAM_USER;
 use sluice_testkit::{
     Printing, SecureBroker, TestEnv, assert_no_secret, eventually, help_text, served_text,
     startup_failure, wait_until_ready,
@@ -26,11 +25,7 @@ fn gateway(
 ) -> tokio::process::Command {
     let mut command = gateway_command(env, &broker.brokers(), port);
     command
-        .env("SLUICE_KAFKA_SECURITY_PROTOCOL", "sasl_ssl")
-        .env("SLUICE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
-        .env("SLUICE_KAFKA_SASL_USERNAME", SCRAM_USER)
-        .env("SLUICE_KAFKA_SASL_PASSWORD", password)
-        .env("SLUICE_KAFKA_SSL_CA_FILE", &broker.ca_file)
+        .envs(broker.service_env(password))
         .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("SLUICE_LOG", "trace");
     command
@@ -38,9 +33,7 @@ fn gateway(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_is_printed_or_served() {
-    let broker = tokio::task::spawn_blocking(SecureBroker::start)
-        .await
-        .unwrap();
+    let broker = SecureBroker::start_async().await;
     let mut env = TestEnv::new("gw_secrets");
     env.kafka.brokers = broker.brokers();
     env.kafka.security = broker.client_security();

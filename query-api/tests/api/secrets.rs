@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use sluice_runtime::keys::Scope;
 use sluice_testkit::processes::free_port;
-use sluice_testkit::secure_broker::SCRAM_USER;
 use sluice_testkit::{
     Printing, SecureBroker, SecureClickhouse, TestEnv, assert_no_secret, eventually, help_text,
     served_text, startup_failure, wait_until_ready,
@@ -30,14 +29,9 @@ fn query_api(
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice-query-api"));
     command
         .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("SLUICE_KAFKA_BROKERS", broker.brokers())
+        .envs(broker.service_env(&broker.password))
         .env("SLUICE_KAFKA_KEYS_TOPIC", &env.kafka.keys_topic)
         .env("SLUICE_KAFKA_LIVE_TOPIC", &env.kafka.live_topic)
-        .env("SLUICE_KAFKA_SECURITY_PROTOCOL", "sasl_ssl")
-        .env("SLUICE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
-        .env("SLUICE_KAFKA_SASL_USERNAME", SCRAM_USER)
-        .env("SLUICE_KAFKA_SASL_PASSWORD", &broker.password)
-        .env("SLUICE_KAFKA_SSL_CA_FILE", &broker.ca_file)
         .env("SLUICE_CLICKHOUSE_URL", clickhouse.url())
         .env("SLUICE_CLICKHOUSE_DATABASE", &env.clickhouse.database)
         .env(
@@ -53,12 +47,8 @@ fn query_api(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_is_printed_or_served() {
-    let broker = tokio::task::spawn_blocking(SecureBroker::start)
-        .await
-        .unwrap();
-    let clickhouse = tokio::task::spawn_blocking(SecureClickhouse::start)
-        .await
-        .unwrap();
+    let broker = SecureBroker::start_async().await;
+    let clickhouse = SecureClickhouse::start_async().await;
     let mut env = TestEnv::new("query_secrets");
     env.kafka.brokers = broker.brokers();
     env.kafka.security = broker.client_security();
