@@ -5,7 +5,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use sluice_runtime::auth::presented_key;
+use sluice_runtime::auth::{is_admin_token, presented_key};
 use sluice_runtime::clickhouse::CLICKHOUSE_CHECK;
 use sluice_runtime::keys::{AuthError, Scope};
 
@@ -53,5 +53,25 @@ impl FromRequestParts<AppState> for LiveProject {
             .ok_or(ApiError::Auth(AuthError::Missing))?;
         let key = state.keys.authorize(&presented, Scope::Read)?;
         Ok(Self(key.project_id.clone()))
+    }
+}
+
+/// The bootstrap admin token (`--admin-token`) or a key with the `admin`
+/// scope: the views across projects.
+#[derive(Debug)]
+pub struct AdminAccess;
+
+impl FromRequestParts<AppState> for AdminAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let presented = presented_key(&parts.headers).unwrap_or_default();
+        if !is_admin_token(&state.admin_token, &presented) {
+            state.keys.authorize(&presented, Scope::Admin)?;
+        }
+        if !state.readiness.passes(CLICKHOUSE_CHECK) {
+            return Err(ApiError::StorageDown);
+        }
+        Ok(Self)
     }
 }

@@ -84,6 +84,21 @@ pub struct QuerySettings {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub export_slice_rows: u64,
+
+    /// The stream processor's consumer group (its `--consumer-group`), whose
+    /// progress `/v1/status` reports.
+    #[arg(
+        long = "processor-group",
+        env = "SLUICE_PROCESSOR_GROUP",
+        default_value = "sluice-stream-processor"
+    )]
+    pub processor_group: String,
+
+    /// Other services whose readiness `/v1/admin/status` shows beside this
+    /// API's, as `NAME=URL,…` with each service's ops base URL, e.g.
+    /// `gateway=http://10.0.0.5:8080,processor=http://10.0.0.6:8082`.
+    #[arg(long = "status-peers", env = "SLUICE_STATUS_PEERS", default_value = "")]
+    pub status_peers: String,
 }
 
 impl Default for QuerySettings {

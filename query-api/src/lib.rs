@@ -15,6 +15,8 @@
 //! - [`metrics`]: `GET /v1/metrics`, planned over rollups and raw events.
 //! - [`export`]: `GET /v1/export/{events,metrics}`, streamed files.
 //! - [`live`]: `GET /v1/live`, WebSocket pushes from the live topic.
+//! - [`status`]: `GET /v1/status` and `/v1/admin/status`: freshness, lag,
+//!   watermarks, late and dead-lettered counts, services' readiness.
 //! - [`snapshot`]: reading raw events with `FINAL` only where copies may be.
 //! - [`openapi`]: the OpenAPI document behind `/openapi.json` and `/docs`.
 //! - [`error`]: `ApiError`, one status and body per failure.
@@ -32,6 +34,7 @@ pub mod params;
 pub mod routes;
 pub mod snapshot;
 pub mod state;
+pub mod status;
 
 use std::sync::{Arc, OnceLock};
 
@@ -53,6 +56,9 @@ pub use config::QueryConfig;
 use error::ApiError;
 use live::feed::LiveFeed;
 use routes::{AppState, router};
+use status::StatusSources;
+use status::broker::BrokerView;
+use status::peers::Peers;
 use tower::ServiceExt;
 
 /// Runs the query API on `listener` until `shutdown`. It serves at once:
@@ -69,6 +75,7 @@ pub async fn serve(
     readiness.register(KAFKA_CHECK);
     readiness.register(CLICKHOUSE_CHECK);
     let connection = Connection::open(&config.clickhouse)?;
+    let peers = Peers::parse(&config.query.status_peers, "--status-peers")?;
     let mut registry = Registry::default();
     let http_metrics = HttpMetrics::register(&mut registry);
     let registry = Arc::new(registry);
@@ -82,8 +89,17 @@ pub async fn serve(
     let server = tokio::spawn(serve_http(listener, switch, serving.clone()));
 
     let supervisor = Supervisor::new(shutdown.clone());
-    let state = match start(&config, connection, &readiness, &supervisor, &shutdown).await {
-        Ok((clickhouse, keys, live)) => AppState {
+    let started = start(
+        &config,
+        connection,
+        peers,
+        &readiness,
+        &supervisor,
+        &shutdown,
+    )
+    .await;
+    let state = match started {
+        Ok((clickhouse, keys, live, status)) => AppState {
             clickhouse,
             keys,
             settings: config.query.clone(),
@@ -92,6 +108,8 @@ pub async fn serve(
             http_metrics,
             readiness,
             registry,
+            admin_token: config.api.admin_token.clone(),
+            status,
         },
         Err(error) => {
             serving.cancel();
@@ -112,10 +130,11 @@ pub async fn serve(
 async fn start(
     config: &QueryConfig,
     connection: Connection,
+    peers: Peers,
     readiness: &Readiness,
     supervisor: &Supervisor,
     shutdown: &CancellationToken,
-) -> anyhow::Result<(clickhouse::Client, KeyStore, LiveFeed)> {
+) -> anyhow::Result<(clickhouse::Client, KeyStore, LiveFeed, StatusSources)> {
     let waiting_for = |check| Patience::Reporting(readiness.clone(), check);
     ensure_keys_topic(&config.kafka, waiting_for(KAFKA_CHECK), shutdown).await?;
     let keys = KeyStore::tail(&config.kafka, readiness, shutdown.child_token())?;
@@ -130,6 +149,11 @@ async fn start(
         .await?;
     }
     let live = LiveFeed::tail(&config.kafka, readiness, shutdown.child_token())?;
+    let status = StatusSources {
+        broker: BrokerView::new(&config.kafka)?,
+        processor_group: config.query.processor_group.clone(),
+        peers,
+    };
     // The processor creates the tables; this API's user may only read them.
     let features = await_schema(&connection, waiting_for(CLICKHOUSE_CHECK), shutdown).await?;
     let (clickhouse, _) = connection.client(features);
@@ -138,7 +162,7 @@ async fn start(
         watch.await;
         Ok(())
     });
-    Ok((clickhouse, keys, live))
+    Ok((clickhouse, keys, live, status))
 }
 
 /// `starting` until `app` is set, then `app`, for every request.

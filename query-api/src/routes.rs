@@ -12,6 +12,7 @@ use crate::live::live_socket;
 use crate::metrics::get_metrics;
 use crate::openapi;
 pub use crate::state::AppState;
+use crate::status::{admin_status, project_status};
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -20,6 +21,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/export/events", get(export_events))
         .route("/v1/export/metrics", get(export_metrics))
         .route("/v1/live", get(live_socket))
+        .route("/v1/status", get(project_status))
+        .route("/v1/admin/status", get(admin_status))
         .route_layer(middleware::from_fn_with_state(
             state.http_metrics.clone(),
             HttpMetrics::track,

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::QuerySettings;
 use crate::live::feed::LiveFeed;
+use crate::status::StatusSources;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -20,4 +21,7 @@ pub struct AppState {
     pub http_metrics: HttpMetrics,
     pub readiness: Readiness,
     pub registry: Arc<Registry>,
+    /// The bootstrap admin token (`--admin-token`); empty when unset.
+    pub admin_token: String,
+    pub status: StatusSources,
 }

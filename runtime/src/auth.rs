@@ -31,6 +31,18 @@ pub fn presented_key(headers: &HeaderMap) -> Option<String> {
     None
 }
 
+/// Whether `presented` is the bootstrap admin token `configured` (never when
+/// that is empty), compared in constant time.
+pub fn is_admin_token(configured: &str, presented: &str) -> bool {
+    !configured.is_empty()
+        && configured.len() == presented.len()
+        && configured
+            .bytes()
+            .zip(presented.bytes())
+            .fold(0u8, |diff, (x, y)| diff | (x ^ y))
+            == 0
+}
+
 /// The answer to a refused key: 401 (missing, unknown, revoked), 403 (a
 /// scope is missing), or 503 while the key store is still loading.
 pub fn refusal(error: &AuthError) -> Response {
@@ -68,6 +80,14 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
         presented_key(&headers)
+    }
+
+    #[test]
+    fn the_admin_token_matches_only_itself_and_never_when_unset() {
+        assert!(is_admin_token("a-long-admin-token", "a-long-admin-token"));
+        assert!(!is_admin_token("a-long-admin-token", "a-long-admin-tokeN"));
+        assert!(!is_admin_token("a-long-admin-token", "a-long-admin"));
+        assert!(!is_admin_token("", ""));
     }
 
     #[test]

@@ -14,6 +14,9 @@
 //!   password), schema creation, and the readiness probe.
 //! - [`rollups`]: the ClickHouse `rollups` row, written by the processor and read
 //!   by the query API.
+//! - [`progress`]: how far the pipeline has got (partition positions and
+//!   watermarks, projects' newest events, late and dead-lettered messages),
+//!   written by the processor and read by the query API's `/v1/status`.
 //! - [`ops`]: `/health/live`, `/health/ready` and `/metrics`, plus per-route HTTP metrics.
 //! - [`http`]: the JSON error body every endpoint answers with, and `serve_http`.
 //! - [`docs`]: `/openapi.json` and the self-contained `/docs` page.
@@ -26,6 +29,7 @@ pub mod kafka;
 pub mod kafka_security;
 pub mod keys;
 pub mod ops;
+pub mod progress;
 pub mod rollups;
 pub mod secret;
 pub mod settings;

@@ -84,7 +84,8 @@ impl Readiness {
             .is_ok_and(|checks| matches!(checks.get(check), Some(None)))
     }
 
-    fn report(&self) -> BTreeMap<&'static str, Check> {
+    /// Every check with its state: `None` passes, `Some(cause)` fails.
+    pub fn report(&self) -> BTreeMap<&'static str, Option<String>> {
         self.0
             .read()
             .map(|checks| checks.clone())

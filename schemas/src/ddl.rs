@@ -59,6 +59,9 @@ impl Database {
             self.rollups_table(features, RollupTable::Windows),
             self.rollups_table(features, RollupTable::PropertyValues),
             self.checkpoints_table(),
+            self.partition_progress_table(),
+            self.project_activity_table(),
+            self.event_notices_table(),
         ]
     }
 
@@ -111,11 +114,19 @@ impl Database {
 
 /// The tables the query API reads; it waits for them to exist, since only
 /// the processor (whose user may) creates them.
-pub const QUERIED_TABLES: [&str; 3] = ["events", "rollups", "property_rollups"];
+pub const QUERIED_TABLES: [&str; 6] = [
+    "events",
+    "rollups",
+    "property_rollups",
+    "partition_progress",
+    "project_activity",
+    "event_notices",
+];
 
 /// The tables partitioned by UTC day (`toYYYYMMDD`), whose partitions older
 /// than the retention are dropped.
-pub const DAY_PARTITIONED_TABLES: [&str; 3] = ["events", "rollups", "property_rollups"];
+pub const DAY_PARTITIONED_TABLES: [&str; 4] =
+    ["events", "rollups", "property_rollups", "event_notices"];
 
 /// The two tables of partial window aggregates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +214,65 @@ impl Database {
             ORDER BY (consumer_group, topic, kafka_partition)"
         )
     }
+
+    /// What `/v1/status` reads of the processor's position, per consumer
+    /// group and source partition: everything below `next_offset` is
+    /// queryable, and the partition's windows are closed up to
+    /// `watermark_ms` (0 before its first event). Written with each
+    /// checkpoint, whose `state` is the processor's own format; this is the
+    /// readable part of it. The highest `next_offset` wins.
+    fn partition_progress_table(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {self}.partition_progress (
+                consumer_group String,
+                topic String,
+                kafka_partition UInt32,
+                next_offset UInt64,
+                watermark_ms Int64,
+                written_at_ms UInt64
+            ) ENGINE = ReplacingMergeTree(next_offset)
+            ORDER BY (consumer_group, topic, kafka_partition)"
+        )
+    }
+
+    /// Per project and source partition, the newest event made queryable:
+    /// its `received_at_ms` and event time, and when the flush that stored
+    /// it was written (`written_at_ms`). The highest `last_offset` wins, so
+    /// a replay of older messages leaves the row as it is.
+    fn project_activity_table(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {self}.project_activity (
+                project_id String,
+                kafka_partition UInt32,
+                last_offset UInt64,
+                last_received_ms UInt64,
+                last_event_ms UInt64,
+                written_at_ms UInt64
+            ) ENGINE = ReplacingMergeTree(last_offset)
+            ORDER BY (project_id, kafka_partition)"
+        )
+    }
+
+    /// One row per message that was not an ordinary on-time event: `kind`
+    /// `late` (stored and counted as a correction of a closed window) or
+    /// `dead_letter` (sent to the dead-letter topic; `reason` says why and
+    /// `project_id` is empty when the message did not name one). Keyed by
+    /// source partition and offset, so a replay writes the same row again.
+    /// Partitions are days of `received_at`, which retention drops.
+    fn event_notices_table(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {self}.event_notices (
+                project_id String,
+                kind String,
+                received_at DateTime,
+                kafka_partition UInt32,
+                kafka_offset UInt64,
+                reason String
+            ) ENGINE = ReplacingMergeTree
+            PARTITION BY toYYYYMMDD(received_at)
+            ORDER BY (project_id, kind, received_at, kafka_partition, kafka_offset)"
+        )
+    }
 }
 
 impl fmt::Display for Database {
@@ -246,6 +316,10 @@ mod tests {
         assert!(statements[2].contains("`sluice`.rollups ("));
         assert!(statements[3].contains("`sluice`.property_rollups ("));
         assert!(statements[4].contains("`sluice`.processor_checkpoints ("));
+        assert!(statements[5].contains("`sluice`.partition_progress ("));
+        assert!(statements[6].contains("`sluice`.project_activity ("));
+        assert!(statements[7].contains("`sluice`.event_notices ("));
+        assert_eq!(statements.len(), 8);
         for rollups in &statements[2..4] {
             assert_eq!(rollups.contains("LowCardinality"), features.low_cardinality);
         }

@@ -2,7 +2,7 @@
 //! JSON from direct producers. Whatever cannot be read says why.
 
 use sluice_schemas::avro::{decode_event, is_single_object};
-use sluice_schemas::rules::check_event;
+use sluice_schemas::rules::{self, check_event};
 use sluice_schemas::validate::parse_event_json;
 use sluice_schemas::{Event, FallbackId, FieldError, Limits, Origin};
 
@@ -47,6 +47,24 @@ pub fn decode(value: Option<&[u8]>, at: MessageAt<'_>, limits: &Limits) -> Resul
         return parse_event_json(json, origin, limits).map_err(|errors| invalid(&errors));
     }
     Err("neither Avro single-object encoding (C3 01) nor a JSON object".to_owned())
+}
+
+/// The project an unreadable message names, when it names a valid one, for
+/// the dead-letter counts of `/v1/status`; empty otherwise.
+pub fn named_project(value: Option<&[u8]>) -> String {
+    let Some(value) = value else {
+        return String::new();
+    };
+    let named = if is_single_object(value) {
+        decode_event(value).ok().map(|event| event.project_id)
+    } else {
+        serde_json::from_slice::<serde_json::Value>(value)
+            .ok()
+            .and_then(|json| Some(json.get("project_id")?.as_str()?.to_owned()))
+    };
+    named
+        .filter(|project| rules::project_id(project).is_ok())
+        .unwrap_or_default()
 }
 
 /// The dead letter's reason: every broken rule, each with its field.
@@ -104,6 +122,27 @@ mod tests {
     }
 
     #[test]
+    fn names_the_project_of_an_unreadable_message_when_it_can() {
+        let mut late_rule = event();
+        late_rule.properties = "[1]".into();
+        assert_eq!(named_project(Some(&encode_event(&late_rule))), "p");
+        assert_eq!(
+            named_project(Some(br#"{"project_id": "p2", "type": 5}"#)),
+            "p2"
+        );
+        for unnamed in [
+            &b"{\"project_id\": 5}"[..],
+            b"{\"project_id\": \"a b\"}",
+            b"{",
+            b"",
+            &[0xC3, 0x01, 1],
+        ] {
+            assert_eq!(named_project(Some(unnamed)), "", "{unnamed:?}");
+        }
+        assert_eq!(named_project(None), "");
+    }
+
+    #[test]
     fn explains_what_it_cannot_read() {
         let reason = |value: &[u8]| decode(Some(value), AT, &Limits::default()).unwrap_err();
         assert!(reason(b"").contains("empty"));
@@ -114,6 +153,7 @@ mod tests {
         bad.project_id.clear();
         assert!(reason(&encode_event(&bad)).contains("project_id"));
         assert!(reason(&[0xC3, 0x01, 1, 2]).contains("Avro"));
+        assert_eq!(named_project(Some(&encode_event(&bad))), "");
         for properties in ["[1]", "{\"open\": ", "  "] {
             let mut bad = event();
             bad.properties = properties.into();

@@ -20,6 +20,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use sluice_runtime::clickhouse::CLICKHOUSE_CHECK;
 use sluice_runtime::kafka::{KAFKA_CHECK, apply_properties, client_config, producer_config};
 use sluice_runtime::ops::Readiness;
+use sluice_runtime::progress::{
+    EventNoticeRow, NoticeKind, PartitionProgressRow, ProjectActivityRow,
+};
 use sluice_runtime::rollups::{PropertyRollupRow, RollupRow};
 use sluice_runtime::settings::KafkaSettings;
 use sluice_schemas::Limits;
@@ -32,7 +35,7 @@ use crate::checkpoint::{CheckpointStore, encode_state};
 use crate::config::ProcessorSettings;
 use crate::context::ProcessorContext;
 use crate::coverage::HeldPartitions;
-use crate::decode::{MessageAt, decode};
+use crate::decode::{MessageAt, decode, named_project};
 use crate::dedup::RecentIds;
 use crate::dlq::DeadLetters;
 use crate::live::LivePublisher;
@@ -53,8 +56,37 @@ struct Batch {
     events: Vec<EventRow>,
     rollups: Vec<RollupRow>,
     property_rollups: Vec<PropertyRollupRow>,
+    /// Late and dead-lettered messages, for `/v1/status`.
+    notices: Vec<EventNoticeRow>,
+    /// Each project's newest event per partition, for `/v1/status`.
+    activity: HashMap<(String, i32), ProjectActivityRow>,
     partitions: BTreeSet<i32>,
     opened: Option<Instant>,
+}
+
+impl Batch {
+    fn rows(&self) -> usize {
+        self.events.len() + self.rollups.len() + self.notices.len()
+    }
+
+    fn note_activity(&mut self, event: &sluice_schemas::Event, partition: i32, offset: i64) {
+        let (offset, received, event_ms) = (
+            u64::try_from(offset).unwrap_or(0),
+            u64::try_from(event.received_at_ms).unwrap_or(0),
+            u64::try_from(event.timestamp_ms).unwrap_or(0),
+        );
+        self.activity
+            .entry((event.project_id.clone(), partition))
+            .or_insert_with(|| ProjectActivityRow {
+                project_id: event.project_id.clone(),
+                kafka_partition: u32::try_from(partition).unwrap_or(0),
+                last_offset: offset,
+                last_received_ms: received,
+                last_event_ms: event_ms,
+                written_at_ms: 0,
+            })
+            .include(offset, received, event_ms);
+    }
 }
 
 /// One source partition's state: where it is and what its windows hold.
@@ -194,7 +226,7 @@ impl Pipeline {
                         if let Accepted::Abandoned = accepted {
                             break;
                         }
-                        if batch.events.len() + batch.rollups.len() >= self.settings.batch_max_rows {
+                        if batch.rows() >= self.settings.batch_max_rows {
                             self.flush(&mut batch, &partitions, &shutdown, CommitMode::Async).await;
                         }
                     }
@@ -300,12 +332,21 @@ impl Pipeline {
                         self.metrics.duplicate_events.inc();
                     } else {
                         let rolled_up = &self.settings.rollup_properties;
+                        batch.note_activity(&event, at.partition, at.offset);
                         if state
                             .windows
                             .add(&event, at.offset, rolled_up, &mut emitted)
                             == Placement::Late
                         {
                             self.metrics.late_events.inc();
+                            batch.notices.push(EventNoticeRow::new(
+                                NoticeKind::Late,
+                                event.project_id.clone(),
+                                event.received_at_ms,
+                                at.partition,
+                                at.offset,
+                                String::new(),
+                            ));
                         }
                         batch
                             .events
@@ -324,6 +365,14 @@ impl Pipeline {
                         return Accepted::Abandoned;
                     }
                     self.metrics.dead_letters.inc();
+                    batch.notices.push(EventNoticeRow::new(
+                        NoticeKind::DeadLetter,
+                        named_project(message.payload()),
+                        at.timestamp_ms.unwrap_or_else(now_ms),
+                        at.partition,
+                        at.offset,
+                        reason,
+                    ));
                 }
             }
         }
@@ -547,20 +596,52 @@ impl Pipeline {
                 )
             })
             .collect();
+        let written_at_ms = u64::try_from(now_ms()).unwrap_or(0);
+        let progress: Vec<_> = checkpoints
+            .iter()
+            .zip(&positions)
+            .map(|(checkpoint, (_, _, state))| PartitionProgressRow {
+                consumer_group: checkpoint.consumer_group.clone(),
+                topic: checkpoint.topic.clone(),
+                kafka_partition: checkpoint.kafka_partition,
+                next_offset: checkpoint.next_offset,
+                watermark_ms: state.windows.watermark_ms().unwrap_or(0).max(0),
+                written_at_ms,
+            })
+            .collect();
+        let activity: Vec<_> = batch
+            .activity
+            .into_values()
+            .map(|row| ProjectActivityRow {
+                written_at_ms,
+                ..row
+            })
+            .collect();
         // Raw rows and rollup rows are independent: write them at once. The
-        // checkpoint must follow all, since it claims everything below it.
-        let (events_written, rollups_written, property_rollups_written) = tokio::join!(
-            self.insert("events", &batch.events, shutdown),
-            self.insert("rollups", &batch.rollups, shutdown),
-            self.insert("property_rollups", &batch.property_rollups, shutdown)
-        );
-        if !(events_written
-            && rollups_written
-            && property_rollups_written
-            && self
-                .insert("processor_checkpoints", &checkpoints, shutdown)
-                .await)
-        {
+        // checkpoint must follow all, since it claims everything below it;
+        // the status rows say the same, so they go with it.
+        // (Boxed: seven inserts in flight would make every caller's future large.)
+        let (events, rollups, property_rollups, notices) = Box::pin(async {
+            tokio::join!(
+                self.insert("events", &batch.events, shutdown),
+                self.insert("rollups", &batch.rollups, shutdown),
+                self.insert("property_rollups", &batch.property_rollups, shutdown),
+                self.insert("event_notices", &batch.notices, shutdown),
+            )
+        })
+        .await;
+        let positions_written = events && rollups && property_rollups && notices && {
+            let (checkpoints, progress, activity) = Box::pin(async {
+                tokio::join!(
+                    self.insert("processor_checkpoints", &checkpoints, shutdown),
+                    self.insert("partition_progress", &progress, shutdown),
+                    self.insert("project_activity", &activity, shutdown),
+                )
+            })
+            .await;
+            checkpoints && progress && activity
+        };
+        if !positions_written {
             tracing::warn!(
                 events = batch.events.len(),
                 "shutting down with an unwritten batch; it will be replayed from Kafka"

@@ -11,3 +11,4 @@ mod live;
 mod metrics;
 mod outage;
 mod secrets;
+mod status;
