@@ -5,11 +5,10 @@
 //! this gateway's own key store has the change, so a key created here works
 //! here at once; other gateways and query APIs see it within about a second.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -17,14 +16,14 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_runtime::auth::presented_key;
 use sluice_runtime::keys::record::{MAX_KEY_BYTES, MIN_IMPORTED_KEY_BYTES};
 use sluice_runtime::keys::{KeyLimits, KeyRecord, Scope, generate_key};
 use sluice_schemas::time_format::{format_rfc3339_ms, now_ms};
 
+use crate::auth::AdminKey;
 use crate::body::{Accept, parse_json_object, read_body};
 use crate::error::{ApiError, Result};
-use crate::routes::{AppState, authorize};
+use crate::state::AppState;
 
 /// How long an admin answer waits for the key store to show its own write.
 const READ_YOUR_WRITE: Duration = Duration::from_secs(10);
@@ -41,22 +40,6 @@ pub fn router() -> Router<AppState> {
                 .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY_BYTES)),
         )
         .route("/v1/admin/keys/{key_id}", delete(revoke_key))
-}
-
-/// The bootstrap token, compared in constant time, or an `admin` key.
-fn authorize_admin(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Result<()> {
-    let presented = presented_key(headers);
-    if let (Some(token), Some(presented)) = (&state.admin_token, &presented)
-        && constant_time_eq(token.as_bytes(), presented.as_bytes())
-    {
-        return Ok(());
-    }
-    let client_ip = state.proxies.client_ip(peer.ip(), headers);
-    authorize(state, presented, client_ip, Scope::Admin).map(|_| ())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 #[derive(Deserialize)]
@@ -85,11 +68,10 @@ fn limits_object<'de, D: serde::Deserializer<'de>>(
 /// `POST /v1/admin/keys`: 201 with the new key, shown this once.
 async fn create_key(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    _: AdminKey,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    authorize_admin(&state, &headers, peer)?;
     let body = read_body(&headers, body, Accept::Json, MAX_ADMIN_BODY_BYTES)?;
     let request: NewKey = parse_json_object(&body)?;
     check_project_id(&request.project_id)?;
@@ -147,11 +129,9 @@ struct ListQuery {
 /// `GET /v1/admin/keys[?project_id=]`: every key, without secrets.
 async fn list_keys(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    _: AdminKey,
     query: std::result::Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>> {
-    authorize_admin(&state, &headers, peer)?;
     let Query(query) =
         query.map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
     let keys: Vec<Value> = state
@@ -166,11 +146,9 @@ async fn list_keys(
 /// `DELETE /v1/admin/keys/{key_id}`: revokes the key everywhere within seconds.
 async fn revoke_key(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    _: AdminKey,
     Path(key_id): Path<String>,
 ) -> Result<Json<Value>> {
-    authorize_admin(&state, &headers, peer)?;
     let record = state
         .keys
         .get(&key_id)

@@ -45,6 +45,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0} does not take this method")]
     MethodNotAllowed(String),
+    /// A fault of the gateway itself; the detail goes to the log, not to
+    /// the client.
+    #[error("internal error")]
+    Internal,
     /// Some or all events were not acknowledged; `code` says why.
     #[error("the broker did not acknowledge every event")]
     Unavailable {
@@ -84,6 +88,7 @@ impl ApiError {
             Self::RateLimited(_) => "rate_limited",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::Internal => "internal",
             Self::Unavailable { code, .. } => code,
         }
     }
@@ -149,6 +154,10 @@ impl IntoResponse for ApiError {
             ),
             Self::MethodNotAllowed(_) => (
                 StatusCode::METHOD_NOT_ALLOWED,
+                ErrorBody::new(code, message),
+            ),
+            Self::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
                 ErrorBody::new(code, message),
             ),
             Self::Unavailable { code, acknowledged } => {

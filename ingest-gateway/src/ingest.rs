@@ -21,7 +21,7 @@ use sluice_schemas::{Event, EventRef, FallbackId, FieldError, Origin};
 
 use crate::error::ApiError;
 use crate::publish::PublishError;
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// Who sent a request, for every event in it.
 #[derive(Debug, Clone)]

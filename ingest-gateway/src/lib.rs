@@ -9,6 +9,8 @@
 //!
 //! - [`config`]: settings (`--help`).
 //! - [`routes`]: the router and the ingest handlers (native and Segment).
+//! - [`state`]: `AppState`, what every handler shares.
+//! - [`auth`]: the API key of a request (ingest, Segment, admin), as extractors.
 //! - [`admission`]: the budget of body bytes in flight (503 past it).
 //! - [`body`]: media type, gzip and size limits of request bodies.
 //! - [`client`]: client IP (trusted proxies) and user agent.
@@ -27,6 +29,7 @@
 pub mod acks;
 pub mod admin;
 pub mod admission;
+pub mod auth;
 pub mod batch_body;
 pub mod body;
 pub mod broker;
@@ -41,6 +44,7 @@ pub mod publish;
 pub mod rate_limit;
 pub mod routes;
 pub mod segment;
+pub mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,7 +66,8 @@ use cors::CorsPolicy;
 use metrics::GatewayMetrics;
 use publish::EventPublisher;
 use rate_limit::RateLimits;
-use routes::{AppState, router};
+use routes::router;
+use state::AppState;
 
 /// How long shutdown waits for queued events to be acknowledged.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(10);

@@ -2,11 +2,8 @@
 //! Segment-compatible surface (with analytics.js's and Jitsu's paths), CORS
 //! for browsers, and the operations endpoints.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
@@ -15,43 +12,20 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use sluice_runtime::auth::presented_key;
-use sluice_runtime::keys::{AuthError, KeyRecord, KeyStore, KeyWriter, Scope};
-use sluice_runtime::ops::{self, HttpMetrics, Readiness};
-use sluice_schemas::Limits;
+use sluice_runtime::ops::{self, HttpMetrics};
 
 use crate::admin;
 use crate::admission::{Admission, InFlightBudget, within_budget};
+use crate::auth::{IngestKey, SegmentCallKey, SegmentKey};
 use crate::batch_body::{NativeBatchReader, SegmentBatchReader};
 use crate::body::{Accept, json_refusal, parse_json, parse_json_object_with, read_body};
-use crate::client::{TrustedProxies, user_agent};
-use crate::config::IngestSettings;
-use crate::cors::{CorsPolicy, cors};
+use crate::client::user_agent;
+use crate::cors::cors;
 use crate::error::{ApiError, Result, set_budget_headers};
 use crate::ingest::{self, Batch, Submission};
-use crate::metrics::GatewayMetrics;
-use crate::publish::EventPublisher;
-use crate::rate_limit::{Budget, RateLimits};
+use crate::rate_limit::Budget;
 use crate::segment::{self, BatchDefaults, Call};
-
-/// Everything a handler needs, shared across requests.
-#[derive(Clone)]
-pub struct AppState {
-    pub publisher: Arc<EventPublisher>,
-    pub keys: KeyStore,
-    pub key_writer: Arc<KeyWriter>,
-    /// The bootstrap admin token, when configured.
-    pub admin_token: Option<Arc<str>>,
-    pub limits: Arc<Limits>,
-    pub ingest: Arc<IngestSettings>,
-    pub proxies: Arc<TrustedProxies>,
-    pub cors: Arc<CorsPolicy>,
-    pub rate_limits: Arc<RateLimits>,
-    pub metrics: GatewayMetrics,
-    pub http_metrics: HttpMetrics,
-    pub readiness: Readiness,
-    pub registry: Arc<prometheus_client::registry::Registry>,
-}
+use crate::state::AppState;
 
 /// Segment's single calls: the call, its name, and analytics.js's
 /// one-letter name for it.
@@ -101,7 +75,7 @@ pub fn router(state: AppState) -> Router {
     for (call, name, short) in SEGMENT_CALLS {
         for path in segment_call_paths(name, short) {
             let handler =
-                move |state, peer, headers, body| segment_call(call, state, peer, headers, body);
+                move |state, key, headers, body| segment_call(call, state, key, headers, body);
             ingest = ingest.route(&path, limited(post(handler), one));
         }
     }
@@ -130,44 +104,34 @@ async fn method_not_allowed(uri: Uri) -> ApiError {
     ApiError::MethodNotAllowed(uri.path().to_owned())
 }
 
-/// Checks a presented key; failures are counted per client IP, and an IP
-/// over its failed-auth limit gets 429.
-pub fn authorize(
+/// A request admitted by its key's rate limits: who sent its events, and
+/// what is left of the key's budget (for the answer's headers).
+struct Admitted {
+    submission: Submission,
+    budget: Option<Budget>,
+}
+
+/// Takes a request and its `events` from the key's budget.
+fn admit(
     state: &AppState,
-    presented: Option<String>,
-    client_ip: IpAddr,
-    scope: Scope,
-) -> Result<Arc<KeyRecord>> {
-    let outcome = match presented {
-        Some(key) => state.keys.authorize(&key, scope),
-        None => Err(AuthError::Missing),
-    };
-    outcome.map_err(|error| {
-        if matches!(
-            error,
-            AuthError::Missing | AuthError::Unknown | AuthError::Revoked
-        ) && let Err(limited) = state.rate_limits.failed_auth(client_ip)
-        {
-            state.metrics.rate_limited(limited.limit);
-            return ApiError::RateLimited(limited);
-        }
-        ApiError::Auth(error)
-    })
-}
-
-/// Takes a request and its events from the key's budget.
-fn admit(state: &AppState, key: &KeyRecord, events: usize) -> Result<Option<Budget>> {
+    key: &IngestKey,
+    headers: &HeaderMap,
+    events: usize,
+) -> Result<Admitted> {
     let events = u32::try_from(events).unwrap_or(u32::MAX);
-    state.rate_limits.admit(key, events).map_err(|limited| {
-        state.metrics.rate_limited(limited.limit);
-        ApiError::RateLimited(limited)
-    })
-}
-
-/// The request's origin: the client IP (trusted proxies already applied)
-/// and the user agent.
-fn submission(key: &KeyRecord, client_ip: IpAddr, headers: &HeaderMap) -> Submission {
-    Submission::new(&key.project_id, client_ip.to_string(), user_agent(headers))
+    let budget = state
+        .rate_limits
+        .admit(&key.record, events)
+        .map_err(|limited| {
+            state.metrics.rate_limited(limited.limit);
+            ApiError::RateLimited(limited)
+        })?;
+    let submission = Submission::new(
+        &key.record.project_id,
+        key.client_ip.to_string(),
+        user_agent(headers),
+    );
+    Ok(Admitted { submission, budget })
 }
 
 fn respond(status: StatusCode, body: impl Serialize, budget: Option<Budget>) -> Response {
@@ -201,24 +165,21 @@ fn counted(state: &AppState, result: Result<Response>) -> Response {
 /// `POST /v1/events`: one event; 202 with its `event_id` once the broker has it.
 async fn ingest_one(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    key: IngestKey,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
-        let client_ip = state.proxies.client_ip(peer.ip(), &headers);
-        let key = authorize(&state, presented_key(&headers), client_ip, Scope::Ingest)?;
         let body = read_body(&headers, body, Accept::Json, state.ingest.max_event_bytes)?;
         let event: &RawValue = parse_json(&body)?;
-        let budget = admit(&state, &key, 1)?;
-        let submission = submission(&key, client_ip, &headers);
+        let admitted = admit(&state, &key, &headers, 1)?;
         let mut batch = Batch::with_capacity(1);
-        batch.push(0, submission.validate(event.get(), &state));
+        batch.push(0, admitted.submission.validate(event.get(), &state));
         let outcome = single(ingest::publish(&state, &mut batch).await)?;
         Ok(respond(
             StatusCode::ACCEPTED,
             json!({"event_id": outcome}),
-            budget,
+            admitted.budget,
         ))
     };
     counted(&state, result.await)
@@ -244,25 +205,22 @@ fn single(published: Result<ingest::Outcome<'_>>) -> Result<String> {
 /// when none was valid.
 async fn ingest_batch(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    key: IngestKey,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
-        let client_ip = state.proxies.client_ip(peer.ip(), &headers);
-        let key = authorize(&state, presented_key(&headers), client_ip, Scope::Ingest)?;
         let body = read_body(&headers, body, Accept::Json, state.ingest.max_batch_bytes)?;
         let reader = NativeBatchReader(state.ingest.max_batch_events);
         let events = parse_json_object_with(&body, reader)?.events;
         check_batch_size(&state, events.len)?;
-        let budget = admit(&state, &key, events.len)?;
-        let submission = submission(&key, client_ip, &headers);
+        let admitted = admit(&state, &key, &headers, events.len)?;
         let mut batch = Batch::with_capacity(events.len);
         let limit = state.ingest.max_event_bytes;
         for (index, event) in events.kept.iter().enumerate() {
             match event.json_len() {
                 size if size > limit => batch.reject(index, "$", too_large(size, limit)),
-                _ => batch.push(index, submission.validate_raw(event, &state)),
+                _ => batch.push(index, admitted.submission.validate_raw(event, &state)),
             }
         }
         let outcome = ingest::publish(&state, &mut batch).await?;
@@ -271,7 +229,7 @@ async fn ingest_batch(
         } else {
             StatusCode::MULTI_STATUS
         };
-        Ok(respond_json(status, outcome.to_json(""), budget))
+        Ok(respond_json(status, outcome.to_json(""), admitted.budget))
     };
     counted(&state, result.await)
 }
@@ -302,35 +260,16 @@ fn too_large(size: usize, limit: usize) -> String {
     format!("the event is {size} bytes; the limit is {limit}")
 }
 
-/// The key of a Segment request: the `Authorization` header (basic auth with
-/// the write key as user name, or bearer), else Jitsu's `X-Write-Key`
-/// header, else the body's `writeKey`.
-fn segment_key(headers: &HeaderMap, write_key: Option<&str>) -> Option<String> {
-    presented_key(headers)
-        .or_else(|| jitsu_key(headers))
-        .or_else(|| write_key.map(str::to_owned))
-}
-
-/// Jitsu's `X-Write-Key: ID:SECRET` (its SDK refuses keys without the
-/// colon): the secret is the Sluice key, the id is free (e.g. the key's
-/// `key_id`). A value without a colon is the key itself.
-fn jitsu_key(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get("x-write-key")?.to_str().ok()?.trim();
-    let key = value.split_once(':').map_or(value, |(_, secret)| secret);
-    Some(key.to_owned()).filter(|key| !key.is_empty())
-}
-
 /// `POST /v1/track` and the other single Segment calls: 200
 /// `{"success": true}` once the broker has the event.
 async fn segment_call(
     call: Call,
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    SegmentCallKey(key): SegmentCallKey,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
-        let client_ip = state.proxies.client_ip(peer.ip(), &headers);
         let body = read_body(
             &headers,
             body,
@@ -339,19 +278,13 @@ async fn segment_call(
         )?;
         let message: Value = parse_json(&body)?;
         let write_key = message.get("writeKey").and_then(Value::as_str);
-        let key = authorize(
-            &state,
-            segment_key(&headers, write_key),
-            client_ip,
-            Scope::Ingest,
-        )?;
-        let budget = admit(&state, &key, 1)?;
-        let submission = submission(&key, client_ip, &headers);
+        let key = key.resolve(&state, write_key)?;
+        let admitted = admit(&state, &key, &headers, 1)?;
         let mut batch = Batch::with_capacity(1);
         batch.push(
             0,
             segment_event(
-                &submission,
+                &admitted.submission,
                 &state,
                 &message,
                 Some(call),
@@ -362,7 +295,7 @@ async fn segment_call(
         Ok(respond(
             StatusCode::OK,
             json!({"success": true, "event_id": event_id}),
-            budget,
+            admitted.budget,
         ))
     };
     counted(&state, result.await)
@@ -386,22 +319,11 @@ fn segment_event(
 /// accepted, listing refused ones; 400 when none was valid.
 async fn segment_batch(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    key: SegmentKey,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
-        let client_ip = state.proxies.client_ip(peer.ip(), &headers);
-        // Authenticate before reading a large body when the header allows it.
-        let early_key = match presented_key(&headers) {
-            Some(presented) => Some(authorize(
-                &state,
-                Some(presented),
-                client_ip,
-                Scope::Ingest,
-            )?),
-            None => None,
-        };
         let body = read_body(
             &headers,
             body,
@@ -410,13 +332,9 @@ async fn segment_batch(
         )?;
         let reader = SegmentBatchReader(state.ingest.max_batch_events);
         let request = parse_json_object_with(&body, reader)?;
-        let key = match early_key {
-            Some(key) => key,
-            None => authorize(&state, request.write_key.clone(), client_ip, Scope::Ingest)?,
-        };
+        let key = key.resolve(&state, request.write_key.as_deref())?;
         check_batch_size(&state, request.batch.len)?;
-        let budget = admit(&state, &key, request.batch.len)?;
-        let submission = submission(&key, client_ip, &headers);
+        let admitted = admit(&state, &key, &headers, request.batch.len)?;
         let defaults = BatchDefaults {
             context: request.context.as_ref(),
             sent_at: request.sent_at.as_ref(),
@@ -431,7 +349,7 @@ async fn segment_batch(
             match message {
                 Ok(message) => batch.push(
                     index,
-                    segment_event(&submission, &state, &message, None, &defaults),
+                    segment_event(&admitted.submission, &state, &message, None, &defaults),
                 ),
                 Err((field, reason)) => batch.reject(index, &field, reason),
             }
@@ -439,7 +357,7 @@ async fn segment_batch(
         let outcome = ingest::publish(&state, &mut batch).await?;
         // Segment's `{"success": true}`, with what became of each message.
         let answer = outcome.to_json(r#""success":true,"#);
-        Ok(respond_json(StatusCode::OK, answer, budget))
+        Ok(respond_json(StatusCode::OK, answer, admitted.budget))
     };
     counted(&state, result.await)
 }
