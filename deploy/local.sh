@@ -71,7 +71,13 @@ start_service() {
     # and ClickHouse are the ones stack.sh started, on its ports. tansu 0.6.0
     # breaks on idempotent producers after a restart (docs/failure-modes.md),
     # so the local stack runs without idempotence.
+    local peers=""
+    # The query API's /v1/admin/status shows the other two's readiness.
+    if [[ $name == sluice-query-api ]]; then
+        peers="gateway=http://127.0.0.1:$GATEWAY_PORT,processor=http://127.0.0.1:$PROCESSOR_PORT"
+    fi
     SLUICE_LISTEN=127.0.0.1:$port \
+        SLUICE_STATUS_PEERS="$peers" \
         SLUICE_ADMIN_TOKEN="$ADMIN_TOKEN" \
         SLUICE_KAFKA_IDEMPOTENCE="${SLUICE_KAFKA_IDEMPOTENCE:-false}" \
         SLUICE_KAFKA_BROKERS="${SLUICE_KAFKA_BROKERS:-127.0.0.1:${SLUICE_KAFKA_PORT:-9092}}" \

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use sluice_runtime::auth::presented_key;
+use sluice_runtime::auth::{is_admin_token, presented_key};
 use sluice_runtime::keys::{AuthError, KeyRecord, Scope};
 
 use crate::error::{ApiError, Result};
@@ -134,7 +134,7 @@ impl FromRequestParts<AppState> for AdminKey {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let presented = presented_key(&parts.headers);
         if let (Some(token), Some(presented)) = (&state.admin_token, &presented)
-            && constant_time_eq(token.as_bytes(), presented.as_bytes())
+            && is_admin_token(token, presented)
         {
             return Ok(Self);
         }
@@ -142,10 +142,6 @@ impl FromRequestParts<AppState> for AdminKey {
         authorize(state, presented.as_deref(), client_ip, Scope::Admin)?;
         Ok(Self)
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// Checks a presented key; failures are counted per client IP, and an IP

@@ -217,7 +217,7 @@ fn schemas() -> Value {
     let nullable_text = json!({"type": "string", "nullable": true});
     let metric_value = json!({"nullable": true, "anyOf": [{"type": "number"}, {"type": "string"}],
         "description": "A number; dominant_status is text; null when undefined (e.g. a percentile without durations)."});
-    json!({
+    let mut schemas = json!({
         "Event": {"type": "object", "additionalProperties": false,
             "required": ["event_id", "project_id", "type", "timestamp", "received_at", "user_id", "session_id",
                          "source", "duration_ms", "status", "tags", "properties", "client_ip", "user_agent"],
@@ -252,6 +252,84 @@ fn schemas() -> Value {
                     "properties": {"bucket": {"type": "string", "format": "date-time"}},
                     "additionalProperties": metric_value,
                     "description": "bucket, the group_by dimensions (text), then the metrics, as named in columns."}}}}
+    });
+    if let (Some(all), Value::Object(status)) = (schemas.as_object_mut(), status_schemas()) {
+        all.extend(status);
+    }
+    schemas
+}
+
+/// The bodies of `/v1/status` and `/v1/admin/status` (see `crate::status`).
+fn status_schemas() -> Value {
+    let time = |description: &str| json!({"type": "string", "format": "date-time", "nullable": true, "description": description});
+    let count = json!({"type": "integer", "minimum": 0});
+    let counts = json!({"$ref": "#/components/schemas/Counts"});
+    let last_event = json!({"$ref": "#/components/schemas/LastEvent"});
+    let freshness = json!({"type": "number", "minimum": 0, "nullable": true,
+        "description": "Seconds by which the queryable data trails now: 0 when every message of the events topic is stored, else the age of the oldest one not stored yet; null when the broker did not answer. The pipeline's figure, shared by every project."});
+    json!({
+        "Counts": {"type": "object", "additionalProperties": false, "required": ["last_hour", "last_day"],
+            "properties": {"last_hour": count, "last_day": count}},
+        "LastEvent": {"type": "object", "additionalProperties": false,
+            "required": ["received_at", "event_time", "queryable_at"], "properties": {
+                "received_at": time("When the gateway received the project's newest stored event."),
+                "event_time": time("The newest event time among the project's stored events."),
+                "queryable_at": time("When the processor last stored events of the project.")}},
+        "PartitionStatus": {"type": "object", "additionalProperties": false,
+            "required": ["partition", "end_offset", "stored_offset", "lag_messages", "lag_seconds",
+                         "oldest_unstored_at", "watermark", "stored_at"],
+            "properties": {
+                "partition": {"type": "integer", "minimum": 0},
+                "end_offset": {"type": "integer", "minimum": 0, "nullable": true, "description": "The offset the next message will get."},
+                "stored_offset": {"type": "integer", "minimum": 0, "nullable": true, "description": "Every message below it is queryable; null before the processor stored any."},
+                "lag_messages": {"type": "integer", "minimum": 0, "nullable": true},
+                "lag_seconds": {"type": "number", "minimum": 0, "nullable": true},
+                "oldest_unstored_at": time("Write time of the oldest message not stored yet."),
+                "watermark": time("Windows of this partition are closed up to here."),
+                "stored_at": time("When the processor last stored this partition's progress.")}},
+        "PipelineStatus": {"type": "object", "additionalProperties": false,
+            "required": ["consumer_group", "topic", "freshness_seconds", "complete_through", "lag_messages",
+                         "lag_seconds", "watermark", "rollups_final_before", "partitions", "broker_error"],
+            "properties": {
+                "consumer_group": {"type": "string"}, "topic": {"type": "string"},
+                "freshness_seconds": freshness,
+                "complete_through": time("Every message written to the events topic before this is queryable."),
+                "lag_messages": {"type": "integer", "minimum": 0, "nullable": true},
+                "lag_seconds": {"type": "number", "minimum": 0, "nullable": true},
+                "watermark": time("The lowest watermark of the partitions."),
+                "rollups_final_before": time("Rollups of minutes that start before this are final; late events still arrive as corrections."),
+                "partitions": {"type": "array", "items": {"$ref": "#/components/schemas/PartitionStatus"}},
+                "broker_error": {"type": "string", "nullable": true, "description": "Why the broker's side is missing."}}},
+        "ProjectStatus": {"type": "object", "additionalProperties": false,
+            "required": ["project_id", "generated_at", "freshness_seconds", "last_event", "dead_letters", "late_events", "pipeline"],
+            "properties": {
+                "project_id": {"type": "string"},
+                "generated_at": {"type": "string", "format": "date-time"},
+                "freshness_seconds": freshness,
+                "last_event": last_event,
+                "dead_letters": counts,
+                "late_events": counts,
+                "pipeline": {"$ref": "#/components/schemas/PipelineStatus"}}},
+        "ServiceHealth": {"type": "object", "additionalProperties": false,
+            "required": ["service", "ready", "checks", "causes"], "properties": {
+                "service": {"type": "string"},
+                "url": {"type": "string", "description": "Where a peer was asked (absent for this API)."},
+                "ready": {"type": "boolean"},
+                "checks": {"type": "object", "additionalProperties": {"type": "boolean"}},
+                "causes": {"type": "object", "additionalProperties": {"type": "string"}}}},
+        "ProjectSummary": {"type": "object", "additionalProperties": false,
+            "required": ["project_id", "last_event", "dead_letters", "late_events"], "properties": {
+                "project_id": {"type": "string"}, "last_event": last_event,
+                "dead_letters": counts, "late_events": counts}},
+        "AdminStatus": {"type": "object", "additionalProperties": false,
+            "required": ["generated_at", "freshness_seconds", "pipeline", "services", "projects", "unattributed_dead_letters"],
+            "properties": {
+                "generated_at": {"type": "string", "format": "date-time"},
+                "freshness_seconds": freshness,
+                "pipeline": {"$ref": "#/components/schemas/PipelineStatus"},
+                "services": {"type": "array", "items": {"$ref": "#/components/schemas/ServiceHealth"}},
+                "projects": {"type": "array", "items": {"$ref": "#/components/schemas/ProjectSummary"}},
+                "unattributed_dead_letters": counts}}
     })
 }
 
@@ -317,6 +395,21 @@ pub fn spec() -> Value {
                     file["422"] = too_large;
                     file
                 })}},
+            "/v1/status": {"get": {
+                "summary": "Is the data late, and why",
+                "description": "The freshness of the queryable data, the processor's lag per partition (messages and seconds), watermarks and rollup coverage, the project's newest stored event, and its late and dead-lettered messages over the last hour and day. Lag and freshness are the pipeline's (partitions are shared by every project); the rest is the key's project's.",
+                "responses": with_errors(json!({"200": {"description": "The status.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ProjectStatus"}}}}}))}},
+            "/v1/admin/status": {"get": {
+                "summary": "The pipeline, every project and every service",
+                "description": "For operators: the admin token (`--admin-token`) or a key with the `admin` scope. The pipeline as in /v1/status, each project's newest event and counts, dead letters that named no project, and the readiness of this API and of each service in `--status-peers` (checks and causes).",
+                "responses": {
+                    "200": {"description": "The status.",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AdminStatus"}}}},
+                    "400": error_response("A query parameter was given (`invalid_parameter`); this endpoint takes none."),
+                    "401": unauthorized(),
+                    "403": error_response("The key lacks the `admin` scope (`forbidden`)."),
+                    "503": unavailable()}}},
             "/v1/live": {"get": {
                 "summary": "WebSocket of live metrics",
                 "description": "Upgrade to a WebSocket (the key in Authorization, or as `key`). Send {\"action\":\"subscribe\",\"id\":\"a\",\"window\":\"5s\",\"filters\":{\"type\":\"click\"}} or {\"action\":\"unsubscribe\",\"id\":\"a\"}; receive subscribed, unsubscribed, update, heartbeat, lagged and error messages.",

@@ -21,6 +21,7 @@ use sluice_schemas::time_format::{Rfc3339Ms, now_ms};
 
 use crate::auth::{AdminAccess, ReadProject};
 use crate::error::Result;
+use crate::params::Params;
 use crate::state::AppState;
 use broker::BrokerView;
 use peers::{Peers, ServiceHealth};
@@ -94,7 +95,9 @@ pub struct AdminStatus {
 pub async fn project_status(
     ReadProject(project): ReadProject,
     State(state): State<AppState>,
+    params: Params,
 ) -> Result<Json<ProjectStatus>> {
+    params.finish()?;
     let now = now_ms();
     let (pipeline, activity, mut notices) = tokio::try_join!(
         pipeline_status(&state, now),
@@ -117,7 +120,9 @@ pub async fn project_status(
 pub async fn admin_status(
     _: AdminAccess,
     State(state): State<AppState>,
+    params: Params,
 ) -> Result<Json<AdminStatus>> {
+    params.finish()?;
     let now = now_ms();
     let (pipeline, activity, mut notices, peers) = tokio::try_join!(
         pipeline_status(&state, now),
