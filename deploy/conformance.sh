@@ -17,7 +17,9 @@
 #                    database, and stops them at the end
 #   --gateway URL    check running services instead (all three options
 #   --query URL      together). Only a disposable stack: the run sends events,
-#   --admin-token T  and creates and revokes keys with the admin token
+#   --admin-token T  and creates and revokes keys with the admin token,
+#                    which both services must accept (the query API's
+#                    /v1/admin/status is checked with it)
 #   --examples N     generated requests per operation and phase [25]
 #   --keep-reports   keep schemathesis's JUnit reports (path printed)
 #
@@ -125,7 +127,10 @@ start_services() {
     pids+=($!)
     SLUICE_LISTEN=127.0.0.1:$processor_port "$TARGET_DIR/debug/sluice-stream-processor" >"$work/processor.log" 2>&1 &
     pids+=($!)
-    SLUICE_LISTEN=127.0.0.1:$query_port "$TARGET_DIR/debug/sluice-query-api" >"$work/query-api.log" 2>&1 &
+    SLUICE_LISTEN=127.0.0.1:$query_port SLUICE_ADMIN_TOKEN=$admin_token \
+        SLUICE_PROCESSOR_GROUP=$SLUICE_CONSUMER_GROUP \
+        SLUICE_STATUS_PEERS="gateway=http://127.0.0.1:$gateway_port,processor=http://127.0.0.1:$processor_port" \
+        "$TARGET_DIR/debug/sluice-query-api" >"$work/query-api.log" 2>&1 &
     pids+=($!)
     gateway_url=http://127.0.0.1:$gateway_port
     query_url=http://127.0.0.1:$query_port
@@ -207,7 +212,8 @@ run() {
     fi
 }
 
-run query-api "$query_url" "$key"
+run query-api "$query_url" "$key" --exclude-path-regex '^/v1/admin/'
+run query-api-admin "$query_url" "$admin_token" --include-path-regex '^/v1/admin/'
 run gateway "$gateway_url" "$key" --exclude-path-regex '^/v1/admin/'
 # The real third-party SDKs against the same services and key, before the
 # admin run may revoke the key.

@@ -70,6 +70,11 @@ impl GatewayMetrics {
             broker_rtt: Gauge::default(),
             tx_errors: Gauge::default(),
         };
+        // Every limit's series exists from the start, at 0, so rates and
+        // alerts over it work before the first refusal.
+        for limit in crate::rate_limit::LIMITS {
+            let _ = metrics.rate_limited.get_or_create(&LimitLabels { limit });
+        }
         let r = registry;
         r.register(
             EVENTS_ACCEPTED,

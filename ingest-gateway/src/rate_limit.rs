@@ -14,6 +14,12 @@ use sluice_runtime::keys::{KeyLimits, KeyRecord};
 
 use crate::config::RateLimitSettings;
 
+/// The limits, as `Limited::limit` and the rate-limit metric name them.
+pub const REQUESTS_LIMIT: &str = "requests";
+pub const EVENTS_LIMIT: &str = "events";
+pub const FAILED_AUTH_LIMIT: &str = "failed_auth";
+pub const LIMITS: [&str; 3] = [REQUESTS_LIMIT, EVENTS_LIMIT, FAILED_AUTH_LIMIT];
+
 type KeyLimiter = governor::DefaultDirectRateLimiter<StateInformationMiddleware>;
 
 /// A key's budget after a request, for the `RateLimit-*` headers.
@@ -70,7 +76,7 @@ impl RateLimits {
                 Ok(state) => Some(self.budget(*quota, state.remaining_burst_capacity())),
                 Err(not_until) => {
                     return Err(Limited {
-                        limit: "requests",
+                        limit: REQUESTS_LIMIT,
                         retry_after_seconds: self.seconds_until(&not_until),
                         never: false,
                         budget: Some(self.budget(*quota, 0)),
@@ -82,7 +88,7 @@ impl RateLimits {
         if let (Some((limiter, quota)), Some(events)) = (&limiters.events, NonZeroU32::new(events))
         {
             let refused = |retry_after_seconds, never| Limited {
-                limit: "events",
+                limit: EVENTS_LIMIT,
                 retry_after_seconds,
                 never,
                 budget: Some(self.budget(*quota, 0)),
@@ -103,7 +109,7 @@ impl RateLimits {
             return Ok(());
         };
         limiter.check_key(&ip).map_err(|not_until| Limited {
-            limit: "failed_auth",
+            limit: FAILED_AUTH_LIMIT,
             retry_after_seconds: self.seconds_until(&not_until),
             never: false,
             budget: None,

@@ -1,5 +1,7 @@
-//! The Prometheus rules of deploy/prometheus/ against the real services: every
-//! metric the rules name is one a service exports, and a real Prometheus
+//! The Prometheus rules of deploy/prometheus/ and the Grafana dashboard of
+//! deploy/grafana/ against the real services: every metric they name is one a
+//! service exports (and every recorded series the dashboard reads, one the
+//! rules record), and a real Prometheus
 //! (Debian's `prometheus` package, as a plain process with its own config)
 //! scraping a real processor fires the not-ready alerts while its ClickHouse
 //! does not answer, drops them once it is ready, and fires the down alert once
@@ -30,6 +32,7 @@ const RULES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../deploy/prometheus/rules.yml"
 );
+const DASHBOARD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/sluice.json");
 /// What the test's copy of the rules waits instead of each `for:`.
 const TEST_FOR: &str = "2s";
 
@@ -95,6 +98,38 @@ impl Rules {
         }
         rules
     }
+}
+
+/// The metric names (`sluice_*`) and recorded series (`a:b:c`) the
+/// dashboard's panels query, and how many queries it has.
+fn dashboard_reads() -> (BTreeSet<String>, BTreeSet<String>, usize) {
+    let text = std::fs::read_to_string(DASHBOARD)
+        .unwrap_or_else(|error| panic!("cannot read {DASHBOARD}: {error}"));
+    let dashboard: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|error| panic!("{DASHBOARD} is not JSON: {error}"));
+    let mut expressions = Vec::new();
+    let mut pending = vec![&dashboard];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(expr)) = map.get("expr") {
+                    expressions.push(expr.clone());
+                }
+                pending.extend(map.values());
+            }
+            Value::Array(items) => pending.extend(items),
+            _ => {}
+        }
+    }
+    let (mut metrics, mut recorded) = (BTreeSet::new(), BTreeSet::new());
+    for name in expressions.iter().flat_map(|expr| identifiers(expr)) {
+        if name.contains(':') {
+            recorded.insert(name);
+        } else if name.starts_with("sluice_") {
+            metrics.insert(name);
+        }
+    }
+    (metrics, recorded, expressions.len())
 }
 
 /// The identifiers of a PromQL expression outside its quoted strings
@@ -169,8 +204,15 @@ async fn scrape(service: &Running) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_metric_the_rules_name_is_one_the_services_export() {
+async fn every_metric_the_rules_and_the_dashboard_name_is_one_the_services_export() {
     let rules = Rules::parse(&rules_text());
+    let (dashboard_metrics, dashboard_recorded, queries) = dashboard_reads();
+    assert!(queries >= 20, "{DASHBOARD} read wrong: {queries} queries");
+    let unrecorded: Vec<_> = dashboard_recorded.difference(&rules.records).collect();
+    assert!(
+        unrecorded.is_empty(),
+        "{DASHBOARD} reads recorded series that {RULES} does not record: {unrecorded:?}"
+    );
     assert!(
         rules.metrics.len() >= 10 && rules.alerts.len() >= 10,
         "{RULES} read wrong: {rules:?}"
@@ -196,8 +238,9 @@ async fn every_metric_the_rules_name_is_one_the_services_export() {
         running.wait_ready().await;
     }
     // A family with labels shows nothing until its first sample: one valid
-    // and one invalid event through the pipeline, and a read, give the
-    // per-route, per-reason, per-table and per-partition ones theirs.
+    // and one invalid event through the pipeline, a request with a wrong key
+    // and a read give the per-route, per-reason, per-table and per-partition
+    // ones theirs.
     let now = sluice_schemas::time_format::now_ms();
     let batch = json!({"events": [
         {"event_id": "prom-1", "type": "prom", "user_id": "u",
@@ -213,6 +256,14 @@ async fn every_metric_the_rules_name_is_one_the_services_export() {
         .await
         .expect("the gateway answers");
     assert!(answer.status().is_success(), "{:?}", answer.text().await);
+    let refused = client
+        .post(gateway.url("/v1/events/batch"))
+        .bearer_auth("not-a-key-of-this-test")
+        .json(&batch)
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(refused.status(), 401);
     let read = client
         .get(query.url("/v1/events?type=prom&limit=1"))
         .bearer_auth(&key)
@@ -260,16 +311,17 @@ async fn every_metric_the_rules_name_is_one_the_services_export() {
             exported.entry(name).or_default().insert(service);
         }
     }
-    let missing: Vec<_> = rules
-        .metrics
-        .iter()
-        .filter(|name| !exported.contains_key(*name))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{RULES} names metrics no service exports: {missing:?}\nthe services export: {:#?}",
-        exported
-    );
+    for (file, named) in [(RULES, &rules.metrics), (DASHBOARD, &dashboard_metrics)] {
+        let missing: Vec<_> = named
+            .iter()
+            .filter(|name| !exported.contains_key(*name))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{file} names metrics no service exports: {missing:?}\nthe services export: {:#?}",
+            exported
+        );
+    }
     for running in [gateway, processor, query] {
         running.stop().await.expect("a clean stop");
     }

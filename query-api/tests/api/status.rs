@@ -11,6 +11,7 @@ use rdkafka::util::Timeout;
 use serde_json::{Value, json};
 use sluice_query_api::config::QuerySettings;
 use sluice_runtime::keys::Scope;
+use sluice_schemas::Event;
 use sluice_schemas::time_format::now_ms;
 use sluice_testkit::{TestEnv, eventually};
 
@@ -28,6 +29,15 @@ async fn status_until(api: &Api, key: &str, what: &str, done: impl Fn(&Value) ->
         done(&status).then_some(status)
     })
     .await
+}
+
+/// `count` events of `project` in `[from_ms, from_ms + span_ms)` in
+/// event-time order: the test's processor allows 1 s of lateness, so events
+/// out of order across a minute would count as late.
+fn in_order(project: &str, count: usize, from_ms: i64, span_ms: i64, seed: u64) -> Vec<Event> {
+    let mut events = generate(project, count, from_ms, span_ms, seed);
+    events.sort_by_key(|event| event.timestamp_ms);
+    events
 }
 
 fn freshness(status: &Value) -> f64 {
@@ -58,7 +68,7 @@ async fn freshness_and_lag_grow_while_the_processor_is_stopped_and_fall_back_aft
     send_through_gateway(
         &gateway,
         &ingest,
-        &generate(&shop, 40, now - 30_000, 20_000, 1),
+        &in_order(&shop, 40, now - 30_000, 20_000, 1),
     )
     .await;
     let caught_up = status_until(&api, &read, "the first events stored", |status| {
@@ -136,7 +146,7 @@ async fn freshness_and_lag_grow_while_the_processor_is_stopped_and_fall_back_aft
     send_through_gateway(
         &gateway,
         &ingest,
-        &generate(&shop, 30, now_ms() - 5_000, 4_000, 3),
+        &in_order(&shop, 30, now_ms() - 5_000, 4_000, 3),
     )
     .await;
     let behind = status_until(&api, &read, "lag and freshness while stopped", |status| {
