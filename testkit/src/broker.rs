@@ -2,10 +2,12 @@
 //! one must stay up for the tests running beside them).
 
 use std::path::PathBuf;
-use std::process::Command;
 
-/// A tansu (sqlite engine) started by `deploy/stack.sh` on a free port, with
-/// its state in a temporary directory; stopped and wiped on drop.
+use sluice_devstack::{Component, Stack, StackSettings};
+
+/// A tansu (sqlite engine) on a free port, started as the local stack starts
+/// its broker (`sluice_devstack`), with its state in a temporary directory;
+/// stopped and wiped on drop.
 pub struct PrivateBroker {
     pub port: u16,
     dir: PathBuf,
@@ -22,7 +24,7 @@ impl PrivateBroker {
         let dir =
             std::env::temp_dir().join(format!("sluice-broker-{}", uuid::Uuid::new_v4().simple()));
         let broker = Self { port, dir };
-        broker.stack(&["up", "kafka"]);
+        broker.restart();
         broker
     }
 
@@ -30,56 +32,45 @@ impl PrivateBroker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// The broker's log file (`deploy/stack.sh` keeps it with the data).
+    /// The broker's log file (kept with the data).
     pub fn log_path(&self) -> PathBuf {
-        self.dir.join("logs/tansu.log")
+        Component::Kafka.log_file(&self.stack().settings)
     }
 
     /// Stops the broker process; its data stays.
     pub fn stop(&self) {
-        self.stack(&["down", "kafka"]);
+        self.expect("stop", self.stack().down(&[Component::Kafka], false));
     }
 
     /// Starts it again on the same port and data.
     pub fn restart(&self) {
-        self.stack(&["up", "kafka"]);
+        self.expect("start", self.stack().up(&[Component::Kafka]));
     }
 
     /// Loses everything, as a broker whose disk was replaced: stops it,
     /// deletes its data and starts it empty on the same port.
     pub fn wipe(&self) {
-        self.stack(&["down", "kafka", "--wipe"]);
-        self.stack(&["up", "kafka"]);
+        self.expect("wipe", self.stack().down(&[Component::Kafka], true));
+        self.restart();
     }
 
-    fn stack(&self, args: &[&str]) {
-        let script = crate::stack::repo_root().join("deploy/stack.sh");
-        let output = Command::new("bash")
-            .arg(&script)
-            .args(args)
-            .env("SLUICE_STACK_DIR", &self.dir)
-            .env("SLUICE_KAFKA_PORT", self.port.to_string())
-            .output()
-            .unwrap_or_else(|error| panic!("cannot run {}: {error}", script.display()));
-        assert!(
-            output.status.success(),
-            "deploy/stack.sh {args:?} for a private broker on port {} failed:\n{}\n{}",
-            self.port,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+    fn stack(&self) -> Stack {
+        Stack::new(StackSettings::private(&self.dir, self.port))
+    }
+
+    fn expect(&self, what: &str, done: anyhow::Result<()>) {
+        if let Err(error) = done {
+            panic!(
+                "cannot {what} the private broker on port {}: {error:#}",
+                self.port
+            );
+        }
     }
 }
 
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
-        let script = crate::stack::repo_root().join("deploy/stack.sh");
-        let _ = Command::new("bash")
-            .arg(script)
-            .args(["down", "kafka", "--wipe"])
-            .env("SLUICE_STACK_DIR", &self.dir)
-            .env("SLUICE_KAFKA_PORT", self.port.to_string())
-            .output();
+        let _ = self.stack().down(&[Component::Kafka], true);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use sluice_devstack::components::tansu_binary;
+
 use sluice_runtime::kafka_security::{SaslMechanism, SecurityProtocol};
 use sluice_runtime::settings::KafkaSecurity;
 
@@ -52,7 +54,7 @@ impl SecureBroker {
         let mut open = tansu(&dir, plain_port, plain_port, false);
         wait_for_port(plain_port, &mut open, "tansu", START_PATIENCE);
         run(
-            Command::new(tansu_binary()).args([
+            Command::new(tansu_program()).args([
                 "user",
                 "create",
                 "--broker",
@@ -162,20 +164,13 @@ impl Drop for SecureBroker {
     }
 }
 
-fn tansu_binary() -> PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let installed = home.join(".cargo/bin/tansu");
-    if installed.exists() {
-        installed
-    } else {
-        PathBuf::from("tansu")
-    }
+/// The binary the local stack runs.
+fn tansu_program() -> PathBuf {
+    tansu_binary().expect("tansu (deploy/install.sh tansu installs it)")
 }
 
 fn tansu(dir: &Path, port: u16, advertised: u16, authentication: bool) -> Child {
-    let mut command = Command::new(tansu_binary());
+    let mut command = Command::new(tansu_program());
     command
         .current_dir(dir)
         .env_remove("SCHEMA_REGISTRY")

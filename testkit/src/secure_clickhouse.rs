@@ -8,10 +8,11 @@
 //! is a real server of its own, started for one test and stopped when
 //! dropped.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use sluice_devstack::clickhouse_config::{Https, ServerConfig, User, server_binary};
 use sluice_runtime::secret::Secret;
 use sluice_runtime::settings::ClickhouseSettings;
 
@@ -45,28 +46,28 @@ impl SecureClickhouse {
             "sluice-secure-clickhouse-{}",
             uuid::Uuid::new_v4().simple()
         ));
-        for sub in ["data", "tmp", "user_files", "format_schemas", "logs"] {
-            std::fs::create_dir_all(dir.join(sub)).expect("a temporary directory");
-        }
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
         let certificates = TestCertificates::make(&dir);
         let (https_port, tcp_port) = (free_port(), free_port());
         let writer_password = format!("writer-{}", uuid::Uuid::new_v4().simple());
         let reader_password = format!("reader-{}", uuid::Uuid::new_v4().simple());
-        std::fs::write(
-            dir.join("config.xml"),
-            config_xml(&dir, &certificates, https_port, tcp_port),
-        )
-        .expect("config.xml");
-        std::fs::write(
-            dir.join("users.xml"),
-            users_xml(&writer_password, &reader_password),
-        )
-        .expect("users.xml");
-        let mut server = Command::new(server_binary())
-            .arg(format!(
-                "--config-file={}",
-                dir.join("config.xml").display()
-            ))
+        let config = ServerConfig {
+            dir: dir.clone(),
+            http_port: None,
+            https: Some(Https {
+                port: https_port,
+                certificate: certificates.certificate_file.clone(),
+                key: certificates.key_file.clone(),
+            }),
+            tcp_port,
+            cache_bytes: 64 << 20,
+            users: users(&writer_password, &reader_password),
+        };
+        let config_file = config.write().expect("the server's config");
+        let binary =
+            server_binary().expect("clickhouse-server (deploy/install.sh apt installs it)");
+        let mut server = Command::new(binary)
+            .arg(format!("--config-file={}", config_file.display()))
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -147,112 +148,22 @@ impl Drop for SecureClickhouse {
     }
 }
 
-fn server_binary() -> PathBuf {
-    if let Some(given) = std::env::var_os("SLUICE_CLICKHOUSE_SERVER_BIN") {
-        return given.into();
-    }
-    let debian = PathBuf::from("/usr/sbin/clickhouse-server");
-    if debian.exists() {
-        debian
-    } else {
-        PathBuf::from("clickhouse-server")
-    }
-}
-
-/// HTTPS only (no plain `http_port`): ClickHouse 18.16 takes TLS settings
-/// from `<openSSL><server>`; no client certificates, no DH parameters file
-/// (ECDHE needs none, and a missing one stops the server).
-fn config_xml(
-    dir: &Path,
-    certificates: &TestCertificates,
-    https_port: u16,
-    tcp_port: u16,
-) -> String {
-    let dir = dir.display();
-    format!(
-        r#"<?xml version="1.0"?>
-<yandex>
-    <logger>
-        <level>information</level>
-        <log>{dir}/logs/clickhouse-server.log</log>
-        <errorlog>{dir}/logs/clickhouse-server.err.log</errorlog>
-        <size>10M</size>
-        <count>1</count>
-    </logger>
-    <listen_host>127.0.0.1</listen_host>
-    <https_port>{https_port}</https_port>
-    <tcp_port>{tcp_port}</tcp_port>
-    <openSSL>
-        <server>
-            <certificateFile>{certificate}</certificateFile>
-            <privateKeyFile>{key}</privateKeyFile>
-            <verificationMode>none</verificationMode>
-            <loadDefaultCAFile>false</loadDefaultCAFile>
-            <cacheSessions>true</cacheSessions>
-            <disableProtocols>sslv2,sslv3</disableProtocols>
-            <preferServerCiphers>true</preferServerCiphers>
-        </server>
-    </openSSL>
-    <keep_alive_timeout>3</keep_alive_timeout>
-    <max_concurrent_queries>100</max_concurrent_queries>
-    <uncompressed_cache_size>67108864</uncompressed_cache_size>
-    <mark_cache_size>67108864</mark_cache_size>
-    <path>{dir}/data/</path>
-    <tmp_path>{dir}/tmp/</tmp_path>
-    <user_files_path>{dir}/user_files/</user_files_path>
-    <format_schema_path>{dir}/format_schemas/</format_schema_path>
-    <users_config>{dir}/users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <timezone>UTC</timezone>
-    <mlock_executable>false</mlock_executable>
-</yandex>
-"#,
-        certificate = certificates.certificate_file.display(),
-        key = certificates.key_file.display(),
-    )
-}
-
 /// The users of docs/clickhouse-users.md; `default` gets a password nobody
 /// knows, so only the two Sluice users get in.
-fn users_xml(writer_password: &str, reader_password: &str) -> String {
-    let user = |name: &str, password: &str, profile: &str| {
-        format!(
-            "        <{name}>
-            <password>{password}</password>
-            <networks><ip>::1</ip><ip>127.0.0.1</ip></networks>
-            <profile>{profile}</profile>
-            <quota>default</quota>
-            <allow_databases><database>{DATABASE}</database></allow_databases>
-        </{name}>\n"
-        )
+fn users(writer_password: &str, reader_password: &str) -> Vec<User> {
+    let user = |name: &str, password: &str, profile| User {
+        name: name.to_owned(),
+        password: password.to_owned(),
+        profile,
+        database: Some(DATABASE.to_owned()),
     };
-    let nobody_knows = uuid::Uuid::new_v4().simple().to_string();
-    format!(
-        r#"<?xml version="1.0"?>
-<yandex>
-    <profiles>
-        <default><load_balancing>random</load_balancing></default>
-        <readonly><readonly>1</readonly></readonly>
-    </profiles>
-    <users>
-{default}{writer}{reader}    </users>
-    <quotas>
-        <default>
-            <interval>
-                <duration>3600</duration>
-                <queries>0</queries>
-                <errors>0</errors>
-                <result_rows>0</result_rows>
-                <read_rows>0</read_rows>
-                <execution_time>0</execution_time>
-            </interval>
-        </default>
-    </quotas>
-</yandex>
-"#,
-        default = user("default", &nobody_knows, "default"),
-        writer = user(WRITER, writer_password, "default"),
-        reader = user(READER, reader_password, "readonly"),
-    )
+    vec![
+        user(
+            "default",
+            &uuid::Uuid::new_v4().simple().to_string(),
+            "default",
+        ),
+        user(WRITER, writer_password, "default"),
+        user(READER, reader_password, "readonly"),
+    ]
 }

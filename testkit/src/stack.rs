@@ -3,7 +3,6 @@
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Headers;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Message, Offset, TopicPartitionList};
+use sluice_devstack::{Component, Stack, StackSettings};
 use sluice_runtime::clickhouse::ServerFeatures;
 use sluice_runtime::kafka::{client_config, ensure_keys_topic};
 use sluice_runtime::keys::{KeyLimits, KeyRecord, KeyWriter, Scope, generate_key};
@@ -113,20 +113,18 @@ fn start_local_stack(info: &StackInfo, external: bool) {
          ({info:?}) does not answer (start it with deploy/test.sh, or deploy/stack.sh up; \
          the chdb engine with deploy/install.sh chdb && deploy/stack.sh up chdb)"
     );
-    let script = repo_root().join("deploy/stack.sh");
-    let output = Command::new("bash")
-        .arg(&script)
-        .arg("up")
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {}: {error}", script.display()));
+    let started = StackSettings::from_env(&repo_root())
+        .and_then(|settings| Stack::new(settings).up(&[Component::Clickhouse, Component::Kafka]));
+    if let Err(error) = started {
+        panic!(
+            "the broker (Kafka protocol at {}) and ClickHouse ({}) are needed and could not be \
+             started as `deploy/stack.sh up` starts them; install them with `deploy/install.sh`.\n{error:#}",
+            info.brokers, info.clickhouse_url
+        );
+    }
     assert!(
-        output.status.success() && stack_answers(info),
-        "the broker (Kafka protocol at {}) and ClickHouse ({}) are needed and could not be \
-         started by `deploy/stack.sh up`; install them with `deploy/install.sh`.\n{}\n{}",
-        info.brokers,
-        info.clickhouse_url,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        stack_answers(info),
+        "the local stack started but {info:?} does not answer"
     );
 }
 

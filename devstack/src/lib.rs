@@ -1,0 +1,41 @@
+//! Sluice's development stack, in Rust rather than shell: the broker
+//! (tansu), ClickHouse 18.16 and the chdb fixture as plain background
+//! processes, with the same guarantees for every caller: `deploy/stack.sh`
+//! (a thin wrapper of the `sluice-dev` binary), `deploy/local.sh`, the test
+//! and benchmark scripts, and testkit, which starts its private brokers and
+//! ClickHouse servers through this crate instead of shelling out.
+//!
+//! - [`settings`]: where the stack lives and listens (`SLUICE_*` variables).
+//! - [`components`]: how each component starts, answers and reports its version.
+//! - [`stack`]: `up`, `down [--wipe]`, `restart`, `status`, `env`.
+//! - [`process`]: pid files, liveness, launching in a session, stopping.
+//! - [`probe`]: Kafka ApiVersions and HTTP requests, std only.
+//! - [`clickhouse_config`]: the one place that writes ClickHouse's config.
+
+pub mod clickhouse_config;
+pub mod components;
+pub mod probe;
+pub mod process;
+pub mod settings;
+pub mod stack;
+
+use std::path::PathBuf;
+
+pub use components::Component;
+pub use settings::StackSettings;
+pub use stack::Stack;
+
+/// `name` in a directory of PATH, as an executable file.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}
+
+/// The repository this crate was built from.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}

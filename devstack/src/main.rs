@@ -1,0 +1,99 @@
+//! `sluice-dev`: the project's own tool. `sluice-dev stack …` drives the
+//! local stack (what `deploy/stack.sh` runs).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sluice_devstack::{Component, Stack, StackSettings, repo_root};
+
+/// Sluice's development tool.
+#[derive(Debug, Parser)]
+#[command(name = "sluice-dev")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The local stack: the broker (tansu), ClickHouse and, for tests, the
+    /// chdb fixture, as plain background processes bound to 127.0.0.1, with
+    /// their state in SLUICE_STACK_DIR (default <repo>/.sluice). Ports:
+    /// SLUICE_KAFKA_PORT [9092], SLUICE_CLICKHOUSE_HTTP_PORT [8123],
+    /// SLUICE_CLICKHOUSE_TCP_PORT [9000], SLUICE_CHDB_HTTP_PORT [8124];
+    /// SLUICE_STACK_TIMEOUT [30] seconds to get ready; SLUICE_TANSU_BIN and
+    /// SLUICE_CLICKHOUSE_SERVER_BIN override the binaries;
+    /// SLUICE_CHDB_VENV [~/.cache/sluice/chdb-venv] the fixture's Python.
+    Stack {
+        #[command(subcommand)]
+        action: StackAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StackAction {
+    /// Start (idempotent; safe to run concurrently). Default: kafka and clickhouse.
+    Up { components: Vec<String> },
+    /// Stop (SIGTERM, SIGKILL after 10 s), keeping data. Default: all three.
+    Down {
+        components: Vec<String>,
+        /// Also delete the components' data and logs.
+        #[arg(long)]
+        wipe: bool,
+    },
+    /// Down then up, keeping data.
+    Restart { components: Vec<String> },
+    /// State, pid and URL; exits 0 only when all are up.
+    Status { components: Vec<String> },
+    /// Export lines for the Sluice services' environment variables.
+    Env,
+}
+
+/// COMPONENT words: kafka (tansu, broker), clickhouse (ch), chdb, all.
+fn components(words: &[String], default: &[Component]) -> anyhow::Result<Vec<Component>> {
+    if words.is_empty() {
+        return Ok(default.to_vec());
+    }
+    let mut chosen = Vec::new();
+    for word in words {
+        let Some(parsed) = Component::parse(word) else {
+            anyhow::bail!("unknown component: {word} (kafka, clickhouse, chdb or all)");
+        };
+        chosen.extend(parsed);
+    }
+    Ok(chosen)
+}
+
+fn run(cli: Cli) -> anyhow::Result<bool> {
+    let Command::Stack { action } = cli.command;
+    let stack = Stack::new(StackSettings::from_env(&repo_root())?);
+    let usual = [Component::Clickhouse, Component::Kafka];
+    // The fixture runs only for tests, but `down` leaves nothing behind.
+    let every = [Component::Clickhouse, Component::Kafka, Component::Chdb];
+    match action {
+        StackAction::Up { components: words } => stack.up(&components(&words, &usual)?)?,
+        StackAction::Down {
+            components: words,
+            wipe,
+        } => stack.down(&components(&words, &every)?, wipe)?,
+        StackAction::Restart { components: words } => {
+            stack.restart(&components(&words, &usual)?)?;
+        }
+        StackAction::Status { components: words } => {
+            return Ok(stack.status(&components(&words, &usual)?));
+        }
+        StackAction::Env => print!("{}", stack.env()),
+    }
+    Ok(true)
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("stack: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Is it answering? A real request, not just an open port: Kafka's
+//! ApiVersions for the broker (no Kafka CLI needed; Debian's kcat cannot
+//! talk to tansu), an HTTP GET for ClickHouse and the chdb fixture.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crate::settings::HOST;
+
+fn connect(port: u16, timeout: Duration) -> Option<TcpStream> {
+    let address: SocketAddr = format!("{HOST}:{port}").parse().ok()?;
+    let stream = TcpStream::connect_timeout(&address, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.set_write_timeout(Some(timeout)).ok()?;
+    Some(stream)
+}
+
+/// Something listens on `port`.
+pub fn port_open(port: u16) -> bool {
+    connect(port, Duration::from_secs(2)).is_some()
+}
+
+/// ApiVersions v0 with correlation id 7: the broker is ready once it
+/// answers with that id and error code 0.
+pub fn kafka_answers(port: u16) -> bool {
+    let Some(mut stream) = connect(port, Duration::from_secs(3)) else {
+        return false;
+    };
+    // size 16 | api_key 18 | api_version 0 | correlation_id 7 | client_id "sluice"
+    let request = b"\x00\x00\x00\x10\x00\x12\x00\x00\x00\x00\x00\x07\x00\x06sluice";
+    let mut reply = [0u8; 10];
+    stream.write_all(request).is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && reply[4..10] == [0, 0, 0, 7, 0, 0]
+}
+
+/// GET `path` over HTTP/1.0: the status and the body, or `None` when
+/// nothing answers in time.
+pub fn http_get(port: u16, path: &str, timeout: Duration) -> Option<(u16, String)> {
+    let mut stream = connect(port, timeout)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {HOST}:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+/// ClickHouse's (and the fixture's) `/ping` says `Ok.`.
+pub fn http_ping(port: u16) -> bool {
+    http_get(port, "/ping", Duration::from_secs(2))
+        .is_some_and(|(status, body)| status == 200 && body.trim() == "Ok.")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+
+    #[test]
+    fn reads_an_http_answer_and_refuses_what_is_not_kafka() {
+        let listener = TcpListener::bind((HOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            for _ in 0..2 {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut request = [0u8; 512];
+                let _ = stream.read(&mut request).unwrap();
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nOk.\n")
+                    .unwrap();
+            }
+        });
+        assert!(http_ping(port));
+        assert!(!kafka_answers(port), "an HTTP answer is not ApiVersions");
+        server.join().unwrap();
+        assert!(!port_open(port));
+    }
+}
