@@ -8,6 +8,7 @@
 //! - [`settings`]: where the stack lives and listens (`SLUICE_*` variables).
 //! - [`components`]: how each component starts, answers and reports its version.
 //! - [`stack`]: `up`, `down [--wipe]`, `restart`, `status`, `env`.
+//! - [`test_matrix`]: every test, once per ClickHouse engine, as CI runs them.
 //! - [`process`]: pid files, liveness, launching in a session, stopping.
 //! - [`probe`]: Kafka ApiVersions and HTTP requests, std only.
 //! - [`clickhouse_config`]: the one place that writes ClickHouse's config.
@@ -18,6 +19,7 @@ pub mod probe;
 pub mod process;
 pub mod settings;
 pub mod stack;
+pub mod test_matrix;
 
 use std::path::PathBuf;
 

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sluice_devstack::test_matrix::{Engine, TestRun};
 use sluice_devstack::{Component, Stack, StackSettings, repo_root};
 
 /// Sluice's development tool.
@@ -27,6 +28,23 @@ enum Command {
     Stack {
         #[command(subcommand)]
         action: StackAction,
+    },
+    /// Every test of the workspace against the real stack, once per
+    /// ClickHouse engine (clickhouse-18: Debian's 18.16; chdb: the current
+    /// engine behind the test fixture), after the Kubernetes manifests, the
+    /// Prometheus rules and the OpenAPI conformance check. Installs what is
+    /// missing and starts the stack first. With SLUICE_TEST_CLICKHOUSE_URL
+    /// set, one run against it (SLUICE_TEST_CLICKHOUSE_ENGINE names it).
+    Test {
+        /// clickhouse-18, chdb or both [SLUICE_TEST_ENGINES, else both].
+        #[arg(long, env = "SLUICE_TEST_ENGINES", default_value = "both")]
+        engine: String,
+        /// Leave the OpenAPI conformance check out (the summary says so).
+        #[arg(long)]
+        no_conformance: bool,
+        /// Passed to the test runner, e.g. -E 'test(end_to_end)'.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        runner_args: Vec<String>,
     },
 }
 
@@ -65,8 +83,23 @@ fn components(words: &[String], default: &[Component]) -> anyhow::Result<Vec<Com
 }
 
 fn run(cli: Cli) -> anyhow::Result<bool> {
-    let Command::Stack { action } = cli.command;
-    let stack = Stack::new(StackSettings::from_env(&repo_root())?);
+    let settings = StackSettings::from_env(&repo_root())?;
+    let action = match cli.command {
+        Command::Stack { action } => action,
+        Command::Test {
+            engine,
+            no_conformance,
+            runner_args,
+        } => {
+            let run = TestRun {
+                engines: Engine::parse_choice(&engine)?,
+                conformance: !no_conformance,
+                runner_args,
+            };
+            return run.run(&settings);
+        }
+    };
+    let stack = Stack::new(settings);
     let usual = [Component::Clickhouse, Component::Kafka];
     // The fixture runs only for tests, but `down` leaves nothing behind.
     let every = [Component::Clickhouse, Component::Kafka, Component::Chdb];
@@ -92,7 +125,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
-            eprintln!("stack: error: {error:#}");
+            eprintln!("sluice-dev: error: {error:#}");
             ExitCode::FAILURE
         }
     }

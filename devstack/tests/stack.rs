@@ -49,12 +49,18 @@ const KAFKA: &[Component] = &[Component::Kafka];
 fn up_is_idempotent_down_wipe_deletes_and_stale_pids_are_cleaned() {
     let private = Private::new();
     let (stack, port) = (&private.stack, private.stack.settings.kafka_port);
-    stack.up(KAFKA).expect("tansu starts (deploy/install.sh tansu)");
+    stack
+        .up(KAFKA)
+        .expect("tansu starts (deploy/install.sh tansu)");
     assert!(kafka_answers(port));
     let pid_file = Component::Kafka.pid_file(&stack.settings);
     let pid = std::fs::read_to_string(&pid_file).unwrap();
     stack.up(KAFKA).expect("a second up finds it up");
-    assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid, "not restarted");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap(),
+        pid,
+        "not restarted"
+    );
     assert!(stack.status(KAFKA));
 
     // Concurrent ups: one broker, both succeed.
@@ -79,7 +85,9 @@ fn up_is_idempotent_down_wipe_deletes_and_stale_pids_are_cleaned() {
     // A pid file naming no process of this stack.
     std::fs::write(&pid_file, "999999999\n").unwrap();
     assert!(!stack.status(KAFKA));
-    stack.up(KAFKA).expect("up cleans the stale pid file and starts");
+    stack
+        .up(KAFKA)
+        .expect("up cleans the stale pid file and starts");
     assert_ne!(std::fs::read_to_string(&pid_file).unwrap(), "999999999\n");
     assert!(kafka_answers(port));
 

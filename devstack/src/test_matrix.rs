@@ -1,0 +1,267 @@
+//! `sluice-dev test`: every test of the workspace against the real stack,
+//! once per ClickHouse engine, as CI runs it (`.ci/run` calls
+//! `deploy/test.sh`, a wrapper of this):
+//!
+//! - `clickhouse-18`: Debian's clickhouse-server 18.16;
+//! - `chdb`: the current engine (chdb-core 26.9) behind the HTTP test
+//!   fixture in testkit/chdb-fixture, whose own tests run first.
+//!
+//! Before them, once: the Kubernetes manifests (`deploy/kubernetes/
+//! validate.sh`), the Prometheus rules (`promtool check rules`, `promtool
+//! test rules`) and the OpenAPI conformance of both HTTP services
+//! (`deploy/conformance.sh`, on the first engine). It installs what is
+//! missing first (`deploy/install.sh`), starts the stack, and fails when
+//! any part fails; tests never skip (a missing broker or engine fails
+//! them, saying so).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use crate::components::Component;
+use crate::settings::{HOST, StackSettings};
+use crate::stack::Stack;
+
+/// The engines a run can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Clickhouse18,
+    Chdb,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Clickhouse18 => "clickhouse-18",
+            Self::Chdb => "chdb",
+        }
+    }
+
+    /// `clickhouse-18`, `chdb` or `both`.
+    pub fn parse_choice(choice: &str) -> anyhow::Result<Vec<Self>> {
+        Ok(match choice {
+            "both" => vec![Self::Clickhouse18, Self::Chdb],
+            "clickhouse-18" => vec![Self::Clickhouse18],
+            "chdb" => vec![Self::Chdb],
+            other => bail!(
+                "unknown engine '{other}': use clickhouse-18, chdb or both (--engine or SLUICE_TEST_ENGINES)"
+            ),
+        })
+    }
+
+    fn component(self) -> Component {
+        match self {
+            Self::Clickhouse18 => Component::Clickhouse,
+            Self::Chdb => Component::Chdb,
+        }
+    }
+
+    fn url(self, settings: &StackSettings) -> String {
+        let port = match self {
+            Self::Clickhouse18 => settings.clickhouse_http_port,
+            Self::Chdb => settings.chdb_port,
+        };
+        format!("http://{HOST}:{port}")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TestRun {
+    pub engines: Vec<Engine>,
+    pub conformance: bool,
+    /// Passed to the test runner, e.g. `-E 'test(end_to_end)'`.
+    pub runner_args: Vec<String>,
+}
+
+fn say(line: impl AsRef<str>) {
+    println!("test: {}", line.as_ref());
+}
+
+/// Runs `program` in `repo`; Ok(true) when it exits 0.
+fn succeeds(repo: &Path, command: &mut Command) -> anyhow::Result<bool> {
+    let status = command
+        .current_dir(repo)
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    Ok(status.success())
+}
+
+/// One named part of the run and how it ended.
+struct Outcome {
+    summary: Vec<String>,
+    failed: Vec<String>,
+}
+
+impl Outcome {
+    fn record(&mut self, part: &str, passed: bool, detail: &str) {
+        self.summary.push(format!("{part}: {detail}"));
+        if !passed {
+            self.failed.push(part.to_owned());
+        }
+    }
+}
+
+impl TestRun {
+    pub fn run(&self, settings: &StackSettings) -> anyhow::Result<bool> {
+        let repo = settings.repo.clone();
+        let install = |what: &[&str]| -> anyhow::Result<()> {
+            let mut command = Command::new(repo.join("deploy/install.sh"));
+            command.args(what);
+            if !succeeds(&repo, &mut command)? {
+                bail!("deploy/install.sh {} failed", what.join(" "));
+            }
+            Ok(())
+        };
+        let brokers =
+            std::env::var("SLUICE_TEST_KAFKA_BROKERS").unwrap_or_else(|_| settings.kafka_brokers());
+        // A named engine URL: one run, against it.
+        let external = std::env::var("SLUICE_TEST_CLICKHOUSE_URL").ok();
+        let runs: Vec<(String, String)> = match &external {
+            Some(url) => {
+                let name = std::env::var("SLUICE_TEST_CLICKHOUSE_ENGINE")
+                    .unwrap_or_else(|_| "external".into());
+                say(format!(
+                    "SLUICE_TEST_CLICKHOUSE_URL is set: one run, against {url}"
+                ));
+                vec![(name, url.clone())]
+            }
+            None => self
+                .engines
+                .iter()
+                .map(|engine| (engine.name().to_owned(), engine.url(settings)))
+                .collect(),
+        };
+
+        install(&[])?;
+        // promtool for the rules, prometheus for testkit/tests/prometheus.rs.
+        install(&["prometheus"])?;
+        let mut components = vec![Component::Kafka];
+        if external.is_none() {
+            for engine in &self.engines {
+                if *engine == Engine::Chdb {
+                    install(&["chdb"])?;
+                }
+                components.push(engine.component());
+            }
+        }
+        Stack::new(settings.clone()).up(&components)?;
+
+        let nextest = Command::new("cargo")
+            .args(["nextest", "--version"])
+            .output()
+            .is_ok_and(|output| output.status.success());
+        if !nextest {
+            say(
+                "cargo-nextest not found; using cargo test (install it with: cargo install cargo-nextest --locked)",
+            );
+        }
+        let mut outcome = Outcome {
+            summary: Vec::new(),
+            failed: Vec::new(),
+        };
+
+        say("===== Kubernetes manifests (deploy/kubernetes/validate.sh) =====");
+        let valid = succeeds(
+            &repo,
+            &mut Command::new(repo.join("deploy/kubernetes/validate.sh")),
+        )?;
+        outcome.record(
+            "Kubernetes manifests",
+            valid,
+            if valid { "valid" } else { "INVALID" },
+        );
+
+        say("===== Prometheus rules (promtool check rules, promtool test rules) =====");
+        let rules = succeeds(
+            &repo,
+            Command::new("promtool").args(["check", "rules", "deploy/prometheus/rules.yml"]),
+        )? && succeeds(
+            &repo,
+            Command::new("promtool").args(["test", "rules", "deploy/prometheus/rules_test.yml"]),
+        )?;
+        outcome.record(
+            "Prometheus rules",
+            rules,
+            if rules {
+                "valid, unit tests passed"
+            } else {
+                "FAILED"
+            },
+        );
+
+        if self.conformance {
+            let (engine, url) = &runs[0];
+            say(format!(
+                "===== OpenAPI conformance (deploy/conformance.sh) on {engine} ====="
+            ));
+            let started = Instant::now();
+            let passed = succeeds(
+                &repo,
+                Command::new(repo.join("deploy/conformance.sh"))
+                    .env("SLUICE_KAFKA_BROKERS", &brokers)
+                    .env("SLUICE_CLICKHOUSE_URL", url),
+            )?;
+            let verdict = if passed { "passed" } else { "FAILED" };
+            outcome.record(
+                "OpenAPI conformance",
+                passed,
+                &format!("{verdict} in {} s", started.elapsed().as_secs()),
+            );
+        } else {
+            outcome
+                .summary
+                .push("OpenAPI conformance: not run (--no-conformance)".into());
+        }
+
+        for (engine, url) in &runs {
+            say(format!("===== engine {engine}: {url} ====="));
+            let started = Instant::now();
+            let mut passed = true;
+            if engine == Engine::Chdb.name() {
+                say("the chdb fixture's own tests (testkit/chdb-fixture/test_*.py)");
+                passed &= succeeds(
+                    &repo,
+                    Command::new(settings.chdb_venv.join("bin/python"))
+                        .env("PYTHONDONTWRITEBYTECODE", "1")
+                        .args([
+                            "-m",
+                            "unittest",
+                            "discover",
+                            "-s",
+                            "testkit/chdb-fixture",
+                            "-q",
+                        ]),
+                )?;
+            }
+            let mut runner = Command::new("cargo");
+            if nextest {
+                runner.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+            } else {
+                runner.args(["test", "--workspace", "--no-fail-fast"]);
+            }
+            runner
+                .args(&self.runner_args)
+                .env("SLUICE_TEST_KAFKA_BROKERS", &brokers)
+                .env("SLUICE_TEST_CLICKHOUSE_ENGINE", engine)
+                .env("SLUICE_TEST_CLICKHOUSE_URL", url);
+            passed &= succeeds(&repo, &mut runner)?;
+            let verdict = if passed { "passed" } else { "FAILED" };
+            say(format!("===== engine {engine}: {verdict} ====="));
+            outcome.record(
+                &format!("engine {engine}"),
+                passed,
+                &format!("{verdict} in {} s", started.elapsed().as_secs()),
+            );
+        }
+
+        for line in &outcome.summary {
+            say(line);
+        }
+        if !outcome.failed.is_empty() {
+            say(format!("failed: {}", outcome.failed.join(", ")));
+        }
+        Ok(outcome.failed.is_empty())
+    }
+}
