@@ -1,12 +1,13 @@
 //! Sluice's development stack, in Rust rather than shell: the broker
 //! (tansu), ClickHouse 18.16 and the chdb fixture as plain background
 //! processes, with the same guarantees for every caller: `deploy/stack.sh`
-//! (a thin wrapper of the `sluice-dev` binary), `deploy/local.sh`, the test
-//! and benchmark scripts, and testkit, which starts its private brokers and
+//! and `deploy/local.sh` and `deploy/test.sh` (thin wrappers of the
+//! `sluice-dev` binary), the benchmark scripts, and testkit, which starts its private brokers and
 //! ClickHouse servers through this crate instead of shelling out.
 //!
 //! - [`settings`]: where the stack lives and listens (`SLUICE_*` variables).
 //! - [`components`]: how each component starts, answers and reports its version.
+//! - [`local`]: the whole pipeline on this machine (`deploy/local.sh`).
 //! - [`stack`]: `up`, `down [--wipe]`, `restart`, `status`, `env`.
 //! - [`test_matrix`]: every test, once per ClickHouse engine, as CI runs them.
 //! - [`process`]: pid files, liveness, launching in a session, stopping.
@@ -15,6 +16,7 @@
 
 pub mod clickhouse_config;
 pub mod components;
+pub mod local;
 pub mod probe;
 pub mod process;
 pub mod settings;

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sluice_devstack::local::LocalPipeline;
 use sluice_devstack::test_matrix::{Engine, TestRun};
 use sluice_devstack::{Component, Stack, StackSettings, repo_root};
 
@@ -29,6 +30,19 @@ enum Command {
         #[command(subcommand)]
         action: StackAction,
     },
+    /// The whole pipeline on this machine: `up` installs what is missing,
+    /// builds the services (release), starts the stack and the three
+    /// services, waits until each is ready and creates a dev API key
+    /// (SLUICE_LOCAL_API_KEY [sluice-dev-key] of SLUICE_LOCAL_PROJECT [demo],
+    /// scopes ingest and read; SLUICE_LOCAL_ADMIN_TOKEN
+    /// [sluice-dev-admin-token] is the admin token); `down` stops it all,
+    /// keeping the data; `status` shows what runs. Ports:
+    /// SLUICE_GATEWAY_PORT [8080], SLUICE_QUERY_PORT [8081],
+    /// SLUICE_PROCESSOR_PORT [8082], and the stack's.
+    Local {
+        #[command(subcommand)]
+        action: LocalAction,
+    },
     /// Every test of the workspace against the real stack, once per
     /// ClickHouse engine (clickhouse-18: Debian's 18.16; chdb: the current
     /// engine behind the test fixture), after the Kubernetes manifests, the
@@ -46,6 +60,16 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         runner_args: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum LocalAction {
+    /// Install, build and start everything (running services are kept).
+    Up,
+    /// Stop the three services and the stack (data is kept).
+    Down,
+    /// Show what runs; exits 0 only when everything does.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,6 +110,15 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     let settings = StackSettings::from_env(&repo_root())?;
     let action = match cli.command {
         Command::Stack { action } => action,
+        Command::Local { action } => {
+            let local = LocalPipeline::from_env(settings)?;
+            match action {
+                LocalAction::Up => local.up()?,
+                LocalAction::Down => local.down()?,
+                LocalAction::Status => return Ok(local.status()),
+            }
+            return Ok(true);
+        }
         Command::Test {
             engine,
             no_conformance,

@@ -38,12 +38,27 @@ pub fn kafka_answers(port: u16) -> bool {
 /// GET `path` over HTTP/1.0: the status and the body, or `None` when
 /// nothing answers in time.
 pub fn http_get(port: u16, path: &str, timeout: Duration) -> Option<(u16, String)> {
+    http_request(port, "GET", path, &[], "", timeout)
+}
+
+/// One HTTP/1.0 request with `headers` and `body`: the status and the
+/// body of the answer, or `None` when nothing answers in time.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    timeout: Duration,
+) -> Option<(u16, String)> {
     let mut stream = connect(port, timeout)?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {HOST}:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    let mut request =
+        format!("{method} {path} HTTP/1.0\r\nHost: {HOST}:{port}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).ok()?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).ok()?;
     let answer = String::from_utf8_lossy(&answer);

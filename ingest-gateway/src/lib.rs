@@ -136,7 +136,13 @@ pub async fn serve(
     };
     let app = with_common_layers(router(state), config.api.request_timeout());
     tracing::info!(address = %listener.local_addr()?, topic = %kafka.events_topic, "ingest gateway listening");
-    serve_http(listener, app, shutdown.clone()).await?;
+    serve_http(
+        listener,
+        app,
+        shutdown.clone(),
+        config.lifecycle.http_drain(),
+    )
+    .await?;
     let flushing = publisher.clone();
     tokio::task::spawn_blocking(move || flushing.flush(FLUSH_DEADLINE)).await?;
     supervisor.outcome()?;

@@ -86,7 +86,12 @@ pub async fn serve(
     let switch = with_common_layers(switch(app.clone(), starting), config.api.request_timeout());
     tracing::info!(address = %listener.local_addr()?, "query API listening");
     let serving = shutdown.child_token();
-    let server = tokio::spawn(serve_http(listener, switch, serving.clone()));
+    let server = tokio::spawn(serve_http(
+        listener,
+        switch,
+        serving.clone(),
+        config.lifecycle.http_drain(),
+    ));
 
     let supervisor = Supervisor::new(shutdown.clone());
     let started = start(

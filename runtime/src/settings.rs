@@ -238,6 +238,14 @@ impl LifecycleSettings {
     pub fn shutdown_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.shutdown_timeout_ms)
     }
+
+    /// How long HTTP requests in flight may finish after the signal before
+    /// their connections are closed: half the drain, leaving the other half
+    /// for what the service does after serving (the gateway's producer
+    /// flush, the processor's last batch).
+    pub fn http_drain(&self) -> std::time::Duration {
+        self.shutdown_timeout() / 2
+    }
 }
 
 /// The `--config` flag; the loader reads it before anything else.

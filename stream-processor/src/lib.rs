@@ -109,6 +109,8 @@ pub async fn serve(
         listener,
         ops::router(readiness.clone(), Arc::new(registry)),
         ops_shutdown.clone(),
+        // Health and metrics only: nothing worth waiting for.
+        std::time::Duration::from_secs(1),
     ));
 
     // Settings that are wrong stop the processor before it waits for anything.
