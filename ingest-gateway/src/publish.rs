@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use sluice_runtime::kafka::{apply_properties, producer_config};
 use sluice_runtime::settings::KafkaSettings;
@@ -102,14 +103,16 @@ impl EventPublisher {
             return self.publish(events, None).await;
         }
         let span = tracing::info_span!("publish", topic = %self.topic, events = events.len());
-        let trace = TraceParent::of(&span);
+        // Made once per request; each message gets a copy (librdkafka owns
+        // its headers).
+        let trace = TraceParent::of(&span).map(|parent| parent.kafka_headers());
         self.publish(events, trace.as_ref()).instrument(span).await
     }
 
     async fn publish(
         &self,
         events: &[EventRef<'_>],
-        trace: Option<&TraceParent>,
+        trace: Option<&OwnedHeaders>,
     ) -> Result<(), PublishFailure> {
         // Encoded first, so that the events go to librdkafka in one quick
         // run and leave in few produce requests.
@@ -128,7 +131,7 @@ impl EventPublisher {
                 .payload(value)
                 .timestamp(event.received_at_ms);
             if let Some(trace) = trace {
-                record = record.headers(trace.kafka_headers());
+                record = record.headers(trace.clone());
             }
             if let Err((error, _)) = self.producer.send(record) {
                 refused = Some(match error {

@@ -89,9 +89,14 @@ pub fn init(settings: &TelemetrySettings, service: &'static str) -> anyhow::Resu
     // The log filter decides the log lines only: spans go out whatever
     // `--log` says, Sluice's own at info and above (the libraries' spans
     // would be noise, and some are per message).
+    // No thread attributes, no busy/idle timings, and no OpenTelemetry
+    // context attached on every poll of a span's future: nothing in Sluice
+    // reads them, and each costs per enter or per span.
     let spans = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(service))
         .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
         .with_filter(Targets::new().with_target("sluice", Level::INFO));
     let installed = Registry::default()
         .with(log_lines.with_filter(filter))
