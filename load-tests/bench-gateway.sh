@@ -16,7 +16,12 @@
 #                of one request's events, each group's latency from its due
 #                time to its last ack: the latency no gateway can beat;
 #   4. overload: open-loop at --overload-factor x peak with many connections
-#                (status codes and the gateway's peak RSS), unless --no-overload.
+#                (status codes and the gateway's peak RSS), unless --no-overload;
+#   5. traced:   with --tracing, a fresh gateway exporting its spans
+#                (SLUICE_OTLP_ENDPOINT) to `sluice-loadgen otlp-sink`, every
+#                request with a W3C traceparent, under the peak phase's load:
+#                its events/s and CPU per event against phase 2's, which ran
+#                with export off (the default). Last in each run.
 # It prints one table row per run, then median/min/max over the runs.
 # Results (one JSON object per phase) and logs go to .sluice/bench/TIMESTAMP/.
 #
@@ -51,10 +56,12 @@ OVERLOAD=1
 OVERLOAD_FACTOR=2
 OVERLOAD_CONNECTIONS=256
 SINGLE_EVENT=0
+TRACING=0
 BUILD=1
 BIN_DIR=
 KAFKA_PORT=19192
 HTTP_PORT=18180
+OTLP_PORT=18190
 REPORT_DIR=
 
 # ---- API key: the one place that says how the benchmark's key reaches the gateway.
@@ -93,6 +100,8 @@ Usage: $0 [options]
   --no-ceiling             skip the HTTP-and-produce-only ceiling phase
   --ceiling-connections N  HTTP connections for the ceiling phase (default $CEILING_CONNECTIONS)
   --no-overload            skip the overload phase
+  --tracing                add the traced phase: peak load on a gateway exporting spans over OTLP
+  --otlp-port P            port of the stand-in OTLP collector (default $OTLP_PORT)
   --overload-factor F      overload rate as a multiple of the peak (default $OVERLOAD_FACTOR)
   --overload-connections N connections in the overload phase (default $OVERLOAD_CONNECTIONS)
   --no-build               use the release binaries already built
@@ -119,6 +128,8 @@ while (($#)); do
         --no-ceiling) CEILING=0 ;;
         --ceiling-connections) CEILING_CONNECTIONS=$2; shift ;;
         --no-overload) OVERLOAD=0 ;;
+        --tracing) TRACING=1 ;;
+        --otlp-port) OTLP_PORT=$2; shift ;;
         --overload-factor) OVERLOAD_FACTOR=$2; shift ;;
         --overload-connections) OVERLOAD_CONNECTIONS=$2; shift ;;
         --no-build) BUILD=0 ;;
@@ -153,6 +164,7 @@ print_table() {
          | (phase($r; "half")) as $half | (phase($r; "gateway")) as $gw
          | (phase($r; "floor")) as $floor
          | (phase($r; "overload")) as $over
+         | (phase($r; "traced")) as $traced | (phase($r; "otlp")) as $otlp
          | {run: $r,
             bare_eps: $bare.events_per_s,
             gateway_eps: $peak.events_per_s,
@@ -171,19 +183,27 @@ print_table() {
             rss_mib: ($gw.gateway_peak_rss_kib / 1024),
             overload_rss_mib: (if $gw.gateway_overload_peak_rss_kib == null then null
                                else $gw.gateway_overload_peak_rss_kib / 1024 end),
+            traced_eps: $traced.events_per_s,
+            traced_ratio: (if $traced == null then null
+                           else $traced.events_per_s / $peak.events_per_s end),
+            traced_cpu_us_per_event: (if $traced == null then null
+                                      else $otlp.gateway_cpu_s * 1e6 / $traced.events_acked end),
+            otlp_posts: $otlp.otlp_requests,
             overload_statuses: ($over | statuses)}] as $rows
         | ["run", "bare ev/s", "gateway ev/s", "ratio", "ceiling ev/s", "ceiling ratio", "peak p99 ms", "half rate",
            "half p99 ms", "half p99.9 ms", "floor p99 ms", "gw CPU us/event", "loadgen CPU %", "gw RSS MiB", "overload RSS MiB",
-           "overload answers"] as $head
+           "traced ev/s", "traced/peak", "traced CPU us/event", "OTLP posts", "overload answers"] as $head
         | ($head | @tsv),
           ($rows[] | . as $row | [.run, .bare_eps, .gateway_eps, .ratio, .ceiling_eps, .ceiling_ratio, .peak_p99_ms,
                       .half_rate, .half_p99_ms, .half_p999_ms, .floor_p99_ms, .cpu_us_per_event, .loadgen_cpu_pct, .rss_mib,
-                      .overload_rss_mib] | map(fmt) + [$row.overload_statuses] | @tsv),
+                      .overload_rss_mib, .traced_eps, .traced_ratio, .traced_cpu_us_per_event, .otlp_posts]
+                     | map(fmt) + [$row.overload_statuses] | @tsv),
           (if $runs > 1 then
              ("median", "min", "max") as $stat
              | [$stat] + ([["bare_eps", "gateway_eps", "ratio", "ceiling_eps", "ceiling_ratio", "peak_p99_ms", "half_rate",
                             "half_p99_ms", "half_p999_ms", "floor_p99_ms", "cpu_us_per_event", "loadgen_cpu_pct", "rss_mib",
-                            "overload_rss_mib"][] as $col
+                            "overload_rss_mib", "traced_eps", "traced_ratio", "traced_cpu_us_per_event",
+                            "otlp_posts"][] as $col
                            | [$rows[][$col] | select(. != null)]
                            | if length == 0 then null
                              elif $stat == "median" then median
@@ -229,7 +249,10 @@ GATEWAY_URL=http://127.0.0.1:$HTTP_PORT
 TANSU_PID=
 GATEWAY_PID=
 CEILING_PID=
+SINK_PID=
 cleanup() {
+    stop_pid "$SINK_PID"
+    SINK_PID=
     stop_pid "$CEILING_PID"
     CEILING_PID=
     stop_pid "$GATEWAY_PID"
@@ -249,6 +272,7 @@ start_broker() {
 
 start_gateway() {
     local run=$1
+    shift
     port_free "$HTTP_PORT" --http-port
     # Only the settings below reach the gateway: none of the caller's SLUICE_*.
     start_service "$GATEWAY_BIN" "$OUT/run$run-gateway.log" "$GATEWAY_URL/health/ready" \
@@ -258,7 +282,7 @@ start_gateway() {
         SLUICE_KAFKA_DLQ_TOPIC=bench.events.dlq \
         SLUICE_KAFKA_PARTITIONS="$PARTITIONS" \
         SLUICE_KAFKA_PROPERTIES="$KAFKA_PROPERTIES" \
-        "$(gateway_key_env)"
+        "$(gateway_key_env)" "$@"
     GATEWAY_PID=$STARTED_PID
     create_bench_key
 }
@@ -279,6 +303,32 @@ http_load() {
 BARE_SETTINGS=()
 bare_linger=$(tr ',' '\n' <<<"$KAFKA_PROPERTIES" | sed -n 's/^ *linger\.ms *= *//p' | tail -1)
 [[ -z $bare_linger ]] || BARE_SETTINGS=(--linger-ms "$bare_linger")
+
+# The peak phase again, on a fresh gateway that exports its spans to the
+# stand-in collector; every request carries a traceparent.
+traced_phase() {
+    local run=$1 cpu_before cpu_after
+    stop_pid "$GATEWAY_PID"
+    GATEWAY_PID=
+    port_free "$OTLP_PORT" --otlp-port
+    "$LOADGEN_BIN" --json otlp-sink --listen "127.0.0.1:$OTLP_PORT" >"$OUT/run$run-otlp-sink.json" \
+        2>"$OUT/run$run-otlp-sink.log" &
+    SINK_PID=$!
+    wait_for otlp-sink "$SINK_PID" "port_open $OTLP_PORT"
+    start_gateway "$run" SLUICE_OTLP_ENDPOINT="http://127.0.0.1:$OTLP_PORT"
+    cpu_before=$(cpu_seconds "$GATEWAY_PID")
+    log "run $run: traced gateway peak, closed loop, batch $BATCH, $CONNECTIONS connections"
+    http_load "$OUT/run$run-traced.json" --connections "$CONNECTIONS" --traceparent
+    cpu_after=$(cpu_seconds "$GATEWAY_PID")
+    # Its last spans reach the collector as the gateway stops.
+    stop_pid "$GATEWAY_PID"
+    GATEWAY_PID=
+    stop_pid "$SINK_PID"
+    SINK_PID=
+    jq --argjson cpu "$(jq -n "$cpu_after - $cpu_before")" '. + {gateway_cpu_s: $cpu}' \
+        "$OUT/run$run-otlp-sink.json" >"$OUT/run$run-otlp.json"
+    rm "$OUT/run$run-otlp-sink.json"
+}
 
 run_once() {
     local run=$1
@@ -335,8 +385,11 @@ run_once() {
             --timeout-ms 10000
         rss_overload=$(peak_rss_kib "$GATEWAY_PID")
     fi
+    local gateway_cpu_peak
+    gateway_cpu_peak=$(jq -n "$cpu_after - $cpu_before")
+    ((!TRACING)) || traced_phase "$run"
     jq -n --argjson run "$run" --argjson rss "$rss_normal" --argjson rss_over "$rss_overload" \
-        --argjson cpu "$(jq -n "$cpu_after - $cpu_before")" \
+        --argjson cpu "$gateway_cpu_peak" \
         '{run: $run, gateway_peak_rss_kib: $rss, gateway_overload_peak_rss_kib: $rss_over,
           gateway_cpu_s_peak_phase: $cpu}' >"$OUT/run$run-gateway.json"
     cleanup
@@ -350,3 +403,5 @@ echo | tee "$OUT/settings.txt"
 echo "batch $BATCH, event ${EVENT_BYTES} B, $PARTITIONS partitions, $DURATION s per phase," \
     "$CONNECTIONS connections at peak, $HALF_CONNECTIONS at half peak," \
     "loadgen threads $LOADGEN_THREADS, $(nproc) cores; results in ${OUT#"$ROOT"/}" | tee -a "$OUT/settings.txt"
+((!TRACING)) || echo "traced: the peak phase's load on a fresh gateway exporting spans over OTLP/HTTP," \
+    "each request with a traceparent, last in each run" | tee -a "$OUT/settings.txt"

@@ -4,11 +4,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use sluice_runtime::kafka::{apply_properties, producer_config};
 use sluice_runtime::settings::KafkaSettings;
+use sluice_runtime::telemetry;
+use sluice_runtime::trace_context::TraceParent;
 use sluice_schemas::EventRef;
 use sluice_schemas::avro::encode_event_into;
+use tracing::Instrument;
 
 use crate::acks::{EventAck, RequestAcks};
 use crate::broker::BrokerContact;
@@ -90,7 +94,26 @@ impl EventPublisher {
     /// Stops handing over at the first refusal (a full queue), but still
     /// waits for the events already handed over, so the answer says exactly
     /// which events the broker has.
+    ///
+    /// While spans are exported this runs in a `publish` span of the
+    /// request's trace, and every message carries that span in a
+    /// `traceparent` header, for the processor's spans to continue.
     pub async fn publish_all(&self, events: &[EventRef<'_>]) -> Result<(), PublishFailure> {
+        if !telemetry::exporting() {
+            return self.publish(events, None).await;
+        }
+        let span = tracing::info_span!("publish", topic = %self.topic, events = events.len());
+        // Made once per request; each message gets a copy (librdkafka owns
+        // its headers).
+        let trace = TraceParent::of(&span).map(|parent| parent.kafka_headers());
+        self.publish(events, trace.as_ref()).instrument(span).await
+    }
+
+    async fn publish(
+        &self,
+        events: &[EventRef<'_>],
+        trace: Option<&OwnedHeaders>,
+    ) -> Result<(), PublishFailure> {
         // Encoded first, so that the events go to librdkafka in one quick
         // run and leave in few produce requests.
         let encoded = EncodedRequest::new(events);
@@ -103,10 +126,13 @@ impl EventPublisher {
             });
             // The record's timestamp is when the gateway received the event
             // (librdkafka would otherwise read the clock once per message).
-            let record = BaseRecord::with_opaque_to(&self.topic, ack)
+            let mut record = BaseRecord::with_opaque_to(&self.topic, ack)
                 .key(key)
                 .payload(value)
                 .timestamp(event.received_at_ms);
+            if let Some(trace) = trace {
+                record = record.headers(trace.clone());
+            }
             if let Err((error, _)) = self.producer.send(record) {
                 refused = Some(match error {
                     KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {

@@ -8,7 +8,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config: QueryConfig = settings::load()?;
-    telemetry::init(&config.telemetry);
+    // Held until the service has stopped: dropping it sends the last spans.
+    let _telemetry = telemetry::init(&config.telemetry, env!("CARGO_BIN_NAME"))?;
     let listener = TcpListener::bind(config.listen).await?;
     let shutdown = shutdown::on_signal(config.lifecycle.shutdown_timeout());
     serve(config, listener, shutdown).await

@@ -20,6 +20,9 @@ use tower::ServiceExt as _;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::telemetry;
+use crate::trace_context::TraceParent;
+
 /// The one error body of every Sluice endpoint.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody {
@@ -54,7 +57,8 @@ impl ErrorBody {
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Adds request ids (kept from the client or made up), a trace span per
-/// request, and a time limit per request.
+/// request (continuing the caller's W3C `traceparent` while spans are
+/// exported), and a time limit per request.
 pub fn with_common_layers(router: Router, request_timeout: Duration) -> Router {
     router
         .layer(axum::middleware::from_fn(
@@ -69,7 +73,13 @@ pub fn with_common_layers(router: Router, request_timeout: Duration) -> Router {
                 .get(REQUEST_ID)
                 .and_then(|id| id.to_str().ok())
                 .unwrap_or("");
-            tracing::info_span!("http", method = %request.method(), uri = %request.uri().path(), request_id)
+            let span = tracing::info_span!("http", method = %request.method(), uri = %request.uri().path(), request_id);
+            if telemetry::exporting()
+                && let Some(caller) = TraceParent::from_http(request.headers())
+            {
+                caller.adopt(&span);
+            }
+            span
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }

@@ -4,7 +4,8 @@
 //! - [`keys`]: API keys, their scopes and limits, in a tailed Kafka topic.
 //! - [`settings`]: typed settings for Kafka, ClickHouse and telemetry, and the
 //!   loader that layers defaults < config file < `SLUICE_*` environment < flags.
-//! - [`telemetry`]: `tracing` set-up, text or JSON.
+//! - [`telemetry`]: `tracing` set-up, text or JSON, and span export over OTLP.
+//! - [`trace_context`]: W3C `traceparent` from HTTP requests through Kafka headers.
 //! - [`shutdown`]: SIGINT/SIGTERM to a `CancellationToken`, with a drain deadline.
 //! - [`supervise`]: background tasks whose failure stops the service, never silently.
 //! - [`kafka`]: librdkafka client settings and idempotent topic creation.
@@ -36,3 +37,4 @@ pub mod settings;
 pub mod shutdown;
 pub mod supervise;
 pub mod telemetry;
+pub mod trace_context;

@@ -204,6 +204,19 @@ pub struct TelemetrySettings {
     /// Log filter in tracing's EnvFilter syntax, e.g. `info,sluice_ingest_gateway=debug`.
     #[arg(long = "log", env = "SLUICE_LOG", default_value = "info")]
     pub log_filter: String,
+
+    /// OTLP/HTTP collector that spans are exported to, protobuf bodies POSTed
+    /// to `ENDPOINT/v1/traces`, e.g. `http://127.0.0.1:4318`. Sluice's own
+    /// spans at info and above are sent, named by service (the binary's
+    /// name), and a W3C `traceparent` is carried from the HTTP request through
+    /// Kafka to the processor's spans. Empty (the default): no export and no
+    /// propagation.
+    #[arg(
+        long = "otlp-endpoint",
+        env = "SLUICE_OTLP_ENDPOINT",
+        default_value = ""
+    )]
+    pub otlp_endpoint: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -25,11 +25,14 @@ use sluice_runtime::progress::{
 };
 use sluice_runtime::rollups::{PropertyRollupRow, RollupRow};
 use sluice_runtime::settings::KafkaSettings;
+use sluice_runtime::telemetry;
+use sluice_runtime::trace_context::TraceParent;
 use sluice_schemas::Limits;
 use sluice_schemas::time_format::now_ms;
 use tokio::sync::Notify;
 use tokio::time::{Instant as Deadline, MissedTickBehavior, interval, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::checkpoint::{CheckpointStore, encode_state};
 use crate::config::ProcessorSettings;
@@ -48,6 +51,9 @@ const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// The readiness check of halted partitions (see [`Pipeline::halt`]).
 pub const OFFSETS_CHECK: &str = "offsets";
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most links of one insert span: the OpenTelemetry SDK keeps 128 per span
+/// and drops the rest, so more would cost memory for nothing.
+const MAX_TRACE_LINKS: usize = 128;
 
 /// Rows waiting for their insert, and the partitions whose checkpoint and
 /// offset follow them.
@@ -62,6 +68,9 @@ struct Batch {
     activity: HashMap<(String, i32), ProjectActivityRow>,
     partitions: BTreeSet<i32>,
     opened: Option<Instant>,
+    /// The decode spans of traced messages, for the insert span to link to
+    /// (only while spans are exported).
+    traces: Vec<TraceParent>,
 }
 
 impl Batch {
@@ -321,7 +330,7 @@ impl Pipeline {
         if let Some(watermark_ms) = marker::watermark_of(message.headers()) {
             state.windows.apply_marker(watermark_ms, &mut emitted);
         } else {
-            match decode(message.payload(), at, &self.limits) {
+            match self.decode(message, at, batch) {
                 Ok(event) => {
                     self.metrics.events_processed.inc();
                     if state.recent.is_repeat(
@@ -403,6 +412,31 @@ impl Pipeline {
         batch.partitions.insert(at.partition);
         batch.opened.get_or_insert_with(Instant::now);
         Accepted::Handled
+    }
+
+    /// Reads a message's value. One that carries a `traceparent` is read, while
+    /// spans are exported, in a `decode` span continuing its trace, which the
+    /// batch's insert span then links to.
+    fn decode(
+        &self,
+        message: &BorrowedMessage<'_>,
+        at: MessageAt<'_>,
+        batch: &mut Batch,
+    ) -> Result<sluice_schemas::Event, String> {
+        let traced = telemetry::exporting()
+            .then(|| message.headers().and_then(TraceParent::from_kafka))
+            .flatten();
+        let Some(parent) = traced else {
+            return decode(message.payload(), at, &self.limits);
+        };
+        let span = tracing::info_span!("decode", partition = at.partition, offset = at.offset);
+        parent.adopt(&span);
+        if batch.traces.len() < MAX_TRACE_LINKS
+            && let Some(own) = TraceParent::of(&span)
+        {
+            batch.traces.push(own);
+        }
+        span.in_scope(|| decode(message.payload(), at, &self.limits))
     }
 
     /// Loads a partition's checkpoint, retrying until ClickHouse answers.
@@ -565,7 +599,9 @@ impl Pipeline {
 
     /// Inserts the batch's rows and checkpoints (retrying until they land),
     /// then commits its offsets. At shutdown it stops retrying and commits
-    /// nothing: Kafka and the last checkpoint keep the data.
+    /// nothing: Kafka and the last checkpoint keep the data. While spans are
+    /// exported, all of it runs in an `insert` span linked to the traces of
+    /// the batch's messages.
     async fn flush(
         &self,
         batch: &mut Batch,
@@ -577,6 +613,30 @@ impl Pipeline {
         if batch.partitions.is_empty() {
             return;
         }
+        if !telemetry::exporting() {
+            return self.write(batch, partitions, shutdown, mode).await;
+        }
+        let span = tracing::info_span!(
+            "insert",
+            events = batch.events.len(),
+            rollups = batch.rollups.len() + batch.property_rollups.len(),
+            traced = batch.traces.len()
+        );
+        for trace in &batch.traces {
+            trace.link(&span);
+        }
+        self.write(batch, partitions, shutdown, mode)
+            .instrument(span)
+            .await;
+    }
+
+    async fn write(
+        &self,
+        batch: Batch,
+        partitions: &HashMap<i32, PartitionState>,
+        shutdown: &CancellationToken,
+        mode: CommitMode,
+    ) {
         let positions: Vec<(i32, i64, &PartitionState)> = batch
             .partitions
             .iter()

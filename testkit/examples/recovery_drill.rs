@@ -192,6 +192,7 @@ async fn broker_return(broker: &PrivateBroker) -> anyhow::Result<f64> {
         telemetry: TelemetrySettings {
             log_format: LogFormat::Text,
             log_filter: "error".into(),
+            otlp_endpoint: String::new(),
         },
         lifecycle: Default::default(),
         config_file: ConfigFile { config: None },

@@ -26,6 +26,7 @@ pub fn config(env: &TestEnv) -> GatewayConfig {
         telemetry: TelemetrySettings {
             log_format: LogFormat::Text,
             log_filter: "warn".into(),
+            otlp_endpoint: String::new(),
         },
         lifecycle: Default::default(),
         config_file: ConfigFile { config: None },

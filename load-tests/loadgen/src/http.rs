@@ -33,7 +33,14 @@ pub struct HttpLoad {
     /// Open loop at this many events per second; closed loop when `None`.
     pub rate: Option<f64>,
     pub timeout: Duration,
+    /// Send a W3C `traceparent` with every request (one fixed value: the
+    /// gateway's work per request is the same whatever its ids).
+    pub traceparent: bool,
 }
+
+/// The `traceparent` of `--traceparent` (sampled, so the gateway's spans
+/// that continue it are exported).
+const TRACEPARENT: &str = "00-5ef1ce5ef1ce5ef1ce5ef1ce5ef1ce00-5ef1ce5ef1ce5e00-01";
 
 /// What a run saw.
 #[derive(Debug)]
@@ -65,6 +72,9 @@ pub async fn run(load: &HttpLoad, bodies: Arc<Vec<Template>>) -> anyhow::Result<
         bearer,
         url: load.url.clone(),
         bodies,
+        traceparent: load
+            .traceparent
+            .then(|| HeaderValue::from_static(TRACEPARENT)),
         batch: load.batch as u64,
         next: AtomicU64::new(0),
         sent: AtomicU64::new(0),
@@ -98,6 +108,7 @@ struct Shared {
     bearer: HeaderValue,
     url: String,
     bodies: Arc<Vec<Template>>,
+    traceparent: Option<HeaderValue>,
     batch: u64,
     /// The next request number; also numbers the events for unique ids.
     next: AtomicU64,
@@ -178,14 +189,15 @@ struct Answer {
 }
 
 async fn post(shared: &Shared, body: Vec<u8>) -> reqwest::Result<Answer> {
-    let response = shared
+    let mut request = shared
         .client
         .post(&shared.url)
         .header(header::AUTHORIZATION, shared.bearer.clone())
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await?;
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(traceparent) = &shared.traceparent {
+        request = request.header("traceparent", traceparent.clone());
+    }
+    let response = request.body(body).send().await?;
     let status = response.status().as_u16();
     // Read the whole answer so the connection goes back to the pool.
     let body = response.bytes().await?;

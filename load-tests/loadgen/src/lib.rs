@@ -14,11 +14,13 @@
 //! - [`kafka`]: the bare producer, topic creation and its report.
 //! - [`e2e`]: end-to-end freshness (gateway ack to visible in ClickHouse).
 //! - [`stats`]: counters, latency histograms, printing.
+//! - [`otlp_sink`]: a stand-in OTLP/HTTP collector for the tracing benchmark.
 
 pub mod e2e;
 pub mod events;
 pub mod http;
 pub mod kafka;
+pub mod otlp_sink;
 pub mod payloads;
 pub mod schedule;
 pub mod stats;

@@ -43,6 +43,13 @@ enum Mode {
     /// the query API; then wait until the query API counts exactly the
     /// acknowledged events (and fail if it counts any other number).
     E2e(E2eArgs),
+    /// Stand in for an OTLP/HTTP collector: answer every POST /v1/traces
+    /// with 200 and count them, until SIGTERM; then report the counts.
+    OtlpSink {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:4318")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +170,10 @@ struct HttpArgs {
     #[arg(long, default_value_t = 30_000)]
     timeout_ms: u64,
 
+    /// Send a W3C `traceparent` header with every request.
+    #[arg(long)]
+    traceparent: bool,
+
     #[command(flatten)]
     events: EventArgs,
 }
@@ -275,6 +286,7 @@ fn main() -> anyhow::Result<()> {
             settle: Duration::from_secs_f64(args.settle.max(0.0)),
             spec: args.events.spec(),
         }))?,
+        Mode::OtlpSink { listen } => runtime.block_on(sluice_loadgen::otlp_sink::run(listen))?,
     };
     // Includes building the payloads: an upper bound on the generator's own cost.
     if let (Some(before), Some(after)) = (cpu_before, own_cpu_seconds()) {
@@ -307,6 +319,7 @@ async fn run_http(args: HttpArgs) -> anyhow::Result<serde_json::Value> {
         duration: Duration::from_secs_f64(args.duration),
         rate: args.rate,
         timeout: Duration::from_millis(args.timeout_ms),
+        traceparent: args.traceparent,
     };
     let (bodies, event_bytes) = http_bodies(
         &args.events.spec(),

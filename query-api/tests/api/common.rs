@@ -27,6 +27,7 @@ fn telemetry() -> TelemetrySettings {
     TelemetrySettings {
         log_format: LogFormat::Text,
         log_filter: "warn".into(),
+        otlp_endpoint: String::new(),
     }
 }
 

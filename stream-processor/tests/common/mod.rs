@@ -59,6 +59,7 @@ pub async fn spawn_processor(env: &TestEnv, settings: ProcessorSettings) -> Runn
         telemetry: TelemetrySettings {
             log_format: LogFormat::Json,
             log_filter: "error".into(),
+            otlp_endpoint: String::new(),
         },
         lifecycle: Default::default(),
         config_file: ConfigFile { config: None },

@@ -18,6 +18,7 @@ pub fn telemetry() -> TelemetrySettings {
     TelemetrySettings {
         log_format: LogFormat::Text,
         log_filter: "warn".into(),
+        otlp_endpoint: String::new(),
     }
 }
 
