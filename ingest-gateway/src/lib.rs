@@ -95,7 +95,6 @@ pub async fn serve(
     let readiness = Readiness::default();
     readiness.register(KAFKA_CHECK);
     let kafka = &config.kafka;
-    let keys = KeyStore::tail(kafka, &readiness, shutdown.child_token())?;
 
     let mut registry = Registry::default();
     let metrics = GatewayMetrics::register(&mut registry);
@@ -103,6 +102,7 @@ pub async fn serve(
     // A misconfiguration the broker reveals (a refused password, an
     // untrusted certificate) ends the watch, and the gateway with it.
     let supervisor = Supervisor::new(shutdown.clone());
+    let keys = KeyStore::tail(kafka, &readiness, &supervisor, shutdown.child_token())?;
     supervisor.spawn(
         "broker watch",
         broker::watch(

@@ -142,7 +142,7 @@ async fn start(
 ) -> anyhow::Result<(clickhouse::Client, KeyStore, LiveFeed, StatusSources)> {
     let waiting_for = |check| Patience::Reporting(readiness.clone(), check);
     ensure_keys_topic(&config.kafka, waiting_for(KAFKA_CHECK), shutdown).await?;
-    let keys = KeyStore::tail(&config.kafka, readiness, shutdown.child_token())?;
+    let keys = KeyStore::tail(&config.kafka, readiness, supervisor, shutdown.child_token())?;
     if !config.kafka.live_topic.is_empty() {
         let live_topic = [config.kafka.live_topic.as_str()];
         ensure_topics(
@@ -153,7 +153,7 @@ async fn start(
         )
         .await?;
     }
-    let live = LiveFeed::tail(&config.kafka, readiness, shutdown.child_token())?;
+    let live = LiveFeed::tail(&config.kafka, readiness, supervisor, shutdown.child_token())?;
     let status = StatusSources {
         broker: BrokerView::new(&config.kafka)?,
         processor_group: config.query.processor_group.clone(),

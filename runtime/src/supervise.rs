@@ -51,6 +51,30 @@ impl Supervisor {
         });
     }
 
+    /// Runs `work` on an OS thread of its own (blocking work: a Kafka
+    /// consumer's poll loop), supervised as [`Self::spawn`] supervises a task:
+    /// failing, panicking or returning before shutdown stops the service.
+    pub fn spawn_thread<F>(&self, name: &'static str, work: F) -> std::io::Result<()>
+    where
+        F: FnOnce() -> anyhow::Result<()> + Send + 'static,
+    {
+        let (done, ended) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(name.replace(' ', "-"))
+            .spawn(move || {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+                let _ = done.send(outcome);
+            })?;
+        self.spawn(name, async move {
+            match ended.await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                Err(_) => anyhow::bail!("its thread vanished"),
+            }
+        });
+        Ok(())
+    }
+
     fn fail(&self, name: &str, cause: &str) {
         tracing::error!(task = name, %cause, "a background task failed; stopping the service");
         let mut failure = self
@@ -114,6 +138,48 @@ mod tests {
             };
             assert!(failure.contains(cause), "{failure}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_thread_that_fails_panics_or_ends_early_stops_the_service_naming_it() {
+        type Work = Box<dyn FnOnce() -> anyhow::Result<()> + Send>;
+        let works: [(&'static str, Work, &str); 3] = [
+            (
+                "key store",
+                Box::new(|| anyhow::bail!("the topic is gone")),
+                "the topic is gone",
+            ),
+            (
+                "live feed",
+                Box::new(|| panic!("a poisoned lock")),
+                "a poisoned lock",
+            ),
+            ("coverage", Box::new(|| Ok(())), "ended before shutdown"),
+        ];
+        for (name, work, cause) in works {
+            let shutdown = CancellationToken::new();
+            let supervisor = Supervisor::new(shutdown.clone());
+            supervisor.spawn_thread(name, work).unwrap();
+            let failure = stopped(&supervisor, &shutdown).await;
+            assert!(
+                failure.contains(&format!("background task {name}")) && failure.contains(cause),
+                "{failure}"
+            );
+        }
+        let shutdown = CancellationToken::new();
+        let supervisor = Supervisor::new(shutdown.clone());
+        let watched = shutdown.clone();
+        supervisor
+            .spawn_thread("until shutdown", move || {
+                while !watched.is_cancelled() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok(())
+            })
+            .unwrap();
+        shutdown.cancel();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(supervisor.outcome().is_ok());
     }
 
     #[tokio::test]

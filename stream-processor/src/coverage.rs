@@ -33,6 +33,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use sluice_runtime::kafka::{KAFKA_CHECK, client_config};
 use sluice_runtime::ops::Readiness;
 use sluice_runtime::settings::KafkaSettings;
+use sluice_runtime::supervise::Supervisor;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -270,37 +271,40 @@ impl CoverageWatch {
         self.rejoin.clone()
     }
 
-    /// Looks every two seconds until `shutdown`, on a thread of its own.
-    pub fn spawn(mut self, shutdown: CancellationToken) -> std::io::Result<()> {
-        std::thread::Builder::new()
-            .name("group-coverage".into())
-            .spawn(move || {
-                let mut failed_looks = 0;
-                while !shutdown.is_cancelled() {
-                    match self.look() {
-                        Ok(view) => {
-                            failed_looks = 0;
-                            self.readiness.pass(KAFKA_CHECK);
-                            self.act_on(&view);
-                        }
-                        Err(cause) => {
-                            failed_looks += 1;
-                            tracing::warn!(%cause, "cannot look at the consumer group");
-                            if failed_looks >= FAILED_LOOKS_TOLERATED {
-                                self.readiness.fail(
-                                    KAFKA_CHECK,
-                                    format!(
-                                        "the broker at {} (--kafka-brokers) does not answer: {cause}",
-                                        self.brokers
-                                    ),
-                                );
-                            }
+    /// Looks every two seconds until `shutdown`, on a thread of its own
+    /// that `supervisor` watches.
+    pub fn spawn(
+        mut self,
+        supervisor: &Supervisor,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        supervisor.spawn_thread("group coverage", move || {
+            let mut failed_looks = 0;
+            while !shutdown.is_cancelled() {
+                match self.look() {
+                    Ok(view) => {
+                        failed_looks = 0;
+                        self.readiness.pass(KAFKA_CHECK);
+                        self.act_on(&view);
+                    }
+                    Err(cause) => {
+                        failed_looks += 1;
+                        tracing::warn!(%cause, "cannot look at the consumer group");
+                        if failed_looks >= FAILED_LOOKS_TOLERATED {
+                            self.readiness.fail(
+                                KAFKA_CHECK,
+                                format!(
+                                    "the broker at {} (--kafka-brokers) does not answer: {cause}",
+                                    self.brokers
+                                ),
+                            );
                         }
                     }
-                    std::thread::sleep(LOOK_INTERVAL);
                 }
-            })
-            .map(drop)
+                std::thread::sleep(LOOK_INTERVAL);
+            }
+            Ok(())
+        })
     }
 
     fn act_on(&mut self, view: &GroupView) {

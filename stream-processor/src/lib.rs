@@ -149,7 +149,7 @@ pub async fn serve(
         metrics.clone(),
     )?;
     let rejoin = coverage.rejoin();
-    coverage.spawn(shutdown.clone())?;
+    coverage.spawn(&supervisor, shutdown.clone())?;
     let pipeline = Pipeline::new(
         kafka,
         config.processor.clone(),

@@ -12,6 +12,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use sluice_runtime::kafka::client_config;
 use sluice_runtime::ops::Readiness;
 use sluice_runtime::settings::KafkaSettings;
+use sluice_runtime::supervise::Supervisor;
 use sluice_schemas::rollup::LiveUpdate;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +34,7 @@ impl LiveFeed {
     pub fn tail(
         settings: &KafkaSettings,
         readiness: &Readiness,
+        supervisor: &Supervisor,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         let (sender, _) = broadcast::channel(CHANNEL_CAPACITY);
@@ -55,9 +57,11 @@ impl LiveFeed {
             readiness: readiness.clone(),
             shutdown,
         };
-        std::thread::Builder::new()
-            .name("live-feed".into())
-            .spawn(move || reader.run())
+        supervisor
+            .spawn_thread("live feed", move || {
+                reader.run();
+                Ok(())
+            })
             .context("cannot start the live feed thread")?;
         Ok(feed)
     }

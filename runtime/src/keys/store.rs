@@ -20,6 +20,7 @@ use super::record::{KeyDigest, KeyRecord, MAX_KEY_BYTES, Scope};
 use crate::kafka::{client_config, producer_config};
 use crate::ops::Readiness;
 use crate::settings::KafkaSettings;
+use crate::supervise::Supervisor;
 
 /// The readiness check that the store sets once it has read the whole topic.
 pub const READINESS_CHECK: &str = "keys";
@@ -69,11 +70,13 @@ impl KeyStore {
         store
     }
 
-    /// Starts reading `settings.keys_topic` on a thread of its own; the store
-    /// sets the `keys` readiness check once it has caught up with the topic.
+    /// Starts reading `settings.keys_topic` on a thread of its own, which
+    /// `supervisor` watches; the store sets the `keys` readiness check once it
+    /// has caught up with the topic.
     pub fn tail(
         settings: &KafkaSettings,
         readiness: &Readiness,
+        supervisor: &Supervisor,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         readiness.register(READINESS_CHECK);
@@ -94,9 +97,11 @@ impl KeyStore {
             readiness: readiness.clone(),
             shutdown,
         };
-        std::thread::Builder::new()
-            .name("key-store".into())
-            .spawn(move || tailer.run())
+        supervisor
+            .spawn_thread("key store", move || {
+                tailer.run();
+                Ok(())
+            })
             .context("cannot start the key store thread")?;
         Ok(store)
     }
