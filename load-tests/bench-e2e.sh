@@ -156,9 +156,9 @@ clickhouse_port=${CLICKHOUSE_URL#*://}
 clickhouse_port=${clickhouse_port#*:}
 clickhouse_port=${clickhouse_port%%/*}
 CLICKHOUSE_PID=$(listening_pid "$clickhouse_port")
-cpu_processes=(gateway="$GATEWAY_PID" query_api="$QUERY_PID" tansu="$TANSU_PID")
-for i in "${!PROCESSOR_PIDS[@]}"; do cpu_processes+=(processor$i="${PROCESSOR_PIDS[i]}"); done
-[[ -z $CLICKHOUSE_PID ]] || cpu_processes+=(clickhouse_server_shared="$CLICKHOUSE_PID")
+cpu_processes=("gateway=$GATEWAY_PID" "query_api=$QUERY_PID" "tansu=$TANSU_PID")
+for i in "${!PROCESSOR_PIDS[@]}"; do cpu_processes+=("processor$i=${PROCESSOR_PIDS[i]}"); done
+[[ -z $CLICKHOUSE_PID ]] || cpu_processes+=("clickhouse_server_shared=$CLICKHOUSE_PID")
 LOAD_AVERAGE=$(load_average_json)
 
 log "sending $RATE events/s for $DURATION s ($PROCESSORS processor(s), batches up to $BATCH_MAX_MS ms, load average $LOAD_AVERAGE)"
@@ -168,7 +168,7 @@ log "sending $RATE events/s for $DURATION s ($PROCESSORS processor(s), batches u
 LOADGEN_PID=$!
 # CPU over the sending window: the load generator sends for DURATION seconds
 # from its start (then it waits for the last probes and the count).
-cpu_window_start "${cpu_processes[@]}" loadgen="$LOADGEN_PID"
+cpu_window_start "${cpu_processes[@]}" "loadgen=$LOADGEN_PID"
 sleep "$DURATION"
 CPU_SHARE=$(cpu_window_end)
 if ! wait "$LOADGEN_PID"; then

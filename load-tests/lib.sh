@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shell helpers shared by the benchmark scripts in load-tests/. Source it:
 #   LOG_TAG=bench; source "$ROOT/load-tests/lib.sh"
 # It defines functions only (and reads LOG_TAG when they run).
