@@ -12,6 +12,10 @@
 # API and the load generator.
 #
 # Usage: load-tests/bench-e2e.sh [options]   (--help lists every option)
+# The result also holds each process's CPU share of one core over the
+# sending window (/proc/PID/stat utime + stime; the ClickHouse server's is
+# shared with anything else using it) and the load average at the start.
+#
 # E2E_PROCESSOR_KAFKA_PROPERTIES=key=value,... passes librdkafka properties to
 # the processor (e.g. fetch.wait.max.ms=20).
 set -euo pipefail
@@ -109,7 +113,8 @@ common=(SLUICE_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" SLUICE_KAFKA_EVENTS_TOPIC=e
     SLUICE_CLICKHOUSE_URL="$CLICKHOUSE_URL" SLUICE_CLICKHOUSE_DATABASE="$DATABASE")
 
 start_tansu "$KAFKA_PORT" "$OUT/tansu.log"
-PIDS+=("$STARTED_PID")
+TANSU_PID=$STARTED_PID
+PIDS+=("$TANSU_PID")
 port_free "$HTTP_PORT" --http-port
 start_service "$BIN_DIR/sluice-ingest-gateway" "$OUT/gateway.log" "$GATEWAY_URL/health/ready" \
     "${common[@]}" SLUICE_LISTEN="127.0.0.1:$HTTP_PORT" SLUICE_ADMIN_TOKEN="$ADMIN_TOKEN"
@@ -145,11 +150,36 @@ if ((PROCESSORS > 1)); then
     sleep 5
 fi
 
-log "sending $RATE events/s for $DURATION s ($PROCESSORS processor(s), batches up to $BATCH_MAX_MS ms)"
+# The ClickHouse server is shared with whatever else uses it (its CPU share
+# includes their queries); found by the port it listens on, when local.
+clickhouse_port=${CLICKHOUSE_URL#*://}
+clickhouse_port=${clickhouse_port#*:}
+clickhouse_port=${clickhouse_port%%/*}
+CLICKHOUSE_PID=$(listening_pid "$clickhouse_port")
+cpu_processes=("gateway=$GATEWAY_PID" "query_api=$QUERY_PID" "tansu=$TANSU_PID")
+for i in "${!PROCESSOR_PIDS[@]}"; do cpu_processes+=("processor$i=${PROCESSOR_PIDS[i]}"); done
+[[ -z $CLICKHOUSE_PID ]] || cpu_processes+=("clickhouse_server_shared=$CLICKHOUSE_PID")
+LOAD_AVERAGE=$(load_average_json)
+
+log "sending $RATE events/s for $DURATION s ($PROCESSORS processor(s), batches up to $BATCH_MAX_MS ms, load average $LOAD_AVERAGE)"
 "$BIN_DIR/sluice-loadgen" --json e2e --url "$GATEWAY_URL" --api-key "$API_KEY" \
     --query-url "$QUERY_URL" --rate "$RATE" --duration "$DURATION" >"$OUT/e2e-load.json" \
-    2>"$OUT/e2e-load.err" ||
-    die "the end-to-end check failed: $(grep -m1 -A3 '^Error' "$OUT/e2e-load.err"); logs in $OUT"
+    2>"$OUT/e2e-load.err" &
+LOADGEN_PID=$!
+# CPU over the sending window: the load generator sends for DURATION seconds
+# from its start (then it waits for the last probes and the count).
+cpu_window_start "${cpu_processes[@]}" "loadgen=$LOADGEN_PID"
+sleep "$DURATION"
+CPU_SHARE=$(cpu_window_end)
+if ! wait "$LOADGEN_PID"; then
+    failure=$(grep -m1 -A3 '^Error' "$OUT/e2e-load.err" || tail -3 "$OUT/e2e-load.err")
+    # A failed run still leaves a result, for sweeps: what failed and the CPU.
+    [[ -z $RESULT ]] || jq -n --argjson rate "$RATE" --arg error "$failure" \
+        --argjson cpu "$CPU_SHARE" --argjson load "$LOAD_AVERAGE" '{mode: "e2e",
+        target_events_per_s: $rate, exact: false, error: $error,
+        cpu_share_of_one_core: $cpu, load_average_at_start: $load}' >"$RESULT"
+    die "the end-to-end check failed: $failure; logs in $OUT"
+fi
 processor_rss=0
 for pid in "${PROCESSOR_PIDS[@]}"; do
     rss=$(peak_rss_kib "$pid")
@@ -157,7 +187,9 @@ for pid in "${PROCESSOR_PIDS[@]}"; do
 done
 jq --argjson processors "$PROCESSORS" --argjson gw "$(peak_rss_kib "$GATEWAY_PID")" \
     --argjson proc "$processor_rss" --argjson query "$(peak_rss_kib "$QUERY_PID")" \
-    '. + {processors: $processors, peak_rss_kib: {gateway: $gw, processor: $proc, query_api: $query}}' \
+    --argjson cpu "$CPU_SHARE" --argjson load "$LOAD_AVERAGE" --argjson ch "${CLICKHOUSE_PID:-null}" \
+    '. + {processors: $processors, peak_rss_kib: {gateway: $gw, processor: $proc, query_api: $query},
+          cpu_share_of_one_core: $cpu, load_average_at_start: $load, clickhouse_pid_shared: $ch}' \
     "$OUT/e2e-load.json" | tee "$OUT/e2e.json"
 [[ -z $RESULT ]] || cp "$OUT/e2e.json" "$RESULT"
 curl -s "http://127.0.0.1:$PROCESSOR_PORT/metrics" >"$OUT/processor-metrics.txt" || true

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shell helpers shared by the benchmark scripts in load-tests/. Source it:
 #   LOG_TAG=bench; source "$ROOT/load-tests/lib.sh"
 # It defines functions only (and reads LOG_TAG when they run).
@@ -54,6 +55,45 @@ peak_rss_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 # CPU seconds (user + system) a process has used so far.
 cpu_seconds() {
     awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
+}
+
+# Clock ticks (utime + stime) a process has used so far; empty once it is gone.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || true; }
+
+# The load average over the last minute, 5 and 15 minutes, as a JSON array.
+load_average_json() { awk '{printf "[%s,%s,%s]\n", $1, $2, $3}' /proc/loadavg; }
+
+# PID of the process listening on a local TCP port (first one), or nothing.
+listening_pid() {
+    ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2
+}
+
+# CPU share of processes over a window: cpu_window_start NAME=PID..., then
+# cpu_window_end prints {"NAME": share, ...}, each the fraction of one core
+# (utime + stime over wall time; 0.63 is 63 % of a core). A process gone
+# before the end gets null.
+cpu_window_start() {
+    CPU_WINDOW=()
+    local entry
+    for entry in "$@"; do CPU_WINDOW+=("$entry:$(cpu_ticks "${entry#*=}")"); done
+    CPU_WINDOW_STARTED=$(date +%s%N)
+}
+cpu_window_end() {
+    local wall_ns=$(($(date +%s%N) - CPU_WINDOW_STARTED)) hz entry name pid before after
+    hz=$(getconf CLK_TCK)
+    for entry in "${CPU_WINDOW[@]}"; do
+        name=${entry%%=*}
+        pid=${entry#*=}
+        before=${pid#*:}
+        pid=${pid%%:*}
+        after=$(cpu_ticks "$pid")
+        if [[ -n $before && -n $after ]]; then
+            jq -n --arg n "$name" --argjson t "$((after - before))" --argjson hz "$hz" \
+                --argjson ns "$wall_ns" '{($n): (($t / $hz) / ($ns / 1e9) * 1000 | round / 1000)}'
+        else
+            jq -n --arg n "$name" '{($n): null}'
+        fi
+    done | jq -s 'add // {}'
 }
 
 # start_tansu PORT LOG: a private tansu with the memory engine; sets STARTED_PID.
