@@ -378,7 +378,8 @@ gateway_accepted() {
 
 # ---- gateway: closed-loop HTTP batches, as bench-gateway.sh's peak phase ----
 gateway_phase() {
-    local round=$1 variant=$2 log=$OUT/round$round-$variant-gateway
+    local round=$1 variant=$2
+    local log=$OUT/round$round-$variant-gateway
     local env_args=()
     mapfile -t env_args < <(variant_kafka_env "$variant")
     port_free "$GATEWAY_PORT" --gateway-port
@@ -435,7 +436,8 @@ gateway_phase() {
 
 # ---- processor: drain a freshly filled topic into a fresh database ----
 processor_phase() {
-    local round=$1 variant=$2 log=$OUT/round$round-$variant-processor
+    local round=$1 variant=$2
+    local log=$OUT/round$round-$variant-processor
     local kafka_variant=${variant%_https} clickhouse_url=$CLICKHOUSE_HTTP ch_env=()
     if [[ $variant == *_https ]]; then
         clickhouse_url=$CLICKHOUSE_HTTPS
