@@ -20,20 +20,64 @@ pub struct Progress {
     pub written_at_ms: u64,
 }
 
+/// A partition's latest checkpoint: its position without a watermark.
+#[derive(Debug, Clone, Row, Deserialize)]
+struct Checkpoint {
+    kafka_partition: u32,
+    next_offset: u64,
+    written_at_ms: u64,
+}
+
+/// Each partition's progress. Positions come from `partition_progress` or,
+/// where the checkpoint is ahead or alone (a partition not flushed since the
+/// processor started writing progress rows, after an upgrade), from
+/// `processor_checkpoints`, which every processor has always written.
 pub async fn progress(
     clickhouse: &clickhouse::Client,
     group: &str,
     topic: &str,
 ) -> Result<Vec<Progress>> {
-    Ok(clickhouse
-        .query(
-            "SELECT ?fields FROM partition_progress WHERE consumer_group = ? AND topic = ? \
-             ORDER BY kafka_partition, next_offset DESC LIMIT 1 BY kafka_partition",
+    let latest = |table: &str| {
+        format!(
+            "SELECT ?fields FROM {table} WHERE consumer_group = ? AND topic = ? \
+             ORDER BY kafka_partition, next_offset DESC LIMIT 1 BY kafka_partition"
         )
-        .bind(group)
-        .bind(topic)
-        .fetch_all()
-        .await?)
+    };
+    let (progress, checkpoints) = tokio::try_join!(
+        clickhouse
+            .query(&latest("partition_progress"))
+            .bind(group)
+            .bind(topic)
+            .fetch_all::<Progress>(),
+        clickhouse
+            .query(&latest("processor_checkpoints"))
+            .bind(group)
+            .bind(topic)
+            .fetch_all::<Checkpoint>(),
+    )?;
+    Ok(with_checkpoints(progress, &checkpoints))
+}
+
+fn with_checkpoints(mut progress: Vec<Progress>, checkpoints: &[Checkpoint]) -> Vec<Progress> {
+    for checkpoint in checkpoints {
+        match progress
+            .iter_mut()
+            .find(|row| row.kafka_partition == checkpoint.kafka_partition)
+        {
+            Some(row) if row.next_offset >= checkpoint.next_offset => {}
+            Some(row) => {
+                row.next_offset = checkpoint.next_offset;
+                row.written_at_ms = checkpoint.written_at_ms;
+            }
+            None => progress.push(Progress {
+                kafka_partition: checkpoint.kafka_partition,
+                next_offset: checkpoint.next_offset,
+                watermark_ms: 0,
+                written_at_ms: checkpoint.written_at_ms,
+            }),
+        }
+    }
+    progress
 }
 
 /// A project's newest queryable event (zeros when it has none).
@@ -124,4 +168,51 @@ pub async fn notices(
         );
     }
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_fill_in_partitions_without_progress_rows_and_never_move_one_back() {
+        let progress = vec![
+            Progress {
+                kafka_partition: 0,
+                next_offset: 10,
+                watermark_ms: 5,
+                written_at_ms: 100,
+            },
+            Progress {
+                kafka_partition: 1,
+                next_offset: 4,
+                watermark_ms: 6,
+                written_at_ms: 100,
+            },
+        ];
+        let checkpoint = |kafka_partition, next_offset| Checkpoint {
+            kafka_partition,
+            next_offset,
+            written_at_ms: 200,
+        };
+        let merged = with_checkpoints(
+            progress,
+            &[checkpoint(0, 9), checkpoint(1, 7), checkpoint(2, 3)],
+        );
+        let summary: Vec<_> = merged
+            .iter()
+            .map(|p| {
+                (
+                    p.kafka_partition,
+                    p.next_offset,
+                    p.watermark_ms,
+                    p.written_at_ms,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![(0, 10, 5, 100), (1, 7, 6, 200), (2, 3, 0, 200)]
+        );
+    }
 }
