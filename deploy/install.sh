@@ -2,7 +2,7 @@
 # Installs what the local Sluice stack and build need, only what is missing, and
 # says what it did. Safe to re-run: with everything present it changes nothing.
 #
-# Usage: deploy/install.sh [apt|tansu|chdb|schemathesis|kubernetes|sdks|prometheus]
+# Usage: deploy/install.sh [apt|tansu|chdb|schemathesis|kubernetes|sdks|prometheus|zookeeper]
 #   (no argument)  what the local stack needs: apt and tansu
 #   apt            only the Debian packages
 #   tansu          only the tansu broker (cargo install, ~20 minutes on 2 cores)
@@ -19,6 +19,9 @@
 #   prometheus     only Prometheus and promtool (Debian's prometheus package, apt,
 #                  when missing) for the alert rules of deploy/prometheus/ and
 #                  their test (testkit/tests/prometheus.rs)
+#   zookeeper      only ZooKeeper 3.8 and the Java runtime it needs (Debian's
+#                  zookeeper package, apt, when missing) for the local ClickHouse
+#                  cluster (sluice-dev cluster, devstack/tests/cluster.rs)
 set -euo pipefail
 
 # ClickHouse 18.16 server and client (Debian's), cmake + g++ + pkg-config and
@@ -47,7 +50,7 @@ die() {
     printf 'install: error: %s\n' "$*" >&2
     exit 1
 }
-usage() { sed -n '5,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '5,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 # sudo only when needed, so the script also works as root in containers/CI
 # where sudo is usually absent.
@@ -238,6 +241,30 @@ install_prometheus() {
     fi
 }
 
+# Debian's zookeeper package: the jars in /usr/share/zookeeper and the
+# scripts, without a service (that is the zookeeperd package, which is not
+# installed); its dependency default-jre brings Java. sluice-dev cluster runs
+# `java` with those jars and a zoo.cfg of its own.
+install_zookeeper() {
+    if is_installed zookeeper && command -v java >/dev/null; then
+        log "zookeeper: present, nothing to do (zookeeper $(dpkg-query -W -f='${Version}' zookeeper), $(java -version 2>&1 | head -n 1))"
+        return 0
+    fi
+    command -v dpkg >/dev/null || die "zookeeper: not a Debian-family system (no dpkg): install ZooKeeper 3.8 and a Java runtime by hand"
+    log "zookeeper: installing zookeeper (apt; brings a Java runtime)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q zookeeper
+    is_installed zookeeper || die "zookeeper: zookeeper is still not installed"
+    command -v java >/dev/null || die "zookeeper: installed, but java is not on PATH"
+    log "zookeeper: installed zookeeper $(dpkg-query -W -f='${Version}' zookeeper), $(java -version 2>&1 | head -n 1)"
+    # Only zookeeperd has a service; should one run anyway (installed by
+    # hand), it holds 2181, which the cluster does not use by default.
+    if pgrep -f 'org.apache.zookeeper.server.quorum.QuorumPeerMain /etc/zookeeper' >/dev/null 2>&1; then
+        log "zookeeper: note: a system ZooKeeper is running (zookeeperd); sluice-dev cluster runs its own."
+        log "     Stop it if unwanted (e.g. systemctl disable --now zookeeper)."
+    fi
+}
+
 case ${1:-all} in
 all)
     install_apt
@@ -250,6 +277,7 @@ schemathesis) install_schemathesis ;;
 kubernetes) install_kubernetes_validate ;;
 sdks) install_sdks ;;
 prometheus) install_prometheus ;;
+zookeeper) install_zookeeper ;;
 -h | --help | help) usage ;;
 *)
     usage >&2
