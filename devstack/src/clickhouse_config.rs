@@ -233,7 +233,9 @@ impl ServerConfig {
 
 /// The cluster part of `config.xml`. 18.16 runs `ON CLUSTER` DDL only with
 /// a `distributed_ddl` section, and tells which cluster host it is by host
-/// and native port, so servers sharing one address are told apart.
+/// and native port, so servers sharing one address are told apart. The
+/// ZooKeeper session is short: a replica that was killed comes back only
+/// once its old session (and the `is_active` znode it holds) has expired.
 fn replication_xml(replication: &Replication) -> String {
     let mut zookeeper = String::new();
     for (index, port) in replication.zookeeper_ports.iter().enumerate() {
@@ -264,7 +266,7 @@ fn replication_xml(replication: &Replication) -> String {
         "    <interserver_http_host>{HOST}</interserver_http_host>
     <interserver_http_port>{interserver}</interserver_http_port>
     <zookeeper>
-{zookeeper}        <session_timeout_ms>30000</session_timeout_ms>
+{zookeeper}        <session_timeout_ms>10000</session_timeout_ms>
     </zookeeper>
     <macros>
         <shard>{shard}</shard>

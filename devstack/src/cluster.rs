@@ -197,7 +197,10 @@ impl Cluster {
         Ok(())
     }
 
-    /// Starts one member (kept data), e.g. after [`Cluster::stop`].
+    /// Starts one member (kept data), e.g. after [`Cluster::stop`]. Start a
+    /// node only while ZooKeeper serves: 18.16's `ON CLUSTER` worker gives
+    /// up for good when ZooKeeper is unreachable at startup, and the node's
+    /// next distributed DDL then crashes it.
     pub fn start(&self, member: Member) -> anyhow::Result<()> {
         self.require()?;
         let _lock = self.lock()?;

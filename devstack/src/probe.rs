@@ -1,7 +1,7 @@
 //! Is it answering? A real request, not just an open port: Kafka's
 //! ApiVersions for the broker (no Kafka CLI needed; Debian's kcat cannot
 //! talk to tansu), an HTTP GET for ClickHouse and the chdb fixture,
-//! `ruok` for ZooKeeper.
+//! `stat` for ZooKeeper.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -36,16 +36,19 @@ pub fn kafka_answers(port: u16) -> bool {
         && reply[4..10] == [0, 0, 0, 7, 0, 0]
 }
 
-/// ZooKeeper's four-letter word `ruok` answered with `imok` (the server's
-/// zoo.cfg must whitelist it: `4lw.commands.whitelist`).
+/// ZooKeeper serves clients: its four-letter word `stat` names the server's
+/// mode (zoo.cfg must whitelist it: `4lw.commands.whitelist`). Not `ruok`:
+/// that says `imok` while the server still refuses sessions, and a
+/// ClickHouse 18.16 started then has a broken `ON CLUSTER` worker (its next
+/// distributed DDL crashes the server).
 pub fn zookeeper_answers(port: u16) -> bool {
     let Some(mut stream) = connect(port, Duration::from_secs(3)) else {
         return false;
     };
     let mut reply = String::new();
-    stream.write_all(b"ruok").is_ok()
+    stream.write_all(b"stat").is_ok()
         && stream.read_to_string(&mut reply).is_ok()
-        && reply == "imok"
+        && reply.contains("\nMode: ")
 }
 
 /// GET `path` over HTTP/1.0: the status and the body, or `None` when
