@@ -64,6 +64,13 @@ as_root() {
     fi
 }
 
+# apt-get update, then install the packages named: a fresh machine's lists
+# may be empty.
+apt_install() {
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+}
+
 # `dpkg -s` alone succeeds for removed packages whose config files remain, so
 # look at the Status line.
 is_installed() {
@@ -82,8 +89,7 @@ install_apt() {
     fi
     log "apt: installing ${missing[*]}"
     # update only now: it is the slow part, and a fresh machine's lists may be empty.
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+    apt_install "${missing[@]}"
     for p in "${missing[@]}"; do
         is_installed "$p" || die "apt: $p is still not installed"
     done
@@ -166,8 +172,7 @@ install_venv() {
     if ! "$python" -m venv --help >/dev/null 2>&1 || ! "$python" -c 'import ensurepip' 2>/dev/null; then
         command -v dpkg >/dev/null || die "$name: $python cannot create virtualenvs; install its venv module"
         log "$name: $python has no working venv module; installing python3-venv"
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+        apt_install python3-venv
     fi
     log "$name: creating $venv with $("$python" --version) and installing $requirements"
     rm -rf -- "$venv"
@@ -197,8 +202,7 @@ install_sdks() {
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
         command -v dpkg >/dev/null || die "sdks: install node and npm by hand"
         log "sdks: installing nodejs and npm (apt)"
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
+        apt_install nodejs npm
     fi
     local modules=$SDK_CHECK_CACHE/node
     mkdir -p "$modules"
@@ -228,8 +232,7 @@ install_prometheus() {
     fi
     command -v dpkg >/dev/null || die "prometheus: not a Debian-family system (no dpkg): install prometheus and promtool by hand"
     log "prometheus: installing prometheus (apt)"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus
+    apt_install prometheus
     command -v prometheus >/dev/null && command -v promtool >/dev/null ||
         die "prometheus: installed, but prometheus or promtool is not on PATH"
     log "prometheus: installed $(prometheus --version 2>&1 | head -n 1)"
@@ -252,8 +255,7 @@ install_zookeeper() {
     fi
     command -v dpkg >/dev/null || die "zookeeper: not a Debian-family system (no dpkg): install ZooKeeper 3.8 and a Java runtime by hand"
     log "zookeeper: installing zookeeper (apt; brings a Java runtime)"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q zookeeper
+    apt_install zookeeper
     is_installed zookeeper || die "zookeeper: zookeeper is still not installed"
     command -v java >/dev/null || die "zookeeper: installed, but java is not on PATH"
     log "zookeeper: installed zookeeper $(dpkg-query -W -f='${Version}' zookeeper), $(java -version 2>&1 | head -n 1)"

@@ -330,7 +330,7 @@ impl Database {
             ),
         };
         Table {
-            name: name,
+            name,
             columns: format!(
                 "
                 project_id String,
