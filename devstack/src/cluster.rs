@@ -168,6 +168,12 @@ impl Cluster {
     pub fn up(&self) -> anyhow::Result<()> {
         self.require()?;
         let _lock = self.lock()?;
+        // Every port first: a taken one stops `up` before anything started.
+        for member in Member::ALL {
+            if self.pid_file(member).running(&self.settings.dir).is_none() {
+                self.check_ports_free(member)?;
+            }
+        }
         for member in Member::ALL {
             self.up_one(member)?;
         }
@@ -438,14 +444,7 @@ impl Cluster {
         for sub in ["run", "logs"] {
             std::fs::create_dir_all(self.settings.dir.join(sub))?;
         }
-        for (port, variable, value) in self.ports(member) {
-            refuse_taken_port(
-                &member.to_string(),
-                port,
-                (variable, value),
-                "sluice-dev cluster up\n(node N uses the variable's port plus N - 1)",
-            )?;
-        }
+        self.check_ports_free(member)?;
         say(format!("{member}: starting"));
         let spec = match member {
             Member::Zookeeper => self.zookeeper_launch()?,
@@ -458,6 +457,20 @@ impl Cluster {
             self.address(member),
             self.data_dir(member).display()
         ));
+        Ok(())
+    }
+
+    /// Another program on a member's port would make it die with a bind
+    /// error, or the tests talk to the wrong server.
+    fn check_ports_free(&self, member: Member) -> anyhow::Result<()> {
+        for (port, variable, value) in self.ports(member) {
+            refuse_taken_port(
+                &member.to_string(),
+                port,
+                (variable, value),
+                "sluice-dev cluster up\n(node N uses the variable's port plus N - 1)",
+            )?;
+        }
         Ok(())
     }
 

@@ -121,6 +121,20 @@ fn a_replicated_sharded_cluster_replicates_and_reads_every_row_once() {
     }
     let private = Private::new();
     let cluster = &private.cluster;
+
+    // A taken port stops `up` before anything starts, naming its variable.
+    let holder = TcpListener::bind(("127.0.0.1", cluster.interserver_port(3))).unwrap();
+    let error = format!("{:#}", cluster.up().unwrap_err());
+    assert!(
+        error.contains("SLUICE_CLUSTER_INTERSERVER_PORT=") && error.contains("already in use"),
+        "{error}"
+    );
+    assert!(
+        !private.dir.join("run/zookeeper.pid").exists(),
+        "nothing started"
+    );
+    drop(holder);
+
     cluster.up().unwrap_or_else(|error| {
         panic!(
             "the local cluster needs ZooKeeper, Java and ClickHouse: deploy/install.sh zookeeper \
