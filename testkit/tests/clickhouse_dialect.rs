@@ -133,7 +133,10 @@ async fn the_cluster_ddl_parses_where_the_engine_can_say() {
     let env = TestEnv::new("cluster_ddl");
     let database = Database::new(&env.clickhouse.database).unwrap();
     let cluster = ClusterName::new("sluice").unwrap();
-    let reader = env.clickhouse();
+    // No default database: the test's own is not created here.
+    let reader = clickhouse::Client::default()
+        .with_url(&env.clickhouse.url)
+        .with_validation(false);
     for features in [ServerFeatures::COMMON_SUBSET, detected] {
         for statement in database.create_cluster_statements(&cluster, features, Some(30)) {
             let formatted: String = reader
