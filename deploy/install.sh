@@ -2,7 +2,7 @@
 # Installs what the local Sluice stack and build need, only what is missing, and
 # says what it did. Safe to re-run: with everything present it changes nothing.
 #
-# Usage: deploy/install.sh [apt|tansu|chdb|schemathesis|kubernetes|sdks|prometheus]
+# Usage: deploy/install.sh [apt|tansu|chdb|schemathesis|kubernetes|sdks|prometheus|zookeeper]
 #   (no argument)  what the local stack needs: apt and tansu
 #   apt            only the Debian packages
 #   tansu          only the tansu broker (cargo install, ~20 minutes on 2 cores)
@@ -19,6 +19,9 @@
 #   prometheus     only Prometheus and promtool (Debian's prometheus package, apt,
 #                  when missing) for the alert rules of deploy/prometheus/ and
 #                  their test (testkit/tests/prometheus.rs)
+#   zookeeper      only ZooKeeper 3.8 and the Java runtime it needs (Debian's
+#                  zookeeper package, apt, when missing) for the local ClickHouse
+#                  cluster (sluice-dev cluster, devstack/tests/cluster.rs)
 set -euo pipefail
 
 # ClickHouse 18.16 server and client (Debian's), cmake + g++ + pkg-config and
@@ -47,7 +50,7 @@ die() {
     printf 'install: error: %s\n' "$*" >&2
     exit 1
 }
-usage() { sed -n '5,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '5,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 # sudo only when needed, so the script also works as root in containers/CI
 # where sudo is usually absent.
@@ -59,6 +62,13 @@ as_root() {
     else
         die "need root for: $* (run as root or install sudo)"
     fi
+}
+
+# apt-get update, then install the packages named: a fresh machine's lists
+# may be empty.
+apt_install() {
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
 }
 
 # `dpkg -s` alone succeeds for removed packages whose config files remain, so
@@ -79,8 +89,7 @@ install_apt() {
     fi
     log "apt: installing ${missing[*]}"
     # update only now: it is the slow part, and a fresh machine's lists may be empty.
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+    apt_install "${missing[@]}"
     for p in "${missing[@]}"; do
         is_installed "$p" || die "apt: $p is still not installed"
     done
@@ -163,8 +172,7 @@ install_venv() {
     if ! "$python" -m venv --help >/dev/null 2>&1 || ! "$python" -c 'import ensurepip' 2>/dev/null; then
         command -v dpkg >/dev/null || die "$name: $python cannot create virtualenvs; install its venv module"
         log "$name: $python has no working venv module; installing python3-venv"
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+        apt_install python3-venv
     fi
     log "$name: creating $venv with $("$python" --version) and installing $requirements"
     rm -rf -- "$venv"
@@ -194,8 +202,7 @@ install_sdks() {
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
         command -v dpkg >/dev/null || die "sdks: install node and npm by hand"
         log "sdks: installing nodejs and npm (apt)"
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
+        apt_install nodejs npm
     fi
     local modules=$SDK_CHECK_CACHE/node
     mkdir -p "$modules"
@@ -225,8 +232,7 @@ install_prometheus() {
     fi
     command -v dpkg >/dev/null || die "prometheus: not a Debian-family system (no dpkg): install prometheus and promtool by hand"
     log "prometheus: installing prometheus (apt)"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus
+    apt_install prometheus
     command -v prometheus >/dev/null && command -v promtool >/dev/null ||
         die "prometheus: installed, but prometheus or promtool is not on PATH"
     log "prometheus: installed $(prometheus --version 2>&1 | head -n 1)"
@@ -235,6 +241,29 @@ install_prometheus() {
     if pgrep -x prometheus >/dev/null 2>&1; then
         log "prometheus: note: the package started a system prometheus on :9090; Sluice's tests run their own."
         log "     Stop it if unwanted (e.g. systemctl disable --now prometheus)."
+    fi
+}
+
+# Debian's zookeeper package: the jars in /usr/share/zookeeper and the
+# scripts, without a service (that is the zookeeperd package, which is not
+# installed); its dependency default-jre brings Java. sluice-dev cluster runs
+# `java` with those jars and a zoo.cfg of its own.
+install_zookeeper() {
+    if is_installed zookeeper && command -v java >/dev/null; then
+        log "zookeeper: present, nothing to do (zookeeper $(dpkg-query -W -f='${Version}' zookeeper), $(java -version 2>&1 | head -n 1))"
+        return 0
+    fi
+    command -v dpkg >/dev/null || die "zookeeper: not a Debian-family system (no dpkg): install ZooKeeper 3.8 and a Java runtime by hand"
+    log "zookeeper: installing zookeeper (apt; brings a Java runtime)"
+    apt_install zookeeper
+    is_installed zookeeper || die "zookeeper: zookeeper is still not installed"
+    command -v java >/dev/null || die "zookeeper: installed, but java is not on PATH"
+    log "zookeeper: installed zookeeper $(dpkg-query -W -f='${Version}' zookeeper), $(java -version 2>&1 | head -n 1)"
+    # Only zookeeperd has a service; should one run anyway (installed by
+    # hand), it holds 2181, which the cluster does not use by default.
+    if pgrep -f 'org.apache.zookeeper.server.quorum.QuorumPeerMain /etc/zookeeper' >/dev/null 2>&1; then
+        log "zookeeper: note: a system ZooKeeper is running (zookeeperd); sluice-dev cluster runs its own."
+        log "     Stop it if unwanted (e.g. systemctl disable --now zookeeper)."
     fi
 }
 
@@ -250,6 +279,7 @@ schemathesis) install_schemathesis ;;
 kubernetes) install_kubernetes_validate ;;
 sdks) install_sdks ;;
 prometheus) install_prometheus ;;
+zookeeper) install_zookeeper ;;
 -h | --help | help) usage ;;
 *)
     usage >&2

@@ -1,12 +1,14 @@
 //! The config of a ClickHouse server run as a plain process: what 18.16
 //! needs (root element `<yandex>`, which current versions accept too; the
 //! directories under the data directory, with trailing slashes), plain HTTP
-//! or HTTPS, and its users. Used by the local stack and by testkit's
+//! or HTTPS, its users, and, for a member of a cluster, its replication
+//! settings. Used by the local stack, the local cluster and testkit's
 //! private servers, so there is one place that knows ClickHouse's config.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::process::Launch;
 use crate::settings::HOST;
 
 /// HTTPS: the port, and the server's certificate and key (PEM).
@@ -40,6 +42,30 @@ impl User {
     }
 }
 
+/// A server's part in a replicated, sharded cluster.
+#[derive(Debug, Clone)]
+pub struct Replication {
+    /// Replicas fetch parts from each other here (`interserver_http_port`).
+    pub interserver_http_port: u16,
+    /// The ZooKeeper ensemble's client ports on [`HOST`].
+    pub zookeeper_ports: Vec<u16>,
+    /// This server's `{shard}` and `{replica}` macros.
+    pub shard: u32,
+    pub replica: String,
+    /// The clusters it knows (`remote_servers`), for `ON CLUSTER` DDL and
+    /// Distributed tables.
+    pub remote_servers: Vec<RemoteCluster>,
+}
+
+/// A cluster of `remote_servers`: per shard, the native ports of its
+/// replicas on [`HOST`]. `internal_replication` is on: a Distributed table
+/// writes one replica of a shard and the Replicated engine copies the rest.
+#[derive(Debug, Clone)]
+pub struct RemoteCluster {
+    pub name: String,
+    pub shards: Vec<Vec<u16>>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Data, logs and the generated files live here.
@@ -51,6 +77,8 @@ pub struct ServerConfig {
     /// not the 5-8 GB defaults.
     pub cache_bytes: u64,
     pub users: Vec<User>,
+    /// Cluster membership; `None` for a single server.
+    pub replication: Option<Replication>,
 }
 
 impl ServerConfig {
@@ -144,9 +172,13 @@ impl ServerConfig {
         <partition_by>toYYYYMM(event_date)</partition_by>
         <flush_interval_milliseconds>7500</flush_interval_milliseconds>
     </query_log>
-</yandex>
+{replication}</yandex>
 "#,
             tcp_port = self.tcp_port,
+            replication = self
+                .replication
+                .as_ref()
+                .map_or_else(String::new, replication_xml),
         )
     }
 
@@ -199,6 +231,71 @@ impl ServerConfig {
     }
 }
 
+/// The cluster part of `config.xml`. 18.16 runs `ON CLUSTER` DDL only with
+/// a `distributed_ddl` section, and tells which cluster host it is by host
+/// and native port, so servers sharing one address are told apart. The
+/// ZooKeeper session is short: a replica that was killed comes back only
+/// once its old session (and the `is_active` znode it holds) has expired.
+fn replication_xml(replication: &Replication) -> String {
+    let mut zookeeper = String::new();
+    for (index, port) in replication.zookeeper_ports.iter().enumerate() {
+        let _ = writeln!(
+            zookeeper,
+            "        <node index=\"{}\"><host>{HOST}</host><port>{port}</port></node>",
+            index + 1
+        );
+    }
+    let mut clusters = String::new();
+    for cluster in &replication.remote_servers {
+        let _ = writeln!(clusters, "        <{}>", cluster.name);
+        for shard in &cluster.shards {
+            clusters.push_str(
+                "            <shard>\n                <internal_replication>true</internal_replication>\n",
+            );
+            for port in shard {
+                let _ = writeln!(
+                    clusters,
+                    "                <replica><host>{HOST}</host><port>{port}</port></replica>"
+                );
+            }
+            clusters.push_str("            </shard>\n");
+        }
+        let _ = writeln!(clusters, "        </{}>", cluster.name);
+    }
+    format!(
+        "    <interserver_http_host>{HOST}</interserver_http_host>
+    <interserver_http_port>{interserver}</interserver_http_port>
+    <zookeeper>
+{zookeeper}        <session_timeout_ms>10000</session_timeout_ms>
+    </zookeeper>
+    <macros>
+        <shard>{shard}</shard>
+        <replica>{replica}</replica>
+    </macros>
+    <remote_servers>
+{clusters}    </remote_servers>
+    <distributed_ddl>
+        <path>/clickhouse/task_queue/ddl</path>
+    </distributed_ddl>
+",
+        interserver = replication.interserver_http_port,
+        shard = replication.shard,
+        replica = replication.replica,
+    )
+}
+
+/// Writes `config`'s files and says how to start the server on them.
+pub fn server_launch(config: &ServerConfig) -> anyhow::Result<Launch> {
+    let file = config.write()?;
+    Ok(Launch {
+        program: server_binary().ok_or_else(|| anyhow::anyhow!("clickhouse-server is missing"))?,
+        args: vec![format!("--config-file={}", file.display())],
+        env_remove: Vec::new(),
+        env: Vec::new(),
+        workdir: config.dir.clone(),
+    })
+}
+
 /// Debian's server binary (`/usr/sbin` is often not on a user's PATH), or
 /// `SLUICE_CLICKHOUSE_SERVER_BIN`, or whatever PATH has.
 pub fn server_binary() -> Option<PathBuf> {
@@ -232,6 +329,7 @@ mod tests {
                     database: Some("sluice".into()),
                 },
             ],
+            replication: None,
         }
     }
 
@@ -252,6 +350,41 @@ mod tests {
         assert!(!secure.contains("<http_port>"));
         assert!(secure.contains("<https_port>8443</https_port>"));
         assert!(secure.contains("<certificateFile>/c.pem</certificateFile>"));
+        assert!(!plain.contains("<zookeeper>") && !plain.contains("<macros>"));
+    }
+
+    #[test]
+    fn a_cluster_member_gets_zookeeper_macros_and_the_shards() {
+        let mut member = config(None);
+        member.replication = Some(Replication {
+            interserver_http_port: 9009,
+            zookeeper_ports: vec![2181],
+            shard: 2,
+            replica: "node3".into(),
+            remote_servers: vec![RemoteCluster {
+                name: "sluice".into(),
+                shards: vec![vec![9001, 9002], vec![9003]],
+            }],
+        });
+        let xml = member.config_xml();
+        assert!(xml.contains("<interserver_http_port>9009</interserver_http_port>"));
+        assert!(xml.contains("<node index=\"1\"><host>127.0.0.1</host><port>2181</port></node>"));
+        assert!(xml.contains("<shard>2</shard>\n        <replica>node3</replica>"));
+        assert!(xml.contains(
+            "<sluice>
+            <shard>
+                <internal_replication>true</internal_replication>
+                <replica><host>127.0.0.1</host><port>9001</port></replica>
+                <replica><host>127.0.0.1</host><port>9002</port></replica>
+            </shard>
+            <shard>
+                <internal_replication>true</internal_replication>
+                <replica><host>127.0.0.1</host><port>9003</port></replica>
+            </shard>
+        </sluice>"
+        ));
+        assert!(xml.contains("<distributed_ddl>"));
+        assert!(xml.ends_with("    </distributed_ddl>\n</yandex>\n"));
     }
 
     #[test]

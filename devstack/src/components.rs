@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::clickhouse_config::{ServerConfig, User, server_binary};
+use crate::clickhouse_config::{ServerConfig, User, server_binary, server_launch};
 use crate::find_on_path;
 use crate::probe::{http_get, http_ping, kafka_answers};
 use crate::process::Launch;
@@ -174,17 +174,7 @@ impl Component {
                     workdir: dir,
                 }
             }
-            Self::Clickhouse => {
-                let config = self.server_config(settings).write()?;
-                Launch {
-                    program: server_binary()
-                        .ok_or_else(|| anyhow::anyhow!("clickhouse-server is missing"))?,
-                    args: vec![format!("--config-file={}", config.display())],
-                    env_remove: Vec::new(),
-                    env: Vec::new(),
-                    workdir: dir,
-                }
-            }
+            Self::Clickhouse => server_launch(&self.server_config(settings))?,
             Self::Chdb => Launch {
                 program: settings.chdb_venv.join("bin/python"),
                 // The data path goes on the command line so that the process
@@ -218,6 +208,7 @@ impl Component {
             cache_bytes: 256 << 20,
             // Passwordless, reachable from loopback only (it binds 127.0.0.1).
             users: vec![User::open_default()],
+            replication: None,
         }
     }
 

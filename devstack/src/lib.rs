@@ -9,12 +9,15 @@
 //! - [`components`]: how each component starts, answers and reports its version.
 //! - [`local`]: the whole pipeline on this machine (`deploy/local.sh`).
 //! - [`stack`]: `up`, `down [--wipe]`, `restart`, `status`, `env`.
+//! - [`cluster`]: ZooKeeper and three ClickHouse servers as a replicated,
+//!   sharded cluster (`sluice-dev cluster`), with single-member faults.
 //! - [`test_matrix`]: every test, once per ClickHouse engine, as CI runs them.
 //! - [`process`]: pid files, liveness, launching in a session, stopping.
 //! - [`probe`]: Kafka ApiVersions and HTTP requests, std only.
 //! - [`clickhouse_config`]: the one place that writes ClickHouse's config.
 
 pub mod clickhouse_config;
+pub mod cluster;
 pub mod components;
 pub mod local;
 pub mod probe;
@@ -25,6 +28,7 @@ pub mod test_matrix;
 
 use std::path::PathBuf;
 
+pub use cluster::{Cluster, ClusterSettings, Member};
 pub use components::Component;
 pub use settings::StackSettings;
 pub use stack::Stack;

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use sluice_devstack::local::LocalPipeline;
 use sluice_devstack::test_matrix::{Engine, TestRun};
-use sluice_devstack::{Component, Stack, StackSettings, repo_root};
+use sluice_devstack::{
+    Cluster, ClusterSettings, Component, Member, Stack, StackSettings, repo_root,
+};
 
 /// Sluice's development tool.
 #[derive(Debug, Parser)]
@@ -29,6 +31,19 @@ enum Command {
     Stack {
         #[command(subcommand)]
         action: StackAction,
+    },
+    /// A replicated, sharded ClickHouse cluster on this machine: one
+    /// ZooKeeper and three ClickHouse servers (cluster `sluice`: shard 1 on
+    /// node1 and node2, shard 2 on node3) as plain background processes on
+    /// 127.0.0.1, with their state in SLUICE_CLUSTER_DIR (default
+    /// <repo>/.sluice/cluster). Ports: SLUICE_CLUSTER_ZOOKEEPER_PORT
+    /// [12181]; node N listens on SLUICE_CLUSTER_HTTP_PORT [18131],
+    /// SLUICE_CLUSTER_TCP_PORT [19131] and SLUICE_CLUSTER_INTERSERVER_PORT
+    /// [19141] plus N - 1; SLUICE_CLUSTER_TIMEOUT [60] seconds to get ready.
+    /// Needs deploy/install.sh zookeeper.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
     },
     /// The whole pipeline on this machine: `up` installs what is missing,
     /// builds the services (release), starts the stack and the three
@@ -73,6 +88,26 @@ enum LocalAction {
 }
 
 #[derive(Debug, Subcommand)]
+enum ClusterAction {
+    /// Start what is not running and check the cluster formed (idempotent).
+    Up,
+    /// Stop every member (SIGTERM, SIGKILL after 10 s), keeping data.
+    Down {
+        /// Also delete the members' data and logs.
+        #[arg(long)]
+        wipe: bool,
+    },
+    /// State, pid and address of each member; exits 0 only when all are up.
+    Status,
+    /// Start one member: zookeeper, node1, node2 or node3.
+    Start { member: String },
+    /// Stop one member (SIGTERM, SIGKILL after 10 s).
+    Stop { member: String },
+    /// Kill one member with SIGKILL, as a crash would.
+    Kill { member: String },
+}
+
+#[derive(Debug, Subcommand)]
 enum StackAction {
     /// Start (idempotent; safe to run concurrently). Default: kafka and clickhouse.
     Up { components: Vec<String> },
@@ -106,10 +141,29 @@ fn components(words: &[String], default: &[Component]) -> anyhow::Result<Vec<Com
     Ok(chosen)
 }
 
+fn member(word: &str) -> anyhow::Result<Member> {
+    Member::parse(word)
+        .ok_or_else(|| anyhow::anyhow!("unknown member: {word} (zookeeper, node1, node2, node3)"))
+}
+
+fn run_cluster(action: ClusterAction) -> anyhow::Result<bool> {
+    let cluster = Cluster::new(ClusterSettings::from_env(&repo_root())?);
+    match action {
+        ClusterAction::Up => cluster.up()?,
+        ClusterAction::Down { wipe } => cluster.down(wipe)?,
+        ClusterAction::Status => return Ok(cluster.status()),
+        ClusterAction::Start { member: word } => cluster.start(member(&word)?)?,
+        ClusterAction::Stop { member: word } => cluster.stop(member(&word)?)?,
+        ClusterAction::Kill { member: word } => cluster.kill(member(&word)?)?,
+    }
+    Ok(true)
+}
+
 fn run(cli: Cli) -> anyhow::Result<bool> {
     let settings = StackSettings::from_env(&repo_root())?;
     let action = match cli.command {
         Command::Stack { action } => action,
+        Command::Cluster { action } => return run_cluster(action),
         Command::Local { action } => {
             let local = LocalPipeline::from_env(settings)?;
             match action {

@@ -1,6 +1,7 @@
 //! Is it answering? A real request, not just an open port: Kafka's
 //! ApiVersions for the broker (no Kafka CLI needed; Debian's kcat cannot
-//! talk to tansu), an HTTP GET for ClickHouse and the chdb fixture.
+//! talk to tansu), an HTTP GET for ClickHouse and the chdb fixture,
+//! `stat` for ZooKeeper.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -33,6 +34,21 @@ pub fn kafka_answers(port: u16) -> bool {
     stream.write_all(request).is_ok()
         && stream.read_exact(&mut reply).is_ok()
         && reply[4..10] == [0, 0, 0, 7, 0, 0]
+}
+
+/// ZooKeeper serves clients: its four-letter word `stat` names the server's
+/// mode (zoo.cfg must whitelist it: `4lw.commands.whitelist`). Not `ruok`:
+/// that says `imok` while the server still refuses sessions, and a
+/// ClickHouse 18.16 started then has a broken `ON CLUSTER` worker (its next
+/// distributed DDL crashes the server).
+pub fn zookeeper_answers(port: u16) -> bool {
+    let Some(mut stream) = connect(port, Duration::from_secs(3)) else {
+        return false;
+    };
+    let mut reply = String::new();
+    stream.write_all(b"stat").is_ok()
+        && stream.read_to_string(&mut reply).is_ok()
+        && reply.contains("\nMode: ")
 }
 
 /// GET `path` over HTTP/1.0: the status and the body, or `None` when

@@ -73,11 +73,11 @@ impl StackSettings {
     }
 }
 
-fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("SLUICE_STACK_DIR {}", path.display()))
 }
 
-fn number(variable: &str, default: u64) -> anyhow::Result<u64> {
+pub(crate) fn number(variable: &str, default: u64) -> anyhow::Result<u64> {
     match std::env::var(variable) {
         Err(_) => Ok(default),
         Ok(text) => match text.trim().parse() {
@@ -87,7 +87,7 @@ fn number(variable: &str, default: u64) -> anyhow::Result<u64> {
     }
 }
 
-fn port(variable: &str, default: u16) -> anyhow::Result<u16> {
+pub(crate) fn port(variable: &str, default: u16) -> anyhow::Result<u16> {
     let value = number(variable, u64::from(default))?;
     match u16::try_from(value) {
         Ok(port) if port > 0 => Ok(port),

@@ -7,7 +7,7 @@
 //! component's data.
 
 use std::fs::{File, TryLockError};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use crate::process::{PidFile, is_alive, launch, stop};
 use crate::settings::{HOST, StackSettings};
 
 /// How long `down` waits after SIGTERM before SIGKILL.
-const STOP_PATIENCE: Duration = Duration::from_secs(10);
+pub(crate) const STOP_PATIENCE: Duration = Duration::from_secs(10);
 
 pub struct Stack {
     pub settings: StackSettings,
@@ -106,48 +106,9 @@ impl Stack {
 
     /// The stack's lock, held until the returned file is dropped.
     fn lock(&self) -> anyhow::Result<File> {
-        let dir = &self.settings.dir;
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        // The state directory ignores itself: no repository .gitignore needed.
-        let ignore = dir.join(".gitignore");
-        if !ignore.exists() {
-            let _ = std::fs::write(ignore, "*\n");
-        }
-        let path = dir.join("stack.lock");
-        let file = File::options()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
         // Long enough for another `up` to start every component from scratch.
         let patience = self.settings.ready_timeout * 2 + Duration::from_secs(60);
-        let deadline = Instant::now() + patience;
-        let mut said = false;
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(file),
-                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                    if !said {
-                        say(format!(
-                            "another stack command is running; waiting for {}",
-                            path.display()
-                        ));
-                        said = true;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(TryLockError::WouldBlock) => {
-                    bail!(
-                        "still locked after {} s: {}",
-                        patience.as_secs(),
-                        path.display()
-                    )
-                }
-                Err(TryLockError::Error(error)) => {
-                    return Err(error).with_context(|| format!("cannot lock {}", path.display()));
-                }
-            }
-        }
+        lock_state_dir(&self.settings.dir, "stack", patience)
     }
 
     fn pid_file(&self, component: Component) -> PidFile {
@@ -199,38 +160,18 @@ impl Stack {
         })
     }
 
-    /// Another program on the port would make the server die with an
-    /// obscure bind error, or worse, the tests talk to the wrong server.
     fn check_port_free(
         &self,
         component: Component,
         port: u16,
         variable: &str,
     ) -> anyhow::Result<()> {
-        if !port_open(port) {
-            return Ok(());
-        }
-        let who = Command::new("ss")
-            .args(["-ltnpH", &format!("sport = :{port}")])
-            .output()
-            .ok()
-            .and_then(|output| {
-                let text = String::from_utf8_lossy(&output.stdout).into_owned();
-                text.find("users:(").map(|at| text[at..].trim().to_owned())
-            })
-            .map_or_else(String::new, |who| format!(": {who}"));
-        let alternative = if port <= 55_535 {
-            port + 10_000
-        } else {
-            port + 1
-        };
         let name = component.name();
-        bail!(
-            "{name}: port {port} on {HOST} is already in use by another process{who}\n\
-             stop that process, or pick another port, e.g. {variable}={alternative} \
-             deploy/stack.sh up {name}\n\
+        let retry = format!(
+            "deploy/stack.sh up {name}\n\
              (the Sluice services then need the matching address; see: deploy/stack.sh env)"
-        )
+        );
+        refuse_taken_port(name, port, (variable, port), &retry)
     }
 
     fn wait_ready(&self, component: Component, pid: u32) -> anyhow::Result<()> {
@@ -260,19 +201,7 @@ impl Stack {
     }
 
     fn tail_logs(&self, component: Component) -> String {
-        component
-            .logs(&self.settings)
-            .iter()
-            .filter_map(|path| {
-                let text = std::fs::read_to_string(path)
-                    .ok()
-                    .filter(|t| !t.is_empty())?;
-                let lines: Vec<&str> = text.lines().collect();
-                let last = lines[lines.len().saturating_sub(30)..].join("\n");
-                Some(format!("--- last lines of {} ---\n{last}", path.display()))
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        tail_files(&component.logs(&self.settings))
     }
 
     fn down_one(&self, component: Component, wipe: bool) -> anyhow::Result<()> {
@@ -332,7 +261,100 @@ impl Stack {
     }
 }
 
-fn remove(path: &Path) -> anyhow::Result<()> {
+/// Creates `dir` (ignoring itself in git) and takes its `<name>.lock`,
+/// held until the returned file is dropped; waits up to `patience` for
+/// another command holding it.
+pub(crate) fn lock_state_dir(dir: &Path, name: &str, patience: Duration) -> anyhow::Result<File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // The state directory ignores itself: no repository .gitignore needed.
+    let ignore = dir.join(".gitignore");
+    if !ignore.exists() {
+        let _ = std::fs::write(ignore, "*\n");
+    }
+    let path = dir.join(format!("{name}.lock"));
+    let file = File::options()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let deadline = Instant::now() + patience;
+    let mut said = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                if !said {
+                    println!(
+                        "{name}: another {name} command is running; waiting for {}",
+                        path.display()
+                    );
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(TryLockError::WouldBlock) => {
+                bail!(
+                    "still locked after {} s: {}",
+                    patience.as_secs(),
+                    path.display()
+                )
+            }
+            Err(TryLockError::Error(error)) => {
+                return Err(error).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+    }
+}
+
+/// Fails when another program listens on `port`: a server would die with
+/// an obscure bind error, or worse, the tests talk to the wrong server.
+/// Names who holds it and `variable`, which moves it, as in `retry`.
+pub(crate) fn refuse_taken_port(
+    name: &str,
+    port: u16,
+    (variable, value): (&str, u16),
+    retry: &str,
+) -> anyhow::Result<()> {
+    if !port_open(port) {
+        return Ok(());
+    }
+    let who = Command::new("ss")
+        .args(["-ltnpH", &format!("sport = :{port}")])
+        .output()
+        .ok()
+        .and_then(|output| {
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            text.find("users:(").map(|at| text[at..].trim().to_owned())
+        })
+        .map_or_else(String::new, |who| format!(": {who}"));
+    let alternative = if value <= 55_535 {
+        value + 10_000
+    } else {
+        value + 1
+    };
+    bail!(
+        "{name}: port {port} on {HOST} is already in use by another process{who}\n\
+         stop that process, or pick another port, e.g. {variable}={alternative} {retry}"
+    )
+}
+
+/// The last lines of each non-empty file of `paths`.
+pub(crate) fn tail_files(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(path)
+                .ok()
+                .filter(|t| !t.is_empty())?;
+            let lines: Vec<&str> = text.lines().collect();
+            let last = lines[lines.len().saturating_sub(30)..].join("\n");
+            Some(format!("--- last lines of {} ---\n{last}", path.display()))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub(crate) fn remove(path: &Path) -> anyhow::Result<()> {
     let removed = if path.is_dir() {
         std::fs::remove_dir_all(path)
     } else {

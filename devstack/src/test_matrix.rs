@@ -137,6 +137,9 @@ impl TestRun {
         install(&[])?;
         // promtool for the rules, prometheus for testkit/tests/prometheus.rs.
         install(&["prometheus"])?;
+        // ZooKeeper for the local cluster of devstack/tests/cluster.rs, which
+        // runs in the clickhouse-18 pass only.
+        install(&["zookeeper"])?;
         let mut components = vec![Component::Kafka];
         if external.is_none() {
             for engine in &self.engines {

@@ -62,6 +62,7 @@ impl SecureClickhouse {
             tcp_port,
             cache_bytes: 64 << 20,
             users: users(&writer_password, &reader_password),
+            replication: None,
         };
         let config_file = config.write().expect("the server's config");
         let binary =

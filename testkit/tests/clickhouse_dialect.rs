@@ -4,7 +4,8 @@
 
 use sluice_runtime::clickhouse::{ServerFeatures, client};
 use sluice_schemas::Event;
-use sluice_schemas::ddl::Database;
+use sluice_schemas::clickhouse_features::ServerVersion;
+use sluice_schemas::ddl::{ClusterName, Database};
 use sluice_schemas::time_format::now_ms;
 use sluice_stream_processor::sink::{EventRow, EventSink};
 use sluice_testkit::{TestEnv, stack};
@@ -109,6 +110,43 @@ async fn row_validation_catches_type_mismatches_where_the_engine_has_it() {
         assert!(error.to_string().contains("Int64"), "{error}");
     } else {
         assert_eq!(result.unwrap(), u64::MAX);
+    }
+}
+
+/// The cluster DDL, as far as one server can check it: a current engine
+/// parses every statement in each rendering (`formatQuery`; running them
+/// needs `remote_servers`, macros and ZooKeeper, which only a cluster has).
+/// 18.16 has no `formatQuery`: devstack/tests/cluster.rs runs the DDL on a
+/// real 18.16 cluster instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_ddl_parses_where_the_engine_can_say() {
+    let detected = stack().features;
+    let version: ServerVersion = stack().clickhouse_version.parse().unwrap();
+    // formatQuery came with 23.10.
+    if version < ServerVersion::new(23, 10) {
+        eprintln!(
+            "engine {} has no formatQuery; devstack/tests/cluster.rs runs the cluster DDL on 18.16",
+            stack().engine
+        );
+        return;
+    }
+    let env = TestEnv::new("cluster_ddl");
+    let database = Database::new(&env.clickhouse.database).unwrap();
+    let cluster = ClusterName::new("sluice").unwrap();
+    // No default database: the test's own is not created here.
+    let reader = clickhouse::Client::default()
+        .with_url(&env.clickhouse.url)
+        .with_validation(false);
+    for features in [ServerFeatures::COMMON_SUBSET, detected] {
+        for statement in database.create_cluster_statements(&cluster, features, Some(30)) {
+            let formatted: String = reader
+                .query("SELECT formatQuerySingleLine(?)")
+                .bind(statement.as_str())
+                .fetch_one()
+                .await
+                .unwrap_or_else(|error| panic!("{}: {statement}: {error}", stack().engine));
+            assert!(formatted.contains("ON CLUSTER sluice"), "{formatted}");
+        }
     }
 }
 
