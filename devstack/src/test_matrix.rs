@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
+use crate::cluster::{CLUSTER_NAME, Cluster, ClusterSettings};
 use crate::components::Component;
 use crate::settings::{HOST, StackSettings};
 use crate::stack::Stack;
@@ -103,7 +104,58 @@ impl Outcome {
     }
 }
 
+/// The suites that must give the same answers on a cluster as on one
+/// server: the query API's, the processor's exactly-once tests, and
+/// retention (day partitions dropped on every shard).
+const CLUSTER_SUITES: &str = "binary(exactly_once) or binary_id(sluice-query-api::api) \
+                              or test(retention_drops_old_day_partitions_only)";
+
 impl TestRun {
+    /// The query and exactly-once suites again, on the local cluster
+    /// (`sluice-dev cluster`: tables `ON CLUSTER`, replicated, sharded by
+    /// Kafka partition, read through Distributed tables), once, on 18.16.
+    fn cluster_pass(
+        &self,
+        repo: &Path,
+        brokers: &str,
+        outcome: &mut Outcome,
+    ) -> anyhow::Result<()> {
+        say(
+            "===== engine cluster-18: the query and exactly-once suites on the local cluster =====",
+        );
+        let started = Instant::now();
+        let cluster = Cluster::new(ClusterSettings::from_env(repo)?);
+        cluster.up()?;
+        let (first, second_shard) = (cluster.url(1), cluster.url(3));
+        let passed = succeeds(
+            repo,
+            Command::new("cargo")
+                .args([
+                    "nextest",
+                    "run",
+                    "--workspace",
+                    "--no-fail-fast",
+                    "-E",
+                    CLUSTER_SUITES,
+                ])
+                .env("SLUICE_TEST_KAFKA_BROKERS", brokers)
+                .env("SLUICE_TEST_CLICKHOUSE_ENGINE", "cluster-18")
+                .env("SLUICE_TEST_CLICKHOUSE_URL", &first)
+                .env("SLUICE_TEST_CLICKHOUSE_CLUSTER", CLUSTER_NAME)
+                .env(
+                    "SLUICE_TEST_CLICKHOUSE_SHARD_URLS",
+                    format!("{first},{second_shard}"),
+                ),
+        )?;
+        let verdict = if passed { "passed" } else { "FAILED" };
+        outcome.record(
+            "engine cluster-18 (query and exactly-once suites)",
+            passed,
+            &format!("{verdict} in {} s", started.elapsed().as_secs()),
+        );
+        Ok(())
+    }
+
     pub fn run(&self, settings: &StackSettings) -> anyhow::Result<bool> {
         let repo = settings.repo.clone();
         let install = |what: &[&str]| -> anyhow::Result<()> {
@@ -247,6 +299,7 @@ impl TestRun {
                 passed,
                 &format!("{verdict} in {} s", started.elapsed().as_secs()),
             );
+            self.cluster_pass(&repo, &brokers, &mut outcome)?;
         }
 
         for (engine, url) in &runs {

@@ -73,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         password: None,
         password_file: None,
         ca_file: None,
+        cluster: String::new(),
     };
     let connection = Connection::open(&settings)?;
     let features = ensure_schema(

@@ -157,6 +157,16 @@ pub struct ClickhouseSettings {
     /// https URL; without it, the system's CA roots.
     #[arg(long = "clickhouse-ca-file", env = "SLUICE_CLICKHOUSE_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+
+    /// A ClickHouse cluster (a `remote_servers` name) to run on: tables are
+    /// created `ON CLUSTER`, replicated and sharded by Kafka partition, and
+    /// read through Distributed tables (docs/scaling.md). Empty: one server.
+    #[arg(
+        long = "clickhouse-cluster",
+        env = "SLUICE_CLICKHOUSE_CLUSTER",
+        default_value = ""
+    )]
+    pub cluster: String,
 }
 
 /// What every HTTP API of Sluice shares: the bootstrap admin token and a

@@ -126,12 +126,14 @@ pub async fn serve(
     ensure_topics(kafka, &topics, waiting_for(KAFKA_CHECK), &shutdown).await?;
     let features = ensure_schema(&clickhouse, waiting_for(CLICKHOUSE_CHECK), &shutdown).await?;
 
+    let cluster = clickhouse.cluster().cloned();
     let (clickhouse, database) = clickhouse.client(features);
     let supervisor = Supervisor::new(shutdown.clone());
     if config.processor.retention_days > 0 {
         let task = retention::run(
             clickhouse.clone(),
             database,
+            cluster,
             config.processor.retention_days,
             shutdown.clone(),
         );

@@ -1,12 +1,14 @@
 //! Retention: raw events and rollups are kept for a number of days by event
 //! time, by dropping whole day partitions (`ALTER TABLE … DROP PARTITION`,
 //! which 18.16 and current servers share; no `TTL`, which 18.16 lacks).
+//! On a cluster, the partitions of the shard-local tables on every shard,
+//! dropped `ON CLUSTER`.
 
 use std::time::Duration;
 
 use clickhouse::Row;
 use serde::Deserialize;
-use sluice_schemas::ddl::{DAY_PARTITIONED_TABLES, Database};
+use sluice_schemas::ddl::{ClusterName, DAY_PARTITIONED_TABLES, Database, local_table};
 use time::{Date, OffsetDateTime};
 use tokio_util::sync::CancellationToken;
 
@@ -30,16 +32,27 @@ fn day_number(date: Date) -> u32 {
 pub async fn drop_expired(
     client: &clickhouse::Client,
     database: &Database,
+    cluster: Option<&ClusterName>,
     days: u32,
     today: Date,
 ) -> anyhow::Result<Vec<(&'static str, u32)>> {
     let oldest_kept = day_number(today - time::Duration::days(i64::from(days)));
     let mut dropped = Vec::new();
     for table in DAY_PARTITIONED_TABLES {
+        let (parts, stored, on_cluster) = match cluster {
+            None => ("system.parts".to_owned(), table.to_owned(), String::new()),
+            Some(cluster) => (
+                format!("cluster('{}', system, parts)", cluster.name()),
+                local_table(table),
+                format!(" ON CLUSTER {cluster}"),
+            ),
+        };
         let partitions = client
-            .query("SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active")
+            .query(&format!(
+                "SELECT DISTINCT partition FROM {parts} WHERE database = ? AND table = ? AND active"
+            ))
             .bind(database.name())
-            .bind(table)
+            .bind(&stored)
             .fetch_all::<PartitionRow>()
             .await?;
         for row in partitions {
@@ -50,7 +63,7 @@ pub async fn drop_expired(
             if day < oldest_kept {
                 client
                     .query(&format!(
-                        "ALTER TABLE {database}.{table} DROP PARTITION {day}"
+                        "ALTER TABLE {database}.{stored}{on_cluster} DROP PARTITION {day}"
                     ))
                     .execute()
                     .await?;
@@ -65,12 +78,13 @@ pub async fn drop_expired(
 pub async fn run(
     client: clickhouse::Client,
     database: Database,
+    cluster: Option<ClusterName>,
     days: u32,
     shutdown: CancellationToken,
 ) {
     loop {
         let today = OffsetDateTime::now_utc().date();
-        match drop_expired(&client, &database, days, today).await {
+        match drop_expired(&client, &database, cluster.as_ref(), days, today).await {
             Ok(dropped) if !dropped.is_empty() => {
                 tracing::info!(?dropped, days, "retention dropped day partitions")
             }

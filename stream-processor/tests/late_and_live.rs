@@ -9,7 +9,7 @@ use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use sluice_runtime::kafka::client_config;
 use sluice_runtime::rollups::RollupRow;
-use sluice_schemas::ddl::Database;
+use sluice_schemas::ddl::{ClusterName, Database};
 use sluice_schemas::rollup::{Aggregate, LiveUpdate, WindowKey};
 use sluice_schemas::time_format::now_ms;
 use sluice_stream_processor::config::ProcessorSettings;
@@ -133,15 +133,17 @@ async fn retention_drops_old_day_partitions_only() {
     sink.insert(&rows).await.unwrap();
     sink.insert_into("rollups", &rollups).await.unwrap();
     let database = Database::new(&env.clickhouse.database).unwrap();
+    // On a cluster (the test matrix's cluster pass), every shard's partitions.
+    let cluster = ClusterName::new(&env.clickhouse.cluster).ok();
     let today = time::OffsetDateTime::now_utc().date();
-    let dropped = drop_expired(&env.clickhouse(), &database, 30, today)
+    let dropped = drop_expired(&env.clickhouse(), &database, cluster.as_ref(), 30, today)
         .await
         .unwrap();
     assert_eq!(dropped.len(), 4, "{dropped:?}");
     assert_eq!(env.query_u64("SELECT count() FROM events").await, 2);
     assert_eq!(env.query_u64(ROLLUP_COUNT).await, 2);
     assert!(
-        drop_expired(&env.clickhouse(), &database, 30, today)
+        drop_expired(&env.clickhouse(), &database, cluster.as_ref(), 30, today)
             .await
             .unwrap()
             .is_empty()

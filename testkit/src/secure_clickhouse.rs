@@ -119,6 +119,7 @@ impl SecureClickhouse {
             password: None,
             password_file: Some(file),
             ca_file: Some(self.ca_file.clone()),
+            cluster: String::new(),
         }
     }
 
@@ -132,6 +133,7 @@ impl SecureClickhouse {
             password: Some(Secret::new(self.reader_password.clone())),
             password_file: None,
             ca_file: Some(self.ca_file.clone()),
+            cluster: String::new(),
         }
     }
 

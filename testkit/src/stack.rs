@@ -60,6 +60,10 @@ pub struct StackInfo {
     pub clickhouse_version: String,
     /// What the services will use on this engine.
     pub features: ServerFeatures,
+    /// `SLUICE_TEST_CLICKHOUSE_CLUSTER`: the cluster the URL's server
+    /// belongs to, when the tests run on a cluster (`sluice-dev cluster`);
+    /// every test's tables are then created on it.
+    pub clickhouse_cluster: String,
 }
 
 static STACK: OnceLock<StackInfo> = OnceLock::new();
@@ -81,6 +85,7 @@ pub fn stack() -> &'static StackInfo {
                 .unwrap_or_else(|_| "clickhouse".into()),
             clickhouse_version: String::new(),
             features: ServerFeatures::COMMON_SUBSET,
+            clickhouse_cluster: std::env::var("SLUICE_TEST_CLICKHOUSE_CLUSTER").unwrap_or_default(),
         };
         if !stack_answers(&info) {
             start_local_stack(&info, external);
@@ -218,6 +223,7 @@ impl TestEnv {
                 password: None,
                 password_file: None,
                 ca_file: None,
+                cluster: stack.clickhouse_cluster.clone(),
             },
             id,
         }
@@ -242,6 +248,59 @@ impl TestEnv {
         )
         .await
         .unwrap_or_else(|error| panic!("schema on engine {}: {error:#}", stack().engine))
+    }
+
+    /// Merges every part of `table` (`OPTIMIZE … FINAL`), as ClickHouse's
+    /// background merges eventually would. On a cluster, the shard-local
+    /// table on one replica of each shard that holds parts of it
+    /// (`SLUICE_TEST_CLICKHOUSE_SHARD_URLS`): the other replicas follow
+    /// through replication. 18.16's `OPTIMIZE … ON CLUSTER`, and its
+    /// `OPTIMIZE` of an empty replicated table, fail ("Unknown log entry
+    /// type: 0").
+    pub async fn optimize_final(&self, table: &str) {
+        let info = stack();
+        if info.clickhouse_cluster.is_empty() {
+            let sql = format!("OPTIMIZE TABLE {table} FINAL");
+            self.clickhouse()
+                .query(&sql)
+                .execute()
+                .await
+                .unwrap_or_else(|error| panic!("{sql} on engine {}: {error}", info.engine));
+            return;
+        }
+        let shard_urls = std::env::var("SLUICE_TEST_CLICKHOUSE_SHARD_URLS").unwrap_or_default();
+        let shard_urls: Vec<&str> = shard_urls.split(',').filter(|u| !u.is_empty()).collect();
+        assert!(
+            !shard_urls.is_empty(),
+            "tests on a cluster need SLUICE_TEST_CLICKHOUSE_SHARD_URLS: one server URL per shard"
+        );
+        let sql = format!(
+            "OPTIMIZE TABLE {}.{table}_local FINAL",
+            self.clickhouse.database
+        );
+        for url in shard_urls {
+            let mut settings = self.clickhouse.clone();
+            settings.url = url.to_owned();
+            let shard = sluice_runtime::clickhouse::client(&settings, info.features)
+                .expect("valid test settings")
+                .0;
+            let parts = shard
+                .query(
+                    "SELECT count() FROM system.parts WHERE database = ? AND table = ? AND active",
+                )
+                .bind(&self.clickhouse.database)
+                .bind(format!("{table}_local"))
+                .fetch_one::<u64>()
+                .await
+                .unwrap_or_else(|error| panic!("parts of {table}_local on {url}: {error}"));
+            if parts > 0 {
+                shard
+                    .query(&sql)
+                    .execute()
+                    .await
+                    .unwrap_or_else(|error| panic!("{sql} on {url}: {error}"));
+            }
+        }
     }
 
     /// Runs a query that returns one number.

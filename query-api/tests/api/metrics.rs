@@ -412,11 +412,7 @@ async fn copies_count_once_whether_or_not_days_are_merged() {
     let events_path = format!("/v1/events?from={base}&to={}&limit=50", base + 2 * DAY_MS);
     for stage in ["unmerged", "merged", "merged plus new copies"] {
         match stage {
-            "merged" => clickhouse
-                .query("OPTIMIZE TABLE events FINAL")
-                .execute()
-                .await
-                .unwrap(),
+            "merged" => env.optimize_final("events").await,
             "merged plus new copies" => insert_events(&clickhouse, &events[1_000..1_200]).await,
             _ => {}
         }
@@ -566,11 +562,7 @@ async fn rollup_copies_count_once_whether_or_not_days_are_merged() {
     ] {
         match stage {
             "replayed copies" => insert_rollups(&clickhouse, &rows[..300]).await,
-            "merged" => clickhouse
-                .query("OPTIMIZE TABLE rollups FINAL")
-                .execute()
-                .await
-                .unwrap(),
+            "merged" => env.optimize_final("rollups").await,
             "merged plus new copies" => insert_rollups(&clickhouse, &rows[500..900]).await,
             _ => {}
         }

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use sluice_schemas::clickhouse_features::ServerFeatures;
-use sluice_schemas::ddl::Database;
+use sluice_schemas::ddl::{ClusterName, Database};
 
 use super::shown_url;
 use crate::secret::optional_secret_from;
@@ -41,6 +41,8 @@ pub struct Connection {
     /// server's version says it can be on.
     server: clickhouse::Client,
     database: Database,
+    /// `--clickhouse-cluster`, when the tables live on a cluster.
+    cluster: Option<ClusterName>,
     shown_url: String,
     user: String,
     https: bool,
@@ -50,6 +52,13 @@ impl Connection {
     /// Checks the settings and reads the files they name.
     pub fn open(settings: &ClickhouseSettings) -> anyhow::Result<Self> {
         let database = Database::new(&settings.database)?;
+        let cluster = match settings.cluster.trim() {
+            "" => None,
+            name => Some(
+                ClusterName::new(name)
+                    .map_err(|error| anyhow::anyhow!("--clickhouse-cluster: {error}"))?,
+            ),
+        };
         let shown = shown_url(&settings.url);
         let scheme = scheme_of(&settings.url)?;
         let password = optional_secret_from(
@@ -82,6 +91,7 @@ impl Connection {
         Ok(Self {
             server,
             database,
+            cluster,
             shown_url: shown,
             user: settings.user.clone(),
             https: scheme == Scheme::Https,
@@ -91,13 +101,27 @@ impl Connection {
     /// A client for Sluice's database. Row structs are validated against the
     /// column types where the server supports the crate's validation: a type
     /// mismatch is then an error instead of silently garbled rows.
+    ///
+    /// On a cluster, inserts go to the Distributed tables synchronously
+    /// (`insert_distributed_sync`): an insert returns once every shard it
+    /// touches has its rows, as on one server, and fails otherwise; the
+    /// sharding key (`kafka_partition`) puts every copy of a row on one
+    /// shard (docs/scaling.md).
     pub fn client(&self, features: ServerFeatures) -> (clickhouse::Client, Database) {
-        let client = self
+        let mut client = self
             .server
             .clone()
             .with_validation(features.row_validation)
             .with_database(self.database.name());
+        if self.cluster.is_some() {
+            client = client.with_setting("insert_distributed_sync", "1");
+        }
         (client, self.database.clone())
+    }
+
+    /// The cluster the tables live on, if any.
+    pub fn cluster(&self) -> Option<&ClusterName> {
+        self.cluster.as_ref()
     }
 
     /// A client not bound to a database.
@@ -230,6 +254,7 @@ mod tests {
             password: None,
             password_file: None,
             ca_file: None,
+            cluster: String::new(),
         }
     }
 

@@ -157,6 +157,7 @@ mod tests {
             password: None,
             password_file: None,
             ca_file: None,
+            cluster: String::new(),
         })
         .unwrap()
     }

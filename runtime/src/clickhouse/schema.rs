@@ -29,7 +29,12 @@ pub async fn ensure_schema(
 ) -> anyhow::Result<ServerFeatures> {
     let features = server_features(connection, &patience, shutdown).await?;
     // Retention is a later issue: until then events are kept forever.
-    for statement in connection.database().create_statements(features, None) {
+    let database = connection.database();
+    let statements = match connection.cluster() {
+        Some(cluster) => database.create_cluster_statements(cluster, features, None),
+        None => database.create_statements(features, None),
+    };
+    for statement in statements {
         connection
             .server()
             .query(&statement)
