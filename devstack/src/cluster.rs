@@ -59,6 +59,19 @@ pub struct ClusterSettings {
 }
 
 impl ClusterSettings {
+    /// A cluster of a test's own: its state in `dir`, on free ports (three
+    /// in a row of each kind, one per node).
+    pub fn private(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            zookeeper_port: free_ports(1),
+            http_port: free_ports(3),
+            tcp_port: free_ports(3),
+            interserver_port: free_ports(3),
+            ready_timeout: Duration::from_secs(60),
+        }
+    }
+
     pub fn from_env(repo: &Path) -> anyhow::Result<Self> {
         let dir = match std::env::var_os("SLUICE_CLUSTER_DIR") {
             Some(dir) => absolute(Path::new(&dir))?,
@@ -83,6 +96,29 @@ impl ClusterSettings {
             );
         }
         Ok(settings)
+    }
+}
+
+/// The first of `count` consecutive ports that are free now, below Linux's
+/// ephemeral range (32768 and up): the kernel gives those to outgoing
+/// connections, which could take a member's port while it is stopped and
+/// make its restart fail.
+fn free_ports(count: u16) -> u16 {
+    static DRAWS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let free = |port: u16| std::net::TcpListener::bind((HOST, port)).is_ok();
+    loop {
+        // A cheap spread over 20000..32000 that differs between processes
+        // and between calls; a taken port is simply drawn again.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| u64::from(since.subsec_nanos()));
+        let draw = DRAWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mixed = (nanos ^ u64::from(std::process::id()).rotate_left(17))
+            .wrapping_add(draw.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let first = 20_000 + (mixed % 12_000) as u16;
+        if (0..count).all(|n| free(first + n)) {
+            return first;
+        }
     }
 }
 
@@ -131,6 +167,7 @@ impl fmt::Display for Member {
     }
 }
 
+#[derive(Debug, Clone)]
 pub struct Cluster {
     pub settings: ClusterSettings,
 }

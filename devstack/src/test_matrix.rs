@@ -104,6 +104,11 @@ impl Outcome {
     }
 }
 
+/// The tests of a cluster of their own (`.config/nextest.toml` keeps them
+/// out of the engine passes).
+const CLUSTER_TESTS: &str =
+    "binary_id(sluice-devstack::cluster) or binary_id(sluice-testkit::cluster_faults)";
+
 /// The suites that must give the same answers on a cluster as on one
 /// server: the query API's, the processor's exactly-once tests, and
 /// retention (day partitions dropped on every shard).
@@ -278,7 +283,7 @@ impl TestRun {
             // the engine: once, here; the engine passes leave it out
             // (.config/nextest.toml). Under plain cargo test it runs in each.
             say(
-                "===== ClickHouse cluster (devstack/tests/cluster.rs: ZooKeeper and three 18.16 servers) =====",
+                "===== ClickHouse cluster (devstack/tests/cluster.rs, testkit/tests/cluster_faults.rs) =====",
             );
             let started = Instant::now();
             let passed = succeeds(
@@ -286,11 +291,11 @@ impl TestRun {
                 Command::new("cargo").args([
                     "nextest",
                     "run",
-                    "-p",
-                    "sluice-devstack",
-                    "--test",
-                    "cluster",
+                    "--workspace",
+                    "--no-fail-fast",
                     "--ignore-default-filter",
+                    "-E",
+                    CLUSTER_TESTS,
                 ]),
             )?;
             let verdict = if passed { "passed" } else { "FAILED" };

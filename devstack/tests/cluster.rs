@@ -21,21 +21,6 @@ use sluice_schemas::ddl::{ClusterName, Database, shard_of};
 
 const DATABASE: &str = "cluster_test";
 
-/// `count` consecutive free ports.
-fn free_ports(count: u16) -> u16 {
-    loop {
-        let first = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        if first.checked_add(count).is_some()
-            && (1..count).all(|n| TcpListener::bind(("127.0.0.1", first + n)).is_ok())
-        {
-            return first;
-        }
-    }
-}
-
 struct Private {
     cluster: Cluster,
     dir: PathBuf,
@@ -43,19 +28,8 @@ struct Private {
 
 impl Private {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "sluice-cluster-test-{}-{}",
-            std::process::id(),
-            free_ports(1)
-        ));
-        let settings = ClusterSettings {
-            dir: dir.clone(),
-            zookeeper_port: free_ports(1),
-            http_port: free_ports(3),
-            tcp_port: free_ports(3),
-            interserver_port: free_ports(3),
-            ready_timeout: Duration::from_secs(60),
-        };
+        let dir = std::env::temp_dir().join(format!("sluice-cluster-test-{}", std::process::id()));
+        let settings = ClusterSettings::private(&dir);
         Self {
             cluster: Cluster::new(settings),
             dir,
