@@ -182,6 +182,22 @@ impl Cluster {
         Self { settings }
     }
 
+    /// For a test's own cluster, when the test ends: stops every member and
+    /// deletes its state, or, after a failure (the thread is panicking),
+    /// keeps the logs and data to read and says where they are.
+    pub fn end_of_test(&self) {
+        if std::thread::panicking() {
+            let _ = self.down(false);
+            eprintln!(
+                "the cluster's logs and data: {}",
+                self.settings.dir.display()
+            );
+        } else {
+            let _ = self.down(true);
+            let _ = std::fs::remove_dir_all(&self.settings.dir);
+        }
+    }
+
     /// Node `node`'s HTTP port (1-based, as the members are named).
     pub fn http_port(&self, node: usize) -> u16 {
         self.settings.http_port + offset(node)

@@ -60,15 +60,8 @@ impl Private {
 }
 
 impl Drop for Private {
-    /// Stops everything; after a failure, keeps the logs and data to read.
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = self.cluster.down(false);
-            eprintln!("the cluster's logs and data: {}", self.dir.display());
-        } else {
-            let _ = self.cluster.down(true);
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+        self.cluster.end_of_test();
     }
 }
 

@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -27,7 +26,6 @@ use common::{project, start_processor};
 /// failure, for its logs).
 struct Private {
     cluster: Cluster,
-    dir: PathBuf,
 }
 
 impl Private {
@@ -36,8 +34,9 @@ impl Private {
             "sluice-cluster-faults-{}",
             uuid::Uuid::new_v4().simple()
         ));
-        let cluster = Cluster::new(ClusterSettings::private(&dir));
-        let private = Self { cluster, dir };
+        let private = Self {
+            cluster: Cluster::new(ClusterSettings::private(&dir)),
+        };
         let cluster = private.cluster.clone();
         tokio::task::spawn_blocking(move || cluster.up())
             .await
@@ -68,13 +67,7 @@ impl Private {
 
 impl Drop for Private {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = self.cluster.down(false);
-            eprintln!("the cluster's logs and data: {}", self.dir.display());
-        } else {
-            let _ = self.cluster.down(true);
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+        self.cluster.end_of_test();
     }
 }
 
