@@ -65,7 +65,9 @@ struct Batch {
     /// Late and dead-lettered messages, for `/v1/status`.
     notices: Vec<EventNoticeRow>,
     /// Each project's newest event per partition, for `/v1/status`.
-    activity: HashMap<(String, i32), ProjectActivityRow>,
+    /// By partition, then project: looked up by `&str`, so an event of a
+    /// project already seen in the batch allocates nothing.
+    activity: HashMap<i32, HashMap<String, ProjectActivityRow>>,
     partitions: BTreeSet<i32>,
     opened: Option<Instant>,
     /// The decode spans of traced messages, for the insert span to link to
@@ -84,17 +86,23 @@ impl Batch {
             u64::try_from(event.received_at_ms).unwrap_or(0),
             u64::try_from(event.timestamp_ms).unwrap_or(0),
         );
-        self.activity
-            .entry((event.project_id.clone(), partition))
-            .or_insert_with(|| ProjectActivityRow {
-                project_id: event.project_id.clone(),
-                kafka_partition: u32::try_from(partition).unwrap_or(0),
-                last_offset: offset,
-                last_received_ms: received,
-                last_event_ms: event_ms,
-                written_at_ms: 0,
-            })
-            .include(offset, received, event_ms);
+        let projects = self.activity.entry(partition).or_default();
+        match projects.get_mut(event.project_id.as_str()) {
+            Some(row) => row.include(offset, received, event_ms),
+            None => {
+                projects.insert(
+                    event.project_id.clone(),
+                    ProjectActivityRow {
+                        project_id: event.project_id.clone(),
+                        kafka_partition: u32::try_from(partition).unwrap_or(0),
+                        last_offset: offset,
+                        last_received_ms: received,
+                        last_event_ms: event_ms,
+                        written_at_ms: 0,
+                    },
+                );
+            }
+        }
     }
 }
 
@@ -672,6 +680,7 @@ impl Pipeline {
         let activity: Vec<_> = batch
             .activity
             .into_values()
+            .flat_map(HashMap::into_values)
             .map(|row| ProjectActivityRow {
                 written_at_ms,
                 ..row

@@ -70,6 +70,11 @@ impl Peers {
             };
             let (name, url) = (name.trim(), url.trim().trim_end_matches('/'));
             let host = url.strip_prefix("http://").unwrap_or_default();
+            // The URL is shown in the admin view: no credentials in it (the
+            // health endpoints need none).
+            if host.contains('@') {
+                anyhow::bail!("{setting}: {name}'s URL must not carry credentials");
+            }
             if name.is_empty() || host.is_empty() || host.contains(['/', '?', '#']) {
                 anyhow::bail!("{setting}: {entry:?} needs a name and an http://HOST:PORT base URL");
             }
@@ -131,6 +136,13 @@ mod tests {
             ]
         );
         assert!(Peers::parse("", "--status-peers").unwrap().peers.is_empty());
+        let secret = Peers::parse("g=http://user:hunter2@a:1", "--status-peers")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !secret.contains("hunter2") && secret.contains("credentials"),
+            "{secret}"
+        );
         for bad in [
             "gateway",
             "=http://a:1",
