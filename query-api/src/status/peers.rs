@@ -72,7 +72,7 @@ impl Peers {
             let host = url.strip_prefix("http://").unwrap_or_default();
             // The URL is shown in the admin view: no credentials in it (the
             // health endpoints need none).
-            if host.contains('@') {
+            if url.contains('@') {
                 anyhow::bail!("{setting}: {name}'s URL must not carry credentials");
             }
             if name.is_empty() || host.is_empty() || host.contains(['/', '?', '#']) {
@@ -136,13 +136,15 @@ mod tests {
             ]
         );
         assert!(Peers::parse("", "--status-peers").unwrap().peers.is_empty());
-        let secret = Peers::parse("g=http://user:hunter2@a:1", "--status-peers")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            !secret.contains("hunter2") && secret.contains("credentials"),
-            "{secret}"
-        );
+        for with_secret in ["g=http://user:hunter2@a:1", "g=https://user:hunter2@a:1"] {
+            let error = Peers::parse(with_secret, "--status-peers")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                !error.contains("hunter2") && error.contains("credentials"),
+                "{error}"
+            );
+        }
         for bad in [
             "gateway",
             "=http://a:1",
