@@ -27,6 +27,10 @@ use crate::stack::{STOP_PATIENCE, lock_state_dir, refuse_taken_port, remove, tai
 
 /// The cluster's name in `remote_servers`, for `ON CLUSTER` and Distributed.
 pub const CLUSTER_NAME: &str = "sluice";
+/// A second cluster in `remote_servers`: shard 1 (nodes 1 and 2) alone, so
+/// one set of servers can compare writing into one shard against two
+/// (docs/scaling.md).
+pub const ONE_SHARD_CLUSTER_NAME: &str = "sluice_one_shard";
 
 /// Per node (1, 2, 3): its `{shard}` and `{replica}` macros.
 pub const TOPOLOGY: [(u32, &str); 3] = [(1, "node1"), (1, "node2"), (2, "node3")];
@@ -433,10 +437,16 @@ impl Cluster {
                 zookeeper_ports: vec![self.settings.zookeeper_port],
                 shard,
                 replica: replica.to_owned(),
-                remote_servers: vec![RemoteCluster {
-                    name: CLUSTER_NAME.to_owned(),
-                    shards,
-                }],
+                remote_servers: vec![
+                    RemoteCluster {
+                        name: ONE_SHARD_CLUSTER_NAME.to_owned(),
+                        shards: shards[..1].to_vec(),
+                    },
+                    RemoteCluster {
+                        name: CLUSTER_NAME.to_owned(),
+                        shards,
+                    },
+                ],
             }),
         }
     }
@@ -656,9 +666,17 @@ mod tests {
             (replication.shard, replication.replica.as_str()),
             (1, "node2")
         );
+        let clusters: Vec<_> = replication
+            .remote_servers
+            .iter()
+            .map(|cluster| (cluster.name.as_str(), cluster.shards.clone()))
+            .collect();
         assert_eq!(
-            replication.remote_servers[0].shards,
-            [vec![9100, 9101], vec![9102]]
+            clusters,
+            [
+                (ONE_SHARD_CLUSTER_NAME, vec![vec![9100, 9101]]),
+                (CLUSTER_NAME, vec![vec![9100, 9101], vec![9102]])
+            ]
         );
         assert_eq!(
             (

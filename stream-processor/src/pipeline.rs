@@ -17,7 +17,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
-use sluice_runtime::clickhouse::CLICKHOUSE_CHECK;
+use sluice_runtime::clickhouse::{CLICKHOUSE_CHECK, with_cluster_cause};
 use sluice_runtime::kafka::{KAFKA_CHECK, apply_properties, client_config, producer_config};
 use sluice_runtime::ops::Readiness;
 use sluice_runtime::progress::{
@@ -752,14 +752,15 @@ impl Pipeline {
     /// `--clickhouse-timeout-ms` (a server that accepts connections and
     /// answers nothing would otherwise hold the pipeline forever). A call that
     /// timed out but landed after all is repeated harmlessly: the rows
-    /// collapse.
+    /// collapse. A cluster's error says what it means (a replica without
+    /// ZooKeeper, a shard that does not answer).
     async fn within_clickhouse_timeout<T, E: std::fmt::Display>(
         &self,
         call: impl Future<Output = Result<T, E>>,
     ) -> Result<T, String> {
         let limit = self.settings.clickhouse_timeout();
         match tokio::time::timeout(limit, call).await {
-            Ok(outcome) => outcome.map_err(|error| error.to_string()),
+            Ok(outcome) => outcome.map_err(|error| with_cluster_cause(error.to_string())),
             Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
         }
     }

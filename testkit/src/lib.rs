@@ -26,7 +26,7 @@ pub use proxy::StallingProxy;
 pub use secure_broker::SecureBroker;
 pub use secure_clickhouse::SecureClickhouse;
 pub use services::{Running, spawn_service};
-pub use stack::{TestEnv, stack};
+pub use stack::{PartitionOffsets, TestEnv, stack};
 
 use std::future::Future;
 use std::time::Duration;

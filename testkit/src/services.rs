@@ -38,6 +38,29 @@ impl Running {
         .await;
     }
 
+    /// `/health/ready`'s status and body (status 0 while it does not answer).
+    pub async fn readiness(&self) -> (u16, serde_json::Value) {
+        match reqwest::get(self.url("/health/ready")).await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or_default())
+            }
+            Err(_) => (0, serde_json::Value::Null),
+        }
+    }
+
+    /// Waits (up to `patience`) until readiness fails `check`, and returns
+    /// the cause it gives.
+    pub async fn not_ready_because(&self, check: &str, patience: Duration) -> String {
+        crate::eventually(&format!("readiness to fail {check}"), patience, || async {
+            let (status, body) = self.readiness().await;
+            (status == 503)
+                .then(|| body["causes"][check].as_str().map(str::to_owned))
+                .flatten()
+        })
+        .await
+    }
+
     /// Graceful stop: cancels, then waits for the service to finish draining.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();

@@ -181,10 +181,13 @@ fn partition_count(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> i
     metadata.topics()[0].partitions().len() as i32
 }
 
-struct PartitionOffsets {
-    low: i64,
-    high: i64,
-    committed: Option<i64>,
+/// One partition's watermarks, and a group's committed offset on it.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionOffsets {
+    pub low: i64,
+    pub high: i64,
+    /// The group's committed offset (the next to read), if it has one.
+    pub committed: Option<i64>,
 }
 
 /// One test's own topics and ClickHouse database. The database is dropped
@@ -497,7 +500,9 @@ impl TestEnv {
             .sum()
     }
 
-    async fn offsets(&self, topic: &str, group: &str) -> Vec<PartitionOffsets> {
+    /// Each partition of `topic` (in partition order): its watermarks and
+    /// the offset consumer group `group` committed on it.
+    pub async fn offsets(&self, topic: &str, group: &str) -> Vec<PartitionOffsets> {
         let kafka = self.kafka.clone();
         let (topic, group) = (topic.to_owned(), group.to_owned());
         tokio::task::spawn_blocking(move || {

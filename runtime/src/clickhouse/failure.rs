@@ -27,6 +27,45 @@ impl Failure {
 /// ClickHouse's codes for a user it does not let in: UNKNOWN_USER,
 /// WRONG_PASSWORD, REQUIRED_PASSWORD (18.16), AUTHENTICATION_FAILED (later).
 const AUTHENTICATION_CODES: [u32; 4] = [192, 193, 194, 516];
+/// Server codes that a cluster's coordination or topology explains, with
+/// what an operator should look at (a retry fixes them once it is back).
+const CLUSTER_CAUSES: [(u32, &str); 6] = [
+    (
+        242,
+        "a Replicated table is read-only while its replica has no ZooKeeper (or Keeper) session",
+    ),
+    (
+        225,
+        "the server has no ZooKeeper (or Keeper) configured or reachable",
+    ),
+    (999, "ZooKeeper (or Keeper) failed the request"),
+    (279, "no replica of a shard answers"),
+    (
+        286,
+        "too few replicas of a shard are alive for the insert quorum",
+    ),
+    (
+        319,
+        "the insert's fate on a replica is unknown; the retry collapses any copy",
+    ),
+];
+
+/// `error` (a failed query's text), followed by what it means in a cluster
+/// when ClickHouse's code says (a read-only replica, a shard that does not
+/// answer), so readiness names the cause rather than only a code.
+pub fn with_cluster_cause(error: String) -> String {
+    let code = error
+        .find("Code: ")
+        .and_then(|start| server_code(&error[start..]));
+    match CLUSTER_CAUSES
+        .iter()
+        .find(|(known, _)| Some(*known) == code)
+    {
+        Some((_, cause)) => format!("{cause}: {error}"),
+        None => error,
+    }
+}
+
 /// The server's answer, trimmed to what says why.
 const SHOWN_ANSWER_CHARS: usize = 300;
 
@@ -181,6 +220,32 @@ mod tests {
             assert!(!message.contains("pw-in-url"), "{message}");
             assert!(!message.contains("e.what()"), "{message}");
         }
+    }
+
+    #[test]
+    fn a_cluster_error_is_explained_and_others_are_left_as_they_are() {
+        let read_only = with_cluster_cause(
+            "bad response: Code: 242, e.displayText() = DB::Exception: Table is in readonly mode"
+                .into(),
+        );
+        assert!(
+            read_only.starts_with("a Replicated table is read-only"),
+            "{read_only}"
+        );
+        assert!(
+            read_only.ends_with("Table is in readonly mode"),
+            "{read_only}"
+        );
+        let shard = with_cluster_cause(
+            "bad response: Code: 279. DB::NetException: All connection tries failed. (ALL_CONNECTION_TRIES_FAILED)".into(),
+        );
+        assert!(
+            shard.starts_with("no replica of a shard answers: "),
+            "{shard}"
+        );
+        let other = "bad response: Code: 241, e.displayText() = Memory limit";
+        assert_eq!(with_cluster_cause(other.into()), other);
+        assert_eq!(with_cluster_cause("timed out".into()), "timed out");
     }
 
     #[tokio::test]

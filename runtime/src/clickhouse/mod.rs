@@ -9,6 +9,8 @@
 //!   returns decide the DDL and whether clients validate rows.
 //! - [`judge`] tells a setting to fix ([`Failure::Misconfigured`]: a wrong
 //!   password, an untrusted certificate) from an outage to wait out.
+//! - [`with_cluster_cause`] says what a cluster's error code means (a
+//!   replica without ZooKeeper, a shard that does not answer).
 //! - [`watch`] keeps the [`CLICKHOUSE_CHECK`] readiness check current.
 
 mod connection;
@@ -17,7 +19,7 @@ mod schema;
 mod watch;
 
 pub use connection::Connection;
-pub use failure::{Failure, judge};
+pub use failure::{Failure, judge, with_cluster_cause};
 pub use schema::{await_schema, ensure_schema};
 pub use sluice_schemas::clickhouse_features::ServerFeatures;
 pub use watch::{CLICKHOUSE_CHECK, watch};
