@@ -72,6 +72,11 @@ pub struct ServerFeatures {
     pub ttl: bool,
     /// The crate's row validation (`RowBinaryWithNamesAndTypes`).
     pub row_validation: bool,
+    /// The server has the SharedMergeTree engines: it is ClickHouse Cloud,
+    /// whose replicas share one storage, turn every MergeTree table into its
+    /// Shared variant and replicate DDL themselves (docs/scaling.md). Not in
+    /// the version: detected from `system.table_engines`.
+    pub shared_merge_tree: bool,
 }
 
 impl ServerFeatures {
@@ -80,6 +85,7 @@ impl ServerFeatures {
         low_cardinality: false,
         ttl: false,
         row_validation: false,
+        shared_merge_tree: false,
     };
 
     pub fn of(version: ServerVersion) -> Self {
@@ -87,6 +93,7 @@ impl ServerFeatures {
             low_cardinality: version >= MODERN_DDL,
             ttl: version >= MODERN_DDL,
             row_validation: version >= CRATE_VALIDATION,
+            shared_merge_tree: false,
         }
     }
 
@@ -137,6 +144,7 @@ mod tests {
             low_cardinality: true,
             ttl: true,
             row_validation: true,
+            shared_merge_tree: false,
         };
         assert_eq!(ServerFeatures::detect("26.9.2.1"), (all, None));
         assert_eq!(ServerFeatures::detect("24.8.4.13"), (all, None));

@@ -494,6 +494,7 @@ mod tests {
         low_cardinality: true,
         ttl: true,
         row_validation: true,
+        shared_merge_tree: false,
     };
 
     fn events_table(features: ServerFeatures, retention_days: Option<u32>) -> String {

@@ -128,6 +128,14 @@ pub async fn serve(
 
     let cluster = clickhouse.cluster().cloned();
     let (clickhouse, database) = clickhouse.client(features);
+    // ClickHouse Cloud sends each HTTP request to any replica: the reads of
+    // a checkpoint after a takeover (and retention's) see every
+    // acknowledged insert. Cheap there, and these reads are rare.
+    let clickhouse = if features.shared_merge_tree {
+        clickhouse.with_setting("select_sequential_consistency", "1")
+    } else {
+        clickhouse
+    };
     let supervisor = Supervisor::new(shutdown.clone());
     if config.processor.retention_days > 0 {
         let task = retention::run(

@@ -14,6 +14,7 @@ const ALL_FEATURES: ServerFeatures = ServerFeatures {
     low_cardinality: true,
     ttl: true,
     row_validation: true,
+    shared_merge_tree: false,
 };
 
 #[test]
@@ -35,6 +36,17 @@ fn each_engine_gets_the_features_of_its_version() {
         }
         other => eprintln!("engine {other} (version {version}): {:?}", stack.features),
     }
+}
+
+/// The services detect what the harness does, the question current servers
+/// get about SharedMergeTree (ClickHouse Cloud) included: neither engine
+/// here has it.
+#[tokio::test]
+async fn the_services_detect_the_features_the_harness_expects() {
+    let env = TestEnv::new("dialect_features");
+    let detected = env.ensure_schema().await;
+    assert_eq!(detected, stack().features);
+    assert!(!detected.shared_merge_tree);
 }
 
 /// The subset must work everywhere (a current server may hold tables created

@@ -28,6 +28,9 @@ pub async fn ensure_schema(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<ServerFeatures> {
     let features = server_features(connection, &patience, shutdown).await?;
+    if let Some(cluster) = connection.cluster() {
+        refuse_cluster_on_shared_storage(features, cluster.name(), connection.shown_url())?;
+    }
     // Retention is a later issue: until then events are kept forever.
     let database = connection.database();
     let statements = match connection.cluster() {
@@ -123,12 +126,55 @@ async fn server_features(
         };
         wait_after_failure(patience, started, cause, shutdown).await?;
     };
-    let (features, invalid) = ServerFeatures::detect(&version);
+    let (mut features, invalid) = ServerFeatures::detect(&version);
     if let Some(error) = invalid {
         tracing::warn!(cause = %error, "unknown ClickHouse version; using the SQL subset every server accepts");
     }
-    tracing::info!(%version, url = %connection.shown_url(), "ClickHouse answers");
+    // Only current servers can be ClickHouse Cloud (18.16 has no
+    // system.table_engines to ask).
+    if features.ttl {
+        features.shared_merge_tree = has_shared_merge_tree(connection).await;
+    }
+    tracing::info!(%version, url = %connection.shown_url(), shared_merge_tree = features.shared_merge_tree, "ClickHouse answers");
     Ok(features)
+}
+
+/// Whether the server lists the SharedMergeTree engine (ClickHouse Cloud).
+/// A server that cannot say is taken for one without it.
+async fn has_shared_merge_tree(connection: &Connection) -> bool {
+    let asked = connection
+        .server()
+        .query("SELECT count() FROM system.table_engines WHERE name = 'SharedMergeTree'")
+        .fetch_one::<u64>();
+    match tokio::time::timeout(ATTEMPT_TIMEOUT, asked).await {
+        Ok(Ok(count)) => count > 0,
+        Ok(Err(error)) => {
+            tracing::warn!(cause = %error, "cannot list the server's table engines; taking it for one without SharedMergeTree");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// `--clickhouse-cluster` names a sharded cluster of Replicated tables; a
+/// server with SharedMergeTree (ClickHouse Cloud) shares one storage among
+/// its replicas and replicates DDL itself, so the Distributed tables and
+/// `ON CLUSTER` statements that cluster mode creates would only add a hop.
+/// Said at startup rather than created wrongly.
+fn refuse_cluster_on_shared_storage(
+    features: ServerFeatures,
+    cluster: &str,
+    url: &str,
+) -> anyhow::Result<()> {
+    if features.shared_merge_tree {
+        bail!(
+            "--clickhouse-cluster is '{cluster}', but ClickHouse at {url} has SharedMergeTree \
+             (ClickHouse Cloud): its replicas share one storage and replicate DDL themselves, \
+             so Sluice needs no cluster mode there; leave --clickhouse-cluster \
+             (SLUICE_CLICKHOUSE_CLUSTER) empty (docs/scaling.md)"
+        );
+    }
+    Ok(())
 }
 
 fn no_answer(connection: &Connection) -> String {
@@ -154,5 +200,32 @@ async fn wait_after_failure(
     tokio::select! {
         _ = shutdown.cancelled() => Err(anyhow!("shut down while waiting for ClickHouse")),
         _ = tokio::time::sleep(RETRY_INTERVAL) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_mode_is_refused_on_shared_storage_only() {
+        let mut features = ServerFeatures::COMMON_SUBSET;
+        assert!(refuse_cluster_on_shared_storage(features, "sluice", "http://ch:8123").is_ok());
+        features.shared_merge_tree = true;
+        let refused = refuse_cluster_on_shared_storage(
+            features,
+            "default",
+            "https://x.clickhouse.cloud:8443",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            refused.starts_with("--clickhouse-cluster is 'default'"),
+            "{refused}"
+        );
+        assert!(
+            refused.contains("leave --clickhouse-cluster (SLUICE_CLICKHOUSE_CLUSTER) empty"),
+            "{refused}"
+        );
     }
 }
