@@ -18,8 +18,10 @@
 //! - [`process`]: pid files, liveness, launching in a session, stopping.
 //! - [`probe`]: Kafka ApiVersions and HTTP requests, std only.
 //! - [`clickhouse_config`]: the one place that writes ClickHouse's config.
+//! - [`certificates`]: a throwaway CA and server certificate (openssl).
 
 pub mod bench;
+pub mod certificates;
 pub mod clickhouse_config;
 pub mod cluster;
 pub mod components;

@@ -9,6 +9,7 @@ use sluice_devstack::bench::e2e::E2eBench;
 use sluice_devstack::bench::gateway::GatewayBench;
 use sluice_devstack::bench::k6::K6Run;
 use sluice_devstack::bench::sweep::{E2eSweep, GatewaySweep};
+use sluice_devstack::bench::tls::TlsBench;
 use sluice_devstack::conformance::Conformance;
 use sluice_devstack::local::LocalPipeline;
 use sluice_devstack::sdk_check::SdkCheck;
@@ -119,6 +120,9 @@ enum BenchStage {
     SweepE2e(E2eSweep),
     /// One k6 suite (smoke, steady, spike, soak, query-mix) with the real k6.
     K6(K6Run),
+    /// What TLS and SASL to the broker (and HTTPS to ClickHouse) cost:
+    /// plaintext against SASL_SSL, alternating, as ratios.
+    Tls(Box<TlsBench>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,6 +219,7 @@ fn run_bench(stage: BenchStage) -> anyhow::Result<bool> {
         BenchStage::SweepGateway(sweep) => sweep.run(&repo).map(|()| true),
         BenchStage::SweepE2e(sweep) => sweep.run(&repo).map(|()| true),
         BenchStage::K6(k6) => k6.run(&repo),
+        BenchStage::Tls(bench) => bench.run(&repo, &command).map(|()| true),
     }
 }
 

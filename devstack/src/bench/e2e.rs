@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use super::gateway::read_json;
 use super::processes::{Processes, ServiceLaunch, create_api_key, peak_rss_kib};
+use super::report::read_json;
 use super::{Binaries, HttpEndpoint, clickhouse_or_stack, load_average, log, run_dir};
 use crate::settings::HOST;
 

@@ -24,9 +24,10 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
+use super::gateway_table::table;
 use super::processes::{Processes, ServiceLaunch, cpu_seconds, create_api_key, peak_rss_kib};
-use super::stats::{Spread, trimmed};
-use super::{Binaries, log, run_dir};
+use super::report::{loadgen, number, read_json};
+use super::{Binaries, PeakLoad, log, run_dir};
 use crate::probe::port_open;
 use crate::settings::HOST;
 
@@ -42,19 +43,8 @@ pub struct GatewayBench {
     /// Measured seconds per phase.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
-    /// Unmeasured seconds before each HTTP phase.
-    #[arg(long, default_value_t = 2.0)]
-    pub warmup: f64,
-    /// Events per HTTP request.
-    #[arg(long, default_value_t = 100)]
-    pub batch: u32,
-    /// Size of one event as JSON.
-    #[arg(long, default_value_t = 300)]
-    pub event_bytes: u32,
-    /// HTTP connections of the peak phase (closed loop: events/s =
-    /// connections x batch / latency, so 64 keep the gateway busy).
-    #[arg(long, default_value_t = 64)]
-    pub connections: u32,
+    #[command(flatten)]
+    pub load: PeakLoad,
     /// HTTP connections of the half-peak phase.
     #[arg(long, default_value_t = 64)]
     pub half_connections: u32,
@@ -167,11 +157,11 @@ impl GatewayBench {
         let shown = out.strip_prefix(repo).unwrap_or(out).display();
         let mut text = format!(
             "\nbatch {}, event {} B, {} partitions, {} s per phase, {} connections at peak, {} at half peak, loadgen threads {}, {cores} cores; results in {shown}\n",
-            self.batch,
-            self.event_bytes,
+            self.load.batch,
+            self.load.event_bytes,
             self.partitions,
             self.duration,
-            self.connections,
+            self.load.connections,
             self.half_connections,
             self.loadgen_threads
         );
@@ -259,10 +249,10 @@ impl Run<'_> {
             "bench",
             format!(
                 "run {run}: gateway peak, closed loop, batch {}, {} connections",
-                b.batch, b.connections
+                b.load.batch, b.load.connections
             ),
         );
-        let peak = self.http_load("peak", &["--connections", &b.connections.to_string()])?;
+        let peak = self.http_load("peak", &["--connections", &b.load.connections.to_string()])?;
         let cpu_peak = cpu_seconds(gateway).unwrap_or(0.0) - cpu_before;
         let peak_eps = number(&peak, "/events_per_s");
         if peak_eps <= 0.0 {
@@ -291,7 +281,7 @@ impl Run<'_> {
             "bench",
             format!(
                 "run {run}: latency floor, bare producer at {half} events/s in groups of {}",
-                b.batch
+                b.load.batch
             ),
         );
         self.bare("bench.floor", Some(half))?;
@@ -378,7 +368,7 @@ impl Run<'_> {
             "--project",
             PROJECT,
             "--event-bytes",
-            &b.event_bytes.to_string(),
+            &b.load.event_bytes.to_string(),
             "--duration",
             &b.duration.to_string(),
         ]
@@ -392,7 +382,7 @@ impl Run<'_> {
                 "--rate".into(),
                 rate.to_string(),
                 "--group".into(),
-                b.batch.to_string(),
+                b.load.batch.to_string(),
             ]);
         }
         let phase = if rate.is_some() { "floor" } else { "bare" };
@@ -411,13 +401,13 @@ impl Run<'_> {
             "--api-key",
             API_KEY,
             "--batch",
-            &b.batch.to_string(),
+            &b.load.batch.to_string(),
             "--event-bytes",
-            &b.event_bytes.to_string(),
+            &b.load.event_bytes.to_string(),
             "--duration",
             &b.duration.to_string(),
             "--warmup",
-            &b.warmup.to_string(),
+            &b.load.warmup.to_string(),
         ]
         .map(str::to_owned)
         .to_vec();
@@ -466,12 +456,16 @@ impl Run<'_> {
             "bench",
             format!(
                 "run {}: traced gateway peak, closed loop, batch {}, {} connections",
-                self.run, b.batch, b.connections
+                self.run, b.load.batch, b.load.connections
             ),
         );
         self.http_load(
             "traced",
-            &["--connections", &b.connections.to_string(), "--traceparent"],
+            &[
+                "--connections",
+                &b.load.connections.to_string(),
+                "--traceparent",
+            ],
         )?;
         let cpu = cpu_seconds(gateway).unwrap_or(0.0) - before;
         // Its last spans reach the collector as the gateway stops.
@@ -486,209 +480,6 @@ impl Run<'_> {
     }
 }
 
-/// Runs `sluice-loadgen ARGS`, its JSON report into `out`; the report.
-pub fn loadgen(bin_dir: &Path, args: &[String], out: &Path) -> anyhow::Result<Value> {
-    let file =
-        std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let status = Command::new(bin_dir.join("sluice-loadgen"))
-        .args(args)
-        .stdout(file)
-        .status()
-        .context("cannot run sluice-loadgen")?;
-    if !status.success() {
-        bail!("sluice-loadgen {} failed ({status})", args.join(" "));
-    }
-    read_json(out)
-}
-
-pub fn read_json(path: &Path) -> anyhow::Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(text.trim())
-        .with_context(|| format!("{} is not one JSON object", path.display()))
-}
-
-/// A number at `pointer` (e.g. `/latency_ms/p99`), 0 when absent.
-pub fn number(value: &Value, pointer: &str) -> f64 {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_f64)
-        .unwrap_or(0.0)
-}
-
-const COLUMNS: [&str; 20] = [
-    "run",
-    "bare ev/s",
-    "gateway ev/s",
-    "ratio",
-    "ceiling ev/s",
-    "ceiling ratio",
-    "peak p99 ms",
-    "half rate",
-    "half p99 ms",
-    "half p99.9 ms",
-    "floor p99 ms",
-    "gw CPU us/event",
-    "loadgen CPU %",
-    "gw RSS MiB",
-    "overload RSS MiB",
-    "traced ev/s",
-    "traced/peak",
-    "traced CPU us/event",
-    "OTLP posts",
-    "overload answers",
-];
-
-/// One run's row: the numeric columns (all but the first and last) and the
-/// overload answers.
-fn row(phases: &std::collections::BTreeMap<String, Value>) -> (Vec<Option<f64>>, String) {
-    let get = |phase: &str, pointer: &str| {
-        phases
-            .get(phase)
-            .and_then(|v| v.pointer(pointer))
-            .and_then(Value::as_f64)
-    };
-    let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
-    let bare = get("bare", "/events_per_s");
-    let peak = get("peak", "/events_per_s");
-    let ceiling = get("ceiling", "/events_per_s");
-    let traced = get("traced", "/events_per_s");
-    let numbers = vec![
-        bare,
-        peak,
-        ratio(peak, bare),
-        ceiling,
-        ratio(ceiling, bare),
-        get("peak", "/latency_ms/p99"),
-        get("half", "/target_events_per_s"),
-        get("half", "/events_per_s"),
-        get("half", "/latency_ms/p99"),
-        get("half", "/latency_ms/p999"),
-        get("floor", "/group_latency_ms/p99"),
-        ratio(
-            get("gateway", "/gateway_cpu_s_peak_phase").map(|s| s * 1e6),
-            get("peak", "/events_acked"),
-        ),
-        ratio(
-            get("peak", "/loadgen_cpu_s").map(|s| s * 100.0),
-            get("peak", "/seconds"),
-        ),
-        get("gateway", "/gateway_peak_rss_kib").map(|kib| kib / 1024.0),
-        get("gateway", "/gateway_overload_peak_rss_kib").map(|kib| kib / 1024.0),
-        traced,
-        ratio(traced, peak),
-        ratio(
-            get("otlp", "/gateway_cpu_s").map(|s| s * 1e6),
-            get("traced", "/events_acked"),
-        ),
-        get("otlp", "/otlp_requests"),
-    ];
-    let answers = phases.get("overload").map_or_else(
-        || "-".to_owned(),
-        |over| {
-            let mut parts = Vec::new();
-            for key in ["statuses", "errors"] {
-                if let Some(map) = over.get(key).and_then(Value::as_object) {
-                    parts.extend(map.iter().map(|(k, v)| format!("{k}={v}")));
-                }
-            }
-            parts.join(" ")
-        },
-    );
-    (numbers, answers)
-}
-
-/// A cell of the gateway table: three decimals under 10, else one.
-fn cell(value: Option<f64>) -> String {
-    match value {
-        None => "-".into(),
-        Some(v) if v < 10.0 => trimmed(v, 3),
-        Some(v) => trimmed(v, 1),
-    }
-}
-
-/// The table of a results directory: one row per run, then median, min and
-/// max of each column when there are several runs, aligned in columns.
-pub fn table(dir: &Path) -> anyhow::Result<String> {
-    let mut runs: std::collections::BTreeMap<u32, std::collections::BTreeMap<String, Value>> =
-        Default::default();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let path = entry?.path();
-        let Some(name) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".json"))
-        else {
-            continue;
-        };
-        let Some((run, phase)) = name
-            .strip_prefix("run")
-            .and_then(|rest| rest.split_once('-'))
-        else {
-            continue;
-        };
-        let Ok(run) = run.parse() else { continue };
-        runs.entry(run)
-            .or_default()
-            .insert(phase.to_owned(), read_json(&path)?);
-    }
-    let mut lines = vec![COLUMNS.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>()];
-    let rows: Vec<(Vec<Option<f64>>, String)> = runs.values().map(row).collect();
-    for (run, (numbers, answers)) in runs.keys().zip(&rows) {
-        let mut line = vec![run.to_string()];
-        line.extend(numbers.iter().map(|v| cell(*v)));
-        line.push(answers.clone());
-        lines.push(line);
-    }
-    if rows.len() > 1 {
-        for stat in ["median", "min", "max"] {
-            let mut line = vec![stat.to_owned()];
-            for column in 0..rows[0].0.len() {
-                let values: Vec<f64> = rows
-                    .iter()
-                    .filter_map(|(numbers, _)| numbers[column])
-                    .collect();
-                let spread = Spread::of(&values);
-                line.push(cell(spread.map(|s| match stat {
-                    "median" => s.median,
-                    "min" => s.min,
-                    _ => s.max,
-                })));
-            }
-            line.push("-".into());
-            lines.push(line);
-        }
-    }
-    Ok(aligned(&lines))
-}
-
-/// Rows of cells as aligned columns (what `column -t` printed).
-pub fn aligned(lines: &[Vec<String>]) -> String {
-    let columns = lines.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            lines
-                .iter()
-                .filter_map(|l| l.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    lines
-        .iter()
-        .map(|line| {
-            let cells: Vec<String> = line
-                .iter()
-                .enumerate()
-                .map(|(c, text)| format!("{text:<width$}", width = widths[c]))
-                .collect();
-            cells.join("  ").trim_end().to_owned()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -701,48 +492,5 @@ mod tests {
         );
         assert_eq!(linger_ms("acks=all"), None);
         assert_eq!(linger_ms(""), None);
-    }
-
-    #[test]
-    fn a_results_directory_reads_as_a_table() {
-        let dir = std::env::temp_dir().join(format!("sluice-bench-gateway-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let write =
-            |name: &str, value: Value| std::fs::write(dir.join(name), value.to_string()).unwrap();
-        for (run, bare, peak) in [(1, 100_000.0, 50_000.0), (2, 200_000.0, 150_000.0)] {
-            write(
-                &format!("run{run}-bare.json"),
-                json!({"events_per_s": bare}),
-            );
-            write(
-                &format!("run{run}-peak.json"),
-                json!({"events_per_s": peak, "events_acked": 1_000_000,
-                "latency_ms": {"p99": 7.25}, "loadgen_cpu_s": 5.0, "seconds": 10.0}),
-            );
-            write(
-                &format!("run{run}-gateway.json"),
-                json!({"gateway_peak_rss_kib": 20480,
-                "gateway_overload_peak_rss_kib": null, "gateway_cpu_s_peak_phase": 2.0}),
-            );
-            write(
-                &format!("run{run}-overload.json"),
-                json!({"statuses": {"202": 10, "429": 2}, "errors": {}}),
-            );
-        }
-        let text = table(&dir).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        let cells = |line: &str| {
-            line.split_whitespace()
-                .take(4)
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        assert_eq!(cells(lines[0]), "run bare ev/s gateway", "{text}");
-        assert_eq!(cells(lines[1]), "1 100000 50000 0.5", "{text}");
-        assert!(lines[1].ends_with("202=10 429=2"), "{text}");
-        assert!(lines[1].contains(" 7.25 "), "{text}");
-        assert_eq!(cells(lines[3]), "median 150000 100000 0.625", "{text}");
-        assert_eq!(lines.len(), 6, "{text}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

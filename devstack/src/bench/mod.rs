@@ -4,23 +4,37 @@
 //! them with `sluice-loadgen`, reads its JSON reports and writes the
 //! tables.
 //!
-//! - [`all`]: `bench all` / `bench quick`: every stage, one table.
-//! - [`gateway`]: `bench gateway`: the gateway against a bare producer.
+//! - [`all`]: `bench all` / `bench quick`: every stage, one table; its
+//!   [`drain`] (processor) and [`query`] stages.
+//! - [`gateway`]: `bench gateway`: the gateway against a bare producer,
+//!   with [`gateway_table`]'s table.
 //! - [`e2e`]: `bench e2e`: freshness, ack to visible, and the exact count.
 //! - [`sweep`]: `bench sweep-gateway` and `bench sweep-e2e`.
 //! - [`k6`]: `bench k6`: a k6 suite with the real k6 binary.
+//! - [`tls`]: `bench tls`: plaintext against SASL_SSL to the broker
+//!   (and HTTPS to ClickHouse): [`tls_rig`] starts what runs,
+//!   [`tls_phases`] measures, [`tls_table`] tabulates.
 //! - [`processes`]: what a stage starts, stopped on drop; `/proc` readings.
+//! - [`report`]: running the load generator and reading its JSON reports.
 //! - [`figures`]: measured figures, and their tables (median, min, max).
 //! - [`stats`]: median, minimum, maximum, percentiles, number formats.
 
 pub mod all;
+pub mod drain;
 pub mod e2e;
 pub mod figures;
 pub mod gateway;
+pub mod gateway_table;
 pub mod k6;
 pub mod processes;
+pub mod query;
+pub mod report;
 pub mod stats;
 pub mod sweep;
+pub mod tls;
+pub mod tls_phases;
+pub mod tls_rig;
+pub mod tls_table;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -88,6 +102,25 @@ impl Binaries {
         }
         Ok(dir)
     }
+}
+
+/// The closed-loop HTTP load of the gateway's peak phase, as `bench
+/// gateway` and `bench tls` send it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PeakLoad {
+    /// Unmeasured seconds before each HTTP phase.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Events per HTTP request.
+    #[arg(long, default_value_t = 100)]
+    pub batch: u32,
+    /// Size of one event as JSON.
+    #[arg(long, default_value_t = 300)]
+    pub event_bytes: u32,
+    /// HTTP connections of the peak phase (closed loop: events/s =
+    /// connections x batch / latency, so 64 keep the gateway busy).
+    #[arg(long, default_value_t = 64)]
+    pub connections: u32,
 }
 
 /// A fresh directory for one run's results and logs:

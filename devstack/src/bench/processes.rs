@@ -35,6 +35,19 @@ impl Default for Processes {
     }
 }
 
+/// A private tansu: where it listens and what it advertises, its storage
+/// (a `sqlite://` file is relative to `workdir`), extra arguments (e.g.
+/// `--authentication`), and the option that moves its port.
+#[derive(Debug, Clone)]
+pub struct Broker<'a> {
+    pub port: u16,
+    pub advertised: u16,
+    pub storage: &'a str,
+    pub workdir: PathBuf,
+    pub extra: &'a [&'a str],
+    pub port_option: &'static str,
+}
+
 /// A service to start: its binary, log, port and settings.
 #[derive(Debug, Clone)]
 pub struct ServiceLaunch {
@@ -51,20 +64,29 @@ impl Processes {
     /// A private tansu on `port` with the memory engine (fast; fine for
     /// throughput, never for consumer restarts).
     pub fn tansu(&mut self, port: u16, log: &Path) -> anyhow::Result<u32> {
-        self.tansu_with(port, port, "memory://tansu/", log, &[], "--kafka-port")
+        let broker = Broker {
+            port,
+            advertised: port,
+            storage: "memory://tansu/",
+            workdir: log
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+            extra: &[],
+            port_option: "--kafka-port",
+        };
+        self.tansu_with(&broker, log)
     }
 
-    /// A private tansu listening on `port`, advertising `advertised`, with
-    /// `storage` and `extra` arguments, in `log`'s directory.
-    pub fn tansu_with(
-        &mut self,
-        port: u16,
-        advertised: u16,
-        storage: &str,
-        log: &Path,
-        extra: &[&str],
-        port_option: &'static str,
-    ) -> anyhow::Result<u32> {
+    /// A private tansu as `broker` says.
+    pub fn tansu_with(&mut self, broker: &Broker<'_>, log: &Path) -> anyhow::Result<u32> {
+        let Broker {
+            port,
+            advertised,
+            storage,
+            extra,
+            port_option,
+            ..
+        } = *broker;
         ensure_free(port, port_option)?;
         let listener = format!("tcp://{HOST}:{port}");
         let advertised = format!("tcp://{HOST}:{advertised}");
@@ -94,9 +116,7 @@ impl Processes {
                 "ADVERTISED_LISTENER_URL",
             ],
             env: vec![("NO_COLOR", "1".into())],
-            workdir: log
-                .parent()
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+            workdir: broker.workdir.clone(),
         };
         let pid = self.spawn(&launch, log, false)?;
         self.wait_until("tansu", pid, log, || port_open(port))?;

@@ -20,7 +20,8 @@ use serde_json::Value;
 
 use super::e2e::{E2eBench, PACKAGES};
 use super::figures::quoted;
-use super::gateway::{GatewayBench, number, read_json};
+use super::gateway::GatewayBench;
+use super::report::{number, read_json};
 use super::{Binaries, clickhouse_or_stack, log, plot, run_dir};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -40,32 +41,20 @@ pub struct GatewaySweep {
 fn gateway_settings() -> Vec<(&'static str, u32, GatewayBench)> {
     let mut settings = Vec::new();
     for batch in [1, 10, 100, 1000] {
-        let bench = GatewayBench {
-            batch,
-            single_event: batch == 1,
-            ..GatewayBench::defaults()
-        };
+        let mut bench = GatewayBench::defaults();
+        bench.load.batch = batch;
+        bench.single_event = batch == 1;
         settings.push(("batch", batch, bench));
     }
     for partitions in [1, 2, 4, 8] {
-        settings.push((
-            "partitions",
-            partitions,
-            GatewayBench {
-                partitions,
-                ..GatewayBench::defaults()
-            },
-        ));
+        let mut bench = GatewayBench::defaults();
+        bench.partitions = partitions;
+        settings.push(("partitions", partitions, bench));
     }
     for event_bytes in [100, 1000, 10_000] {
-        settings.push((
-            "event_bytes",
-            event_bytes,
-            GatewayBench {
-                event_bytes,
-                ..GatewayBench::defaults()
-            },
-        ));
+        let mut bench = GatewayBench::defaults();
+        bench.load.event_bytes = event_bytes;
+        settings.push(("event_bytes", event_bytes, bench));
     }
     settings
 }
@@ -358,7 +347,7 @@ mod tests {
     fn the_gateway_sweep_covers_three_dimensions() {
         let settings = gateway_settings();
         assert_eq!(settings.len(), 11);
-        assert!(settings[0].2.single_event && settings[0].2.batch == 1);
+        assert!(settings[0].2.single_event && settings[0].2.load.batch == 1);
         assert!(
             settings
                 .iter()
