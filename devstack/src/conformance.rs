@@ -1,7 +1,6 @@
 //! `sluice-dev conformance`: the gateway and the query API checked against
 //! their OpenAPI documents (`/openapi.json`) with schemathesis, then real
-//! SDKs pointed at the gateway ([`crate::sdk_check`]); was
-//! `deploy/conformance.sh`. schemathesis generates valid and invalid
+//! SDKs pointed at the gateway ([`crate::sdk_check`]). schemathesis generates valid and invalid
 //! requests and checks every answer: no 5xx, documented status codes,
 //! content types, headers and bodies, invalid input refused with a 4xx,
 //! unknown methods refused with 405 and Allow.

@@ -2,8 +2,10 @@
 //! (tansu), ClickHouse 18.16 and the chdb fixture as plain background
 //! processes, with the same guarantees for every caller: `deploy/stack.sh`
 //! and `deploy/local.sh` and `deploy/test.sh` (thin wrappers of the
-//! `sluice-dev` binary), the benchmark scripts, and testkit, which starts its private brokers and
-//! ClickHouse servers through this crate instead of shelling out.
+//! `sluice-dev` binary), the benchmarks and the conformance run
+//! (`sluice-dev bench`, `sluice-dev conformance`), and testkit, which
+//! starts its private brokers and ClickHouse servers through this crate
+//! instead of shelling out.
 //!
 //! - [`settings`]: where the stack lives and listens (`SLUICE_*` variables).
 //! - [`components`]: how each component starts, answers and reports its version.

@@ -1,6 +1,6 @@
 //! `sluice-dev sdk-check`: real third-party SDKs pointed at a running
-//! gateway, unchanged, and their events read back through the query API
-//! (was `deploy/sdk-check.sh`): Segment's analytics-python (plain and
+//! gateway, unchanged, and their events read back through the query API:
+//! Segment's analytics-python (plain and
 //! gzip) and analytics-node, RudderStack's Node SDK and Jitsu's @jitsu/js,
 //! versions pinned in deploy/sdk-check/. The SDKs report any refused call
 //! themselves. `deploy/install.sh sdks` installs them first (node and npm

@@ -1,6 +1,5 @@
 //! `sluice-dev bench all` (and `bench quick`, a check in a few minutes):
-//! every benchmark of the pipeline, one table (was
-//! `load-tests/bench-all.sh`). Builds the release binaries once, brings
+//! every benchmark of the pipeline, one table. Builds the release binaries once, brings
 //! up a private ClickHouse (its own state directory and ports) unless
 //! `--clickhouse-url`, and a private tansu (memory engine) per stage:
 //!

@@ -1,5 +1,4 @@
-//! `sluice-dev bench e2e`: end-to-end freshness (was
-//! `load-tests/bench-e2e.sh`). Events go through the gateway at a constant
+//! `sluice-dev bench e2e`: end-to-end freshness. Events go through the gateway at a constant
 //! rate, the processor(s) write them to ClickHouse, and `sluice-loadgen
 //! e2e` measures how long after the gateway's ack each request's events
 //! are visible through the query API, then waits until the query API

@@ -1,6 +1,6 @@
 //! `sluice-dev bench gateway`: HTTP batch ingest through the gateway
 //! against a bare rdkafka producer, on the same private broker, in the
-//! same run (was `load-tests/bench-gateway.sh`). Each run starts a fresh
+//! same run. Each run starts a fresh
 //! tansu (memory engine), then:
 //!
 //! 1. bare: `sluice-loadgen kafka`, the gateway's records straight to

@@ -1,5 +1,5 @@
 //! `sluice-dev bench sweep-gateway` and `bench sweep-e2e`: how the cost
-//! grows (were `load-tests/sweep-gateway.sh` and `sweep-e2e.sh`).
+//! grows.
 //!
 //! - sweep-gateway runs `bench gateway` once per batch size (1, 10, 100,
 //!   1000), partition count (1, 2, 4, 8) and event size (100 B, 1 KB,

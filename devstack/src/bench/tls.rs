@@ -1,5 +1,4 @@
-//! `sluice-dev bench tls`: what TLS and SASL to the broker cost (was
-//! `load-tests/bench-tls.sh`): the gateway's peak and the processor's CPU
+//! `sluice-dev bench tls`: what TLS and SASL to the broker cost: the gateway's peak and the processor's CPU
 //! per event with the broker plaintext against SASL_SSL (SCRAM-SHA-512),
 //! alternating in one run (A B A B ...), as ratios.
 //!
