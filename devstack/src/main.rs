@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sluice_devstack::bench::all::AllBench;
+use sluice_devstack::bench::all::{AllBench, with_quick_defaults};
 use sluice_devstack::bench::e2e::E2eBench;
 use sluice_devstack::bench::gateway::GatewayBench;
 use sluice_devstack::bench::k6::K6Run;
@@ -104,8 +104,11 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum BenchStage {
-    /// Every stage at a small scale, one run (tables under .sluice/bench/
-    /// unless --results-dir).
+    /// Every stage at a small scale, in a few minutes: `bench all` with
+    /// --runs 1 --gateway-duration 3 --proc-events 200000 --e2e-rate 2000
+    /// --e2e-duration 4 --seed-events 200000 --query-reps 5 unless given
+    /// (tables under .sluice/bench/ unless --results-dir).
+    #[command(args_override_self = true)]
     Quick(Box<AllBench>),
     /// Every stage (ingest, processor, e2e, query): one table,
     /// load-tests/results/bench-all.{md,csv}, median, min and max of --runs.
@@ -212,7 +215,7 @@ fn run_bench(stage: BenchStage) -> anyhow::Result<bool> {
     let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     let command = format!("sluice-dev {command}");
     match stage {
-        BenchStage::Quick(bench) => bench.quick().run(&repo, true, &command),
+        BenchStage::Quick(bench) => bench.run(&repo, true, &command),
         BenchStage::All(bench) => bench.run(&repo, false, &command),
         BenchStage::Gateway(bench) => bench.run(&repo).map(|_| true),
         BenchStage::E2e(bench) => bench.run(&repo),
@@ -275,7 +278,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let args = with_quick_defaults(std::env::args().collect());
+    match run(Cli::parse_from(args)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {

@@ -107,19 +107,46 @@ pub struct AllBench {
     pub processor_port: u16,
 }
 
-impl AllBench {
-    /// The settings of `bench quick`: 1 run, small counts, short phases.
-    pub fn quick(mut self) -> Self {
-        self.runs = 1;
-        self.gateway_duration = 3.0;
-        self.proc_events = 200_000;
-        self.e2e_rate = 2000.0;
-        self.e2e_duration = 4.0;
-        self.seed_events = 200_000;
-        self.query_reps = 5;
-        self
-    }
+/// What `bench quick` sets before the caller's options (which win): 1 run,
+/// small counts, short phases.
+pub const QUICK: [&str; 14] = [
+    "--runs",
+    "1",
+    "--gateway-duration",
+    "3",
+    "--proc-events",
+    "200000",
+    "--e2e-rate",
+    "2000",
+    "--e2e-duration",
+    "4",
+    "--seed-events",
+    "200000",
+    "--query-reps",
+    "5",
+];
 
+/// `args` (a command line) with [`QUICK`] after `bench quick`, so that
+/// options given on the command line override them.
+pub fn with_quick_defaults(args: Vec<String>) -> Vec<String> {
+    let at = args
+        .windows(2)
+        .position(|pair| pair[0] == "bench" && pair[1] == "quick");
+    match at {
+        Some(at) => {
+            let (head, tail) = args.split_at(at + 2);
+            let quick = QUICK.iter().map(|arg| (*arg).to_owned());
+            head.iter()
+                .cloned()
+                .chain(quick)
+                .chain(tail.iter().cloned())
+                .collect()
+        }
+        None => args,
+    }
+}
+
+impl AllBench {
     fn stage_on(&self, stage: &str) -> bool {
         self.stages.split_whitespace().any(|word| word == stage)
     }
@@ -506,6 +533,28 @@ pub fn instances_csv(figures: &Figures, instances: &[u16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quick_sets_small_counts_that_the_command_line_overrides() {
+        #[derive(Debug, clap::Parser)]
+        #[command(args_override_self = true)]
+        struct Cli {
+            #[command(flatten)]
+            bench: AllBench,
+        }
+        let words = |text: &str| text.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        let args = with_quick_defaults(words("sluice-dev bench quick --runs 2"));
+        assert_eq!(args[..4], words("sluice-dev bench quick --runs"));
+        let parsed = <Cli as clap::Parser>::parse_from(&args[2..]).bench;
+        assert_eq!(
+            (parsed.runs, parsed.query_reps, parsed.seed_events),
+            (2, 5, 200_000)
+        );
+        assert_eq!(
+            with_quick_defaults(words("sluice-dev bench all")),
+            words("sluice-dev bench all")
+        );
+    }
 
     #[test]
     fn the_instances_table_takes_each_dimensions_figures() {

@@ -449,8 +449,23 @@ impl Run<'_> {
                 self.log_file("otlp-sink").display()
             );
         }
-        let gateway =
-            self.start_gateway(&[("SLUICE_OTLP_ENDPOINT", format!("http://{HOST}:{port}"))])?;
+        // The sink is stopped whatever happens; it reports as it stops.
+        let traced = self.traced_load(port);
+        let _ = crate::process::stop(sink.id(), std::time::Duration::from_secs(5));
+        let _ = sink.wait();
+        let cpu = traced?;
+        let mut report: Value = read_json(&self.file("otlp-sink"))?;
+        report["gateway_cpu_s"] = json!(cpu);
+        std::fs::write(self.file("otlp"), format!("{report}\n"))?;
+        std::fs::remove_file(self.file("otlp-sink"))?;
+        Ok(())
+    }
+
+    /// The traced gateway under the peak load; its CPU seconds meanwhile.
+    fn traced_load(&mut self, otlp_port: u16) -> anyhow::Result<f64> {
+        let b = self.bench;
+        let endpoint = format!("http://{HOST}:{otlp_port}");
+        let gateway = self.start_gateway(&[("SLUICE_OTLP_ENDPOINT", endpoint)])?;
         let before = cpu_seconds(gateway).unwrap_or(0.0);
         log(
             "bench",
@@ -459,24 +474,12 @@ impl Run<'_> {
                 self.run, b.load.batch, b.load.connections
             ),
         );
-        self.http_load(
-            "traced",
-            &[
-                "--connections",
-                &b.load.connections.to_string(),
-                "--traceparent",
-            ],
-        )?;
+        let connections = b.load.connections.to_string();
+        self.http_load("traced", &["--connections", &connections, "--traceparent"])?;
         let cpu = cpu_seconds(gateway).unwrap_or(0.0) - before;
         // Its last spans reach the collector as the gateway stops.
         self.processes.stop(gateway);
-        let _ = crate::process::stop(sink.id(), std::time::Duration::from_secs(5));
-        let _ = sink.wait();
-        let mut report: Value = read_json(&self.file("otlp-sink"))?;
-        report["gateway_cpu_s"] = json!(cpu);
-        std::fs::write(self.file("otlp"), format!("{report}\n"))?;
-        std::fs::remove_file(self.file("otlp-sink"))?;
-        Ok(())
+        Ok(cpu)
     }
 }
 
