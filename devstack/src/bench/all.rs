@@ -238,12 +238,16 @@ impl AllBench {
             failed: 0,
         };
         let outcome = stages.all(&instances);
+        // Asked while the server still runs.
+        let version = clickhouse
+            .query("SELECT version()")
+            .unwrap_or_else(|_| "unknown".into());
         if let Some(stack) = private_stack {
             let _ = stack.down(&[Component::Clickhouse], true);
         }
         outcome?;
         stages.figures.write_jsonl(&out.join("figures.jsonl"))?;
-        let context = self.context(repo, &clickhouse, load_start, command);
+        let context = self.context(repo, &version, load_start, command);
         std::fs::write(results.join("bench-all.csv"), stages.figures.csv())?;
         let table = format!("{}\n{context}", stages.figures.markdown());
         std::fs::write(results.join("bench-all.md"), &table)?;
@@ -275,16 +279,7 @@ impl AllBench {
         Ok(stages.failed == 0)
     }
 
-    fn context(
-        &self,
-        repo: &Path,
-        clickhouse: &HttpEndpoint,
-        load_start: [f64; 3],
-        command: &str,
-    ) -> String {
-        let version = clickhouse
-            .query("SELECT version()")
-            .unwrap_or_else(|_| "unknown".into());
+    fn context(&self, repo: &Path, version: &str, load_start: [f64; 3], command: &str) -> String {
         let cores = std::thread::available_parallelism().map_or(0, usize::from);
         let memory = std::fs::read_to_string("/proc/meminfo")
             .ok()
