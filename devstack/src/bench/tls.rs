@@ -126,7 +126,14 @@ impl TlsBench {
         let started_at = utc_stamp();
         let load_start = load_average();
         let result = self.rounds_in(&bin_dir, &out, &work);
-        let _ = std::fs::remove_dir_all(&work);
+        // Certificates, broker and ClickHouse data: kept only when the run
+        // failed, for the servers' logs.
+        match &result {
+            Ok(_) => {
+                let _ = std::fs::remove_dir_all(&work);
+            }
+            Err(_) => log(TAG, format!("kept {} for its logs", work.display())),
+        }
         let figures = result?;
         let context = self.context(repo, &bin_dir, &out, &started_at, load_start, command);
         std::fs::write(out.join("context.txt"), &context)?;
