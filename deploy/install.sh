@@ -8,12 +8,12 @@
 #   tansu          only the tansu broker (cargo install, ~20 minutes on 2 cores)
 #   chdb           only the tests' second ClickHouse engine: a virtualenv with the
 #                  pinned testkit/chdb-fixture/requirements.txt (~900 MB, ~1 minute)
-#   schemathesis   only the OpenAPI conformance checker of deploy/conformance.sh: a
+#   schemathesis   only the OpenAPI conformance checker of deploy/dev.sh conformance: a
 #                  virtualenv with the pinned deploy/conformance/requirements.txt
 #                  (~60 MB, ~20 s)
 #   kubernetes     only the manifest checker of deploy/kubernetes/validate.sh: a
 #                  virtualenv with the pinned deploy/kubernetes/requirements.txt
-#   sdks           only the third-party SDKs of deploy/sdk-check.sh: node and npm
+#   sdks           only the third-party SDKs of deploy/dev.sh sdk-check: node and npm
 #                  (apt, when missing), and the versions pinned in deploy/sdk-check/
 #                  in a virtualenv and a node_modules (~30 MB, ~30 s)
 #   prometheus     only Prometheus and promtool (Debian's prometheus package, apt,

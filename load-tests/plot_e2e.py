@@ -1,4 +1,4 @@
-"""Turns an e2e sweep CSV (sweep-e2e.sh) into a Markdown table and a PNG of
+"""Turns an e2e sweep CSV (`bench sweep-e2e`) into a Markdown table and a PNG of
 freshness p50/p95/p99 against the offered rate.
 
 Usage: plot_e2e.py CSV MARKDOWN PNG MAX_P95_MS

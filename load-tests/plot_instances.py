@@ -1,4 +1,4 @@
-"""Turns processor-instances.csv (from bench-all.sh) into a Markdown table and a PNG:
+"""Turns processor-instances.csv (from `bench all`) into a Markdown table and a PNG:
 drain throughput and end-to-end p99 freshness by processor instances."""
 
 import csv

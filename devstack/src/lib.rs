@@ -2,8 +2,10 @@
 //! (tansu), ClickHouse 18.16 and the chdb fixture as plain background
 //! processes, with the same guarantees for every caller: `deploy/stack.sh`
 //! and `deploy/local.sh` and `deploy/test.sh` (thin wrappers of the
-//! `sluice-dev` binary), the benchmark scripts, and testkit, which starts its private brokers and
-//! ClickHouse servers through this crate instead of shelling out.
+//! `sluice-dev` binary), the benchmarks and the conformance run
+//! (`sluice-dev bench`, `sluice-dev conformance`), and testkit, which
+//! starts its private brokers and ClickHouse servers through this crate
+//! instead of shelling out.
 //!
 //! - [`settings`]: where the stack lives and listens (`SLUICE_*` variables).
 //! - [`components`]: how each component starts, answers and reports its version.
@@ -12,16 +14,24 @@
 //! - [`cluster`]: ZooKeeper and three ClickHouse servers as a replicated,
 //!   sharded cluster (`sluice-dev cluster`), with single-member faults.
 //! - [`test_matrix`]: every test, once per ClickHouse engine, as CI runs them.
+//! - [`bench`]: the benchmark stages of BENCHMARKS.md (`sluice-dev bench`).
+//! - [`conformance`]: the OpenAPI conformance run, then [`sdk_check`]'s
+//!   real SDKs against the gateway.
 //! - [`process`]: pid files, liveness, launching in a session, stopping.
 //! - [`probe`]: Kafka ApiVersions and HTTP requests, std only.
 //! - [`clickhouse_config`]: the one place that writes ClickHouse's config.
+//! - [`certificates`]: a throwaway CA and server certificate (openssl).
 
+pub mod bench;
+pub mod certificates;
 pub mod clickhouse_config;
 pub mod cluster;
 pub mod components;
+pub mod conformance;
 pub mod local;
 pub mod probe;
 pub mod process;
+pub mod sdk_check;
 pub mod settings;
 pub mod stack;
 pub mod test_matrix;
@@ -38,6 +48,18 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(name))
         .find(|path| path.is_file())
+}
+
+/// A tool's cache: `variable` when set, else `~/.cache/sluice/<name>`.
+pub fn sluice_cache(variable: &str, name: &str) -> PathBuf {
+    std::env::var_os(variable).map_or_else(|| sluice_cache_dir(name), PathBuf::from)
+}
+
+/// `~/.cache/sluice/<name>`.
+pub fn sluice_cache_dir(name: &str) -> PathBuf {
+    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+        .join(".cache/sluice")
+        .join(name)
 }
 
 /// The repository this crate was built from.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::components::Component;
-use crate::probe::{http_get, http_request, port_open};
+use crate::probe::{http_get, port_open, post_admin_key};
 use crate::process::{Launch, PidFile, is_alive, launch, stop};
 use crate::settings::{HOST, StackSettings};
 use crate::stack::Stack;
@@ -264,19 +264,8 @@ impl LocalPipeline {
             r#"{{"project_id":"{}","scopes":["ingest","read"],"key":"{}","label":"local dev key"}}"#,
             self.project, self.api_key
         );
-        let authorization = format!("Bearer {}", self.admin_token);
-        let (_, answer) = http_request(
-            self.gateway_port,
-            "POST",
-            "/v1/admin/keys",
-            &[
-                ("Authorization", &authorization),
-                ("Content-Type", "application/json"),
-            ],
-            &body,
-            Duration::from_secs(15),
-        )
-        .ok_or_else(|| anyhow::anyhow!("cannot reach the gateway's admin API"))?;
+        let answer = post_admin_key(self.gateway_port, &self.admin_token, &body)
+            .ok_or_else(|| anyhow::anyhow!("cannot reach the gateway's admin API"))?;
         if answer.contains("\"key_id\"") {
             say(format!("dev key created for project {}", self.project));
         } else if answer.contains("already exists") {

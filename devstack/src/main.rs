@@ -4,7 +4,15 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sluice_devstack::bench::all::{AllBench, with_quick_defaults};
+use sluice_devstack::bench::e2e::E2eBench;
+use sluice_devstack::bench::gateway::GatewayBench;
+use sluice_devstack::bench::k6::K6Run;
+use sluice_devstack::bench::sweep::{E2eSweep, GatewaySweep};
+use sluice_devstack::bench::tls::TlsBench;
+use sluice_devstack::conformance::Conformance;
 use sluice_devstack::local::LocalPipeline;
+use sluice_devstack::sdk_check::SdkCheck;
 use sluice_devstack::test_matrix::{Engine, TestRun};
 use sluice_devstack::{
     Cluster, ClusterSettings, Component, Member, Stack, StackSettings, repo_root,
@@ -75,6 +83,49 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         runner_args: Vec<String>,
     },
+    /// The benchmarks of BENCHMARKS.md on private brokers, services and
+    /// ClickHouse (never the stack's ports): `quick` checks every stage in
+    /// a few minutes; results and logs under .sluice/bench/.
+    Bench {
+        #[command(subcommand)]
+        stage: BenchStage,
+    },
+    /// The gateway and the query API against their OpenAPI documents
+    /// (schemathesis), then real Segment, RudderStack and Jitsu SDKs
+    /// against the gateway. Without URLs it starts its own services on free
+    /// ports, on SLUICE_KAFKA_BROKERS and SLUICE_CLICKHOUSE_URL or the stack
+    /// (SLUICE_SCHEMATHESIS_VENV [~/.cache/sluice/schemathesis-venv]).
+    /// Exits 0 only when every run passed.
+    Conformance(Conformance),
+    /// Real third-party SDKs against a running gateway, their events read
+    /// back through the query API (default: the local pipeline's).
+    SdkCheck(SdkCheck),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchStage {
+    /// Every stage at a small scale, in a few minutes: `bench all` with
+    /// --runs 1 --gateway-duration 3 --proc-events 200000 --e2e-rate 2000
+    /// --e2e-duration 4 --seed-events 200000 --query-reps 5 unless given
+    /// (tables under .sluice/bench/ unless --results-dir).
+    #[command(args_override_self = true)]
+    Quick(Box<AllBench>),
+    /// Every stage (ingest, processor, e2e, query): one table,
+    /// load-tests/results/bench-all.{md,csv}, median, min and max of --runs.
+    All(Box<AllBench>),
+    /// The gateway's ingest against a bare rdkafka producer, same broker, same run.
+    Gateway(Box<GatewayBench>),
+    /// End-to-end freshness (gateway ack to visible in the query API) and the exact count.
+    E2e(Box<E2eBench>),
+    /// `bench gateway` over batch sizes, partitions and event sizes, with plots.
+    SweepGateway(GatewaySweep),
+    /// `bench e2e` at stepped rates until one fails, with a plot.
+    SweepE2e(E2eSweep),
+    /// One k6 suite (smoke, steady, spike, soak, query-mix) with the real k6.
+    K6(K6Run),
+    /// What TLS and SASL to the broker (and HTTPS to ClickHouse) cost:
+    /// plaintext against SASL_SSL, alternating, as ratios.
+    Tls(Box<TlsBench>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,9 +210,28 @@ fn run_cluster(action: ClusterAction) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+fn run_bench(stage: BenchStage) -> anyhow::Result<bool> {
+    let repo = repo_root();
+    let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    let command = format!("sluice-dev {command}");
+    match stage {
+        BenchStage::Quick(bench) => bench.run(&repo, true, &command),
+        BenchStage::All(bench) => bench.run(&repo, false, &command),
+        BenchStage::Gateway(bench) => bench.run(&repo).map(|_| true),
+        BenchStage::E2e(bench) => bench.run(&repo),
+        BenchStage::SweepGateway(sweep) => sweep.run(&repo).map(|()| true),
+        BenchStage::SweepE2e(sweep) => sweep.run(&repo).map(|()| true),
+        BenchStage::K6(k6) => k6.run(&repo),
+        BenchStage::Tls(bench) => bench.run(&repo, &command).map(|()| true),
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<bool> {
     let settings = StackSettings::from_env(&repo_root())?;
     let action = match cli.command {
+        Command::Bench { stage } => return run_bench(stage),
+        Command::Conformance(conformance) => return conformance.run(&repo_root()),
+        Command::SdkCheck(check) => return check.run(&repo_root()),
         Command::Stack { action } => action,
         Command::Cluster { action } => return run_cluster(action),
         Command::Local { action } => {
@@ -208,7 +278,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let args = with_quick_defaults(std::env::args().collect());
+    match run(Cli::parse_from(args)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {

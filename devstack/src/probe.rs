@@ -3,14 +3,18 @@
 //! talk to tansu), an HTTP GET for ClickHouse and the chdb fixture,
 //! `stat` for ZooKeeper.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::settings::HOST;
 
 fn connect(port: u16, timeout: Duration) -> Option<TcpStream> {
-    let address: SocketAddr = format!("{HOST}:{port}").parse().ok()?;
+    connect_to(HOST, port, timeout)
+}
+
+fn connect_to(host: &str, port: u16, timeout: Duration) -> Option<TcpStream> {
+    let address: SocketAddr = (host, port).to_socket_addrs().ok()?.next()?;
     let stream = TcpStream::connect_timeout(&address, timeout).ok()?;
     stream.set_read_timeout(Some(timeout)).ok()?;
     stream.set_write_timeout(Some(timeout)).ok()?;
@@ -67,20 +71,99 @@ pub fn http_request(
     body: &str,
     timeout: Duration,
 ) -> Option<(u16, String)> {
-    let mut stream = connect(port, timeout)?;
-    let mut request =
-        format!("{method} {path} HTTP/1.0\r\nHost: {HOST}:{port}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
+    let request = HttpRequest {
+        host: HOST,
+        port,
+        method,
+        path,
+        headers,
+        body,
+    };
+    request.answer(timeout)
+}
+
+/// One HTTP/1.0 request to any host (HTTP/1.0, so the answer is never
+/// chunked and ends when the connection closes).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpRequest<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a str,
+}
+
+impl HttpRequest<'_> {
+    /// Sends the request; the stream then reads the answer.
+    pub fn send(&self, timeout: Duration) -> Option<TcpStream> {
+        let (host, port, method, path) = (self.host, self.port, self.method, self.path);
+        let mut stream = connect_to(host, port, timeout)?;
+        let mut request =
+            format!("{method} {path} HTTP/1.0\r\nHost: {host}:{port}\r\nConnection: close\r\n");
+        for (name, value) in self.headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str(&format!("Content-Length: {}\r\n\r\n", self.body.len()));
+        request.push_str(self.body);
+        stream.write_all(request.as_bytes()).ok()?;
+        Some(stream)
     }
-    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).ok()?;
-    let answer = String::from_utf8_lossy(&answer);
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
+
+    /// The status and the body.
+    pub fn answer(&self, timeout: Duration) -> Option<(u16, String)> {
+        let mut answer = Vec::new();
+        self.send(timeout)?.read_to_end(&mut answer).ok()?;
+        let answer = String::from_utf8_lossy(&answer);
+        let (head, body) = answer.split_once("\r\n\r\n")?;
+        let status = head.split(' ').nth(1)?.parse().ok()?;
+        Some((status, body.to_owned()))
+    }
+
+    /// The status and the number of lines of the body, read as it streams
+    /// (an export of millions of rows is never held in memory).
+    pub fn count_lines(&self, timeout: Duration) -> Option<(u16, u64)> {
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, self.send(timeout)?);
+        let mut status_line = String::new();
+        reader.read_line(&mut status_line).ok()?;
+        let status = status_line.split(' ').nth(1)?.parse().ok()?;
+        let mut header = String::new();
+        loop {
+            header.clear();
+            if reader.read_line(&mut header).ok()? == 0 || header == "\r\n" {
+                break;
+            }
+        }
+        let mut lines = 0;
+        loop {
+            let buffer = reader.fill_buf().ok()?;
+            if buffer.is_empty() {
+                return Some((status, lines));
+            }
+            lines += buffer.iter().filter(|byte| **byte == b'\n').count() as u64;
+            let consumed = buffer.len();
+            reader.consume(consumed);
+        }
+    }
+}
+
+/// POSTs a key (JSON `body`) to the admin API of the gateway on `port`:
+/// the answer's body, `None` when nothing answers.
+pub fn post_admin_key(port: u16, admin_token: &str, body: &str) -> Option<String> {
+    let authorization = format!("Bearer {admin_token}");
+    let headers = [
+        ("Authorization", authorization.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    http_request(
+        port,
+        "POST",
+        "/v1/admin/keys",
+        &headers,
+        body,
+        Duration::from_secs(15),
+    )
+    .map(|(_, answer)| answer)
 }
 
 /// ClickHouse's (and the fixture's) `/ping` says `Ok.`.

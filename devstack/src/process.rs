@@ -106,8 +106,31 @@ pub fn launch(launch: &Launch, log: &Path, pid_file: &PidFile) -> anyhow::Result
         launch.args.join(" ")
     )?;
     let mut command = Command::new("setsid");
+    command.arg(&launch.program);
+    configure(&mut command, launch, log_file)?;
+    let child = command
+        .spawn()
+        .with_context(|| format!("cannot start {}", launch.program.display()))?;
+    let pid = child.id();
+    File::create(&pid_file.0)
+        .and_then(|mut file| writeln!(file, "{pid}"))
+        .with_context(|| format!("cannot write {}", pid_file.0.display()))?;
+    Ok(pid)
+}
+
+/// `launch` as a child of this process, in its process group (so Ctrl-C
+/// reaches it too), output to `log` (truncated): for the benchmarks and the
+/// conformance run, which stop what they start before they exit. The caller
+/// may adjust the command before spawning it.
+pub fn attached_command(launch: &Launch, log: &Path) -> anyhow::Result<Command> {
+    let log_file = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let mut command = Command::new(&launch.program);
+    configure(&mut command, launch, log_file)?;
+    Ok(command)
+}
+
+fn configure(command: &mut Command, launch: &Launch, log_file: File) -> anyhow::Result<()> {
     command
-        .arg(&launch.program)
         .args(&launch.args)
         .current_dir(&launch.workdir)
         .stdin(Stdio::null())
@@ -117,14 +140,7 @@ pub fn launch(launch: &Launch, log: &Path, pid_file: &PidFile) -> anyhow::Result
         command.env_remove(name);
     }
     command.envs(launch.env.iter().map(|(name, value)| (name, value)));
-    let child = command
-        .spawn()
-        .with_context(|| format!("cannot start {}", launch.program.display()))?;
-    let pid = child.id();
-    File::create(&pid_file.0)
-        .and_then(|mut file| writeln!(file, "{pid}"))
-        .with_context(|| format!("cannot write {}", pid_file.0.display()))?;
-    Ok(pid)
+    Ok(())
 }
 
 /// SIGTERM, and SIGKILL after `patience`; Ok once the process is gone.

@@ -9,7 +9,7 @@
 //! Before them, once: the Kubernetes manifests (`deploy/kubernetes/
 //! validate.sh`), the Prometheus rules (`promtool check rules`, `promtool
 //! test rules`) and the OpenAPI conformance of both HTTP services
-//! (`deploy/conformance.sh`, on the first engine). It installs what is
+//! (`sluice-dev conformance`, on the first engine). It installs what is
 //! missing first (`deploy/install.sh`), starts the stack, and fails when
 //! any part fails; tests never skip (a missing broker or engine fails
 //! them, saying so).
@@ -22,6 +22,7 @@ use anyhow::{Context, bail};
 
 use crate::cluster::{CLUSTER_NAME, Cluster, ClusterSettings};
 use crate::components::Component;
+use crate::conformance::Conformance;
 use crate::settings::{HOST, StackSettings};
 use crate::stack::Stack;
 
@@ -253,15 +254,18 @@ impl TestRun {
         if self.conformance {
             let (engine, url) = &runs[0];
             say(format!(
-                "===== OpenAPI conformance (deploy/conformance.sh) on {engine} ====="
+                "===== OpenAPI conformance (sluice-dev conformance) on {engine} ====="
             ));
             let started = Instant::now();
-            let passed = succeeds(
-                &repo,
-                Command::new(repo.join("deploy/conformance.sh"))
-                    .env("SLUICE_KAFKA_BROKERS", &brokers)
-                    .env("SLUICE_CLICKHOUSE_URL", url),
-            )?;
+            let passed = Conformance {
+                stack: Some((brokers.clone(), url.clone())),
+                ..Conformance::default()
+            }
+            .run(&repo)
+            .unwrap_or_else(|error| {
+                eprintln!("conformance: error: {error:#}");
+                false
+            });
             let verdict = if passed { "passed" } else { "FAILED" };
             outcome.record(
                 "OpenAPI conformance",

@@ -7,7 +7,7 @@
 //! parsing, no validation, no per-event answer. Run it where the benchmark's
 //! gateway would run and point `sluice-loadgen http` at it: its events/s bound
 //! what the real gateway can reach with the same broker and load generator.
-//! `load-tests/bench-gateway.sh` runs it as its `ceiling` phase.
+//! `deploy/dev.sh bench gateway` runs it as its `ceiling` phase.
 //!
 //! ```sh
 //! SLUICE_LISTEN=127.0.0.1:18190 SLUICE_KAFKA_BROKERS=127.0.0.1:19292 \

@@ -5,7 +5,7 @@
 //! refuses is not valid here, and the other way round, as far as JSON
 //! Schema can say it), and responses what it sends, headers included:
 //! clients and checkers are generated from this document, and
-//! `deploy/conformance.sh` runs schemathesis against the running gateway to
+//! `deploy/dev.sh conformance` runs schemathesis against the running gateway to
 //! keep the two in step.
 
 use axum::Router;

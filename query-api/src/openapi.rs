@@ -5,7 +5,7 @@
 //!
 //! Every parameter schema states what the parser accepts (enums, bounds,
 //! patterns), and every response what the handler sends, because clients
-//! and checkers are generated from it; `deploy/conformance.sh` runs
+//! and checkers are generated from it; `deploy/dev.sh conformance` runs
 //! schemathesis against the running service to keep the two in step.
 
 use serde_json::{Value, json};

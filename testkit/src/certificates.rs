@@ -1,10 +1,10 @@
 //! A throwaway CA and a server certificate it signed for `localhost` and
-//! `127.0.0.1`, made by the `openssl` command for one test's servers.
+//! `127.0.0.1`, for one test's servers: devstack's
+//! [`sluice_devstack::certificates`], which the TLS benchmark uses too.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::processes::run;
+use sluice_devstack::certificates::Certificates;
 
 pub struct TestCertificates {
     /// The CA that signed the server's certificate (PEM): what clients trust.
@@ -19,72 +19,12 @@ impl TestCertificates {
     /// # Panics
     /// When `openssl` is missing or fails (`deploy/install.sh` installs it).
     pub fn make(dir: &Path) -> Self {
-        let path = |name: &str| dir.join(name).display().to_string();
-        let openssl = |args: &[&str], what: &str| {
-            run(Command::new("openssl").args(args).current_dir(dir), what);
-        };
-        openssl(
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=Sluice test CA",
-                "-keyout",
-                &path("ca.key"),
-                "-out",
-                &path("ca.pem"),
-            ],
-            "openssl: the CA",
-        );
-        openssl(
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                &path("server.key"),
-                "-out",
-                &path("server.csr"),
-            ],
-            "openssl: the server key",
-        );
-        std::fs::write(
-            dir.join("san.ext"),
-            "subjectAltName = DNS:localhost, IP:127.0.0.1\n",
-        )
-        .expect("san.ext");
-        openssl(
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &path("server.csr"),
-                "-CA",
-                &path("ca.pem"),
-                "-CAkey",
-                &path("ca.key"),
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                &path("san.ext"),
-                "-out",
-                &path("server.pem"),
-            ],
-            "openssl: the server certificate",
-        );
+        let made = Certificates::make(dir, "Sluice test CA")
+            .unwrap_or_else(|error| panic!("test certificates: {error:#}"));
         Self {
-            ca_file: dir.join("ca.pem"),
-            certificate_file: dir.join("server.pem"),
-            key_file: dir.join("server.key"),
+            ca_file: made.ca_file,
+            certificate_file: made.certificate_file,
+            key_file: made.key_file,
         }
     }
 }

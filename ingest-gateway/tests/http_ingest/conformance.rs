@@ -1,5 +1,5 @@
 //! What schemathesis found against the OpenAPI document
-//! (deploy/conformance.sh), kept as tests: every answer has the one error
+//! (deploy/dev.sh conformance), kept as tests: every answer has the one error
 //! body, and a body that must be an object is not read from an array.
 
 use serde_json::json;

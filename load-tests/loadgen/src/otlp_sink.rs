@@ -1,5 +1,5 @@
 //! A stand-in OTLP/HTTP collector for the tracing benchmark
-//! (`bench-gateway.sh --tracing`): it answers every `POST /v1/traces` with
+//! (`bench gateway --tracing`): it answers every `POST /v1/traces` with
 //! 200 at once and counts the requests and their bytes, so a service's span
 //! export runs for real with no collector installed. Runs until SIGTERM or
 //! SIGINT, then reports the counts.

@@ -165,7 +165,7 @@ async fn a_client_that_stops_reading_is_dropped_and_the_others_go_on() {
     assert_eq!(closed, Ok(true), "the stalled client was not dropped");
 }
 
-/// Found by schemathesis (deploy/conformance.sh): a GET that is no
+/// Found by schemathesis (deploy/dev.sh conformance): a GET that is no
 /// WebSocket handshake got axum's plain-text 400; it gets the error body,
 /// and the key is checked first, as on every endpoint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
