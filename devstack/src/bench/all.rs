@@ -67,6 +67,12 @@ pub struct AllBench {
     /// The processor stage's SLUICE_ROLLUP_PROPERTIES, e.g. country,path.
     #[arg(long, default_value = "")]
     pub rollup_properties: String,
+    /// ClickHouse clusters to compare in the processor stage, e.g.
+    /// "sluice_one_shard sluice" (`sluice-dev cluster up` has both), each run
+    /// draining into each in turn in cluster mode; needs --clickhouse-url
+    /// naming a server of them. Empty: one server, no cluster mode.
+    #[arg(long, default_value = "")]
+    pub clickhouse_clusters: String,
     /// Which stages, of: ingest processor e2e query.
     #[arg(long, default_value = "ingest processor e2e query")]
     pub stages: String,
@@ -151,6 +157,40 @@ impl AllBench {
         self.stages.split_whitespace().any(|word| word == stage)
     }
 
+    /// The binaries the chosen stages run (a processor-only run needs no
+    /// gateway and no query examples).
+    fn needed_binaries(&self) -> Vec<&'static str> {
+        let mut needed = vec!["sluice-stream-processor", "sluice-loadgen"];
+        if self.stage_on("ingest") {
+            needed.push("examples/http_produce_ceiling");
+        }
+        if self.stage_on("ingest") || self.stage_on("e2e") {
+            needed.push("sluice-ingest-gateway");
+        }
+        if self.stage_on("e2e") || self.stage_on("query") {
+            needed.push("sluice-query-api");
+        }
+        if self.stage_on("query") {
+            needed.push("examples/bench_seed");
+        }
+        needed
+    }
+
+    /// The processor stage's ClickHouse targets: each cluster of
+    /// --clickhouse-clusters, or the one server (`None`).
+    pub(super) fn clusters(&self) -> Vec<Option<&str>> {
+        let clusters: Vec<Option<&str>> = self
+            .clickhouse_clusters
+            .split_whitespace()
+            .map(Some)
+            .collect();
+        if clusters.is_empty() {
+            vec![None]
+        } else {
+            clusters
+        }
+    }
+
     fn instances(&self) -> anyhow::Result<Vec<u16>> {
         self.instances
             .split_whitespace()
@@ -171,19 +211,15 @@ impl AllBench {
             }
         }
         let instances = self.instances()?;
+        if !self.clickhouse_clusters.trim().is_empty() && self.clickhouse_url.is_none() {
+            bail!("--clickhouse-clusters needs --clickhouse-url, a server of those clusters");
+        }
         let load_start = load_average();
         let bin_dir = self.binaries.prepare(
             repo,
             &super::e2e::PACKAGES,
             &["bench_seed", "http_produce_ceiling"],
-            &[
-                "sluice-ingest-gateway",
-                "sluice-stream-processor",
-                "sluice-query-api",
-                "sluice-loadgen",
-                "examples/bench_seed",
-                "examples/http_produce_ceiling",
-            ],
+            &self.needed_binaries(),
         )?;
         let out = run_dir(repo, "all-")?;
         let results = match (&self.results_dir, quick) {
@@ -251,13 +287,16 @@ impl AllBench {
         std::fs::write(results.join("bench-all.csv"), stages.figures.csv())?;
         let table = format!("{}\n{context}", stages.figures.markdown());
         std::fs::write(results.join("bench-all.md"), &table)?;
-        let csv = results.join("processor-instances.csv");
-        std::fs::write(&csv, instances_csv(&stages.figures, &instances))?;
-        plot(
-            repo,
-            "plot_instances.py",
-            &[&csv.display().to_string(), &results.display().to_string()],
-        )?;
+        // The instances plot is of the one-server drain.
+        if self.clickhouse_clusters.trim().is_empty() {
+            let csv = results.join("processor-instances.csv");
+            std::fs::write(&csv, instances_csv(&stages.figures, &instances))?;
+            plot(
+                repo,
+                "plot_instances.py",
+                &[&csv.display().to_string(), &results.display().to_string()],
+            )?;
+        }
         println!("{table}");
         log(
             TAG,
@@ -337,14 +376,18 @@ impl Stages<'_> {
         for run in 1..=b.runs {
             if b.stage_on("processor") {
                 for n in instances {
-                    log(
-                        TAG,
-                        format!(
-                            "processor: run {run}/{}, {n} instance(s) drain {} events",
-                            b.runs, b.proc_events
-                        ),
-                    );
-                    self.processor_drain(run, *n)?;
+                    for cluster in b.clusters() {
+                        log(
+                            TAG,
+                            format!(
+                                "processor: run {run}/{}, {n} instance(s) drain {} events{}",
+                                b.runs,
+                                b.proc_events,
+                                cluster.map_or(String::new(), |c| format!(" into cluster {c}"))
+                            ),
+                        );
+                        self.processor_drain(run, *n, cluster)?;
+                    }
                 }
             }
         }

@@ -4,6 +4,10 @@
 //! consumer resumes from a committed offset, which a rebalance in the
 //! middle of draining a pre-filled topic causes: a first attempt skipped
 //! 2,677 offsets).
+//!
+//! With `--clickhouse-clusters`, each drain goes into one ClickHouse cluster
+//! in cluster mode (docs/scaling.md: one shard against two), and the time
+//! the processor spent in ClickHouse inserts is recorded beside the rate.
 
 use std::time::{Duration, Instant};
 
@@ -13,12 +17,22 @@ use super::all::{PROJECT, Stages, TAG};
 use super::processes::{Processes, ServiceLaunch, cpu_seconds, peak_rss_kib};
 use super::report::loadgen;
 use super::{log, unix_seconds};
+use crate::probe::http_get;
 use crate::settings::HOST;
 
 impl Stages<'_> {
-    pub(super) fn processor_drain(&mut self, run: u32, instances: u16) -> anyhow::Result<()> {
+    pub(super) fn processor_drain(
+        &mut self,
+        run: u32,
+        instances: u16,
+        cluster: Option<&str>,
+    ) -> anyhow::Result<()> {
         let b = self.bench;
-        let db = format!("bench_proc_{run}_{instances}_{}", unix_seconds());
+        let db = format!(
+            "bench_proc_{run}_{instances}_{}{}",
+            unix_seconds(),
+            cluster.map_or(String::new(), |c| format!("_{c}"))
+        );
         let (topic, log_stem) = ("proc.events", format!("processor-run{run}-x{instances}"));
         let brokers = format!("{HOST}:{}", b.kafka_port);
         let mut processes = Processes::default();
@@ -46,6 +60,10 @@ impl Stages<'_> {
                     ("SLUICE_CLICKHOUSE_DATABASE", db.clone()),
                     ("SLUICE_CONSUMER_GROUP", db.clone()),
                     ("SLUICE_ROLLUP_PROPERTIES", b.rollup_properties.clone()),
+                    (
+                        "SLUICE_CLICKHOUSE_CLUSTER",
+                        cluster.unwrap_or_default().into(),
+                    ),
                 ],
             })?);
         }
@@ -111,6 +129,9 @@ impl Stages<'_> {
             ),
         );
         let cpu_used = cpu(&pids) - cpu_before;
+        let insert_seconds: f64 = (0..instances)
+            .map(|i| insert_seconds(b.processor_port + i))
+            .sum();
         let rss = pids
             .iter()
             .filter_map(|pid| peak_rss_kib(*pid))
@@ -126,23 +147,34 @@ impl Stages<'_> {
             );
         }
         processes.stop_all();
+        let on_cluster = cluster.map_or(String::new(), |c| format!(" ON CLUSTER {c}"));
         self.clickhouse
-            .query(&format!("DROP DATABASE IF EXISTS {db}"))?;
+            .query(&format!("DROP DATABASE IF EXISTS {db}{on_cluster}"))?;
         let events = b.proc_events as f64;
+        let into = cluster.map_or(String::new(), |c| format!(" into {c}"));
         let f = &mut self.figures;
         f.record(
             "processor",
-            format!("{instances} processor(s): fill and drain, wall"),
+            format!("{instances} processor(s){into}: fill and drain, wall"),
             "events/s",
             run,
             events / wall,
         );
         f.record(
             "processor",
-            format!("{instances} processor(s): events per processor CPU-second"),
+            format!("{instances} processor(s){into}: events per processor CPU-second"),
             "events/CPU-s",
             run,
             events / cpu_used,
+        );
+        f.record(
+            "processor",
+            format!(
+                "{instances} processor(s){into}: share of the drain spent in ClickHouse inserts"
+            ),
+            "ratio",
+            run,
+            insert_seconds / wall / f64::from(instances),
         );
         f.record(
             "memory",
@@ -152,5 +184,37 @@ impl Stages<'_> {
             rss / 1024.0,
         );
         Ok(())
+    }
+}
+
+/// Seconds a processor has spent in ClickHouse inserts, every table: the
+/// sum of its `sluice_processor_insert_duration_seconds` histogram.
+fn insert_seconds(port: u16) -> f64 {
+    let Some((200, text)) = http_get(port, "/metrics", Duration::from_secs(5)) else {
+        return f64::NAN;
+    };
+    insert_seconds_in(&text)
+}
+
+fn insert_seconds_in(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("sluice_processor_insert_duration_seconds_sum"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_seconds_add_up_over_tables() {
+        let metrics = "# HELP x\n\
+            sluice_processor_insert_duration_seconds_sum{table=\"events\"} 1.5\n\
+            sluice_processor_insert_duration_seconds_count{table=\"events\"} 3\n\
+            sluice_processor_insert_duration_seconds_sum{table=\"rollups\"} 0.25\n";
+        assert_eq!(insert_seconds_in(metrics), 1.75);
+        assert_eq!(insert_seconds_in(""), 0.0);
     }
 }
