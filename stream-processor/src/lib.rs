@@ -78,7 +78,7 @@ pub mod windows;
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
-use sluice_runtime::clickhouse::{CLICKHOUSE_CHECK, Connection, ensure_schema};
+use sluice_runtime::clickhouse::{CLICKHOUSE_CHECK, Connection, ServerFeatures, ensure_schema};
 use sluice_runtime::http::serve_http;
 use sluice_runtime::kafka::{KAFKA_CHECK, ensure_topics};
 use sluice_runtime::ops::{self, Patience, Readiness};
@@ -128,14 +128,7 @@ pub async fn serve(
 
     let cluster = clickhouse.cluster().cloned();
     let (clickhouse, database) = clickhouse.client(features);
-    // ClickHouse Cloud sends each HTTP request to any replica: the reads of
-    // a checkpoint after a takeover (and retention's) see every
-    // acknowledged insert. Cheap there, and these reads are rare.
-    let clickhouse = if features.shared_merge_tree {
-        clickhouse.with_setting("select_sequential_consistency", "1")
-    } else {
-        clickhouse
-    };
+    let clickhouse = reading_own_writes(clickhouse, features, cluster.is_some());
     let supervisor = Supervisor::new(shutdown.clone());
     if config.processor.retention_days > 0 {
         let task = retention::run(
@@ -176,4 +169,30 @@ pub async fn serve(
     ops_shutdown.cancel();
     ops_server.await??;
     Ok(())
+}
+
+/// The processor's client, set so that a partition's new owner reads the
+/// checkpoint its previous owner wrote, not an older copy on a lagging
+/// replica. A stale read would not break exactly-once (the new owner would
+/// replay from there, writing identical rows), but it would replay for
+/// nothing. The processor's reads are rare (a checkpoint per partition
+/// taken over, retention's partition list), so they may cost more.
+/// - ClickHouse Cloud sends each HTTP request to any replica:
+///   `select_sequential_consistency` makes it sync with Keeper first.
+/// - On a cluster of Replicated tables, every processor writes to and reads
+///   from the first live replica of each shard (`load_balancing =
+///   in_order`); only while that replica is down may a takeover read an
+///   older checkpoint from another.
+fn reading_own_writes(
+    client: clickhouse::Client,
+    features: ServerFeatures,
+    on_cluster: bool,
+) -> clickhouse::Client {
+    if features.shared_merge_tree {
+        client.with_setting("select_sequential_consistency", "1")
+    } else if on_cluster {
+        client.with_setting("load_balancing", "in_order")
+    } else {
+        client
+    }
 }
