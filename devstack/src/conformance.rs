@@ -35,7 +35,7 @@ const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_co
 /// resumes from its checkpoint; the API reads the last day).
 const RUN_NAME: &str = "sluice_conformance";
 
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Conformance {
     /// Check a running gateway instead (with --query and --admin-token;
     /// only a disposable stack: the run sends events, creates and revokes keys).
@@ -48,7 +48,7 @@ pub struct Conformance {
     #[arg(long, requires_all = ["gateway", "query"])]
     pub admin_token: Option<String>,
     /// Generated requests per operation and phase.
-    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = DEFAULT_EXAMPLES, value_parser = clap::value_parser!(u32).range(1..))]
     pub examples: u32,
     /// Keep schemathesis's JUnit reports and the services' logs (path printed).
     #[arg(long)]
@@ -57,6 +57,23 @@ pub struct Conformance {
     /// matrix's); else SLUICE_KAFKA_BROKERS and SLUICE_CLICKHOUSE_URL, or the stack.
     #[arg(skip)]
     pub stack: Option<(String, String)>,
+}
+
+/// Generated requests per operation and phase unless told otherwise.
+const DEFAULT_EXAMPLES: u32 = 25;
+
+/// What the command line gives with no options (the test matrix runs it so).
+impl Default for Conformance {
+    fn default() -> Self {
+        Self {
+            gateway: None,
+            query: None,
+            admin_token: None,
+            examples: DEFAULT_EXAMPLES,
+            keep_reports: false,
+            stack: None,
+        }
+    }
 }
 
 fn say(line: impl AsRef<str>) {
@@ -463,6 +480,18 @@ mod tests {
         .unwrap();
         assert_eq!(cli.conformance.examples, 25);
         assert_eq!(cli.conformance.query.as_deref(), Some("http://h:2"));
+    }
+
+    #[test]
+    fn the_default_is_what_the_command_line_gives() {
+        let cli = Cli::try_parse_from(["c"]).unwrap();
+        let default = Conformance::default();
+        assert_eq!(default.examples, cli.conformance.examples);
+        assert!(default.examples >= 1);
+        assert_eq!(
+            (default.gateway, default.keep_reports),
+            (cli.conformance.gateway, cli.conformance.keep_reports)
+        );
     }
 
     #[test]
