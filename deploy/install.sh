@@ -2,7 +2,7 @@
 # Installs what the local Sluice stack and build need, only what is missing, and
 # says what it did. Safe to re-run: with everything present it changes nothing.
 #
-# Usage: deploy/install.sh [apt|tansu|chdb|schemathesis|kubernetes|sdks|prometheus|zookeeper]
+# Usage: deploy/install.sh [apt|tansu|chdb|schemathesis|kubernetes|sdks|browser|prometheus|zookeeper]
 #   (no argument)  what the local stack needs: apt and tansu
 #   apt            only the Debian packages
 #   tansu          only the tansu broker (cargo install, ~20 minutes on 2 cores)
@@ -16,6 +16,8 @@
 #   sdks           only the third-party SDKs of deploy/dev.sh sdk-check: node and npm
 #                  (apt, when missing), and the versions pinned in deploy/sdk-check/
 #                  in a virtualenv and a node_modules (~30 MB, ~30 s)
+#   browser        only the browser tests' Debian chromium (apt, when missing) and the
+#                  playwright-core pinned in deploy/browser/package.json
 #   prometheus     only Prometheus and promtool (Debian's prometheus package, apt,
 #                  when missing) for the alert rules of deploy/prometheus/ and
 #                  their test (testkit/tests/prometheus.rs)
@@ -44,13 +46,14 @@ KUBERNETES_VALIDATE_VENV=${SLUICE_KUBERNETES_VALIDATE_VENV:-$HOME/.cache/sluice/
 KUBERNETES_VALIDATE_REQUIREMENTS=$ROOT/deploy/kubernetes/requirements.txt
 SDK_CHECK_CACHE=${SLUICE_SDK_CHECK_CACHE:-$HOME/.cache/sluice/sdk-check}
 SDK_CHECK_PINS=$ROOT/deploy/sdk-check
+BROWSER_CACHE=${SLUICE_BROWSER_CACHE:-$HOME/.cache/sluice/browser}
 
 log() { printf 'install: %s\n' "$*"; }
 die() {
     printf 'install: error: %s\n' "$*" >&2
     exit 1
 }
-usage() { sed -n '5,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '5,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 # sudo only when needed, so the script also works as root in containers/CI
 # where sudo is usually absent.
@@ -197,30 +200,49 @@ install_kubernetes_validate() {
     install_venv kubernetes-validate "$KUBERNETES_VALIDATE_VENV" "$KUBERNETES_VALIDATE_REQUIREMENTS" 'import kubernetes_validate'
 }
 
-install_sdks() {
-    install_venv sdk-check "$SDK_CHECK_CACHE/venv" "$SDK_CHECK_PINS/requirements.txt" 'import segment.analytics'
+# install_node_modules NAME DIR PACKAGE_JSON: DIR/node_modules with the
+# versions pinned in PACKAGE_JSON, unless DIR already holds them.
+install_node_modules() {
+    local name=$1 modules=$2 package=$3
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-        command -v dpkg >/dev/null || die "sdks: install node and npm by hand"
-        log "sdks: installing nodejs and npm (apt)"
+        command -v dpkg >/dev/null || die "$name: install node and npm by hand"
+        log "$name: installing nodejs and npm (apt)"
         apt_install nodejs npm
     fi
-    local modules=$SDK_CHECK_CACHE/node
     mkdir -p "$modules"
     exec 9>>"$modules.lock"
-    flock -w 900 9 || die "sdks: $modules.lock is still held after 15 minutes"
-    if cmp -s "$SDK_CHECK_PINS/package.json" "$modules/package.json" && [[ -d $modules/node_modules ]]; then
-        log "sdks: Node SDKs present, nothing to do ($modules)"
+    flock -w 900 9 || die "$name: $modules.lock is still held after 15 minutes"
+    if cmp -s "$package" "$modules/package.json" && [[ -d $modules/node_modules ]]; then
+        log "$name: Node packages present, nothing to do ($modules)"
         return 0
     fi
-    log "sdks: installing the Node SDKs of $SDK_CHECK_PINS/package.json with node $(node --version)"
+    log "$name: installing the Node packages of $package with node $(node --version)"
     rm -rf -- "$modules/node_modules" "$modules/package.json"
-    cp "$SDK_CHECK_PINS/package.json" "$modules/package.json.new"
+    cp "$package" "$modules/package.json.new"
     mv "$modules/package.json.new" "$modules/package.json"
     if ! (cd "$modules" && npm install --no-audit --no-fund --silent); then
         rm -f "$modules/package.json"
-        die "sdks: npm install failed in $modules"
+        die "$name: npm install failed in $modules"
     fi
-    log "sdks: installed in $modules"
+    log "$name: installed in $modules"
+}
+
+install_sdks() {
+    install_venv sdk-check "$SDK_CHECK_CACHE/venv" "$SDK_CHECK_PINS/requirements.txt" 'import segment.analytics'
+    install_node_modules sdks "$SDK_CHECK_CACHE/node" "$SDK_CHECK_PINS/package.json"
+}
+
+# Debian's chromium, driven by npm's playwright-core (which downloads no
+# browser of its own) for the browser tests of deploy/browser/.
+install_browser() {
+    if ! is_installed chromium; then
+        command -v dpkg >/dev/null || die "browser: not a Debian-family system (no dpkg): install chromium by hand"
+        log "browser: installing chromium (apt)"
+        apt_install chromium
+        is_installed chromium || die "browser: chromium is still not installed"
+    fi
+    log "browser: $(/usr/bin/chromium --version 2>/dev/null | head -n 1)"
+    install_node_modules browser "$BROWSER_CACHE/node" "$ROOT/deploy/browser/package.json"
 }
 
 # Debian's prometheus package: /usr/bin/prometheus and /usr/bin/promtool. Its
@@ -278,6 +300,7 @@ chdb) install_chdb ;;
 schemathesis) install_schemathesis ;;
 kubernetes) install_kubernetes_validate ;;
 sdks) install_sdks ;;
+browser) install_browser ;;
 prometheus) install_prometheus ;;
 zookeeper) install_zookeeper ;;
 -h | --help | help) usage ;;

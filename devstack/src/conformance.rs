@@ -31,9 +31,9 @@ use crate::{sluice_cache, sluice_cache_dir};
 /// a documented 400) and `max_response_time` (timing is not conformance).
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance,negative_data_rejection,missing_required_header,unsupported_method,allow_header_conformance,ignored_auth,use_after_free,ensure_resource_availability";
 
-/// Fixed names, so runs do not pile up topics and databases (the processor
+/// A fixed name, so runs do not pile up topics and databases (the processor
 /// resumes from its checkpoint; the API reads the last day).
-const RUN_NAME: &str = "sluice_conformance";
+const RUN_NAME: &str = "conformance";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Conformance {
@@ -81,10 +81,10 @@ fn say(line: impl AsRef<str>) {
 }
 
 /// The services under test.
-struct Target {
-    gateway: HttpEndpoint,
-    query: HttpEndpoint,
-    admin_token: String,
+pub(crate) struct Target {
+    pub gateway: HttpEndpoint,
+    pub query: HttpEndpoint,
+    pub admin_token: String,
 }
 
 impl Conformance {
@@ -125,7 +125,7 @@ impl Conformance {
                 query: HttpEndpoint::parse(query, "--query")?,
                 admin_token: token.clone(),
             },
-            _ => start_services(repo, work, processes, self.stack.clone())?,
+            _ => start_services(repo, work, processes, self.stack.clone(), RUN_NAME)?,
         };
         let key = create_key(&target)?;
         crate::bench::e2e::wait_for_key_at(&target.query, &key)?;
@@ -242,12 +242,14 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Builds and starts the gateway, a processor (so the query API has
-/// events to answer with) and the query API on free ports.
-fn start_services(
+/// events to answer with) and the query API on free ports, with topics,
+/// database and consumer group of their own, named after `run`.
+pub(crate) fn start_services(
     repo: &Path,
     work: &Path,
     processes: &mut Processes,
     stack: Option<(String, String)>,
+    run: &str,
 ) -> anyhow::Result<Target> {
     let (brokers, clickhouse) = match stack {
         Some((brokers, clickhouse)) => (Some(brokers), Some(clickhouse)),
@@ -298,16 +300,13 @@ fn start_services(
     let common = vec![
         ("SLUICE_KAFKA_BROKERS", brokers),
         ("SLUICE_CLICKHOUSE_URL", clickhouse),
-        ("SLUICE_CLICKHOUSE_DATABASE", RUN_NAME.to_owned()),
-        (
-            "SLUICE_KAFKA_EVENTS_TOPIC",
-            "sluice.conformance.events".into(),
-        ),
-        ("SLUICE_KAFKA_DLQ_TOPIC", "sluice.conformance.dlq".into()),
-        ("SLUICE_KAFKA_KEYS_TOPIC", "sluice.conformance.keys".into()),
-        ("SLUICE_KAFKA_LIVE_TOPIC", "sluice.conformance.live".into()),
+        ("SLUICE_CLICKHOUSE_DATABASE", format!("sluice_{run}")),
+        ("SLUICE_KAFKA_EVENTS_TOPIC", format!("sluice.{run}.events")),
+        ("SLUICE_KAFKA_DLQ_TOPIC", format!("sluice.{run}.dlq")),
+        ("SLUICE_KAFKA_KEYS_TOPIC", format!("sluice.{run}.keys")),
+        ("SLUICE_KAFKA_LIVE_TOPIC", format!("sluice.{run}.live")),
         ("SLUICE_KAFKA_PARTITIONS", "1".into()),
-        ("SLUICE_CONSUMER_GROUP", "sluice-conformance".into()),
+        ("SLUICE_CONSUMER_GROUP", format!("sluice-{run}")),
         ("SLUICE_LOG", log_level),
     ];
     let launch = |binary: &str, log: &str, port: u16, extra: Vec<(&'static str, String)>| {
@@ -343,7 +342,7 @@ fn start_services(
         query_port,
         vec![
             ("SLUICE_ADMIN_TOKEN", admin_token.clone()),
-            ("SLUICE_PROCESSOR_GROUP", "sluice-conformance".into()),
+            ("SLUICE_PROCESSOR_GROUP", format!("sluice-{run}")),
             (
                 "SLUICE_STATUS_PEERS",
                 format!(
@@ -364,7 +363,7 @@ fn start_services(
         admin_token,
     };
     say(format!(
-        "gateway {}, query API {} (topics and database {RUN_NAME})",
+        "gateway {}, query API {} (topics and database of {run})",
         target.gateway.url(),
         target.query.url()
     ));
@@ -373,7 +372,7 @@ fn start_services(
 
 /// A fresh key of both scopes for this run; the admin run comes last, since
 /// it may revoke any key it lists, this one included.
-fn create_key(target: &Target) -> anyhow::Result<String> {
+pub(crate) fn create_key(target: &Target) -> anyhow::Result<String> {
     let authorization = format!("Bearer {}", target.admin_token);
     let body = r#"{"project_id":"conformance","scopes":["ingest","read"],"label":"sluice-dev conformance"}"#;
     let (_, answer) = target

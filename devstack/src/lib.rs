@@ -17,12 +17,14 @@
 //! - [`bench`]: the benchmark stages of BENCHMARKS.md (`sluice-dev bench`).
 //! - [`conformance`]: the OpenAPI conformance run, then [`sdk_check`]'s
 //!   real SDKs against the gateway.
+//! - [`browser_check`]: the services' pages (`/docs`) in headless chromium.
 //! - [`process`]: pid files, liveness, launching in a session, stopping.
 //! - [`probe`]: Kafka ApiVersions and HTTP requests, std only.
 //! - [`clickhouse_config`]: the one place that writes ClickHouse's config.
 //! - [`certificates`]: a throwaway CA and server certificate (openssl).
 
 pub mod bench;
+pub mod browser_check;
 pub mod certificates;
 pub mod clickhouse_config;
 pub mod cluster;

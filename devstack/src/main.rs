@@ -10,6 +10,7 @@ use sluice_devstack::bench::gateway::GatewayBench;
 use sluice_devstack::bench::k6::K6Run;
 use sluice_devstack::bench::sweep::{E2eSweep, GatewaySweep};
 use sluice_devstack::bench::tls::TlsBench;
+use sluice_devstack::browser_check::BrowserCheck;
 use sluice_devstack::conformance::Conformance;
 use sluice_devstack::local::LocalPipeline;
 use sluice_devstack::sdk_check::SdkCheck;
@@ -76,7 +77,8 @@ enum Command {
         /// clickhouse-18, chdb or both [SLUICE_TEST_ENGINES, else both].
         #[arg(long, env = "SLUICE_TEST_ENGINES", default_value = "both")]
         engine: String,
-        /// Leave the OpenAPI conformance check out (the summary says so).
+        /// Leave the OpenAPI conformance check and the browser step out
+        /// (the summary says so).
         #[arg(long)]
         no_conformance: bool,
         /// Passed to the test runner, e.g. -E 'test(end_to_end)'.
@@ -100,6 +102,11 @@ enum Command {
     /// Real third-party SDKs against a running gateway, their events read
     /// back through the query API (default: the local pipeline's).
     SdkCheck(SdkCheck),
+    /// /docs of the gateway and the query API in headless chromium
+    /// (playwright-core): authorize with a key, "Try it out", no console
+    /// errors; screenshots to docs/screenshots. Starts its own services
+    /// like `conformance` (needs `deploy/install.sh browser`).
+    Browser(BrowserCheck),
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +239,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Bench { stage } => return run_bench(stage),
         Command::Conformance(conformance) => return conformance.run(&repo_root()),
         Command::SdkCheck(check) => return check.run(&repo_root()),
+        Command::Browser(check) => return check.run(&repo_root()),
         Command::Stack { action } => action,
         Command::Cluster { action } => return run_cluster(action),
         Command::Local { action } => {

@@ -9,7 +9,8 @@
 //! Before them, once: the Kubernetes manifests (`deploy/kubernetes/
 //! validate.sh`), the Prometheus rules (`promtool check rules`, `promtool
 //! test rules`) and the OpenAPI conformance of both HTTP services
-//! (`sluice-dev conformance`, on the first engine). It installs what is
+//! (`sluice-dev conformance`, on the first engine), and both services'
+//! `/docs` in headless chromium (`sluice-dev browser`). It installs what is
 //! missing first (`deploy/install.sh`), starts the stack, and fails when
 //! any part fails; tests never skip (a missing broker or engine fails
 //! them, saying so).
@@ -20,6 +21,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
+use crate::browser_check::BrowserCheck;
 use crate::cluster::{CLUSTER_NAME, Cluster, ClusterSettings};
 use crate::components::Component;
 use crate::conformance::Conformance;
@@ -102,6 +104,19 @@ impl Outcome {
         if !passed {
             self.failed.push(part.to_owned());
         }
+    }
+
+    /// Runs a part that checks running services and records how it ended
+    /// and how long it took; a part that cannot start counts as failed.
+    fn timed(&mut self, part: &str, run: impl FnOnce() -> anyhow::Result<bool>) {
+        let started = Instant::now();
+        let passed = run().unwrap_or_else(|error| {
+            eprintln!("{part}: error: {error:#}");
+            false
+        });
+        let verdict = if passed { "passed" } else { "FAILED" };
+        let detail = format!("{verdict} in {} s", started.elapsed().as_secs());
+        self.record(part, passed, &detail);
     }
 }
 
@@ -197,6 +212,8 @@ impl TestRun {
         install(&["prometheus"])?;
         // ZooKeeper for the local cluster of devstack/tests/cluster.rs.
         install(&["zookeeper"])?;
+        // Debian's chromium and playwright-core for the browser step.
+        install(&["browser"])?;
         let mut components = vec![Component::Kafka];
         if external.is_none() {
             for engine in &self.engines {
@@ -253,29 +270,33 @@ impl TestRun {
 
         if self.conformance {
             let (engine, url) = &runs[0];
+            let stack = Some((brokers.clone(), url.clone()));
             say(format!(
                 "===== OpenAPI conformance (sluice-dev conformance) on {engine} ====="
             ));
-            let started = Instant::now();
-            let passed = Conformance {
-                stack: Some((brokers.clone(), url.clone())),
-                ..Conformance::default()
-            }
-            .run(&repo)
-            .unwrap_or_else(|error| {
-                eprintln!("conformance: error: {error:#}");
-                false
+            outcome.timed("OpenAPI conformance", || {
+                Conformance {
+                    stack: stack.clone(),
+                    ..Conformance::default()
+                }
+                .run(&repo)
             });
-            let verdict = if passed { "passed" } else { "FAILED" };
-            outcome.record(
-                "OpenAPI conformance",
-                passed,
-                &format!("{verdict} in {} s", started.elapsed().as_secs()),
-            );
+            say(format!(
+                "===== browser: /docs in chromium (sluice-dev browser) on {engine} ====="
+            ));
+            // CI's screenshots stay out of the committed ones (docs/screenshots).
+            outcome.timed("browser (/docs)", || {
+                BrowserCheck {
+                    stack,
+                    screenshots: Some(repo.join(".sluice/browser")),
+                    ..BrowserCheck::default()
+                }
+                .run(&repo)
+            });
         } else {
             outcome
                 .summary
-                .push("OpenAPI conformance: not run (--no-conformance)".into());
+                .push("OpenAPI conformance and browser (/docs): not run (--no-conformance)".into());
         }
 
         if !self.runner_args.is_empty() {

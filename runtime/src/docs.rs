@@ -1,12 +1,15 @@
-//! `/openapi.json` and `/docs` for a service: its OpenAPI document, and a
-//! self-contained page that renders it (no CDN, no downloaded bundle, so it
-//! works offline and builds here).
+//! `/openapi.json` and `/docs` for a service: its OpenAPI document, and
+//! Swagger UI over it, where a person authorizes with a key and sends
+//! requests ("Try it out"). The UI is vendored and compiled in
+//! ([`assets`]): no CDN, nothing fetched at run time, no Node to build.
+
+pub mod assets;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::http::header;
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::{Value, json};
 
@@ -27,7 +30,18 @@ pub fn router(spec: Value) -> Router {
                 }
             }),
         )
-        .route("/docs", get(|| async { Html(DOCS_PAGE) }))
+        .merge(assets::router())
+}
+
+/// Every path the docs page needs besides `/openapi.json`, with the
+/// `Content-Type` it is served with (for the services' tests).
+pub fn page_paths() -> Vec<(String, &'static str)> {
+    let assets = assets::ASSETS
+        .iter()
+        .map(|asset| (format!("/docs/assets/{}", asset.name), asset.content_type));
+    std::iter::once(("/docs".to_owned(), "text/html; charset=utf-8"))
+        .chain(assets)
+        .collect()
 }
 
 /// What every Sluice OpenAPI document shares: the key schemes (bearer, or
@@ -70,7 +84,7 @@ pub fn with_shared_parts(mut spec: Value) -> Value {
             "responses": {"200": {"description": "OpenAPI 3.0.",
                 "content": {"application/json": {"schema": {"type": "object"}}}}}}},
         "/docs": {"get": {"summary": "This document, rendered", "security": open,
-            "responses": {"200": {"description": "A self-contained HTML page.",
+            "responses": {"200": {"description": "Swagger UI over this document, to try requests with a key.",
                 "content": {"text/html": {"schema": {"type": "string"}}}}}}},
     });
     if let (Some(paths), Value::Object(ops)) = (spec["paths"].as_object_mut(), ops) {
@@ -91,69 +105,6 @@ pub fn retry_after_header(required: bool) -> Value {
            "schema": {"type": "integer", "minimum": 0}})
 }
 
-/// Lists every operation with its parameters, request body and responses,
-/// then the schemas; everything comes from `/openapi.json` at view time.
-const DOCS_PAGE: &str = r##"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>API reference</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body{font:15px/1.5 system-ui,sans-serif;max-width:64rem;margin:2rem auto;padding:0 1rem;color:#222}
-h1{margin-bottom:0}.op{border:1px solid #ddd;border-radius:6px;margin:1rem 0;padding:.5rem 1rem}
-.m{display:inline-block;min-width:4.5rem;font-weight:700;text-transform:uppercase}
-.get{color:#0a6}.post{color:#06c}.delete{color:#c33}.put,.patch{color:#a60}
-code,pre{font:13px ui-monospace,monospace;background:#f6f6f6}pre{padding:.5rem;overflow:auto}
-table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;text-align:left;padding:.2rem .5rem;vertical-align:top}
-summary{cursor:pointer}
-</style></head><body>
-<h1 id="title">API reference</h1><p id="about"></p>
-<p>The machine-readable document: <a href="openapi.json">openapi.json</a>.</p>
-<div id="ops"></div><h2>Schemas</h2><div id="schemas"></div>
-<script>
-const esc = s => String(s ?? "").replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c]));
-const json = v => "<pre>" + esc(JSON.stringify(v, null, 2)) + "</pre>";
-// A parameter's type in a few words: "1h | 1d", "integer 1-1000", "array of string".
-const kind = s => {
-  if (!s) return "";
-  if (s.enum) return s.enum.join(" | ");
-  if (s.anyOf) return s.anyOf.map(kind).join(" or ");
-  if (s.type === "array") return "comma list of " + kind(s.items);
-  const bounded = s.minimum !== undefined || s.maximum !== undefined;
-  const range = bounded ? ` ${s.minimum ?? ""}-${s.maximum ?? ""}` : "";
-  return (s.format || s.type || "") + range + (s.pattern ? ` matching ${s.pattern}` : "");
-};
-fetch("openapi.json").then(r => r.json()).then(spec => {
-  document.getElementById("title").textContent = spec.info.title + " " + spec.info.version;
-  document.getElementById("about").textContent = spec.info.description || "";
-  let html = "";
-  for (const [path, item] of Object.entries(spec.paths)) {
-    for (const [method, op] of Object.entries(item)) {
-      html += `<div class="op"><h3><span class="m ${method}">${method}</span><code>${esc(path)}</code></h3>`;
-      html += `<p><b>${esc(op.summary)}</b></p><p>${esc(op.description)}</p>`;
-      if (op.parameters && op.parameters.length) {
-        html += "<table><tr><th>Parameter</th><th>In</th><th>Type</th><th>Description</th></tr>";
-        for (const p of op.parameters) {
-          html += `<tr><td><code>${esc(p.name)}</code>${p.required ? " *" : ""}</td><td>${esc(p.in)}</td>` +
-            `<td>${esc(kind(p.schema))}</td><td>${esc(p.description)}</td></tr>`;
-        }
-        html += "</table>";
-      }
-      if (op.requestBody) html += "<details><summary>Request body</summary>" + json(op.requestBody) + "</details>";
-      for (const [code, response] of Object.entries(op.responses || {})) {
-        html += `<details><summary>${esc(code)}: ${esc(response.description)}</summary>${json(response.content || {})}</details>`;
-      }
-      html += "</div>";
-    }
-  }
-  document.getElementById("ops").innerHTML = html;
-  let schemas = "";
-  for (const [name, schema] of Object.entries((spec.components || {}).schemas || {})) {
-    schemas += `<details><summary><code>${esc(name)}</code></summary>${json(schema)}</details>`;
-  }
-  document.getElementById("schemas").innerHTML = schemas;
-}).catch(e => { document.getElementById("ops").textContent = "Cannot load openapi.json: " + e; });
-</script></body></html>
-"##;
-
 #[cfg(test)]
 mod tests {
     use axum::body::{Body, to_bytes};
@@ -163,7 +114,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn serves_the_spec_and_an_offline_page() {
+    async fn serves_the_spec_the_page_and_its_assets() {
         let app = router(json!({"openapi": "3.0.3"}));
         let spec = app
             .clone()
@@ -176,16 +127,58 @@ mod tests {
             serde_json::from_slice::<Value>(&body).unwrap()["openapi"],
             "3.0.3"
         );
-        let page = app
+        for (path, content_type) in page_paths() {
+            let answer = app
+                .clone()
+                .oneshot(Request::get(&path).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), StatusCode::OK, "{path}");
+            assert_eq!(
+                answer.headers()[header::CONTENT_TYPE],
+                content_type,
+                "{path}"
+            );
+            assert_eq!(answer.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+            let cache = answer.headers()[header::CACHE_CONTROL].to_str().unwrap();
+            assert_eq!(
+                cache.contains("immutable"),
+                path != "/docs",
+                "{path}: {cache}"
+            );
+            assert!(
+                !to_bytes(answer.into_body(), 8 << 20)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_page_loads_only_its_own_assets_under_a_strict_policy() {
+        let page = router(json!({}))
             .oneshot(Request::get("/docs").body(Body::empty()).unwrap())
             .await
             .unwrap();
+        assert_eq!(
+            page.headers()[header::CONTENT_SECURITY_POLICY],
+            assets::PAGE_POLICY
+        );
         let body = to_bytes(page.into_body(), 1 << 20).await.unwrap();
         let page = String::from_utf8(body.to_vec()).unwrap();
-        assert!(page.contains("fetch(\"openapi.json\")"));
+        for asset in &assets::ASSETS {
+            let url = format!("\"docs/assets/{}?v=", asset.name);
+            assert!(page.contains(&url), "{url} in {page}");
+        }
+        assert!(
+            !page.contains("{"),
+            "a template placeholder is left: {page}"
+        );
         assert!(
             !page.contains("http://") && !page.contains("https://"),
             "no external assets"
         );
+        assert!(!page.contains("<script>"), "no inline script: {page}");
     }
 }

@@ -20,7 +20,7 @@
 //!   written by the processor and read by the query API's `/v1/status`.
 //! - [`ops`]: `/health/live`, `/health/ready` and `/metrics`, plus per-route HTTP metrics.
 //! - [`http`]: the JSON error body every endpoint answers with, and `serve_http`.
-//! - [`docs`]: `/openapi.json` and the self-contained `/docs` page.
+//! - [`docs`]: `/openapi.json`, and `/docs`: Swagger UI over it (vendored, compiled in).
 
 pub mod auth;
 pub mod clickhouse;

@@ -26,6 +26,17 @@ async fn unknown_paths_and_methods_get_the_error_body() {
         (405, Some("method_not_allowed"))
     );
     assert_eq!(answer.headers["allow"], "POST");
+    // /docs and every file it loads, compiled in; an unknown asset is the
+    // gateway's own 404.
+    for (path, content_type) in sluice_runtime::docs::page_paths() {
+        let answer = gateway.client.get(gateway.url(&path)).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "{path}");
+        assert_eq!(answer.headers()["content-type"], content_type, "{path}");
+    }
+    let answer = gateway
+        .send(gateway.client.get(gateway.url("/docs/assets/nothing.js")))
+        .await;
+    assert_eq!(answer.body["error"], "not_found");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

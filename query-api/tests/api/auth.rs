@@ -152,7 +152,14 @@ async fn errors_share_one_body() {
             "{path} in the OpenAPI document"
         );
     }
-    let docs = api.get("/docs", "").await;
-    assert_eq!(docs.status, 200);
-    assert!(docs.text.contains("openapi.json"));
+    // /docs and every file it loads, compiled in; an unknown asset is the
+    // API's own 404.
+    for (path, content_type) in sluice_runtime::docs::page_paths() {
+        let answer = api.get(&path, "").await;
+        assert_eq!(answer.status, 200, "{path}");
+        assert_eq!(answer.headers["content-type"], content_type, "{path}");
+    }
+    let missing = api.get("/docs/assets/nothing.js", "").await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.text.contains("not_found"), "{}", missing.text);
 }

@@ -1,0 +1,152 @@
+//! `sluice-dev browser`: the services' pages in a real browser. It starts
+//! the gateway, a processor and the query API on free ports (as
+//! [`crate::conformance`] does, with topics and a database of their own),
+//! makes a key, and runs `deploy/browser/docs_test.js`: Debian's chromium,
+//! driven by npm's playwright-core, opens `/docs` on both services, checks
+//! that the page logs no console error, authorizes with the key and sends
+//! requests with "Try it out". Screenshots go to `docs/screenshots/`.
+//!
+//! Nothing is skipped: without chromium or playwright-core the run fails,
+//! naming `deploy/install.sh browser`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::bench::processes::Processes;
+use crate::bench::unix_seconds;
+use crate::conformance::{create_key, start_services};
+use crate::sluice_cache;
+
+/// The browser the tests drive: Debian's (Playwright's own download cannot
+/// work here).
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct BrowserCheck {
+    /// Where the screenshots go [docs/screenshots of the repository].
+    #[arg(long)]
+    pub screenshots: Option<PathBuf>,
+    /// Keep the services' logs (path printed).
+    #[arg(long)]
+    pub keep_logs: bool,
+    /// The broker and ClickHouse to start the services on (the test
+    /// matrix's); else SLUICE_KAFKA_BROKERS and SLUICE_CLICKHOUSE_URL, or the stack.
+    #[arg(skip)]
+    pub stack: Option<(String, String)>,
+}
+
+fn say(line: impl AsRef<str>) {
+    println!("browser: {}", line.as_ref());
+}
+
+/// `node_modules` holding playwright-core, as `deploy/install.sh browser`
+/// installs it.
+fn node_modules() -> PathBuf {
+    sluice_cache("SLUICE_BROWSER_CACHE", "browser").join("node/node_modules")
+}
+
+/// Fails, naming the install command, when chromium, node or
+/// playwright-core is missing.
+fn check_installed(chromium: &Path, modules: &Path) -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    if !chromium.is_file() {
+        missing.push(format!("chromium ({})", chromium.display()));
+    }
+    if !modules.join("playwright-core/package.json").is_file() {
+        missing.push(format!("playwright-core (in {})", modules.display()));
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        missing.push("node".into());
+    }
+    if !missing.is_empty() {
+        bail!(
+            "the browser tests need {}: run deploy/install.sh browser",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+impl BrowserCheck {
+    /// True when every page passed.
+    pub fn run(&self, repo: &Path) -> anyhow::Result<bool> {
+        let modules = node_modules();
+        check_installed(Path::new(CHROMIUM), &modules)?;
+        let screenshots = self
+            .screenshots
+            .clone()
+            .unwrap_or_else(|| repo.join("docs/screenshots"));
+        std::fs::create_dir_all(&screenshots)
+            .with_context(|| format!("cannot create {}", screenshots.display()))?;
+        let work = std::env::temp_dir().join(format!(
+            "sluice-browser-{}-{}",
+            std::process::id(),
+            unix_seconds()
+        ));
+        std::fs::create_dir_all(&work)?;
+        let mut processes = Processes::default();
+        processes.patience = Duration::from_secs(90);
+        let outcome = self.run_in(repo, &work, &mut processes, &modules, &screenshots);
+        processes.stop_all();
+        if self.keep_logs {
+            say(format!("service logs kept in {}", work.display()));
+        } else {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        outcome
+    }
+
+    fn run_in(
+        &self,
+        repo: &Path,
+        work: &Path,
+        processes: &mut Processes,
+        modules: &Path,
+        screenshots: &Path,
+    ) -> anyhow::Result<bool> {
+        let target = start_services(repo, work, processes, self.stack.clone(), "browser")?;
+        let key = create_key(&target)?;
+        crate::bench::e2e::wait_for_key_at(&target.query, &key)?;
+        say("===== /docs of the query API and the gateway (deploy/browser/docs_test.js) =====");
+        let started = Instant::now();
+        let status = Command::new("node")
+            .arg(repo.join("deploy/browser/docs_test.js"))
+            .env("NODE_PATH", modules)
+            .env("SLUICE_CHROMIUM", CHROMIUM)
+            .env("SLUICE_QUERY_URL", target.query.url())
+            .env("SLUICE_GATEWAY_URL", target.gateway.url())
+            .env("SLUICE_BROWSER_KEY", &key)
+            .env("SLUICE_SCREENSHOTS", screenshots)
+            .current_dir(repo)
+            .status()
+            .context("cannot run node")?;
+        let seconds = started.elapsed().as_secs();
+        if status.success() {
+            say(format!(
+                "passed in {seconds} s; screenshots in {}",
+                screenshots.display()
+            ));
+        } else {
+            say(format!("FAILED ({status}) in {seconds} s"));
+        }
+        Ok(status.success())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_browser_fails_with_the_install_command() {
+        let nowhere = Path::new("/nonexistent/sluice");
+        let error = check_installed(&nowhere.join("chromium"), nowhere)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("deploy/install.sh browser"), "{error}");
+        assert!(error.contains("chromium") && error.contains("playwright-core"));
+    }
+}
