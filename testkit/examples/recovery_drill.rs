@@ -103,22 +103,7 @@ async fn prepare(broker: &PrivateBroker, name: &str) -> anyhow::Result<TestEnv> 
 async fn produce(env: &TestEnv, first: usize, count: usize) {
     let producer = env.producer();
     for n in first..first + count {
-        let event = Event {
-            event_id: format!("drill-{n}"),
-            project_id: "drill".into(),
-            event_type: "drill".into(),
-            timestamp_ms: now_ms(),
-            received_at_ms: now_ms(),
-            user_id: None,
-            session_id: None,
-            source: None,
-            duration_ms: None,
-            status: None,
-            tags: vec![],
-            properties: "{}".into(),
-            client_ip: None,
-            user_agent: None,
-        };
+        let event = Event::minimal(format!("drill-{n}"), "drill", "drill", now_ms(), now_ms());
         let (key, value) = (event.partition_key(), encode_event(&event));
         let record = FutureRecord::to(&env.kafka.events_topic)
             .key(&key)
