@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -61,6 +61,7 @@ impl<R> Default for RecordStore<R> {
             inner: Arc::new(Inner {
                 records: RwLock::default(),
                 loaded: AtomicBool::new(false),
+                version: AtomicU64::new(0),
             }),
         }
     }
@@ -69,6 +70,9 @@ impl<R> Default for RecordStore<R> {
 struct Inner<R> {
     records: RwLock<HashMap<String, Arc<R>>>,
     loaded: AtomicBool,
+    /// Bumped by every record applied, so readers that index the records
+    /// know when to index them again.
+    version: AtomicU64,
 }
 
 impl<R: StoredRecord> std::fmt::Debug for RecordStore<R> {
@@ -172,7 +176,13 @@ impl<R: StoredRecord> RecordStore<R> {
     pub fn apply(&self, record: R) {
         if let Ok(mut records) = self.inner.records.write() {
             records.insert(record.id().to_owned(), Arc::new(record));
+            self.inner.version.fetch_add(1, Ordering::Release);
         }
+    }
+
+    /// A number that changes whenever a record is applied.
+    pub fn version(&self) -> u64 {
+        self.inner.version.load(Ordering::Acquire)
     }
 }
 
