@@ -17,7 +17,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rdkafka::consumer::{
@@ -104,6 +104,63 @@ fn commit(consumer: &LedgerConsumer, topic: &str, ledger: &OffsetLedger) {
     }
 }
 
+/// How long a consumer may hold no partition before it joins its group
+/// again; longer than the session timeout, so a dead member is gone by then.
+const REJOIN_GRACE: Duration = Duration::from_secs(15);
+
+/// A consumer that holds no partition for a while leaves its group and
+/// joins again. tansu 0.6.0 may give a member that joins within the session
+/// timeout of a dead one (a restart after a SIGKILL) no partition at all
+/// (docs/failure-modes.md); joining again makes the broker assign every
+/// partition afresh. The grace doubles on each rejoin, up to 16 times, so an
+/// instance with nothing to hold (more instances than partitions) rarely
+/// rebalances the group.
+#[derive(Debug)]
+struct Rejoin {
+    empty_since: Option<Instant>,
+    grace: Duration,
+}
+
+impl Rejoin {
+    fn new() -> Self {
+        Self {
+            empty_since: None,
+            grace: REJOIN_GRACE,
+        }
+    }
+
+    /// Whether to join again now, given whether the consumer holds any partition.
+    fn due(&mut self, holds_any: bool, now: Instant) -> bool {
+        if holds_any {
+            self.empty_since = None;
+            self.grace = REJOIN_GRACE;
+            return false;
+        }
+        let since = *self.empty_since.get_or_insert(now);
+        if now.duration_since(since) < self.grace {
+            return false;
+        }
+        self.empty_since = Some(now);
+        self.grace = (self.grace * 2).min(REJOIN_GRACE * 16);
+        true
+    }
+
+    /// Joins again if due.
+    fn check(&mut self, consumer: &LedgerConsumer, topic: &str, ledger: &OffsetLedger) {
+        if !self.due(ledger.holds_any(), Instant::now()) {
+            return;
+        }
+        tracing::warn!(
+            topic,
+            "no partition held; leaving the consumer group and joining again"
+        );
+        consumer.unsubscribe();
+        if let Err(error) = consumer.subscribe(&[topic]) {
+            tracing::warn!(cause = %error, topic, "cannot subscribe again; the next check retries");
+        }
+    }
+}
+
 /// The webhooks of each project, matched and ready; rebuilt when the store changes.
 struct WebhookIndex {
     store: RecordStore<WebhookRecord>,
@@ -159,11 +216,13 @@ pub async fn events(
     let mut index = WebhookIndex::new(webhooks);
     let limits = Limits::default();
     let mut tick = tokio::time::interval(context.commit_interval);
+    let mut rejoin = Rejoin::new();
     loop {
         tokio::select! {
             () = context.shutdown.cancelled() => break,
             _ = tick.tick() => {
                 commit(&consumer, &topic, &ledger);
+                rejoin.check(&consumer, &topic, &ledger);
                 context.metrics.unsettled.set(ledger.unsettled() as i64);
             }
             message = consumer.recv() => match message {
@@ -270,6 +329,7 @@ pub async fn retries(
     let mut waiting: BinaryHeap<Reverse<Scheduled>> = BinaryHeap::new();
     let mut seq = 0u64;
     let mut tick = tokio::time::interval(context.commit_interval);
+    let mut rejoin = Rejoin::new();
     loop {
         let next_due = waiting
             .peek()
@@ -280,6 +340,7 @@ pub async fn retries(
             () = context.shutdown.cancelled() => break,
             _ = tick.tick() => {
                 commit(&consumer, &retry_topic, &ledger);
+                rejoin.check(&consumer, &retry_topic, &ledger);
                 context.metrics.scheduled_retries.set(waiting.len() as i64);
             }
             () = tokio::time::sleep(next_due), if !waiting.is_empty() => {
@@ -318,4 +379,26 @@ pub async fn retries(
     }
     commit(&consumer, &retry_topic, &ledger);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_without_partitions_rejoins_after_a_growing_grace() {
+        let mut rejoin = Rejoin::new();
+        let start = Instant::now();
+        assert!(!rejoin.due(false, start));
+        assert!(!rejoin.due(false, start + REJOIN_GRACE / 2));
+        assert!(rejoin.due(false, start + REJOIN_GRACE));
+        // Still nothing: the next rejoin waits twice as long.
+        let again = start + REJOIN_GRACE;
+        assert!(!rejoin.due(false, again + REJOIN_GRACE));
+        assert!(rejoin.due(false, again + REJOIN_GRACE * 2));
+        // A partition held resets it.
+        assert!(!rejoin.due(true, again + REJOIN_GRACE * 3));
+        assert!(!rejoin.due(false, again + REJOIN_GRACE * 3));
+        assert!(rejoin.due(false, again + REJOIN_GRACE * 4));
+    }
 }

@@ -49,15 +49,21 @@ pub struct Dispatcher {
     inner: Arc<Inner>,
 }
 
+/// What the dispatcher works with: where webhooks, attempts, parked
+/// deliveries, the log and the metrics go, and when to stop.
+pub struct DispatchParts {
+    pub webhooks: RecordStore<WebhookRecord>,
+    pub sender: Sender,
+    pub spool: Spool,
+    pub log: DeliveryLog,
+    pub metrics: DestinationMetrics,
+    pub limits: DispatchLimits,
+    pub shutdown: CancellationToken,
+}
+
 struct Inner {
     destinations: Mutex<HashMap<String, Destination>>,
-    webhooks: RecordStore<WebhookRecord>,
-    sender: Sender,
-    spool: Spool,
-    log: DeliveryLog,
-    metrics: DestinationMetrics,
-    limits: DispatchLimits,
-    shutdown: CancellationToken,
+    parts: DispatchParts,
     tasks: TaskTracker,
 }
 
@@ -68,25 +74,11 @@ struct Destination {
 }
 
 impl Dispatcher {
-    pub fn new(
-        webhooks: RecordStore<WebhookRecord>,
-        sender: Sender,
-        spool: Spool,
-        log: DeliveryLog,
-        metrics: DestinationMetrics,
-        limits: DispatchLimits,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(parts: DispatchParts) -> Self {
         Self {
             inner: Arc::new(Inner {
                 destinations: Mutex::default(),
-                webhooks,
-                sender,
-                spool,
-                log,
-                metrics,
-                limits,
-                shutdown,
+                parts,
                 tasks: TaskTracker::new(),
             }),
         }
@@ -131,6 +123,7 @@ impl Dispatcher {
 
     fn depth(&self, webhook_id: &str) -> prometheus_client::metrics::gauge::Gauge {
         self.inner
+            .parts
             .metrics
             .queue_depth
             .get_or_create(&DestinationMetrics::webhook(webhook_id))
@@ -142,7 +135,7 @@ impl Dispatcher {
         if let Some(destination) = destinations.get(webhook_id) {
             return destination.clone();
         }
-        let limits = &self.inner.limits;
+        let limits = &self.inner.parts.limits;
         let (queue, jobs) = mpsc::channel(limits.queue_capacity.max(1));
         let destination = Destination {
             queue,
@@ -170,16 +163,16 @@ impl Dispatcher {
         mut jobs: mpsc::Receiver<Job>,
         breaker: Arc<Mutex<Breaker>>,
     ) {
-        let slots = Arc::new(Semaphore::new(self.inner.limits.concurrency.max(1)));
+        let slots = Arc::new(Semaphore::new(self.inner.parts.limits.concurrency.max(1)));
         let depth = self.depth(&webhook_id);
         loop {
             let slot = tokio::select! {
-                () = self.inner.shutdown.cancelled() => return,
+                () = self.inner.parts.shutdown.cancelled() => return,
                 slot = slots.clone().acquire_owned() => slot,
             };
             let Ok(slot) = slot else { return };
             let job = tokio::select! {
-                () = self.inner.shutdown.cancelled() => return,
+                () = self.inner.parts.shutdown.cancelled() => return,
                 job = jobs.recv() => job,
             };
             let Some(job) = job else { return };
@@ -198,6 +191,7 @@ impl Dispatcher {
         let label = DestinationMetrics::webhook(&webhook_id);
         let Some(webhook) = self
             .inner
+            .parts
             .webhooks
             .get(&webhook_id)
             .filter(|webhook| webhook.is_active())
@@ -216,9 +210,14 @@ impl Dispatcher {
                 .await;
             return;
         }
-        let attempted = self.inner.sender.attempt(&webhook, &job.delivery).await;
+        let attempted = self
+            .inner
+            .parts
+            .sender
+            .attempt(&webhook, &job.delivery)
+            .await;
         job.delivery.attempts += 1;
-        let metrics = &self.inner.metrics;
+        let metrics = &self.inner.parts.metrics;
         metrics.attempts.get_or_create(&label).inc();
         metrics
             .latency
@@ -262,7 +261,7 @@ impl Dispatcher {
                 outcome: status,
             })
             .inc();
-        self.inner.log.record(LogRow {
+        self.inner.parts.log.record(LogRow {
             project_id: job.delivery.project_id.clone(),
             webhook_id: webhook_id.clone(),
             delivery_id: job.delivery.delivery_id.clone(),
@@ -280,12 +279,12 @@ impl Dispatcher {
         match status {
             "delivered" => job.pending.settle(),
             "refused" | "dead" => {
-                if self.inner.spool.bury(&job.delivery, &error).await {
+                if self.inner.parts.spool.bury(&job.delivery, &error).await {
                     job.pending.settle();
                 }
             }
             _ => {
-                let backoff = self.inner.limits.backoff;
+                let backoff = self.inner.parts.limits.backoff;
                 let wait = match outcome {
                     Outcome::Retryable {
                         retry_after: Some(asked),
@@ -304,6 +303,7 @@ impl Dispatcher {
     async fn park(&self, mut job: Job, due_ms: i64, reason: &'static str) {
         job.delivery.not_before_ms = due_ms;
         self.inner
+            .parts
             .metrics
             .parked
             .get_or_create(&ParkLabels {
@@ -311,7 +311,7 @@ impl Dispatcher {
                 reason,
             })
             .inc();
-        if self.inner.spool.park(&job.delivery).await {
+        if self.inner.parts.spool.park(&job.delivery).await {
             job.pending.settle();
         }
     }

@@ -50,7 +50,7 @@ pub use config::DestinationsConfig;
 use crate::api::AppState;
 use crate::consume::ConsumeContext;
 use crate::deliveries_log::DeliveryLog;
-use crate::dispatch::{DispatchLimits, Dispatcher};
+use crate::dispatch::{DispatchLimits, DispatchParts, Dispatcher};
 use crate::metrics::DestinationMetrics;
 use crate::sender::Sender;
 use crate::spool::Spool;
@@ -117,21 +117,21 @@ pub async fn serve(
         &settings.dead_letter_topic,
         workers.clone(),
     )?;
-    let dispatcher = Dispatcher::new(
-        webhooks.clone(),
-        sender.clone(),
-        spool.clone(),
+    let dispatcher = Dispatcher::new(DispatchParts {
+        webhooks: webhooks.clone(),
+        sender: sender.clone(),
+        spool: spool.clone(),
         log,
-        metrics.clone(),
-        DispatchLimits {
+        metrics: metrics.clone(),
+        limits: DispatchLimits {
             queue_capacity: settings.queue_capacity,
             concurrency: settings.concurrency,
             backoff: settings.backoff(),
             breaker_threshold: settings.breaker_threshold,
             breaker_pause: Duration::from_millis(settings.breaker_pause_ms),
         },
-        workers.clone(),
-    );
+        shutdown: workers.clone(),
+    });
     let context = Arc::new(ConsumeContext {
         kafka: kafka.clone(),
         group: settings.consumer_group.clone(),

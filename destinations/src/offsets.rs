@@ -5,6 +5,7 @@
 //! offset and matches again whatever was not settled.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Unsettled deliveries per offset of one partition, and how far it was read.
@@ -33,6 +34,9 @@ impl PartitionLedger {
 #[derive(Debug, Clone, Default)]
 pub struct OffsetLedger {
     partitions: Arc<Mutex<HashMap<i32, PartitionLedger>>>,
+    /// Generations are never reused, also after a partition was revoked
+    /// and its ledger dropped.
+    generations: Arc<AtomicU64>,
 }
 
 /// One delivery still to settle; settling it (or dropping it, which
@@ -92,8 +96,8 @@ impl OffsetLedger {
 
     /// The partition was assigned (again): a fresh ledger.
     pub fn assign(&self, partition: i32) {
+        let generation = self.next_generation();
         let mut partitions = self.lock();
-        let generation = partitions.get(&partition).map_or(0, |l| l.generation + 1);
         partitions.insert(
             partition,
             PartitionLedger {
@@ -121,7 +125,12 @@ impl OffsetLedger {
     /// assigned yet is assigned now.
     pub fn read(&self, partition: i32, offset: i64, matches: usize) -> Vec<Pending> {
         let mut partitions = self.lock();
-        let ledger = partitions.entry(partition).or_default();
+        let ledger = partitions
+            .entry(partition)
+            .or_insert_with(|| PartitionLedger {
+                generation: self.next_generation(),
+                ..PartitionLedger::default()
+            });
         ledger.read_up_to = Some(offset + 1);
         if matches > 0 {
             *ledger.unsettled.entry(offset).or_default() += matches;
@@ -154,6 +163,15 @@ impl OffsetLedger {
         }
         moved.sort_unstable();
         moved
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether this process holds any partition.
+    pub fn holds_any(&self) -> bool {
+        !self.lock().is_empty()
     }
 
     /// Unsettled deliveries across partitions (for metrics).
@@ -200,6 +218,21 @@ mod tests {
         pending.into_iter().for_each(Pending::settle);
         // The settlement of the old assignment does not move the new one.
         assert_eq!(ledger.to_commit(), vec![(3, 7)]);
+    }
+
+    #[test]
+    fn a_settlement_from_before_a_revocation_never_moves_the_same_offset_again() {
+        let ledger = OffsetLedger::default();
+        ledger.assign(3);
+        let old = ledger.read(3, 5, 1);
+        ledger.revoke(3);
+        assert!(!ledger.holds_any());
+        // Assigned again, the partition resumes at the same offset.
+        ledger.assign(3);
+        let _new = ledger.read(3, 5, 1);
+        old.into_iter().for_each(Pending::settle);
+        assert_eq!(ledger.to_commit(), vec![(3, 5)]);
+        assert_eq!(ledger.unsettled(), 1);
     }
 
     #[test]

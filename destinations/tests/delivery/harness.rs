@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
 use sluice_destinations::DestinationsConfig;
 use sluice_devstack::{Component, Stack, StackSettings};
 use sluice_runtime::kafka::client_config;
 use sluice_runtime::settings::{self, ClickhouseSettings, KafkaSettings};
 use sluice_schemas::Event;
 use sluice_schemas::avro::encode_event;
+use sluice_testkit::processes::Printing;
 use sluice_testkit::{Running, spawn_service};
 
 pub const ADMIN_TOKEN: &str = "destinations-test-admin-token";
@@ -126,11 +128,13 @@ impl PrivateStack {
             .expect("producer")
     }
 
-    /// Writes `events` to the events topic as the gateway does (Avro).
-    pub async fn send(&self, producer: &FutureProducer, events: &[Event]) {
+    /// Writes `events` to the events topic as the gateway does (Avro);
+    /// returns the partition and offset of each.
+    pub async fn send(&self, producer: &FutureProducer, events: &[Event]) -> Vec<(i32, i64)> {
+        let mut written = Vec::with_capacity(events.len());
         for event in events {
             let (key, value) = (event.partition_key(), encode_event(event));
-            producer
+            let delivery = producer
                 .send(
                     FutureRecord::to(&self.kafka.events_topic)
                         .key(&key)
@@ -140,7 +144,45 @@ impl PrivateStack {
                 .await
                 .map_err(|(error, _)| error)
                 .expect("event written");
+            written.push((delivery.partition, delivery.offset));
         }
+        written
+    }
+
+    /// The service's binary on `port`, configured as `config` (from
+    /// [`Self::config`]) but through its command line, so that a test can
+    /// SIGKILL it.
+    pub fn spawn_binary(&self, config: &DestinationsConfig, port: u16) -> Printing {
+        let d = &config.destinations;
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice-destinations"));
+        let flags = [
+            ("--listen", format!("127.0.0.1:{port}")),
+            ("--kafka-brokers", self.kafka.brokers.clone()),
+            ("--kafka-events-topic", self.kafka.events_topic.clone()),
+            ("--kafka-dlq-topic", self.kafka.dlq_topic.clone()),
+            ("--kafka-keys-topic", self.kafka.keys_topic.clone()),
+            ("--kafka-live-topic", String::new()),
+            ("--kafka-partitions", self.kafka.partitions.to_string()),
+            ("--kafka-idempotence", "false".into()),
+            ("--clickhouse-url", self.clickhouse.url.clone()),
+            ("--clickhouse-database", self.clickhouse.database.clone()),
+            ("--kafka-webhooks-topic", d.webhooks_topic.clone()),
+            ("--kafka-retry-topic", d.retry_topic.clone()),
+            ("--kafka-dead-letter-topic", d.dead_letter_topic.clone()),
+            ("--allow-private-targets", d.allow_private_targets.join(",")),
+            ("--backoff-base-ms", d.backoff_base_ms.to_string()),
+            ("--backoff-max-ms", d.backoff_max_ms.to_string()),
+            ("--commit-interval-ms", d.commit_interval_ms.to_string()),
+            ("--destination-concurrency", d.concurrency.to_string()),
+            ("--breaker-threshold", d.breaker_threshold.to_string()),
+            ("--breaker-pause-ms", d.breaker_pause_ms.to_string()),
+        ];
+        for (flag, value) in flags {
+            command.arg(format!("{flag}={value}"));
+        }
+        // The token by the environment, as an operator would pass it.
+        command.env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN);
+        Printing::spawn(command, "sluice-destinations")
     }
 }
 
@@ -160,4 +202,26 @@ pub fn event(project: &str, id: &str, event_type: &str, properties: &str) -> Eve
     event.source = Some("web".into());
     event.properties = properties.into();
     event
+}
+
+/// Calls the management API as the admin; the status and the JSON answer.
+pub async fn call(client: &reqwest::Client, method: &str, url: &str, body: Value) -> (u16, Value) {
+    let request = match method {
+        "POST" => client.post(url).json(&body),
+        "PATCH" => client.patch(url).json(&body),
+        _ => client.get(url),
+    };
+    let response = request
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("API answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The body of a GET of `url` (the metrics page, for one).
+pub async fn text(url: &str) -> String {
+    let response = reqwest::get(url).await.expect("an answer");
+    response.text().await.expect("a body")
 }

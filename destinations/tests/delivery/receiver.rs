@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,13 +31,16 @@ pub struct Received {
 pub struct Receiver {
     received: Arc<Mutex<Vec<Received>>>,
     seen: Arc<Mutex<HashMap<(String, String), usize>>>,
+    /// Whether `switch` answers 500 (else 200).
+    failing: Arc<AtomicBool>,
 }
 
 impl Receiver {
     /// Serves on 127.0.0.1:0 until the test ends. Paths: `ok` (200), `fail`
     /// (500), `refuse` (400), `flaky` (500 twice per delivery, then 200),
     /// `throttle` (429 with `Retry-After: 1` once per delivery, then 200),
-    /// `hang` (no answer for a minute).
+    /// `hang` (no answer for a minute), `slow` (200 after 100 ms), `switch`
+    /// (500 while [`Receiver::set_failing`], else 200).
     pub async fn start() -> (Self, SocketAddr) {
         let receiver = Self::default();
         let app = Router::new()
@@ -46,6 +50,44 @@ impl Receiver {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
         (receiver, addr)
+    }
+
+    /// A second listener that reads each request's head, records it under
+    /// the path `close`, and closes the connection without an answer.
+    pub async fn start_closing(&self) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let receiver = self.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let receiver = receiver.clone();
+                tokio::spawn(async move {
+                    let head = read_head(&mut socket).await;
+                    let id = head
+                        .lines()
+                        .find_map(|line| {
+                            let (name, value) = line.split_once(':')?;
+                            name.eq_ignore_ascii_case("webhook-id")
+                                .then(|| value.trim().to_owned())
+                        })
+                        .unwrap_or_default();
+                    receiver.received.lock().unwrap().push(Received {
+                        path: "close".into(),
+                        id,
+                        timestamp: String::new(),
+                        signature: String::new(),
+                        body: String::new(),
+                        at: Instant::now(),
+                    });
+                    drop(socket);
+                });
+            }
+        });
+        addr
+    }
+
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
     }
 
     pub fn received(&self, path: &str) -> Vec<Received> {
@@ -97,12 +139,34 @@ async fn answer(
             (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")]).into_response()
         }
         "throttle" => StatusCode::NO_CONTENT.into_response(),
+        "slow" => {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            StatusCode::OK.into_response()
+        }
+        "switch" if receiver.failing.load(Ordering::SeqCst) => {
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        "switch" => StatusCode::OK.into_response(),
         "hang" => {
             tokio::time::sleep(Duration::from_secs(60)).await;
             StatusCode::OK.into_response()
         }
         _ => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// Reads until the end of an HTTP request's head (or the peer stops).
+async fn read_head(socket: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => head.extend_from_slice(&chunk[..read]),
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
 }
 
 /// HMAC-SHA256 written out from RFC 2104, independent of the service's code.

@@ -8,25 +8,10 @@ use serde_json::{Value, json};
 use sluice_runtime::kafka::client_config;
 use sluice_testkit::eventually;
 
-use crate::harness::{ADMIN_TOKEN, PrivateStack, event};
+use crate::harness::{PrivateStack, call, event, text};
 use crate::receiver::{Receiver, verify};
 
 const PATIENCE: Duration = Duration::from_secs(90);
-
-async fn call(client: &reqwest::Client, method: &str, url: &str, body: Value) -> (u16, Value) {
-    let request = match method {
-        "POST" => client.post(url).json(&body),
-        "PATCH" => client.patch(url).json(&body),
-        _ => client.get(url),
-    };
-    let response = request
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("API answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 fn topic_messages(stack: &PrivateStack, topic: &str) -> i64 {
     let consumer: BaseConsumer = client_config(&stack.kafka).unwrap().create().unwrap();
@@ -202,14 +187,7 @@ async fn matching_events_are_delivered_signed_retried_and_dead_lettered() {
     assert_eq!(again[3].id, delivery["delivery_id"].as_str().unwrap());
 
     // Metrics per destination.
-    let metrics = client
-        .get(service.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = text(&service.url("/metrics")).await;
     let delivered = format!(
         "sluice_destination_deliveries_total{{webhook_id=\"{}\",outcome=\"delivered\"}} 1",
         ids["ok"]
