@@ -5,10 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 use ipnet::IpNet;
-use sluice_runtime::settings::{
-    ApiSettings, ClickhouseSettings, ConfigFile, KafkaSettings, LifecycleSettings,
-    TelemetrySettings,
-};
+use sluice_runtime::settings::{ApiSettings, ClickhouseSettings, KafkaSettings, ProcessSettings};
 
 use crate::backoff::Backoff;
 
@@ -25,11 +22,11 @@ pub struct DestinationsConfig {
     )]
     pub listen: SocketAddr,
 
-    #[command(flatten, next_help_heading = "Destinations")]
-    pub destinations: DestinationSettings,
-
     #[command(flatten, next_help_heading = "API")]
     pub api: ApiSettings,
+
+    #[command(flatten, next_help_heading = "Destinations")]
+    pub destinations: DestinationSettings,
 
     #[command(flatten, next_help_heading = "Kafka")]
     pub kafka: KafkaSettings,
@@ -37,29 +34,13 @@ pub struct DestinationsConfig {
     #[command(flatten, next_help_heading = "ClickHouse")]
     pub clickhouse: ClickhouseSettings,
 
-    #[command(flatten, next_help_heading = "Telemetry")]
-    pub telemetry: TelemetrySettings,
-
     #[command(flatten)]
-    pub lifecycle: LifecycleSettings,
-
-    #[command(flatten)]
-    pub config_file: ConfigFile,
+    pub process: ProcessSettings,
 }
 
 /// Topics, limits and the retry schedule.
 #[derive(Debug, Clone, Args)]
 pub struct DestinationSettings {
-    /// Kafka consumer group on the events topic; instances in one group
-    /// share its partitions. The retry topic is read by this group with
-    /// `-retries` appended.
-    #[arg(
-        long = "consumer-group",
-        env = "SLUICE_CONSUMER_GROUP",
-        default_value = "sluice-destinations"
-    )]
-    pub consumer_group: String,
-
     /// Topic that holds the webhooks (one partition, compacted); every
     /// instance reads it at startup and tails it.
     #[arg(
@@ -85,6 +66,16 @@ pub struct DestinationSettings {
         default_value = "sluice.deliveries.dlq"
     )]
     pub dead_letter_topic: String,
+
+    /// Kafka consumer group on the events topic; instances in one group
+    /// share its partitions. The retry topic is read by this group with
+    /// `-retries` appended.
+    #[arg(
+        long = "consumer-group",
+        env = "SLUICE_CONSUMER_GROUP",
+        default_value = "sluice-destinations"
+    )]
+    pub consumer_group: String,
 
     /// Address ranges that webhooks may point at although they are private,
     /// loopback or link-local, comma-separated CIDR (e.g. `127.0.0.0/8`).

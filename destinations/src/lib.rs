@@ -172,7 +172,7 @@ pub async fn serve(
         listener,
         app,
         shutdown.clone(),
-        config.lifecycle.http_drain(),
+        config.process.lifecycle.http_drain(),
     ));
 
     shutdown.cancelled().await;
@@ -180,7 +180,9 @@ pub async fn serve(
     // flight get half the drain, then the workers stop.
     let _ = events.await;
     let _ = retries.await;
-    dispatcher.drain(config.lifecycle.http_drain()).await;
+    dispatcher
+        .drain(config.process.lifecycle.http_drain())
+        .await;
     workers.cancel();
     let _ = log_task.await;
     http.await??;

@@ -26,7 +26,9 @@ use sluice_ingest_gateway::config::{IngestSettings, RateLimitSettings};
 use sluice_runtime::kafka::ensure_topics;
 use sluice_runtime::keys::Scope;
 use sluice_runtime::ops::Patience;
-use sluice_runtime::settings::{ApiSettings, ConfigFile, LogFormat, TelemetrySettings};
+use sluice_runtime::settings::{
+    ApiSettings, ConfigFile, LogFormat, ProcessSettings, TelemetrySettings,
+};
 use sluice_schemas::Event;
 use sluice_schemas::avro::encode_event;
 use sluice_schemas::time_format::now_ms;
@@ -174,13 +176,15 @@ async fn broker_return(broker: &PrivateBroker) -> anyhow::Result<f64> {
         ingest: IngestSettings::default(),
         rate_limits: RateLimitSettings::default(),
         kafka: env.kafka.clone(),
-        telemetry: TelemetrySettings {
-            log_format: LogFormat::Text,
-            log_filter: "error".into(),
-            otlp_endpoint: String::new(),
+        process: ProcessSettings {
+            telemetry: TelemetrySettings {
+                log_format: LogFormat::Text,
+                log_filter: "error".into(),
+                otlp_endpoint: String::new(),
+            },
+            lifecycle: Default::default(),
+            config_file: ConfigFile { config: None },
         },
-        lifecycle: Default::default(),
-        config_file: ConfigFile { config: None },
     };
     let gateway = spawn_service(|listener, shutdown| {
         sluice_ingest_gateway::serve(config, listener, shutdown)

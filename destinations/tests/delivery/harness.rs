@@ -9,7 +9,7 @@ use serde_json::Value;
 use sluice_destinations::DestinationsConfig;
 use sluice_devstack::{Component, Stack, StackSettings};
 use sluice_runtime::kafka::client_config;
-use sluice_runtime::settings::{self, ClickhouseSettings, KafkaSettings};
+use sluice_runtime::settings::{self, ClickhouseSettings, KafkaSettings, ProcessSettings};
 use sluice_schemas::Event;
 use sluice_schemas::avro::encode_event;
 use sluice_testkit::processes::Printing;
@@ -74,9 +74,11 @@ impl PrivateStack {
             api: settings::defaults(),
             kafka: self.kafka.clone(),
             clickhouse: self.clickhouse.clone(),
-            telemetry: settings::defaults(),
-            lifecycle: settings::defaults(),
-            config_file: settings::defaults(),
+            process: ProcessSettings {
+                telemetry: settings::defaults(),
+                lifecycle: settings::defaults(),
+                config_file: settings::defaults(),
+            },
         };
         let d = &mut config.destinations;
         d.webhooks_topic = format!("{}.webhooks", self.kafka.events_topic);
@@ -87,7 +89,7 @@ impl PrivateStack {
         d.backoff_max_ms = 2_000;
         d.commit_interval_ms = 200;
         config.api.admin_token = ADMIN_TOKEN.into();
-        config.lifecycle.shutdown_timeout_ms = 10_000;
+        config.process.lifecycle.shutdown_timeout_ms = 10_000;
         config
     }
 
