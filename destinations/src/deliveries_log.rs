@@ -5,7 +5,11 @@
 //! The log is a record of what happened, not the delivery mechanism (that is
 //! Kafka): while ClickHouse does not answer, rows wait in a bounded buffer,
 //! and past it are dropped and counted (`sluice_destination_log_rows_dropped`).
+//! The buffer is bounded by rows and by bytes: a row carries its delivery's
+//! body (redelivery reads it back), up to the gateway's 32 KiB per event.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clickhouse::Row;
@@ -17,6 +21,10 @@ use crate::metrics::DestinationMetrics;
 
 /// Rows buffered for the next insert, at most.
 const BUFFERED_ROWS: usize = 20_000;
+/// Bytes of rows buffered (waiting in the channel or in a batch), at most.
+pub const BUFFERED_BYTES: usize = 64 * 1024 * 1024;
+/// What a row holds besides its strings, roughly.
+const ROW_OVERHEAD: usize = 160;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
@@ -37,11 +45,27 @@ pub struct LogRow {
     pub body: String,
 }
 
+impl LogRow {
+    /// The bytes it holds, about.
+    fn weight(&self) -> usize {
+        ROW_OVERHEAD
+            + self.project_id.len()
+            + self.webhook_id.len()
+            + self.delivery_id.len()
+            + self.event_id.len()
+            + self.status.len()
+            + self.error.len()
+            + self.body.len()
+    }
+}
+
 /// Where the workers hand their rows; cheap to clone.
 #[derive(Clone)]
 pub struct DeliveryLog {
     rows: mpsc::Sender<LogRow>,
     metrics: DestinationMetrics,
+    /// Bytes of the rows not written yet.
+    buffered: Arc<AtomicUsize>,
 }
 
 impl DeliveryLog {
@@ -52,22 +76,40 @@ impl DeliveryLog {
         shutdown: CancellationToken,
     ) -> (Self, impl Future<Output = anyhow::Result<()>>) {
         let (rows, receiver) = mpsc::channel(BUFFERED_ROWS);
-        let log = Self { rows, metrics };
-        (log, write_rows(client, receiver, shutdown))
+        let buffered = Arc::new(AtomicUsize::new(0));
+        let log = Self {
+            rows,
+            metrics,
+            buffered: buffered.clone(),
+        };
+        (log, write_rows(client, receiver, buffered, shutdown))
     }
 
     pub fn record(&self, row: LogRow) {
-        if self.rows.try_send(row).is_err() {
+        let weight = row.weight();
+        let before = self.buffered.fetch_add(weight, Ordering::Relaxed);
+        if before + weight > BUFFERED_BYTES || self.rows.try_send(row).is_err() {
+            self.buffered.fetch_sub(weight, Ordering::Relaxed);
             self.metrics.log_rows_dropped.inc();
         }
+    }
+
+    /// Bytes of the rows not written yet.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered.load(Ordering::Relaxed)
     }
 }
 
 async fn write_rows(
     client: clickhouse::Client,
     mut receiver: mpsc::Receiver<LogRow>,
+    buffered: Arc<AtomicUsize>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let release = |rows: &[LogRow]| {
+        let weight: usize = rows.iter().map(LogRow::weight).sum();
+        buffered.fetch_sub(weight, Ordering::Relaxed);
+    };
     let mut batch: Vec<LogRow> = Vec::new();
     loop {
         let stopping = tokio::select! {
@@ -79,11 +121,16 @@ async fn write_rows(
         }
         if !batch.is_empty() {
             match insert(&client, &batch).await {
-                Ok(()) => batch.clear(),
+                Ok(()) => {
+                    release(&batch);
+                    batch.clear();
+                }
                 Err(error) => {
                     tracing::warn!(cause = %error, rows = batch.len(), "cannot write the deliveries log; retrying");
                     if batch.len() > BUFFERED_ROWS {
-                        batch.drain(..batch.len() - BUFFERED_ROWS);
+                        let dropped: Vec<LogRow> =
+                            batch.drain(..batch.len() - BUFFERED_ROWS).collect();
+                        release(&dropped);
                     }
                 }
             }
@@ -223,4 +270,46 @@ pub async fn redeliverable(
         bound = bound.bind(status);
     }
     bound.bind(limit).fetch_all().await
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::registry::Registry;
+
+    use super::*;
+
+    fn row(body_bytes: usize) -> LogRow {
+        LogRow {
+            project_id: "p".into(),
+            webhook_id: "wh_1".into(),
+            delivery_id: "msg_1".into(),
+            event_id: "e1".into(),
+            attempt: 1,
+            status: "retrying".into(),
+            response_status: 500,
+            latency_ms: 1,
+            error: String::new(),
+            at: 0,
+            at_ms: 0,
+            kafka_partition: 0,
+            body: "x".repeat(body_bytes),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_buffer_is_bounded_by_bytes_while_nothing_is_written() {
+        let metrics = DestinationMetrics::register(&mut Registry::default());
+        // The writer never runs: as if ClickHouse did not answer.
+        let (log, _writer) = DeliveryLog::start(
+            clickhouse::Client::default(),
+            metrics.clone(),
+            CancellationToken::new(),
+        );
+        for _ in 0..100 {
+            log.record(row(1024 * 1024));
+        }
+        assert!(log.buffered_bytes() <= BUFFERED_BYTES);
+        assert!(log.buffered_bytes() > BUFFERED_BYTES - 2 * 1024 * 1024);
+        assert_eq!(metrics.log_rows_dropped.get(), 100 - 63);
+    }
 }
