@@ -1,7 +1,7 @@
 //! `sluice-dev local`: the whole pipeline on this machine, no Docker, for a
 //! person trying Sluice (`deploy/local.sh`, a wrapper of this): installs
 //! what is missing, builds the services in release (tansu's first build runs
-//! beside it), starts the stack and the three services in the background,
+//! beside it), starts the stack and the four services in the background,
 //! waits until each is ready, creates a dev API key through the admin API
 //! and prints what to try.
 
@@ -25,16 +25,23 @@ pub enum Service {
     Gateway,
     Processor,
     QueryApi,
+    Destinations,
 }
 
 impl Service {
-    pub const ALL: [Self; 3] = [Self::Gateway, Self::Processor, Self::QueryApi];
+    pub const ALL: [Self; 4] = [
+        Self::Gateway,
+        Self::Processor,
+        Self::QueryApi,
+        Self::Destinations,
+    ];
 
     pub fn binary(self) -> &'static str {
         match self {
             Self::Gateway => "sluice-ingest-gateway",
             Self::Processor => "sluice-stream-processor",
             Self::QueryApi => "sluice-query-api",
+            Self::Destinations => "sluice-destinations",
         }
     }
 
@@ -43,6 +50,7 @@ impl Service {
             Self::Gateway => "SLUICE_GATEWAY_PORT",
             Self::Processor => "SLUICE_PROCESSOR_PORT",
             Self::QueryApi => "SLUICE_QUERY_PORT",
+            Self::Destinations => "SLUICE_DESTINATIONS_PORT",
         }
     }
 }
@@ -58,6 +66,7 @@ pub struct LocalPipeline {
     pub gateway_port: u16,
     pub processor_port: u16,
     pub query_port: u16,
+    pub destinations_port: u16,
     /// Where the release binaries are built.
     pub bin_dir: PathBuf,
 }
@@ -90,6 +99,7 @@ impl LocalPipeline {
             gateway_port: port("SLUICE_GATEWAY_PORT", 8080)?,
             processor_port: port("SLUICE_PROCESSOR_PORT", 8082)?,
             query_port: port("SLUICE_QUERY_PORT", 8081)?,
+            destinations_port: port("SLUICE_DESTINATIONS_PORT", 8083)?,
             bin_dir: std::path::absolute(target)?.join("release"),
             stack,
         })
@@ -100,6 +110,7 @@ impl LocalPipeline {
             Service::Gateway => self.gateway_port,
             Service::Processor => self.processor_port,
             Service::QueryApi => self.query_port,
+            Service::Destinations => self.destinations_port,
         }
     }
 
@@ -205,6 +216,13 @@ impl LocalPipeline {
                 variable("SLUICE_CLICKHOUSE_URL", &self.stack.clickhouse_url()),
             ),
         ];
+        // Webhooks of the local pipeline may point at a receiver on this machine.
+        if service == Service::Destinations {
+            env.push((
+                "SLUICE_ALLOW_PRIVATE_TARGETS",
+                variable("SLUICE_ALLOW_PRIVATE_TARGETS", "127.0.0.0/8,::1/128"),
+            ));
+        }
         // The query API's /v1/admin/status shows the other two's readiness.
         if service == Service::QueryApi {
             env.push((
@@ -284,6 +302,7 @@ Sluice is running.
   ingest gateway    http://{HOST}:{gateway}   (POST /v1/events)
   query API         http://{HOST}:{query}   (GET /v1/events, GET /v1/status)
   stream processor  http://{HOST}:{processor}   (/health/ready, /metrics)
+  destinations      http://{HOST}:{destinations}   (/v1/webhooks with the admin token; docs/destinations.md)
   API key           {key} (project {project}, scopes ingest and read)
   admin token       {token} (POST/GET /v1/admin/keys, GET /v1/admin/status on the query API)
 
@@ -299,6 +318,7 @@ Is the data late? curl -s -H 'Authorization: Bearer {key}' http://{HOST}:{query}
 
 Stop everything: deploy/local.sh down"#,
             processor = self.processor_port,
+            destinations = self.destinations_port,
             project = self.project,
             token = self.admin_token,
         )

@@ -77,7 +77,7 @@ async fn create_key(
     check_project_id(&request.project_id)?;
     if request.scopes.is_empty() {
         return Err(invalid(
-            "scopes must name at least one of ingest, read, admin",
+            "scopes must name at least one of ingest, read, admin, webhooks",
         ));
     }
     if request.label.len() > 256 {

@@ -4,9 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser};
-use sluice_runtime::settings::{
-    ApiSettings, ConfigFile, KafkaSettings, LifecycleSettings, TelemetrySettings,
-};
+use sluice_runtime::settings::{ApiSettings, KafkaSettings, ProcessSettings};
 
 // Defaults, shared by the flags and by `Default` (which tests use).
 const MAX_EVENT_BYTES: usize = 32 * 1024;
@@ -46,14 +44,8 @@ pub struct GatewayConfig {
     #[command(flatten, next_help_heading = "Kafka")]
     pub kafka: KafkaSettings,
 
-    #[command(flatten, next_help_heading = "Telemetry")]
-    pub telemetry: TelemetrySettings,
-
     #[command(flatten)]
-    pub lifecycle: LifecycleSettings,
-
-    #[command(flatten)]
-    pub config_file: ConfigFile,
+    pub process: ProcessSettings,
 }
 
 /// What the gateway accepts and how it publishes.

@@ -140,7 +140,7 @@ pub async fn serve(
         listener,
         app,
         shutdown.clone(),
-        config.lifecycle.http_drain(),
+        config.process.lifecycle.http_drain(),
     )
     .await?;
     let flushing = publisher.clone();

@@ -9,8 +9,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let config: GatewayConfig = settings::load()?;
     // Held until the service has stopped: dropping it sends the last spans.
-    let _telemetry = telemetry::init(&config.telemetry, env!("CARGO_BIN_NAME"))?;
+    let _telemetry = telemetry::init(&config.process.telemetry, env!("CARGO_BIN_NAME"))?;
     let listener = TcpListener::bind(config.listen).await?;
-    let shutdown = shutdown::on_signal(config.lifecycle.shutdown_timeout());
+    let shutdown = shutdown::on_signal(config.process.lifecycle.shutdown_timeout());
     serve(config, listener, shutdown).await
 }

@@ -137,7 +137,7 @@ fn schemas() -> Value {
     let accepted = json!({"type": "object", "required": ["index", "event_id"], "properties": {
         "index": {"type": "integer", "minimum": 0}, "event_id": {"type": "string"}}});
     let limit = json!({"type": "integer", "minimum": 0, "maximum": u32::MAX, "nullable": true});
-    let scope = json!({"type": "string", "enum": ["ingest", "read", "admin"]});
+    let scope = json!({"type": "string", "enum": ["ingest", "read", "admin", "webhooks"]});
     json!({
         "Event": event_schema(),
         "BatchAnswer": {"type": "object", "required": ["accepted", "rejected"], "properties": {

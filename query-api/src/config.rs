@@ -1,10 +1,7 @@
 //! The query API's settings; `sluice-query-api --help` lists them all.
 
 use clap::{Args, Parser};
-use sluice_runtime::settings::{
-    ApiSettings, ClickhouseSettings, ConfigFile, KafkaSettings, LifecycleSettings,
-    TelemetrySettings,
-};
+use sluice_runtime::settings::{ApiSettings, ClickhouseSettings, KafkaSettings, ProcessSettings};
 use std::net::SocketAddr;
 
 /// Sluice query API: serves raw events and analytics from ClickHouse.
@@ -32,14 +29,8 @@ pub struct QueryConfig {
     #[command(flatten, next_help_heading = "Kafka")]
     pub kafka: KafkaSettings,
 
-    #[command(flatten, next_help_heading = "Telemetry")]
-    pub telemetry: TelemetrySettings,
-
     #[command(flatten)]
-    pub lifecycle: LifecycleSettings,
-
-    #[command(flatten)]
-    pub config_file: ConfigFile,
+    pub process: ProcessSettings,
 }
 
 /// How questions are answered and live pushes sent.

@@ -96,7 +96,7 @@ fn parse_time(text: &str) -> Result<i64, String> {
         .ok_or_else(|| "must be an RFC 3339 date-time or epoch milliseconds, 1970 to 2100".into())
 }
 
-pub use sluice_schemas::rollup::property::valid_property_key;
+pub use sluice_schemas::rollup::property::{PROPERTY_KEY_RULE, valid_property_key};
 
 /// The event filters: every one given must hold (AND).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -127,7 +127,7 @@ impl Filters {
             if !valid_property_key(key) {
                 return Err(ApiError::invalid(
                     format!("property.{key}"),
-                    "property keys are 1 to 128 of A-Z a-z 0-9 _ - . $ :",
+                    PROPERTY_KEY_RULE,
                 ));
             }
         }

@@ -90,7 +90,7 @@ pub async fn serve(
         listener,
         switch,
         serving.clone(),
-        config.lifecycle.http_drain(),
+        config.process.lifecycle.http_drain(),
     ));
 
     let supervisor = Supervisor::new(shutdown.clone());

@@ -150,8 +150,20 @@ pub async fn ensure_keys_topic(
     patience: Patience,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
+    ensure_record_topic(settings, &settings.keys_topic, patience, shutdown).await
+}
+
+/// Creates a topic of configuration records ([`crate::record_topic`]) when
+/// missing: one partition, so the records of an id stay in order, and
+/// compacted, so it keeps the latest record of each id.
+pub async fn ensure_record_topic(
+    settings: &KafkaSettings,
+    name: &str,
+    patience: Patience,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     let topic = NewTopic::new(
-        &settings.keys_topic,
+        name,
         1,
         TopicReplication::Fixed(settings.replication_factor),
     )

@@ -2,6 +2,7 @@
 //!
 //! - [`auth`]: where a request carries its API key.
 //! - [`keys`]: API keys, their scopes and limits, in a tailed Kafka topic.
+//! - [`record_topic`]: configuration records in a compacted topic every instance tails.
 //! - [`settings`]: typed settings for Kafka, ClickHouse and telemetry, and the
 //!   loader that layers defaults < config file < `SLUICE_*` environment < flags.
 //! - [`telemetry`]: `tracing` set-up, text or JSON, and span export over OTLP.
@@ -31,6 +32,7 @@ pub mod kafka_security;
 pub mod keys;
 pub mod ops;
 pub mod progress;
+pub mod record_topic;
 pub mod rollups;
 pub mod secret;
 pub mod settings;

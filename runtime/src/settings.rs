@@ -280,6 +280,20 @@ pub struct ConfigFile {
     pub config: Option<PathBuf>,
 }
 
+/// What every service's process has besides its own settings: telemetry,
+/// the shutdown deadline and the config file.
+#[derive(Debug, Clone, Args)]
+pub struct ProcessSettings {
+    #[command(flatten, next_help_heading = "Telemetry")]
+    pub telemetry: TelemetrySettings,
+
+    #[command(flatten)]
+    pub lifecycle: LifecycleSettings,
+
+    #[command(flatten)]
+    pub config_file: ConfigFile,
+}
+
 /// Parses the process's arguments into `T`, layering defaults < config file <
 /// environment < flags.
 pub fn load<T: Parser>() -> anyhow::Result<T> {

@@ -89,7 +89,7 @@ impl Database {
     }
 
     /// Every table, in creation order.
-    fn tables(features: ServerFeatures, retention_days: Option<u32>) -> [Table; 7] {
+    fn tables(features: ServerFeatures, retention_days: Option<u32>) -> [Table; 8] {
         [
             Self::events_table(features, retention_days),
             Self::rollups_table(features, RollupTable::Windows),
@@ -98,6 +98,7 @@ impl Database {
             Self::partition_progress_table(),
             Self::project_activity_table(),
             Self::event_notices_table(),
+            Self::webhook_deliveries_table(),
         ]
     }
 
@@ -281,8 +282,13 @@ pub const QUERIED_TABLES: [&str; 6] = [
 
 /// The tables partitioned by UTC day (`toYYYYMMDD`), whose partitions older
 /// than the retention are dropped.
-pub const DAY_PARTITIONED_TABLES: [&str; 4] =
-    ["events", "rollups", "property_rollups", "event_notices"];
+pub const DAY_PARTITIONED_TABLES: [&str; 5] = [
+    "events",
+    "rollups",
+    "property_rollups",
+    "event_notices",
+    "webhook_deliveries",
+];
 
 /// The two tables of partial window aggregates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -453,6 +459,43 @@ impl Database {
     }
 }
 
+impl Database {
+    /// The destinations service's deliveries log: one row per attempt of a
+    /// delivery (an event on its way to one webhook), with the receiver's
+    /// status (0 without an answer), the latency and, for redelivery, the
+    /// body. `status` is `delivered`, `retrying`, `dead` (the last attempt
+    /// failed) or `refused` (a 4xx). A delivery's state is its row with the
+    /// highest (`at_ms`, `attempt`). `kafka_partition` is the source
+    /// partition of the event, which shards the table on a cluster. An
+    /// attempt made again after a crash is a real attempt and has its own
+    /// row. Partitions are days of `at`, which retention drops.
+    fn webhook_deliveries_table() -> Table {
+        Table {
+            name: "webhook_deliveries",
+            columns: "
+                project_id String,
+                webhook_id String,
+                delivery_id String,
+                event_id String,
+                attempt UInt32,
+                status String,
+                response_status UInt16,
+                latency_ms UInt32,
+                error String,
+                at DateTime,
+                at_ms UInt64,
+                kafka_partition UInt32,
+                body String"
+                .to_owned(),
+            version: None,
+            clauses: "
+            PARTITION BY toYYYYMMDD(at)
+            ORDER BY (project_id, webhook_id, at, delivery_id, attempt)"
+                .to_owned(),
+        }
+    }
+}
+
 /// 1 to 64 ASCII letters, digits and underscores, not starting with a digit.
 fn plain_identifier(name: &str) -> bool {
     let mut chars = name.chars();
@@ -508,7 +551,7 @@ mod tests {
         assert!(statements[5].contains("`sluice`.partition_progress ("));
         assert!(statements[6].contains("`sluice`.project_activity ("));
         assert!(statements[7].contains("`sluice`.event_notices ("));
-        assert_eq!(statements.len(), 8);
+        assert_eq!(statements.len(), 9);
         for rollups in &statements[2..4] {
             assert_eq!(rollups.contains("LowCardinality"), features.low_cardinality);
         }
@@ -568,7 +611,7 @@ mod tests {
     #[test]
     fn a_cluster_gets_replicated_shard_local_tables_and_distributed_ones_over_them() {
         let statements = cluster_statements(ServerFeatures::COMMON_SUBSET);
-        assert_eq!(statements.len(), 15);
+        assert_eq!(statements.len(), 17);
         assert_eq!(
             statements[0],
             "CREATE DATABASE IF NOT EXISTS `sluice` ON CLUSTER `sluice_cluster`"

@@ -87,6 +87,33 @@ impl EventRef<'_> {
 }
 
 impl Event {
+    /// An event with only what every event has; no optional field, no tags,
+    /// `properties` `{}`.
+    pub fn minimal(
+        event_id: impl Into<String>,
+        project_id: impl Into<String>,
+        event_type: impl Into<String>,
+        timestamp_ms: i64,
+        received_at_ms: i64,
+    ) -> Self {
+        Self {
+            event_id: event_id.into(),
+            project_id: project_id.into(),
+            event_type: event_type.into(),
+            timestamp_ms,
+            received_at_ms,
+            user_id: None,
+            session_id: None,
+            source: None,
+            duration_ms: None,
+            status: None,
+            tags: Vec::new(),
+            properties: "{}".into(),
+            client_ip: None,
+            user_agent: None,
+        }
+    }
+
     /// The same event as an [`EventRef`], without copying the text.
     pub fn into_ref(self) -> EventRef<'static> {
         self.map_text(Cow::Owned)

@@ -7,6 +7,7 @@
 //! - [`event`]: [`Event`], the enriched record as it travels on the topic.
 //! - [`validate`]: JSON input to [`Event`], with a precise error per field.
 //! - [`rules`]: the rules on an event's values, shared by the JSON and Avro paths.
+//! - [`decode`]: a topic value (Avro or JSON) to an [`Event`], as every consumer reads it.
 //! - [`avro`]: the Avro single-object codec for topic values (schema in `avro/event.avsc`).
 //! - [`ddl`]: the ClickHouse tables, in the SQL subset that 18.16 and current servers
 //!   share, plus what [`clickhouse_features`] says a newer server has.
@@ -18,6 +19,7 @@
 pub mod avro;
 pub mod clickhouse_features;
 pub mod ddl;
+pub mod decode;
 pub mod event;
 pub mod rollup;
 pub mod rules;

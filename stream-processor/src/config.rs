@@ -4,9 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser};
-use sluice_runtime::settings::{
-    ClickhouseSettings, ConfigFile, KafkaSettings, LifecycleSettings, TelemetrySettings,
-};
+use sluice_runtime::settings::{ClickhouseSettings, KafkaSettings, ProcessSettings};
 use sluice_schemas::rollup::property::valid_property_key;
 
 /// Sluice stream processor: reads the events topic and writes every event into
@@ -31,14 +29,8 @@ pub struct ProcessorConfig {
     #[command(flatten, next_help_heading = "ClickHouse")]
     pub clickhouse: ClickhouseSettings,
 
-    #[command(flatten, next_help_heading = "Telemetry")]
-    pub telemetry: TelemetrySettings,
-
     #[command(flatten)]
-    pub lifecycle: LifecycleSettings,
-
-    #[command(flatten)]
-    pub config_file: ConfigFile,
+    pub process: ProcessSettings,
 }
 
 /// Consumer group, batching, windows and retention.

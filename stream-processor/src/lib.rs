@@ -61,10 +61,11 @@
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod checkpoint;
+/// Decoding is shared with every consumer of the events topic.
+pub use sluice_schemas::decode;
 pub mod config;
 pub mod context;
 pub mod coverage;
-pub mod decode;
 pub mod dedup;
 pub mod dlq;
 pub mod live;

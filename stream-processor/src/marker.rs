@@ -14,7 +14,7 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
-pub const HEADER_WATERMARK: &str = "sluice.watermark";
+pub use sluice_schemas::decode::WATERMARK_HEADER as HEADER_WATERMARK;
 
 /// The watermark a message carries, when it is a marker.
 pub fn watermark_of(headers: Option<&rdkafka::message::BorrowedHeaders>) -> Option<i64> {

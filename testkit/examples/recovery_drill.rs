@@ -26,7 +26,9 @@ use sluice_ingest_gateway::config::{IngestSettings, RateLimitSettings};
 use sluice_runtime::kafka::ensure_topics;
 use sluice_runtime::keys::Scope;
 use sluice_runtime::ops::Patience;
-use sluice_runtime::settings::{ApiSettings, ConfigFile, LogFormat, TelemetrySettings};
+use sluice_runtime::settings::{
+    ApiSettings, ConfigFile, LogFormat, ProcessSettings, TelemetrySettings,
+};
 use sluice_schemas::Event;
 use sluice_schemas::avro::encode_event;
 use sluice_schemas::time_format::now_ms;
@@ -103,22 +105,7 @@ async fn prepare(broker: &PrivateBroker, name: &str) -> anyhow::Result<TestEnv> 
 async fn produce(env: &TestEnv, first: usize, count: usize) {
     let producer = env.producer();
     for n in first..first + count {
-        let event = Event {
-            event_id: format!("drill-{n}"),
-            project_id: "drill".into(),
-            event_type: "drill".into(),
-            timestamp_ms: now_ms(),
-            received_at_ms: now_ms(),
-            user_id: None,
-            session_id: None,
-            source: None,
-            duration_ms: None,
-            status: None,
-            tags: vec![],
-            properties: "{}".into(),
-            client_ip: None,
-            user_agent: None,
-        };
+        let event = Event::minimal(format!("drill-{n}"), "drill", "drill", now_ms(), now_ms());
         let (key, value) = (event.partition_key(), encode_event(&event));
         let record = FutureRecord::to(&env.kafka.events_topic)
             .key(&key)
@@ -189,13 +176,15 @@ async fn broker_return(broker: &PrivateBroker) -> anyhow::Result<f64> {
         ingest: IngestSettings::default(),
         rate_limits: RateLimitSettings::default(),
         kafka: env.kafka.clone(),
-        telemetry: TelemetrySettings {
-            log_format: LogFormat::Text,
-            log_filter: "error".into(),
-            otlp_endpoint: String::new(),
+        process: ProcessSettings {
+            telemetry: TelemetrySettings {
+                log_format: LogFormat::Text,
+                log_filter: "error".into(),
+                otlp_endpoint: String::new(),
+            },
+            lifecycle: Default::default(),
+            config_file: ConfigFile { config: None },
         },
-        lifecycle: Default::default(),
-        config_file: ConfigFile { config: None },
     };
     let gateway = spawn_service(|listener, shutdown| {
         sluice_ingest_gateway::serve(config, listener, shutdown)

@@ -162,22 +162,9 @@ fn base_json(event_id: &str) -> serde_json::Map<String, Value> {
 
 fn base_avro(project: &str, event_id: &str) -> Event {
     let now = now_ms();
-    Event {
-        event_id: event_id.into(),
-        project_id: project.into(),
-        event_type: "parity".into(),
-        timestamp_ms: now - 1_000,
-        received_at_ms: now,
-        user_id: Some("u1".into()),
-        session_id: None,
-        source: None,
-        duration_ms: None,
-        status: None,
-        tags: Vec::new(),
-        properties: "{}".into(),
-        client_ip: None,
-        user_agent: None,
-    }
+    let mut event = Event::minimal(event_id, project, "parity", now - 1_000, now);
+    event.user_id = Some("u1".into());
+    event
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

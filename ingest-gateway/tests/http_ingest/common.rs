@@ -7,7 +7,9 @@ use serde_json::Value;
 use sluice_ingest_gateway::GatewayConfig;
 use sluice_ingest_gateway::config::{IngestSettings, RateLimitSettings};
 use sluice_runtime::keys::Scope;
-use sluice_runtime::settings::{ApiSettings, ConfigFile, LogFormat, TelemetrySettings};
+use sluice_runtime::settings::{
+    ApiSettings, ConfigFile, LogFormat, ProcessSettings, TelemetrySettings,
+};
 use sluice_schemas::Event;
 use sluice_testkit::{Running, TestEnv, eventually, spawn_service};
 
@@ -23,13 +25,15 @@ pub fn config(env: &TestEnv) -> GatewayConfig {
         ingest: IngestSettings::default(),
         rate_limits: RateLimitSettings::default(),
         kafka: env.kafka.clone(),
-        telemetry: TelemetrySettings {
-            log_format: LogFormat::Text,
-            log_filter: "warn".into(),
-            otlp_endpoint: String::new(),
+        process: ProcessSettings {
+            telemetry: TelemetrySettings {
+                log_format: LogFormat::Text,
+                log_filter: "warn".into(),
+                otlp_endpoint: String::new(),
+            },
+            lifecycle: Default::default(),
+            config_file: ConfigFile { config: None },
         },
-        lifecycle: Default::default(),
-        config_file: ConfigFile { config: None },
     }
 }
 

@@ -12,7 +12,9 @@ use sluice_loadgen::events::Rng;
 use sluice_query_api::QueryConfig;
 use sluice_query_api::config::QuerySettings;
 use sluice_runtime::keys::Scope;
-use sluice_runtime::settings::{ApiSettings, ConfigFile, LogFormat, TelemetrySettings};
+use sluice_runtime::settings::{
+    ApiSettings, ConfigFile, LogFormat, ProcessSettings, TelemetrySettings,
+};
 use sluice_schemas::Event;
 use sluice_schemas::rollup::hll;
 use sluice_stream_processor::ProcessorConfig;
@@ -71,9 +73,11 @@ pub fn query_config(env: &TestEnv) -> QueryConfig {
         query: QuerySettings::default(),
         clickhouse: env.clickhouse.clone(),
         kafka: env.kafka.clone(),
-        telemetry: telemetry(),
-        lifecycle: Default::default(),
-        config_file: ConfigFile { config: None },
+        process: ProcessSettings {
+            telemetry: telemetry(),
+            lifecycle: Default::default(),
+            config_file: ConfigFile { config: None },
+        },
     }
 }
 
@@ -171,9 +175,11 @@ pub async fn start_gateway(env: &TestEnv) -> Running {
         ingest: IngestSettings::default(),
         rate_limits: RateLimitSettings::default(),
         kafka: env.kafka.clone(),
-        telemetry: telemetry(),
-        lifecycle: Default::default(),
-        config_file: ConfigFile { config: None },
+        process: ProcessSettings {
+            telemetry: telemetry(),
+            lifecycle: Default::default(),
+            config_file: ConfigFile { config: None },
+        },
     };
     let running = spawn_service(|listener, shutdown| {
         sluice_ingest_gateway::serve(config, listener, shutdown)
@@ -199,9 +205,11 @@ pub async fn start_processor(env: &TestEnv) -> Running {
         },
         kafka: env.kafka.clone(),
         clickhouse: env.clickhouse.clone(),
-        telemetry: telemetry(),
-        lifecycle: Default::default(),
-        config_file: ConfigFile { config: None },
+        process: ProcessSettings {
+            telemetry: telemetry(),
+            lifecycle: Default::default(),
+            config_file: ConfigFile { config: None },
+        },
     };
     let running = spawn_service(|listener, shutdown| {
         sluice_stream_processor::serve(config, listener, shutdown)

@@ -23,16 +23,19 @@ pub enum Scope {
     Read,
     /// Manage keys of every project.
     Admin,
+    /// Manage the key's project's webhooks (the destinations service).
+    Webhooks,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::Ingest, Scope::Read, Scope::Admin];
+    pub const ALL: [Scope; 4] = [Scope::Ingest, Scope::Read, Scope::Admin, Scope::Webhooks];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Ingest => "ingest",
             Scope::Read => "read",
             Scope::Admin => "admin",
+            Scope::Webhooks => "webhooks",
         }
     }
 }

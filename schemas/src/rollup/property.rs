@@ -14,7 +14,11 @@ use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-/// A property key as filters, group-bys and `--rollup-properties` name it.
+/// What [`valid_property_key`] asks of a key, for the error that refuses one.
+pub const PROPERTY_KEY_RULE: &str = "property keys are 1 to 128 of A-Z a-z 0-9 _ - . $ :";
+
+/// A property key as filters, group-bys, `--rollup-properties` and
+/// destination rules name it.
 pub fn valid_property_key(key: &str) -> bool {
     (1..=128).contains(&key.len())
         && key

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rdkafka::producer::FutureRecord;
 use sluice_runtime::kafka::ensure_topics;
 use sluice_runtime::ops::Patience;
-use sluice_runtime::settings::{ConfigFile, LogFormat, TelemetrySettings};
+use sluice_runtime::settings::{ConfigFile, LogFormat, ProcessSettings, TelemetrySettings};
 use sluice_schemas::Event;
 use sluice_schemas::avro::encode_event;
 use sluice_stream_processor::ProcessorConfig;
@@ -56,13 +56,15 @@ pub async fn spawn_processor(env: &TestEnv, settings: ProcessorSettings) -> Runn
         },
         kafka: env.kafka.clone(),
         clickhouse: env.clickhouse.clone(),
-        telemetry: TelemetrySettings {
-            log_format: LogFormat::Json,
-            log_filter: "error".into(),
-            otlp_endpoint: String::new(),
+        process: ProcessSettings {
+            telemetry: TelemetrySettings {
+                log_format: LogFormat::Json,
+                log_filter: "error".into(),
+                otlp_endpoint: String::new(),
+            },
+            lifecycle: Default::default(),
+            config_file: ConfigFile { config: None },
         },
-        lifecycle: Default::default(),
-        config_file: ConfigFile { config: None },
     };
     let processor = spawn_service(|listener, shutdown| {
         sluice_stream_processor::serve(config, listener, shutdown)

@@ -9,7 +9,9 @@ use sluice_ingest_gateway::config::{IngestSettings, RateLimitSettings};
 use sluice_query_api::QueryConfig;
 use sluice_query_api::config::QuerySettings;
 use sluice_runtime::keys::Scope;
-use sluice_runtime::settings::{ApiSettings, ConfigFile, LogFormat, TelemetrySettings};
+use sluice_runtime::settings::{
+    ApiSettings, ConfigFile, LogFormat, ProcessSettings, TelemetrySettings,
+};
 use sluice_stream_processor::ProcessorConfig;
 use sluice_stream_processor::config::ProcessorSettings;
 use sluice_testkit::{Running, TestEnv, spawn_service};
@@ -46,9 +48,11 @@ pub async fn start_gateway(env: &TestEnv) -> Running {
         ingest: IngestSettings::default(),
         rate_limits: RateLimitSettings::default(),
         kafka: env.kafka.clone(),
-        telemetry: telemetry(),
-        lifecycle: Default::default(),
-        config_file: ConfigFile { config: None },
+        process: ProcessSettings {
+            telemetry: telemetry(),
+            lifecycle: Default::default(),
+            config_file: ConfigFile { config: None },
+        },
     };
     spawn_service(|listener, shutdown| sluice_ingest_gateway::serve(config, listener, shutdown))
         .await
@@ -66,9 +70,11 @@ pub async fn start_processor(env: &TestEnv) -> Running {
         },
         kafka: env.kafka.clone(),
         clickhouse: env.clickhouse.clone(),
-        telemetry: telemetry(),
-        lifecycle: Default::default(),
-        config_file: ConfigFile { config: None },
+        process: ProcessSettings {
+            telemetry: telemetry(),
+            lifecycle: Default::default(),
+            config_file: ConfigFile { config: None },
+        },
     };
     spawn_service(|listener, shutdown| sluice_stream_processor::serve(config, listener, shutdown))
         .await
@@ -81,9 +87,11 @@ pub async fn start_query_api(env: &TestEnv) -> Running {
         query: QuerySettings::default(),
         clickhouse: env.clickhouse.clone(),
         kafka: env.kafka.clone(),
-        telemetry: telemetry(),
-        lifecycle: Default::default(),
-        config_file: ConfigFile { config: None },
+        process: ProcessSettings {
+            telemetry: telemetry(),
+            lifecycle: Default::default(),
+            config_file: ConfigFile { config: None },
+        },
     };
     spawn_service(|listener, shutdown| sluice_query_api::serve(config, listener, shutdown)).await
 }

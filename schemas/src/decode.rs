@@ -1,10 +1,26 @@
 //! Topic values to events: Avro from the gateway or from direct producers, or
-//! JSON from direct producers. Whatever cannot be read says why.
+//! JSON from direct producers. Whatever cannot be read says why. Every
+//! consumer of the events topic (the stream processor, the destinations
+//! service) reads it through here, so they agree on what is an event: a
+//! message the processor dead-letters is one no destination delivers.
 
-use sluice_schemas::avro::{decode_event, is_single_object};
-use sluice_schemas::rules::{self, check_event};
-use sluice_schemas::validate::parse_event_json;
-use sluice_schemas::{Event, FallbackId, FieldError, Limits, Origin};
+use crate::avro::{decode_event, is_single_object};
+use crate::rules::{self, check_event};
+use crate::validate::parse_event_json;
+use crate::{Event, FallbackId, FieldError, Limits, Origin};
+
+/// The header of a watermark marker (see the stream processor's `marker`
+/// module): an empty message that closes idle windows, never an event.
+pub const WATERMARK_HEADER: &str = "sluice.watermark";
+
+/// Whether a message with these header names and this value is a watermark
+/// marker rather than an event.
+pub fn is_marker<'a>(
+    mut header_names: impl Iterator<Item = &'a str>,
+    value: Option<&[u8]>,
+) -> bool {
+    value.is_none_or(<[u8]>::is_empty) && header_names.any(|name| name == WATERMARK_HEADER)
+}
 
 /// Where a message sits in Kafka: enough to name it, and to derive stable
 /// defaults from it.
@@ -75,7 +91,7 @@ fn invalid(errors: &[FieldError]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use sluice_schemas::avro::encode_event;
+    use crate::avro::encode_event;
 
     use super::*;
 
@@ -87,22 +103,15 @@ mod tests {
     };
 
     fn event() -> Event {
-        Event {
-            event_id: "e1".into(),
-            project_id: "p".into(),
-            event_type: "click".into(),
-            timestamp_ms: 1_700_000_000_000,
-            received_at_ms: 1_700_000_000_001,
-            user_id: None,
-            session_id: None,
-            source: None,
-            duration_ms: None,
-            status: None,
-            tags: vec![],
-            properties: "{}".into(),
-            client_ip: None,
-            user_agent: None,
-        }
+        Event::minimal("e1", "p", "click", 1_700_000_000_000, 1_700_000_000_001)
+    }
+
+    #[test]
+    fn markers_are_empty_messages_with_the_watermark_header() {
+        assert!(is_marker(["x", WATERMARK_HEADER].into_iter(), None));
+        assert!(is_marker([WATERMARK_HEADER].into_iter(), Some(b"")));
+        assert!(!is_marker([WATERMARK_HEADER].into_iter(), Some(b"{}")));
+        assert!(!is_marker(["x"].into_iter(), None));
     }
 
     #[test]

@@ -1,0 +1,318 @@
+//! Per-destination isolation: each webhook has its own bounded queue, its
+//! own workers (at most `--destination-concurrency` requests in flight) and
+//! its own circuit breaker. Handing a delivery over never waits on a
+//! receiver: when a queue is full, the delivery is parked in the retry
+//! topic instead, so a dead or slow endpoint holds at most its queue in
+//! memory and never delays another destination or the consumer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sluice_runtime::record_topic::RecordStore;
+use sluice_schemas::time_format::now_ms;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::backoff::{Backoff, Outcome, random_unit};
+use crate::breaker::{Breaker, BreakerState, Permit};
+use crate::deliveries_log::{DeliveryLog, LogRow};
+use crate::delivery::Delivery;
+use crate::metrics::{DestinationMetrics, OutcomeLabels, ParkLabels};
+use crate::offsets::Pending;
+use crate::sender::Sender;
+use crate::spool::Spool;
+use crate::webhook::WebhookRecord;
+
+/// How long a delivery that found its queue full waits in the retry topic.
+const QUEUE_FULL_PAUSE: Duration = Duration::from_secs(1);
+
+/// A delivery and the source offset it holds back until it is settled.
+pub struct Job {
+    pub delivery: Delivery,
+    pub pending: Pending,
+}
+
+/// Limits and schedules of the destinations.
+#[derive(Debug, Clone)]
+pub struct DispatchLimits {
+    pub queue_capacity: usize,
+    pub concurrency: usize,
+    pub backoff: Backoff,
+    pub breaker_threshold: u32,
+    pub breaker_pause: Duration,
+}
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+/// What the dispatcher works with: where webhooks, attempts, parked
+/// deliveries, the log and the metrics go, and when to stop.
+pub struct DispatchParts {
+    pub webhooks: RecordStore<WebhookRecord>,
+    pub sender: Sender,
+    pub spool: Spool,
+    pub log: DeliveryLog,
+    pub metrics: DestinationMetrics,
+    pub limits: DispatchLimits,
+    pub shutdown: CancellationToken,
+}
+
+struct Inner {
+    destinations: Mutex<HashMap<String, Destination>>,
+    parts: DispatchParts,
+    tasks: TaskTracker,
+}
+
+#[derive(Clone)]
+struct Destination {
+    queue: mpsc::Sender<Job>,
+    breaker: Arc<Mutex<Breaker>>,
+}
+
+impl Dispatcher {
+    pub fn new(parts: DispatchParts) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                destinations: Mutex::default(),
+                parts,
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// Hands `job` to its destination's queue, or parks it in the retry
+    /// topic when the queue is full. Never waits on a receiver.
+    pub async fn dispatch(&self, job: Job) {
+        let webhook_id = job.delivery.webhook_id.clone();
+        let destination = self.destination(&webhook_id);
+        match destination.queue.try_send(job) {
+            Ok(()) => {
+                self.depth(&webhook_id).inc();
+            }
+            Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) => {
+                let due = now_ms() + QUEUE_FULL_PAUSE.as_millis() as i64;
+                self.park(job, due, "queue_full").await;
+            }
+        }
+    }
+
+    /// The circuit state of a destination, as the API and metrics show it.
+    pub fn circuit(&self, webhook_id: &str) -> BreakerState {
+        self.lock()
+            .get(webhook_id)
+            .and_then(|d| d.breaker.lock().ok().map(|b| b.state(Instant::now())))
+            .unwrap_or(BreakerState::Closed)
+    }
+
+    /// Waits for the attempts in flight to end, up to `limit`.
+    pub async fn drain(&self, limit: Duration) {
+        self.inner.tasks.close();
+        let _ = tokio::time::timeout(limit, self.inner.tasks.wait()).await;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Destination>> {
+        self.inner
+            .destinations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn depth(&self, webhook_id: &str) -> prometheus_client::metrics::gauge::Gauge {
+        self.inner
+            .parts
+            .metrics
+            .queue_depth
+            .get_or_create(&DestinationMetrics::webhook(webhook_id))
+            .clone()
+    }
+
+    fn destination(&self, webhook_id: &str) -> Destination {
+        let mut destinations = self.lock();
+        if let Some(destination) = destinations.get(webhook_id) {
+            return destination.clone();
+        }
+        let limits = &self.inner.parts.limits;
+        let (queue, jobs) = mpsc::channel(limits.queue_capacity.max(1));
+        let destination = Destination {
+            queue,
+            breaker: Arc::new(Mutex::new(Breaker::new(
+                limits.breaker_threshold,
+                limits.breaker_pause,
+            ))),
+        };
+        destinations.insert(webhook_id.to_owned(), destination.clone());
+        let worker = self.clone();
+        let breaker = destination.breaker.clone();
+        let id = webhook_id.to_owned();
+        self.inner
+            .tasks
+            .spawn(async move { worker.work(id, jobs, breaker).await });
+        destination
+    }
+
+    /// One destination's loop: takes jobs while fewer than the concurrency
+    /// limit are in flight. Jobs still queued at shutdown stay unsettled;
+    /// their offsets are not committed and the next run delivers them.
+    async fn work(
+        self,
+        webhook_id: String,
+        mut jobs: mpsc::Receiver<Job>,
+        breaker: Arc<Mutex<Breaker>>,
+    ) {
+        let slots = Arc::new(Semaphore::new(self.inner.parts.limits.concurrency.max(1)));
+        let depth = self.depth(&webhook_id);
+        loop {
+            let slot = tokio::select! {
+                () = self.inner.parts.shutdown.cancelled() => return,
+                slot = slots.clone().acquire_owned() => slot,
+            };
+            let Ok(slot) = slot else { return };
+            let job = tokio::select! {
+                () = self.inner.parts.shutdown.cancelled() => return,
+                job = jobs.recv() => job,
+            };
+            let Some(job) = job else { return };
+            depth.dec();
+            let worker = self.clone();
+            let breaker = breaker.clone();
+            self.inner.tasks.spawn(async move {
+                worker.handle(job, &breaker).await;
+                drop(slot);
+            });
+        }
+    }
+
+    async fn handle(&self, mut job: Job, breaker: &Mutex<Breaker>) {
+        let webhook_id = job.delivery.webhook_id.clone();
+        let label = DestinationMetrics::webhook(&webhook_id);
+        let Some(webhook) = self
+            .inner
+            .parts
+            .webhooks
+            .get(&webhook_id)
+            .filter(|webhook| webhook.is_active())
+        else {
+            // Deleted or disabled since the match: nothing to deliver.
+            job.pending.settle();
+            return;
+        };
+        let permit = breaker
+            .lock()
+            .map(|mut b| b.permit(Instant::now()))
+            .unwrap_or(Permit::Attempt);
+        if let Permit::WaitUntil(at) = permit {
+            let wait = at.saturating_duration_since(Instant::now());
+            self.park(job, now_ms() + wait.as_millis() as i64, "circuit_open")
+                .await;
+            return;
+        }
+        let attempted = self
+            .inner
+            .parts
+            .sender
+            .attempt(&webhook, &job.delivery)
+            .await;
+        job.delivery.attempts += 1;
+        let metrics = &self.inner.parts.metrics;
+        metrics.attempts.get_or_create(&label).inc();
+        metrics
+            .latency
+            .get_or_create(&label)
+            .observe(attempted.latency.as_secs_f64());
+        let outcome = attempted.outcome;
+        if let Ok(mut breaker) = breaker.lock() {
+            if outcome.is_retryable() {
+                breaker.failed(Instant::now());
+            } else {
+                breaker.succeeded();
+            }
+            metrics
+                .circuit_state
+                .get_or_create(&label)
+                .set(breaker.state(Instant::now()).as_gauge());
+        }
+        let attempts = job.delivery.attempts;
+        let (status, error) = match &outcome {
+            Outcome::Delivered { .. } => {
+                let waited = (now_ms() - job.delivery.received_at_ms).max(0) as f64 / 1000.0;
+                metrics.end_to_end.get_or_create(&label).observe(waited);
+                ("delivered", String::new())
+            }
+            Outcome::Refused { status } => ("refused", format!("refused with HTTP {status}")),
+            Outcome::Retryable { status, .. } if attempts >= webhook.max_attempts => (
+                "dead",
+                format!("HTTP {status} on the last of {attempts} attempts"),
+            ),
+            Outcome::NoAnswer { cause } if attempts >= webhook.max_attempts => (
+                "dead",
+                format!("{cause} on the last of {attempts} attempts"),
+            ),
+            Outcome::Retryable { status, .. } => ("retrying", format!("HTTP {status}")),
+            Outcome::NoAnswer { cause } => ("retrying", cause.clone()),
+        };
+        metrics
+            .deliveries
+            .get_or_create(&OutcomeLabels {
+                webhook_id: webhook_id.clone(),
+                outcome: status,
+            })
+            .inc();
+        self.inner.parts.log.record(LogRow {
+            project_id: job.delivery.project_id.clone(),
+            webhook_id: webhook_id.clone(),
+            delivery_id: job.delivery.delivery_id.clone(),
+            event_id: job.delivery.event_id.clone(),
+            attempt: attempts,
+            status: status.to_owned(),
+            response_status: outcome.status(),
+            latency_ms: attempted.latency.as_millis().min(u128::from(u32::MAX)) as u32,
+            error: error.clone(),
+            at: (now_ms() / 1000) as u32,
+            at_ms: now_ms() as u64,
+            kafka_partition: job.pending.partition().max(0) as u32,
+            body: job.delivery.body.clone(),
+        });
+        match status {
+            "delivered" => job.pending.settle(),
+            "refused" | "dead" => {
+                if self.inner.parts.spool.bury(&job.delivery, &error).await {
+                    job.pending.settle();
+                }
+            }
+            _ => {
+                let backoff = self.inner.parts.limits.backoff;
+                let wait = match outcome {
+                    Outcome::Retryable {
+                        retry_after: Some(asked),
+                        ..
+                    } => backoff.after_retry_after(asked),
+                    _ => backoff.delay(attempts, random_unit()),
+                };
+                self.park(job, now_ms() + wait.as_millis() as i64, "retry")
+                    .await;
+            }
+        }
+    }
+
+    /// Writes the job's delivery to the retry topic, due at `due_ms`, and
+    /// settles it once the broker has it.
+    async fn park(&self, mut job: Job, due_ms: i64, reason: &'static str) {
+        job.delivery.not_before_ms = due_ms;
+        self.inner
+            .parts
+            .metrics
+            .parked
+            .get_or_create(&ParkLabels {
+                webhook_id: job.delivery.webhook_id.clone(),
+                reason,
+            })
+            .inc();
+        if self.inner.parts.spool.park(&job.delivery).await {
+            job.pending.settle();
+        }
+    }
+}

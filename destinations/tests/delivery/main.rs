@@ -1,0 +1,8 @@
+//! The destinations service against a private tansu broker and a private
+//! ClickHouse (both on free ports, stopped when the test ends) and a real
+//! HTTP receiver started by the test.
+
+mod faults;
+mod harness;
+mod receiver;
+mod webhooks;
