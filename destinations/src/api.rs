@@ -24,6 +24,7 @@ use sluice_runtime::record_topic::{RecordStore, RecordWriter};
 use sluice_schemas::rules::project_id as check_project_id;
 use sluice_schemas::time_format::{DAY_MS, format_rfc3339_ms, now_ms};
 
+use crate::batch::{self, BatchConfig};
 use crate::deliveries_log::{self, DeliveryQuery};
 use crate::delivery::Delivery;
 use crate::dispatch::Dispatcher;
@@ -161,6 +162,17 @@ struct WebhookFields {
     max_attempts: Option<u32>,
     #[serde(default)]
     enabled: Option<bool>,
+    /// `{"max_events": N, "max_wait_ms": T}` turns batch mode on, `null`
+    /// turns it off; absent leaves it as it is.
+    #[serde(default, deserialize_with = "present")]
+    batch: Option<Option<Value>>,
+}
+
+/// A field that may be set to `null`: `Some(None)`, unlike absent (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<Option<Value>>, D::Error> {
+    Option::<Value>::deserialize(deserializer).map(Some)
 }
 
 /// Applies and checks `fields` on `webhook`.
@@ -215,7 +227,25 @@ async fn apply_fields(
     if let Some(enabled) = fields.enabled {
         webhook.enabled = enabled;
     }
+    if let Some(batch) = fields.batch {
+        webhook.batch = batch.map(check_batch).transpose()?;
+    }
     Ok(())
+}
+
+/// A `batch` setting, read and checked here so that a bad one is refused
+/// naming its field.
+fn check_batch(value: Value) -> Result<BatchConfig> {
+    let batch: BatchConfig = serde_json::from_value(value).map_err(|error| {
+        ApiError::invalid(
+            "batch",
+            format!("must be {{\"max_events\": N, \"max_wait_ms\": T}}: {error}"),
+        )
+    })?;
+    batch
+        .check()
+        .map_err(|(field, reason)| ApiError::invalid(field, reason))?;
+    Ok(batch)
 }
 
 fn check_headers(headers: &BTreeMap<String, String>) -> Result<()> {
@@ -257,6 +287,7 @@ fn view(state: &AppState, webhook: &WebhookRecord) -> Value {
         "timeout_ms": webhook.timeout_ms,
         "max_attempts": webhook.max_attempts,
         "enabled": webhook.enabled,
+        "batch": webhook.batch,
         "circuit": state.dispatcher.circuit(&webhook.webhook_id).as_str(),
         "previous_secret_valid_until": webhook.previous_secret_until_ms.map(format_rfc3339_ms),
         "created_at": format_rfc3339_ms(webhook.created_at_ms),
@@ -301,6 +332,7 @@ async fn create(State(state): State<AppState>, manager: Manager, body: Bytes) ->
         timeout_ms: state.default_timeout_ms,
         max_attempts: state.default_max_attempts,
         enabled: true,
+        batch: None,
         secret: secret.clone(),
         previous_secret: None,
         previous_secret_until_ms: None,
@@ -442,7 +474,11 @@ async fn test_delivery(
     let mut event =
         sluice_schemas::Event::minimal(&event_id, &webhook.project_id, "sluice.test", now, now);
     event.source = Some("sluice".into());
-    let delivery = Delivery::of_event(&webhook.webhook_id, &event, now);
+    let mut delivery = Delivery::of_event(&webhook.webhook_id, &event, now);
+    if webhook.batch.is_some() {
+        // The body the receiver gets in batch mode: a batch, here of one.
+        delivery = Delivery::batch_of(&webhook.webhook_id, &[delivery], now);
+    }
     let attempted = state.sender.attempt(&webhook, &delivery).await;
     let error = match &attempted.outcome {
         crate::backoff::Outcome::NoAnswer { cause } => Some(cause.clone()),
@@ -600,6 +636,7 @@ async fn redeliver(
             attempts: 0,
             not_before_ms: now,
             received_at_ms: now,
+            members: batch::members_of_body(&webhook.webhook_id, &row.body, now),
             body: row.body.clone(),
         };
         if !state.spool.park(&delivery).await {

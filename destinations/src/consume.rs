@@ -289,7 +289,10 @@ fn matched(
     deliveries
         .into_iter()
         .zip(pending)
-        .map(|(delivery, pending)| Job { delivery, pending })
+        .map(|(delivery, pending)| Job {
+            delivery,
+            pending: vec![pending],
+        })
         .collect()
 }
 
@@ -361,7 +364,7 @@ pub async fn retries(
                             waiting.push(Reverse(Scheduled {
                                 due_ms: delivery.not_before_ms,
                                 seq,
-                                job: Job { delivery, pending },
+                                job: Job { delivery, pending: vec![pending] },
                             }));
                         }
                         _ => {

@@ -27,6 +27,19 @@ pub struct Delivery {
     pub received_at_ms: i64,
     /// The request body (JSON).
     pub body: String,
+    /// The deliveries a batch holds (see [`crate::batch`]); empty for one
+    /// event. Records written before batch mode have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<Member>,
+}
+
+/// One event of a batch: what its settlement, metrics and log need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub delivery_id: String,
+    pub event_id: String,
+    pub received_at_ms: i64,
 }
 
 /// The body of a delivery: `{"type": "event", "webhook_id": ..., "data": EVENT}`.
@@ -93,12 +106,27 @@ impl Delivery {
             not_before_ms: now_ms,
             received_at_ms: event.received_at_ms,
             body: serde_json::to_string(&body).expect("an event serializes"),
+            members: Vec::new(),
         }
     }
 
     /// The bytes this delivery holds in memory, roughly.
     pub fn size(&self) -> usize {
         self.body.len() + self.delivery_id.len() + self.webhook_id.len() + self.event_id.len() + 64
+    }
+
+    /// The events it carries: its members, or 1.
+    pub fn events(&self) -> usize {
+        self.members.len().max(1)
+    }
+
+    /// When each event it carries was received (epoch ms).
+    pub fn received_at(&self) -> Vec<i64> {
+        if self.members.is_empty() {
+            vec![self.received_at_ms]
+        } else {
+            self.members.iter().map(|m| m.received_at_ms).collect()
+        }
     }
 }
 

@@ -4,6 +4,12 @@
 //! receiver: when a queue is full, the delivery is parked in the retry
 //! topic instead, so a dead or slow endpoint holds at most its queue in
 //! memory and never delays another destination or the consumer.
+//!
+//! In batch mode ([`crate::batch`]) a worker that takes a fresh delivery
+//! gathers more from the queue before it sends, so each in-flight slot
+//! holds up to `max_events` deliveries: a destination holds at most
+//! `queue_capacity + concurrency * max_events` deliveries in memory. A
+//! batch is one attempt for the circuit breaker, its metrics count events.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backoff::{Backoff, Outcome, random_unit};
+use crate::batch::{gather, joins_batches};
 use crate::breaker::{Breaker, BreakerState, Permit};
 use crate::deliveries_log::{DeliveryLog, LogRow};
 use crate::delivery::Delivery;
@@ -28,10 +35,33 @@ use crate::webhook::WebhookRecord;
 /// How long a delivery that found its queue full waits in the retry topic.
 const QUEUE_FULL_PAUSE: Duration = Duration::from_secs(1);
 
-/// A delivery and the source offset it holds back until it is settled.
+/// A delivery and the source offsets it holds back until it is settled:
+/// one, or for a batch formed here, one per member (a batch read back from
+/// the retry topic holds its record's one offset).
 pub struct Job {
     pub delivery: Delivery,
-    pub pending: Pending,
+    pub pending: Vec<Pending>,
+}
+
+impl Job {
+    /// The batch of `jobs` (fresh deliveries of `webhook_id`), holding all
+    /// their offsets, settled together when the batch is.
+    fn batch(webhook_id: &str, jobs: Vec<Job>) -> Self {
+        let (members, pending): (Vec<Delivery>, Vec<Vec<Pending>>) = jobs
+            .into_iter()
+            .map(|job| (job.delivery, job.pending))
+            .unzip();
+        Self {
+            delivery: Delivery::batch_of(webhook_id, &members, now_ms()),
+            pending: pending.into_iter().flatten().collect(),
+        }
+    }
+
+    fn settle(self) {
+        for pending in self.pending {
+            pending.settle();
+        }
+    }
 }
 
 /// Limits and schedules of the destinations.
@@ -165,18 +195,56 @@ impl Dispatcher {
     ) {
         let slots = Arc::new(Semaphore::new(self.inner.parts.limits.concurrency.max(1)));
         let depth = self.depth(&webhook_id);
+        let shutdown = &self.inner.parts.shutdown;
+        // A delivery that ended a batch by not fitting: the next one's first.
+        let mut held: Option<Job> = None;
         loop {
             let slot = tokio::select! {
-                () = self.inner.parts.shutdown.cancelled() => return,
+                () = shutdown.cancelled() => return,
                 slot = slots.clone().acquire_owned() => slot,
             };
             let Ok(slot) = slot else { return };
-            let job = tokio::select! {
-                () = self.inner.parts.shutdown.cancelled() => return,
-                job = jobs.recv() => job,
+            let job = match held.take() {
+                Some(job) => job,
+                None => {
+                    let job = tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        job = jobs.recv() => job,
+                    };
+                    let Some(job) = job else { return };
+                    depth.dec();
+                    job
+                }
             };
-            let Some(job) = job else { return };
-            depth.dec();
+            let batching = self
+                .inner
+                .parts
+                .webhooks
+                .get(&webhook_id)
+                .and_then(|webhook| webhook.batch)
+                .filter(|_| joins_batches(&job.delivery));
+            let job = match batching {
+                None => job,
+                Some(config) => {
+                    let joins = |job: &Job| joins_batches(&job.delivery);
+                    let size = |job: &Job| job.delivery.body.len();
+                    let Some(gathered) =
+                        gather(job, &mut jobs, config.into(), joins, size, shutdown).await
+                    else {
+                        return;
+                    };
+                    let taken = gathered.items.len() - 1 + usize::from(gathered.held.is_some());
+                    depth.dec_by(taken as i64);
+                    held = gathered.held;
+                    self.inner
+                        .parts
+                        .metrics
+                        .batch_size
+                        .get_or_create(&DestinationMetrics::webhook(&webhook_id))
+                        .observe(gathered.items.len() as f64);
+                    Job::batch(&webhook_id, gathered.items)
+                }
+            };
             let worker = self.clone();
             let breaker = breaker.clone();
             self.inner.tasks.spawn(async move {
@@ -197,7 +265,7 @@ impl Dispatcher {
             .filter(|webhook| webhook.is_active())
         else {
             // Deleted or disabled since the match: nothing to deliver.
-            job.pending.settle();
+            job.settle();
             return;
         };
         let permit = breaker
@@ -238,8 +306,10 @@ impl Dispatcher {
         let attempts = job.delivery.attempts;
         let (status, error) = match &outcome {
             Outcome::Delivered { .. } => {
-                let waited = (now_ms() - job.delivery.received_at_ms).max(0) as f64 / 1000.0;
-                metrics.end_to_end.get_or_create(&label).observe(waited);
+                let end_to_end = metrics.end_to_end.get_or_create(&label);
+                for received_at_ms in job.delivery.received_at() {
+                    end_to_end.observe((now_ms() - received_at_ms).max(0) as f64 / 1000.0);
+                }
                 ("delivered", String::new())
             }
             Outcome::Refused { status } => ("refused", format!("refused with HTTP {status}")),
@@ -260,7 +330,7 @@ impl Dispatcher {
                 webhook_id: webhook_id.clone(),
                 outcome: status,
             })
-            .inc();
+            .inc_by(job.delivery.events() as u64);
         self.inner.parts.log.record(LogRow {
             project_id: job.delivery.project_id.clone(),
             webhook_id: webhook_id.clone(),
@@ -273,14 +343,14 @@ impl Dispatcher {
             error: error.clone(),
             at: (now_ms() / 1000) as u32,
             at_ms: now_ms() as u64,
-            kafka_partition: job.pending.partition().max(0) as u32,
+            kafka_partition: job.pending.first().map_or(0, |p| p.partition().max(0)) as u32,
             body: job.delivery.body.clone(),
         });
         match status {
-            "delivered" => job.pending.settle(),
+            "delivered" => job.settle(),
             "refused" | "dead" => {
                 if self.inner.parts.spool.bury(&job.delivery, &error).await {
-                    job.pending.settle();
+                    job.settle();
                 }
             }
             _ => {
@@ -312,7 +382,7 @@ impl Dispatcher {
             })
             .inc();
         if self.inner.parts.spool.park(&job.delivery).await {
-            job.pending.settle();
+            job.settle();
         }
     }
 }

@@ -11,8 +11,10 @@
 //! - [`breaker`]: the circuit breaker of one destination.
 //! - [`offsets`]: which source offsets may be committed.
 //! - [`targets`]: which URLs a webhook may point at (SSRF).
+//! - [`batch`]: batch mode: the batch's body and id, and how a worker gathers one.
 
 pub mod backoff;
+pub mod batch;
 pub mod breaker;
 pub mod offsets;
 pub mod rules;

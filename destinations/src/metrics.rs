@@ -18,6 +18,7 @@ pub const CIRCUIT_STATE: &str = "sluice_destination_circuit_state";
 pub const PARKED: &str = "sluice_destination_parked";
 pub const SCHEDULED_RETRIES: &str = "sluice_destination_scheduled_retries";
 pub const UNSETTLED: &str = "sluice_destination_unsettled_deliveries";
+pub const BATCH_SIZE: &str = "sluice_destination_batch_events";
 pub const LOG_ROWS_DROPPED: &str = "sluice_destination_log_rows_dropped";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,6 +47,7 @@ pub struct DestinationMetrics {
     pub attempts: Family<WebhookLabel, Counter>,
     pub latency: Family<WebhookLabel, Histogram>,
     pub end_to_end: Family<WebhookLabel, Histogram>,
+    pub batch_size: Family<WebhookLabel, Histogram>,
     pub queue_depth: Family<WebhookLabel, Gauge>,
     pub circuit_state: Family<WebhookLabel, Gauge>,
     pub parked: Family<ParkLabels, Counter>,
@@ -67,6 +69,9 @@ impl DestinationMetrics {
             attempts: Family::default(),
             latency: Family::new_with_constructor(seconds),
             end_to_end: Family::new_with_constructor(seconds),
+            batch_size: Family::new_with_constructor(|| {
+                Histogram::new([1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0])
+            }),
             queue_depth: Family::default(),
             circuit_state: Family::default(),
             parked: Family::default(),
@@ -81,7 +86,7 @@ impl DestinationMetrics {
         );
         registry.register(
             DELIVERIES,
-            "Attempts by outcome: delivered, retrying, dead (after the last attempt), refused (4xx)",
+            "Events attempted, by outcome: delivered, retrying, dead (after the last attempt), refused (4xx); a batch counts its events",
             metrics.deliveries.clone(),
         );
         registry.register(ATTEMPTS, "HTTP attempts made", metrics.attempts.clone());
@@ -94,6 +99,11 @@ impl DestinationMetrics {
             END_TO_END,
             "From the event's acceptance by the gateway to its delivery",
             metrics.end_to_end.clone(),
+        );
+        registry.register(
+            BATCH_SIZE,
+            "Events per batch formed (webhooks in batch mode)",
+            metrics.batch_size.clone(),
         );
         registry.register(
             QUEUE_DEPTH,

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sluice_runtime::record_topic::StoredRecord;
 
+use crate::batch::BatchConfig;
 use crate::rules::{Matcher, Rule};
 use crate::signing::secret_key;
 
@@ -37,6 +38,10 @@ pub struct WebhookRecord {
     /// Attempts before a delivery goes to the dead-letter topic.
     pub max_attempts: u32,
     pub enabled: bool,
+    /// Batch mode: up to this many events per request; absent (as in
+    /// records written before batch mode) means one event per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchConfig>,
     /// The current `whsec_` secret.
     pub secret: String,
     /// The secret it replaced, still signed with until `previous_secret_until_ms`.
@@ -58,6 +63,7 @@ impl std::fmt::Debug for WebhookRecord {
             .field("url", &self.url)
             .field("rules", &self.rules.len())
             .field("enabled", &self.enabled)
+            .field("batch", &self.batch)
             .field("secret", &"[redacted]")
             .finish_non_exhaustive()
     }
@@ -122,6 +128,7 @@ mod tests {
             timeout_ms: 5_000,
             max_attempts: 5,
             enabled: true,
+            batch: None,
             secret: generate_secret(),
             previous_secret: None,
             previous_secret_until_ms: None,
@@ -139,6 +146,25 @@ mod tests {
         webhook.previous_secret_until_ms = Some(100);
         assert_eq!(webhook.signing_keys(99).len(), 2);
         assert_eq!(webhook.signing_keys(100).len(), 1);
+    }
+
+    #[test]
+    fn a_record_from_before_batch_mode_loads_without_batching() {
+        let mut old = serde_json::to_value(record()).unwrap();
+        assert!(old.get("batch").is_none());
+        old.as_object_mut().unwrap().remove("batch");
+        let loaded: WebhookRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(loaded.batch, None);
+        let mut batching = record();
+        batching.batch = Some(BatchConfig {
+            max_events: 10,
+            max_wait_ms: 500,
+        });
+        let text = serde_json::to_string(&batching).unwrap();
+        assert_eq!(
+            serde_json::from_str::<WebhookRecord>(&text).unwrap(),
+            batching
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! ClickHouse (both on free ports, stopped when the test ends) and a real
 //! HTTP receiver started by the test.
 
+mod batch;
 mod faults;
 mod harness;
 mod receiver;

@@ -1,0 +1,171 @@
+//! Batch mode end to end: fewer requests than events, each signed, and a
+//! batch retried whole under one webhook-id.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sluice_testkit::eventually;
+
+use crate::harness::{PrivateStack, call, event, text};
+use crate::receiver::{Received, Receiver, verify};
+
+const PATIENCE: Duration = Duration::from_secs(90);
+
+/// The event ids a batch request carries, in order.
+fn members(received: &Received) -> Vec<String> {
+    let body: Value = serde_json::from_str(&received.body).expect("a JSON body");
+    assert_eq!(body["type"], "batch", "{}", received.body);
+    body["events"]
+        .as_array()
+        .expect("an events array")
+        .iter()
+        .map(|element| {
+            assert_eq!(element["type"], "event", "{element}");
+            element["data"]["event_id"]
+                .as_str()
+                .expect("an event id")
+                .to_owned()
+        })
+        .collect()
+}
+
+fn delivered(requests: &[Received]) -> BTreeSet<String> {
+    requests.iter().flat_map(members).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batches_carry_many_events_signed_and_retry_whole() {
+    let stack = PrivateStack::start("batch");
+    let (receiver, receiver_addr) = Receiver::start().await;
+    let mut config = stack.config();
+    config.destinations.breaker_threshold = 100;
+    let service = stack.start_service(config).await;
+    let client = reqwest::Client::new();
+    let hooks = service.url("/v1/webhooks");
+    let target = |path: &str| format!("http://{receiver_addr}/{path}");
+
+    for (batch, field) in [
+        (
+            json!({"max_events": 0, "max_wait_ms": 100}),
+            "batch.max_events",
+        ),
+        (
+            json!({"max_events": 1001, "max_wait_ms": 100}),
+            "batch.max_events",
+        ),
+        (
+            json!({"max_events": 10, "max_wait_ms": 60_001}),
+            "batch.max_wait_ms",
+        ),
+        (json!({"max_events": 10}), "batch"),
+    ] {
+        let body =
+            json!({"project_id": "shop", "url": target("ok"), "rules": [{}], "batch": batch});
+        let (status, answer) = call(&client, "POST", &hooks, body).await;
+        assert_eq!(status, 400, "{batch}: {answer}");
+        assert_eq!(answer["details"]["field"], field, "{batch}: {answer}");
+    }
+
+    let mut secrets = std::collections::HashMap::new();
+    let mut ids = std::collections::HashMap::new();
+    for (path, event_type, max_events) in [("ok", "batch.a", 4), ("switch", "batch.b", 3)] {
+        let body = json!({
+            "project_id": "shop",
+            "url": target(path),
+            "rules": [{"type": event_type}],
+            "batch": {"max_events": max_events, "max_wait_ms": 1500},
+        });
+        let (status, answer) = call(&client, "POST", &hooks, body).await;
+        assert_eq!(status, 201, "{answer}");
+        assert_eq!(answer["batch"]["max_events"], max_events, "{answer}");
+        secrets.insert(path, answer["secret"].as_str().unwrap().to_owned());
+        ids.insert(path, answer["webhook_id"].as_str().unwrap().to_owned());
+    }
+
+    receiver.set_failing(true);
+    let a_events: Vec<_> = (0..10)
+        .map(|n| event("shop", &format!("a-{n}"), "batch.a", "{}"))
+        .collect();
+    let b_events: Vec<_> = (0..3)
+        .map(|n| event("shop", &format!("b-{n}"), "batch.b", "{}"))
+        .collect();
+    let producer = stack.producer();
+    stack.send(&producer, &a_events).await;
+    stack.send(&producer, &b_events).await;
+
+    // Ten events in fewer requests, none over the cap, each signed.
+    let wanted: BTreeSet<String> = a_events.iter().map(|e| e.event_id.clone()).collect();
+    let requests = eventually("every batch.a event", PATIENCE, || async {
+        Some(receiver.received("ok")).filter(|r| delivered(r) == wanted)
+    })
+    .await;
+    assert!(requests.len() < 10, "{} requests", requests.len());
+    for request in &requests {
+        assert!(verify(&secrets["ok"], request), "{request:?}");
+        assert!(
+            (1..=4).contains(&members(request).len()),
+            "{}",
+            request.body
+        );
+    }
+
+    // A batch answered 500 comes again whole, under the same webhook-id.
+    let first = eventually("a batch.b request", PATIENCE, || async {
+        receiver.received("switch").into_iter().next()
+    })
+    .await;
+    receiver.set_failing(false);
+    let first_members = members(&first);
+    let metrics_url = service.url("/metrics");
+    let counted = |webhook: &str| {
+        format!(
+            "sluice_destination_deliveries_total{{webhook_id=\"{webhook}\",outcome=\"delivered\"}} "
+        )
+    };
+    eventually("the batch.b events delivered", PATIENCE, || async {
+        let metrics = text(&metrics_url).await;
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&counted(&ids["switch"])))
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|&n| n == b_events.len())
+    })
+    .await;
+    let same: Vec<Received> = receiver
+        .received("switch")
+        .into_iter()
+        .filter(|r| r.id == first.id)
+        .collect();
+    assert!(same.len() >= 2, "{same:?}");
+    for request in &same {
+        assert!(verify(&secrets["switch"], request), "{request:?}");
+        assert_eq!(members(request), first_members);
+        assert_eq!(request.body, first.body);
+    }
+
+    // Metrics count events; the log holds one row per batch attempt.
+    let metrics = text(&metrics_url).await;
+    assert!(
+        metrics.contains(&format!("{}10", counted(&ids["ok"]))),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sluice_destination_batch_events_count"),
+        "{metrics}"
+    );
+    let batch_ids: BTreeSet<String> = requests.iter().map(|r| r.id.clone()).collect();
+    let log_url = format!("{hooks}/{}/deliveries?status=delivered", ids["ok"]);
+    eventually("the batches in the deliveries log", PATIENCE, || async {
+        let (status, answer) = call(&client, "GET", &log_url, Value::Null).await;
+        let listed: BTreeSet<String> = answer["deliveries"]
+            .as_array()?
+            .iter()
+            .filter_map(|d| d["delivery_id"].as_str().map(str::to_owned))
+            .collect();
+        Some(()).filter(|()| status == 200 && listed == batch_ids)
+    })
+    .await;
+
+    service.stop().await.expect("clean stop");
+}
