@@ -88,8 +88,9 @@ pub struct DestinationSettings {
     )]
     pub allow_private_targets: Vec<String>,
 
-    /// Deliveries queued in memory per destination; more go to the retry
-    /// topic, so a dead or slow endpoint never holds more than this.
+    /// Deliveries queued in memory per destination (a batch counts its
+    /// events); more go to the retry topic, so a dead or slow endpoint
+    /// never holds more than this.
     #[arg(
         long = "queue-capacity",
         env = "SLUICE_QUEUE_CAPACITY",
@@ -105,8 +106,9 @@ pub struct DestinationSettings {
     )]
     pub concurrency: usize,
 
-    /// Deliveries read from the retry topic and held until they are due;
-    /// while this many wait, the retry topic is not read further.
+    /// Deliveries read from the retry topic and held until they are due (a
+    /// batch counts its events); while this many wait, the retry topic is
+    /// not read further.
     #[arg(
         long = "max-scheduled-retries",
         env = "SLUICE_MAX_SCHEDULED_RETRIES",

@@ -1,8 +1,9 @@
 //! The two consumers: the events topic (in the service's own group, so it
 //! never slows the processor), where each event is matched against its
 //! project's webhooks, and the retry topic, whose deliveries wait in memory
-//! until due (at most `--max-scheduled-retries`; past that the topic is not
-//! read further until some are handed over).
+//! until due (at most `--max-scheduled-retries` events, a batch counting its
+//! members, so that the bound in bytes holds in batch mode too; past that
+//! the topic is not read further until some are handed over).
 //!
 //! Offsets: a source offset is committed only once every delivery matched
 //! from it and from the messages before it is settled (delivered,
@@ -331,6 +332,8 @@ pub async fn retries(
     let consumer = subscribe(&context.kafka, &group, &retry_topic, &ledger)?;
     let mut waiting: BinaryHeap<Reverse<Scheduled>> = BinaryHeap::new();
     let mut seq = 0u64;
+    // Events in `waiting`: a batch counts its members.
+    let mut held_events = 0usize;
     let mut tick = tokio::time::interval(context.commit_interval);
     let mut rejoin = Rejoin::new();
     loop {
@@ -338,18 +341,19 @@ pub async fn retries(
             .peek()
             .map(|Reverse(first)| Duration::from_millis((first.due_ms - now_ms()).max(0) as u64))
             .unwrap_or(Duration::from_secs(3600));
-        let room = waiting.len() < max_scheduled.max(1);
+        let room = held_events < max_scheduled.max(1);
         tokio::select! {
             () = context.shutdown.cancelled() => break,
             _ = tick.tick() => {
                 commit(&consumer, &retry_topic, &ledger);
                 rejoin.check(&consumer, &retry_topic, &ledger);
-                context.metrics.scheduled_retries.set(waiting.len() as i64);
+                context.metrics.scheduled_retries.set(held_events as i64);
             }
             () = tokio::time::sleep(next_due), if !waiting.is_empty() => {
                 let now = now_ms();
                 while waiting.peek().is_some_and(|Reverse(first)| first.due_ms <= now) {
                     if let Some(Reverse(due)) = waiting.pop() {
+                        held_events -= due.job.delivery.events();
                         context.dispatcher.dispatch(due.job).await;
                     }
                 }
@@ -361,6 +365,7 @@ pub async fn retries(
                         Some(Ok(delivery)) => {
                             let pending = ledger.read(partition, offset, 1).pop().expect("one pending");
                             seq += 1;
+                            held_events += delivery.events();
                             waiting.push(Reverse(Scheduled {
                                 due_ms: delivery.not_before_ms,
                                 seq,

@@ -8,10 +8,13 @@
 //! In batch mode ([`crate::batch`]) a worker that takes a fresh delivery
 //! gathers more from the queue before it sends, so each in-flight slot
 //! holds up to `max_events` deliveries: a destination holds at most
-//! `queue_capacity + concurrency * max_events` deliveries in memory. A
-//! batch is one attempt for the circuit breaker, its metrics count events.
+//! `queue_capacity + concurrency * max_events` events in memory. The queue
+//! is bounded in events, not jobs, so that batches coming back from the
+//! retry topic keep that bound (an event is at most 32 KiB either way). A
+//! batch is one attempt for the circuit breaker; its metrics count events.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -100,6 +103,8 @@ struct Inner {
 #[derive(Clone)]
 struct Destination {
     queue: mpsc::Sender<Job>,
+    /// Events in the queue: a batch counts its members.
+    queued: Arc<AtomicUsize>,
     breaker: Arc<Mutex<Breaker>>,
 }
 
@@ -119,11 +124,21 @@ impl Dispatcher {
     pub async fn dispatch(&self, job: Job) {
         let webhook_id = job.delivery.webhook_id.clone();
         let destination = self.destination(&webhook_id);
-        match destination.queue.try_send(job) {
+        let events = job.delivery.events();
+        let queued = destination.queued.fetch_add(events, Ordering::Relaxed);
+        // A batch larger than the whole queue still goes into an empty one.
+        let full = queued > 0 && queued + events > self.inner.parts.limits.queue_capacity;
+        let sent = if full {
+            Err(job)
+        } else {
+            destination.queue.try_send(job).map_err(|e| e.into_inner())
+        };
+        match sent {
             Ok(()) => {
-                self.depth(&webhook_id).inc();
+                self.depth(&webhook_id).inc_by(events as i64);
             }
-            Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) => {
+            Err(job) => {
+                destination.queued.fetch_sub(events, Ordering::Relaxed);
                 let due = now_ms() + QUEUE_FULL_PAUSE.as_millis() as i64;
                 self.park(job, due, "queue_full").await;
             }
@@ -169,6 +184,7 @@ impl Dispatcher {
         let (queue, jobs) = mpsc::channel(limits.queue_capacity.max(1));
         let destination = Destination {
             queue,
+            queued: Arc::default(),
             breaker: Arc::new(Mutex::new(Breaker::new(
                 limits.breaker_threshold,
                 limits.breaker_pause,
@@ -177,10 +193,11 @@ impl Dispatcher {
         destinations.insert(webhook_id.to_owned(), destination.clone());
         let worker = self.clone();
         let breaker = destination.breaker.clone();
+        let queued = destination.queued.clone();
         let id = webhook_id.to_owned();
         self.inner
             .tasks
-            .spawn(async move { worker.work(id, jobs, breaker).await });
+            .spawn(async move { worker.work(id, jobs, queued, breaker).await });
         destination
     }
 
@@ -191,10 +208,16 @@ impl Dispatcher {
         self,
         webhook_id: String,
         mut jobs: mpsc::Receiver<Job>,
+        queued: Arc<AtomicUsize>,
         breaker: Arc<Mutex<Breaker>>,
     ) {
         let slots = Arc::new(Semaphore::new(self.inner.parts.limits.concurrency.max(1)));
         let depth = self.depth(&webhook_id);
+        let taken = |job: &Job| {
+            let events = job.delivery.events();
+            queued.fetch_sub(events, Ordering::Relaxed);
+            depth.dec_by(events as i64);
+        };
         let shutdown = &self.inner.parts.shutdown;
         // A delivery that ended a batch by not fitting: the next one's first.
         let mut held: Option<Job> = None;
@@ -212,7 +235,7 @@ impl Dispatcher {
                         job = jobs.recv() => job,
                     };
                     let Some(job) = job else { return };
-                    depth.dec();
+                    taken(&job);
                     job
                 }
             };
@@ -233,8 +256,10 @@ impl Dispatcher {
                     else {
                         return;
                     };
-                    let taken = gathered.items.len() - 1 + usize::from(gathered.held.is_some());
-                    depth.dec_by(taken as i64);
+                    gathered.items[1..]
+                        .iter()
+                        .chain(gathered.held.as_ref())
+                        .for_each(taken);
                     held = gathered.held;
                     self.inner
                         .parts

@@ -107,7 +107,7 @@ impl DestinationMetrics {
         );
         registry.register(
             QUEUE_DEPTH,
-            "Deliveries queued in memory",
+            "Deliveries queued in memory (a batch counts its events)",
             metrics.queue_depth.clone(),
         );
         registry.register(
@@ -122,7 +122,7 @@ impl DestinationMetrics {
         );
         registry.register(
             SCHEDULED_RETRIES,
-            "Deliveries read from the retry topic, waiting until due",
+            "Deliveries read from the retry topic, waiting until due (a batch counts its events)",
             metrics.scheduled_retries.clone(),
         );
         registry.register(

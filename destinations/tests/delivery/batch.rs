@@ -69,7 +69,11 @@ async fn batches_carry_many_events_signed_and_retry_whole() {
 
     let mut secrets = std::collections::HashMap::new();
     let mut ids = std::collections::HashMap::new();
-    for (path, event_type, max_events) in [("ok", "batch.a", 4), ("switch", "batch.b", 3)] {
+    for (path, event_type, max_events) in [
+        ("ok", "batch.a", 4),
+        ("switch", "batch.b", 3),
+        ("refuse", "batch.c", 2),
+    ] {
         let body = json!({
             "project_id": "shop",
             "url": target(path),
@@ -93,6 +97,10 @@ async fn batches_carry_many_events_signed_and_retry_whole() {
     let producer = stack.producer();
     stack.send(&producer, &a_events).await;
     stack.send(&producer, &b_events).await;
+    let c_events: Vec<_> = (0..2)
+        .map(|n| event("shop", &format!("c-{n}"), "batch.c", "{}"))
+        .collect();
+    stack.send(&producer, &c_events).await;
 
     // Ten events in fewer requests, none over the cap, each signed.
     let wanted: BTreeSet<String> = a_events.iter().map(|e| e.event_id.clone()).collect();
@@ -166,6 +174,46 @@ async fn batches_carry_many_events_signed_and_retry_whole() {
         Some(()).filter(|()| status == 200 && listed == batch_ids)
     })
     .await;
+
+    // A refused batch is one delivery in the log; redelivered, it comes
+    // again whole, under the same webhook-id.
+    let refused = eventually("a refused batch", PATIENCE, || async {
+        receiver.received("refuse").into_iter().next()
+    })
+    .await;
+    let refused_url = format!("{hooks}/{}/deliveries?status=refused", ids["refuse"]);
+    eventually("the refused batch in the log", PATIENCE, || async {
+        let (status, answer) = call(&client, "GET", &refused_url, Value::Null).await;
+        let listed = answer["deliveries"].as_array()?;
+        Some(()).filter(|()| {
+            status == 200
+                && listed.iter().any(|d| {
+                    d["delivery_id"] == refused.id.as_str()
+                        && d["event_id"] == members(&refused)[0].as_str()
+                })
+        })
+    })
+    .await;
+    let redeliver = format!("{hooks}/{}/redeliver", ids["refuse"]);
+    let (status, answer) = call(
+        &client,
+        "POST",
+        &redeliver,
+        json!({"delivery_id": refused.id}),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let again = eventually("the redelivered batch", PATIENCE, || async {
+        let same: Vec<Received> = receiver
+            .received("refuse")
+            .into_iter()
+            .filter(|r| r.id == refused.id)
+            .collect();
+        Some(same).filter(|same| same.len() >= 2)
+    })
+    .await;
+    assert_eq!(again[1].body, refused.body);
+    assert!(verify(&secrets["refuse"], &again[1]), "{:?}", again[1]);
 
     service.stop().await.expect("clean stop");
 }
