@@ -37,6 +37,8 @@ const PROJECT: &str = "bench";
 const PACKAGES: [&str; 2] = ["sluice-destinations", "sluice-loadgen"];
 /// Records per open-loop group: 10 records every 5 ms at 2,000/s.
 const GROUP: &str = "10";
+/// Unmeasured records before the latency phase.
+const WARMUP: &str = "1000";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DestinationsBench {
@@ -201,7 +203,7 @@ impl DestinationsBench {
 
         let cpu_before = cpu_seconds(rig.service_pid).unwrap_or(f64::NAN);
         let count = self.events.to_string();
-        let produced = self.produce(rig, "drain", &["--count", &count])?;
+        let produced = self.produce(rig, "drain", &["--count", &count, "--warmup-count", "0"])?;
         let sink = wait_for(&rig.sink, self.events, rig.out)?;
         let cpu = cpu_seconds(rig.service_pid).unwrap_or(f64::NAN) - cpu_before;
         let deliveries = number(&sink, "/requests");
@@ -231,7 +233,11 @@ impl DestinationsBench {
         let sink_pid = self.start_sink(rig, "latency")?;
         let cpu_before = cpu_seconds(rig.service_pid).unwrap_or(f64::NAN);
         let (rate, duration) = (self.rate.to_string(), self.duration.to_string());
+        // The new producer's first records wait for its broker connection
+        // and producer id: warm-up records (unstamped, not measured) take that.
         let args = [
+            "--warmup-count",
+            WARMUP,
             "--rate",
             &rate,
             "--group",
@@ -241,7 +247,7 @@ impl DestinationsBench {
             "--stamp-send-time",
         ];
         let produced = self.produce(rig, "latency", &args)?;
-        let expected = number(&produced, "/events_acked") as u64;
+        let expected = number(&produced, "/events_acked") as u64 + WARMUP.parse::<u64>()?;
         let sink = wait_for(&rig.sink, expected, rig.out)?;
         let cpu = cpu_seconds(rig.service_pid).unwrap_or(f64::NAN) - cpu_before;
         for quantile in ["p50", "p95", "p99"] {
@@ -331,8 +337,6 @@ impl DestinationsBench {
             PROJECT,
             "--event-bytes",
             "300",
-            "--warmup-count",
-            "0",
         ]
         .map(str::to_owned)
         .to_vec();

@@ -363,7 +363,8 @@ fn send(
 ) -> anyhow::Result<()> {
     let template = &records[seq as usize % records.len()];
     let key = template.key.stamp(seq);
-    let value = if template.value.has_send_time() {
+    // Warm-up records keep the zero placeholder: receivers measure none of them.
+    let value = if template.value.has_send_time() && opaque != WARMUP {
         template.value.stamp_sent(seq, unix_micros())
     } else {
         template.value.stamp(seq)

@@ -270,7 +270,8 @@ struct KafkaArgs {
     group: usize,
 
     /// Give every event a `sent_us` property set to the time it is handed to
-    /// the producer (Unix µs), for `webhook-sink` to measure latency from.
+    /// the producer (Unix µs), for `webhook-sink` to measure latency from;
+    /// warm-up records carry zero (not measured).
     #[arg(long)]
     stamp_send_time: bool,
 

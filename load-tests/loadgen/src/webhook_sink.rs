@@ -85,7 +85,8 @@ impl Receipts {
 
 /// The event id of a delivery's body (`{"data":{"event_id":…,
 /// "properties":{…}}}`) and its send time, when the event carries one.
-/// `properties` may be an object or its JSON text.
+/// `properties` may be an object or its JSON text; a zero send time (a
+/// warm-up record's) is none.
 pub fn delivered_event(body: &Value) -> Option<(String, Option<u64>)> {
     let data = body.get("data")?;
     let event_id = data.get("event_id")?.as_str()?.to_owned();
@@ -95,6 +96,7 @@ pub fn delivered_event(body: &Value) -> Option<(String, Option<u64>)> {
             .as_str()?
             .parse::<u64>()
             .ok()
+            .filter(|&sent_us| sent_us > 0)
     };
     let sent_us = match data.get("properties") {
         Some(Value::String(text)) => serde_json::from_str::<Value>(text)
@@ -172,6 +174,9 @@ mod tests {
         assert_eq!(delivered_event(&as_text), Some(("e2".into(), Some(42))));
         let unstamped = json!({"data": {"event_id": "e3", "properties": {}}});
         assert_eq!(delivered_event(&unstamped), Some(("e3".into(), None)));
+        let warm_up = json!({"data": {"event_id": "e4",
+                                      "properties": {"sent_us": "0000000000000000"}}});
+        assert_eq!(delivered_event(&warm_up), Some(("e4".into(), None)));
         assert_eq!(delivered_event(&json!({"data": {}})), None);
     }
 
