@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use sluice_devstack::bench::all::{AllBench, with_quick_defaults};
+use sluice_devstack::bench::destinations::DestinationsBench;
 use sluice_devstack::bench::e2e::E2eBench;
 use sluice_devstack::bench::gateway::GatewayBench;
 use sluice_devstack::bench::k6::K6Run;
@@ -124,6 +125,9 @@ enum BenchStage {
     Gateway(Box<GatewayBench>),
     /// End-to-end freshness (gateway ack to visible in the query API) and the exact count.
     E2e(Box<E2eBench>),
+    /// Webhook deliveries to a local receiver: deliveries/s, latency from
+    /// the send to the receipt, the service's CPU per delivery.
+    Destinations(Box<DestinationsBench>),
     /// `bench gateway` over batch sizes, partitions and event sizes, with plots.
     SweepGateway(GatewaySweep),
     /// `bench e2e` at stepped rates until one fails, with a plot.
@@ -226,6 +230,7 @@ fn run_bench(stage: BenchStage) -> anyhow::Result<bool> {
         BenchStage::All(bench) => bench.run(&repo, false, &command),
         BenchStage::Gateway(bench) => bench.run(&repo).map(|_| true),
         BenchStage::E2e(bench) => bench.run(&repo),
+        BenchStage::Destinations(bench) => bench.run(&repo, &command).map(|()| true),
         BenchStage::SweepGateway(sweep) => sweep.run(&repo).map(|()| true),
         BenchStage::SweepE2e(sweep) => sweep.run(&repo).map(|()| true),
         BenchStage::K6(k6) => k6.run(&repo),

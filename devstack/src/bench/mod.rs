@@ -8,6 +8,8 @@
 //!   [`drain`] (processor) and [`query`] stages.
 //! - [`gateway`]: `bench gateway`: the gateway against a bare producer,
 //!   with [`gateway_table`]'s table.
+//! - [`destinations`]: `bench destinations`: webhook deliveries per
+//!   second, latency to the receiver, CPU per delivery.
 //! - [`e2e`]: `bench e2e`: freshness, ack to visible, and the exact count.
 //! - [`sweep`]: `bench sweep-gateway` and `bench sweep-e2e`.
 //! - [`k6`]: `bench k6`: a k6 suite with the real k6 binary.
@@ -20,6 +22,7 @@
 //! - [`stats`]: median, minimum, maximum, percentiles, number formats.
 
 pub mod all;
+pub mod destinations;
 pub mod drain;
 pub mod e2e;
 pub mod figures;

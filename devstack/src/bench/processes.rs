@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use super::HttpEndpoint;
+use crate::clickhouse_config::{ServerConfig, server_launch};
 use crate::components::tansu_binary;
 use crate::probe::{http_get, port_open, post_admin_key};
 use crate::process::{Launch, attached_command, is_alive, stop};
@@ -121,6 +123,28 @@ impl Processes {
         let pid = self.spawn(&launch, log, false)?;
         self.wait_until("tansu", pid, log, || port_open(port))?;
         Ok(pid)
+    }
+
+    /// A private ClickHouse server as `config` says (HTTP port required),
+    /// its stderr into `log`; waits until it answers `/ping`. Its pid and
+    /// HTTP endpoint.
+    pub fn clickhouse(
+        &mut self,
+        config: &ServerConfig,
+        log: &Path,
+    ) -> anyhow::Result<(u32, HttpEndpoint)> {
+        let port = config
+            .http_port
+            .ok_or_else(|| anyhow::anyhow!("a benchmark's ClickHouse needs an HTTP port"))?;
+        let pid = self.spawn(&server_launch(config)?, log, false)?;
+        let endpoint = HttpEndpoint {
+            host: HOST.into(),
+            port,
+        };
+        self.wait_until("clickhouse-server", pid, &config.error_log(), || {
+            endpoint.ping()
+        })?;
+        Ok((pid, endpoint))
     }
 
     /// A Sluice service (or the ceiling example) with exactly `service.env`

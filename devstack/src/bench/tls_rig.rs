@@ -13,7 +13,7 @@ use super::processes::{Broker, Processes};
 use super::tls::{SCRAM_USER, TAG, TlsBench};
 use super::{HttpEndpoint, log};
 use crate::certificates::Certificates;
-use crate::clickhouse_config::{Https, ServerConfig, User, server_launch};
+use crate::clickhouse_config::{Https, ServerConfig, User};
 use crate::probe::port_open;
 use crate::settings::HOST;
 
@@ -198,18 +198,10 @@ impl TlsBench {
             TAG,
             format!("private ClickHouse: HTTP {http}, HTTPS {https}"),
         );
-        let pid = rig.processes.spawn(
-            &server_launch(&config)?,
-            &out.join("clickhouse.stderr.log"),
-            false,
-        )?;
-        let endpoint = HttpEndpoint {
-            host: HOST.into(),
-            port: http,
-        };
+        let (pid, endpoint) = rig
+            .processes
+            .clickhouse(&config, &out.join("clickhouse.stderr.log"))?;
         let log_file = config.error_log();
-        rig.processes
-            .wait_until("clickhouse-server", pid, &log_file, || endpoint.ping())?;
         let ca = rig.secrets.ca.clone();
         rig.processes
             .wait_until("clickhouse-server (https)", pid, &log_file, || {

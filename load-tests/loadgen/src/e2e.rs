@@ -334,6 +334,7 @@ mod tests {
                 users: 100,
                 now_ms: 1_700_000_000_000,
                 spread_ms: 60_000,
+                stamp_send_time: false,
             },
         }
     }

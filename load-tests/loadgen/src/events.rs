@@ -9,12 +9,23 @@
 //! before the timed part, and [`Template::stamp`] rewrites those digits with a
 //! fresh sequence number on every send: ids stay unique however often the
 //! pre-built payloads are reused, at the cost of one copy per send.
+//!
+//! With [`EventSpec::stamp_send_time`] every event also carries the property
+//! [`SENT_US_PROPERTY`], [`SENT_US_DIGITS`] decimal digits that
+//! [`Template::stamp_sent`] sets to the send time (Unix µs), so a receiver
+//! downstream can measure the latency from the send.
 
 use serde_json::{Map, Value, json};
 use sluice_schemas::time_format::format_rfc3339_ms;
 
 /// Hex digits of the per-send sequence number at the end of every `event_id`.
 pub const SEQ_DIGITS: usize = 16;
+
+/// The property that carries the send time, when stamped.
+pub const SENT_US_PROPERTY: &str = "sent_us";
+
+/// Decimal digits of the send time in Unix microseconds (up to year 2286).
+pub const SENT_US_DIGITS: usize = 16;
 
 /// splitmix64: small, fast and stable across versions, so a seed means the
 /// same events forever (a library RNG may change its stream between releases).
@@ -110,6 +121,8 @@ pub struct EventSpec {
     /// Event times are spread over the `spread_ms` before `now_ms`.
     pub now_ms: i64,
     pub spread_ms: i64,
+    /// Give every event the [`SENT_US_PROPERTY`] placeholder.
+    pub stamp_send_time: bool,
 }
 
 /// Makes the `index`-th event of the seed's stream as a JSON object of
@@ -134,6 +147,9 @@ pub fn make_event(spec: &EventSpec, index: u64) -> Value {
     properties.insert("country".into(), rng.pick(COUNTRIES).into());
     if event_type == "purchase" || event_type == "add_to_cart" {
         properties.insert("cents".into(), rng.below(50_000).into());
+    }
+    if spec.stamp_send_time {
+        properties.insert(SENT_US_PROPERTY.into(), "0".repeat(SENT_US_DIGITS).into());
     }
     properties.insert("pad".into(), "".into());
 
@@ -179,6 +195,8 @@ pub struct Template {
     pub bytes: Vec<u8>,
     /// Start of each id's [`SEQ_DIGITS`] digits, one per event, in event order.
     pub seq_offsets: Vec<usize>,
+    /// Start of each send time's [`SENT_US_DIGITS`] digits (none unless stamped).
+    pub sent_offsets: Vec<usize>,
 }
 
 impl Template {
@@ -195,7 +213,19 @@ impl Template {
             seq_offsets.push(at + id.len() - SEQ_DIGITS);
             from = at + id.len();
         }
-        Self { bytes, seq_offsets }
+        let needle = format!(r#""{SENT_US_PROPERTY}":""#);
+        let mut sent_offsets = Vec::new();
+        let mut from = 0;
+        while let Some(at) = find(&bytes[from..], needle.as_bytes()) {
+            let digits = from + at + needle.len();
+            sent_offsets.push(digits);
+            from = digits + SENT_US_DIGITS;
+        }
+        Self {
+            bytes,
+            seq_offsets,
+            sent_offsets,
+        }
     }
 
     /// A copy whose events carry the sequence numbers `first_seq`, `first_seq + 1`, ...
@@ -203,6 +233,20 @@ impl Template {
         let mut out = self.bytes.clone();
         for (i, &offset) in self.seq_offsets.iter().enumerate() {
             write_hex(&mut out[offset..offset + SEQ_DIGITS], first_seq + i as u64);
+        }
+        out
+    }
+
+    /// Whether the events carry a send time to stamp.
+    pub fn has_send_time(&self) -> bool {
+        !self.sent_offsets.is_empty()
+    }
+
+    /// [`Self::stamp`], and every event's send time set to `sent_us`.
+    pub fn stamp_sent(&self, first_seq: u64, sent_us: u64) -> Vec<u8> {
+        let mut out = self.stamp(first_seq);
+        for &offset in &self.sent_offsets {
+            write_decimal(&mut out[offset..offset + SENT_US_DIGITS], sent_us);
         }
         out
     }
@@ -222,6 +266,13 @@ fn write_hex(out: &mut [u8], mut value: u64) {
     }
 }
 
+fn write_decimal(out: &mut [u8], mut value: u64) {
+    for byte in out.iter_mut().rev() {
+        *byte = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +284,7 @@ mod tests {
             users: 10_000,
             now_ms: 1_700_000_000_000,
             spread_ms: 60_000,
+            stamp_send_time: false,
         }
     }
 
@@ -304,5 +356,27 @@ mod tests {
             .replace(&ids[1], &event_id(7, 0x1235))
             .replace(&ids[2], &event_id(7, 0x1236));
         assert_eq!(stamped, expected);
+    }
+
+    #[test]
+    fn send_times_are_stamped_in_place_keeping_the_size() {
+        let stamped_spec = EventSpec {
+            stamp_send_time: true,
+            ..spec(512)
+        };
+        let event = make_event(&stamped_spec, 4);
+        let bytes = serde_json::to_vec(&event).unwrap();
+        assert_eq!(bytes.len(), 512);
+        let template = Template::new(bytes, &[event_id(7, 4)]);
+        assert!(template.has_send_time());
+        let stamped: Value =
+            serde_json::from_slice(&template.stamp_sent(9, 1_700_000_000_123_456)).unwrap();
+        assert_eq!(stamped["properties"][SENT_US_PROPERTY], "1700000000123456");
+        assert_eq!(stamped["event_id"], event_id(7, 9));
+        let plain = Template::new(
+            serde_json::to_vec(&make_event(&spec(300), 4)).unwrap(),
+            &[event_id(7, 4)],
+        );
+        assert!(!plain.has_send_time());
     }
 }

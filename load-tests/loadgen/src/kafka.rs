@@ -363,7 +363,12 @@ fn send(
 ) -> anyhow::Result<()> {
     let template = &records[seq as usize % records.len()];
     let key = template.key.stamp(seq);
-    let value = template.value.stamp(seq);
+    // Warm-up records keep the zero placeholder: receivers measure none of them.
+    let value = if template.value.has_send_time() && opaque != WARMUP {
+        template.value.stamp_sent(seq, unix_micros())
+    } else {
+        template.value.stamp(seq)
+    };
     let mut record = BaseRecord::with_opaque_to(&load.topic, opaque)
         .key(&key)
         .payload(&value);
@@ -377,6 +382,15 @@ fn send(
             Err((error, _)) => return Err(error).context("cannot produce"),
         }
     }
+}
+
+/// Now in Unix microseconds: the send time stamped into the records.
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        })
 }
 
 /// The run's result as one JSON object.

@@ -15,6 +15,8 @@
 //! - [`e2e`]: end-to-end freshness (gateway ack to visible in ClickHouse).
 //! - [`stats`]: counters, latency histograms, printing.
 //! - [`otlp_sink`]: a stand-in OTLP/HTTP collector for the tracing benchmark.
+//! - [`webhook_sink`]: a stand-in webhook receiver for the destinations
+//!   benchmark: deliveries per second and latency from the send.
 
 pub mod e2e;
 pub mod events;
@@ -24,3 +26,4 @@ pub mod otlp_sink;
 pub mod payloads;
 pub mod schedule;
 pub mod stats;
+pub mod webhook_sink;

@@ -50,6 +50,15 @@ enum Mode {
         #[arg(long, default_value = "127.0.0.1:4318")]
         listen: std::net::SocketAddr,
     },
+    /// Stand in for a webhook receiver: answer every POST with 200 and
+    /// record when each event arrived and, from its `sent_us` property
+    /// (`kafka --stamp-send-time`), how long after its send; the report is
+    /// served at GET /report and printed on SIGTERM.
+    WebhookSink {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8089")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +131,7 @@ impl EventArgs {
             users: self.users.max(1),
             now_ms: now_ms(),
             spread_ms: 5 * 60 * 1000,
+            stamp_send_time: false,
         }
     }
 }
@@ -259,6 +269,12 @@ struct KafkaArgs {
     #[arg(long, default_value_t = 100, requires = "rate")]
     group: usize,
 
+    /// Give every event a `sent_us` property set to the time it is handed to
+    /// the producer (Unix µs), for `webhook-sink` to measure latency from;
+    /// warm-up records carry zero (not measured).
+    #[arg(long)]
+    stamp_send_time: bool,
+
     #[command(flatten)]
     events: EventArgs,
 }
@@ -287,6 +303,9 @@ fn main() -> anyhow::Result<()> {
             spec: args.events.spec(),
         }))?,
         Mode::OtlpSink { listen } => runtime.block_on(sluice_loadgen::otlp_sink::run(listen))?,
+        Mode::WebhookSink { listen } => {
+            runtime.block_on(sluice_loadgen::webhook_sink::run(listen))?
+        }
     };
     // Includes building the payloads: an upper bound on the generator's own cost.
     if let (Some(before), Some(after)) = (cpu_before, own_cpu_seconds()) {
@@ -359,8 +378,12 @@ fn run_kafka(
         client_ip: "127.0.0.1".into(),
         user_agent: USER_AGENT.into(),
     };
+    let spec = EventSpec {
+        stamp_send_time: args.stamp_send_time,
+        ..args.events.spec()
+    };
     let (records, key_bytes, value_bytes) =
-        kafka_records(&args.events.spec(), &origin, args.events.distinct_events)?;
+        kafka_records(&spec, &origin, args.events.distinct_events)?;
     if load.create_topic {
         runtime.block_on(kafka::create_topic(&load))?;
     }

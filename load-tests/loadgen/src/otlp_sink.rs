@@ -29,6 +29,15 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<serde_json::Value> {
     let app = Router::new()
         .route("/v1/traces", post(receive))
         .with_state(received.clone());
+    serve_until_signal(listen, app).await?;
+    Ok(json!({
+        "otlp_requests": received.requests.load(Ordering::Relaxed),
+        "otlp_bytes": received.bytes.load(Ordering::Relaxed),
+    }))
+}
+
+/// Serves `app` on `listen` until SIGTERM or SIGINT (the sinks' way to stop).
+pub async fn serve_until_signal(listen: SocketAddr, app: Router) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     let mut terminate = signal(SignalKind::terminate())?;
     axum::serve(listener, app)
@@ -39,10 +48,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<serde_json::Value> {
             }
         })
         .await?;
-    Ok(json!({
-        "otlp_requests": received.requests.load(Ordering::Relaxed),
-        "otlp_bytes": received.bytes.load(Ordering::Relaxed),
-    }))
+    Ok(())
 }
 
 async fn receive(State(received): State<Arc<Received>>, body: Bytes) -> StatusCode {

@@ -112,6 +112,7 @@ mod tests {
             users: 1000,
             now_ms: now_ms(),
             spread_ms: 60_000,
+            stamp_send_time: false,
         }
     }
 
@@ -148,5 +149,23 @@ mod tests {
         assert_eq!(event.project_id, "bench");
         assert_eq!(records[2].key.stamp(77), event.partition_key().into_bytes());
         assert_eq!(key_bytes as usize, event.partition_key().len());
+    }
+
+    #[test]
+    fn records_carry_a_stampable_send_time_when_asked() {
+        let origin = GatewayOrigin {
+            project_id: "bench".into(),
+            client_ip: "127.0.0.1".into(),
+            user_agent: "sluice-loadgen".into(),
+        };
+        let spec = EventSpec {
+            stamp_send_time: true,
+            ..spec()
+        };
+        let (records, _, _) = kafka_records(&spec, &origin, 2).unwrap();
+        let event = decode_event(&records[1].value.stamp_sent(5, 1_700_000_000_000_001)).unwrap();
+        let properties: Value = serde_json::from_str(event.properties.as_ref()).unwrap();
+        assert_eq!(properties["sent_us"], "1700000000000001");
+        assert_eq!(event.event_id, event_id(1, 5));
     }
 }
