@@ -286,10 +286,19 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 
 /// Peak resident memory of `pid` so far (VmHWM), in KiB.
 pub fn peak_rss_kib(pid: u32) -> Option<f64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A process's resident memory now (VmRSS), in KiB.
+pub fn rss_kib(pid: u32) -> Option<f64> {
+    status_kib(pid, "VmRSS:")
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .find_map(|line| line.strip_prefix(field))?
         .split_whitespace()
         .next()?
         .parse()
