@@ -68,6 +68,11 @@ impl ConsumerContext for LedgerContext {
 
 type LedgerConsumer = StreamConsumer<LedgerContext>;
 
+/// What each consumer may hold prefetched: part of the memory bound
+/// (docs/destinations.md), whatever the backlog behind it.
+const PREFETCH_KBYTES: &str = "8192";
+const PREFETCH_MESSAGES: &str = "10000";
+
 fn subscribe(
     settings: &KafkaSettings,
     group: &str,
@@ -80,6 +85,11 @@ fn subscribe(
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
         .set("fetch.wait.max.ms", "50")
+        // librdkafka prefetches up to 64 MiB by default: with a dead
+        // endpoint and a backlog, that would be the backlog itself in
+        // memory. A few seconds of deliveries at full speed is enough.
+        .set("queued.max.messages.kbytes", PREFETCH_KBYTES)
+        .set("queued.min.messages", PREFETCH_MESSAGES)
         .create_with_context(LedgerContext {
             ledger: ledger.clone(),
         })
