@@ -24,10 +24,10 @@ use serde_json::{Value, json};
 
 use super::figures::Figures;
 use super::processes::{Processes, ServiceLaunch, cpu_seconds, ensure_free, peak_rss_kib, rss_kib};
-use super::report::{loadgen, number};
+use super::report::{loadgen, number, scraped_sum};
 use super::{Binaries, HttpEndpoint, commit, load_average, log, run_dir, unix_seconds};
 use crate::clickhouse_config::{ServerConfig, User};
-use crate::probe::{http_get, port_open};
+use crate::probe::port_open;
 use crate::process::Launch;
 use crate::settings::HOST;
 
@@ -304,12 +304,12 @@ impl DestinationsBench {
     /// size of the backlog.
     fn dead_endpoint(&self, rig: &mut Rig<'_>, figures: &mut Figures) -> anyhow::Result<()> {
         let run = rig.run;
-        let matched_before = metric_sum(self.service_port, MATCHES_TOTAL)?;
+        let matched_before = scraped_sum(self.service_port, MATCHES_TOTAL)?;
         let count = self.events.to_string();
         self.produce(rig, "dead", &["--count", &count, "--warmup-count", "0"])?;
         let started = Instant::now();
         loop {
-            let matched = metric_sum(self.service_port, MATCHES_TOTAL)? - matched_before;
+            let matched = scraped_sum(self.service_port, MATCHES_TOTAL)? - matched_before;
             if matched >= self.events as f64 {
                 break;
             }
@@ -341,7 +341,7 @@ impl DestinationsBench {
             format!("deliveries parked in the retry topic {label}"),
             "deliveries",
             run,
-            metric_sum(self.service_port, PARKED_TOTAL)?,
+            scraped_sum(self.service_port, PARKED_TOTAL)?,
         );
         Ok(())
     }
@@ -442,25 +442,6 @@ fn wait_for(sink: &HttpEndpoint, expected: u64, out: &Path) -> anyhow::Result<Va
     }
 }
 
-/// The sum over its labels of counter `name` on the service's `/metrics`.
-fn metric_sum(port: u16, name: &str) -> anyhow::Result<f64> {
-    let Some((200, text)) = http_get(port, "/metrics", Duration::from_secs(5)) else {
-        bail!("the destinations service on port {port} does not serve /metrics");
-    };
-    Ok(sum_of(&text, name))
-}
-
-fn sum_of(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn sink_report(sink: &HttpEndpoint) -> anyhow::Result<Value> {
     match sink.call("GET", "/report", &[], "") {
         Some((200, body)) => parse_report(&body),
@@ -492,16 +473,6 @@ mod tests {
         assert_eq!(number(&report, "/latency_ms/p999"), 0.0);
         assert!(parse_report("{}").is_err());
         assert!(parse_report("Not Found").is_err());
-    }
-
-    #[test]
-    fn counters_are_summed_over_their_labels_only() {
-        let text = "# TYPE sluice_destination_parked counter\n\
-            sluice_destination_parked_total{webhook_id=\"a\",reason=\"circuit_open\"} 3\n\
-            sluice_destination_parked_total{webhook_id=\"b\",reason=\"queue_full\"} 4.5\n\
-            sluice_destination_parked_total_other 100\n";
-        assert_eq!(sum_of(text, "sluice_destination_parked_total"), 7.5);
-        assert_eq!(sum_of(text, "sluice_destination_matches_total"), 0.0);
     }
 
     #[test]

@@ -15,10 +15,12 @@ use anyhow::bail;
 
 use super::all::{PROJECT, Stages, TAG};
 use super::processes::{Processes, ServiceLaunch, cpu_seconds, peak_rss_kib};
-use super::report::loadgen;
+use super::report::{loadgen, scraped_sum};
 use super::{log, unix_seconds};
-use crate::probe::http_get;
 use crate::settings::HOST;
+
+/// Seconds spent in ClickHouse inserts, every table (a histogram's sum).
+const INSERT_SECONDS: &str = "sluice_processor_insert_duration_seconds_sum";
 
 impl Stages<'_> {
     pub(super) fn processor_drain(
@@ -130,7 +132,7 @@ impl Stages<'_> {
         );
         let cpu_used = cpu(&pids) - cpu_before;
         let insert_seconds: f64 = (0..instances)
-            .map(|i| insert_seconds(b.processor_port + i))
+            .map(|i| scraped_sum(b.processor_port + i, INSERT_SECONDS).unwrap_or(f64::NAN))
             .sum();
         let rss = pids
             .iter()
@@ -184,37 +186,5 @@ impl Stages<'_> {
             rss / 1024.0,
         );
         Ok(())
-    }
-}
-
-/// Seconds a processor has spent in ClickHouse inserts, every table: the
-/// sum of its `sluice_processor_insert_duration_seconds` histogram.
-fn insert_seconds(port: u16) -> f64 {
-    let Some((200, text)) = http_get(port, "/metrics", Duration::from_secs(5)) else {
-        return f64::NAN;
-    };
-    insert_seconds_in(&text)
-}
-
-fn insert_seconds_in(metrics: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with("sluice_processor_insert_duration_seconds_sum"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn insert_seconds_add_up_over_tables() {
-        let metrics = "# HELP x\n\
-            sluice_processor_insert_duration_seconds_sum{table=\"events\"} 1.5\n\
-            sluice_processor_insert_duration_seconds_count{table=\"events\"} 3\n\
-            sluice_processor_insert_duration_seconds_sum{table=\"rollups\"} 0.25\n";
-        assert_eq!(insert_seconds_in(metrics), 1.75);
-        assert_eq!(insert_seconds_in(""), 0.0);
     }
 }
