@@ -1,10 +1,17 @@
 //! `sluice-dev browser`: the services' pages in a real browser. It starts
 //! the gateway, a processor and the query API on free ports (as
 //! [`crate::conformance`] does, with topics and a database of their own),
-//! makes a key, and runs `deploy/browser/docs_test.js`: Debian's chromium,
-//! driven by npm's playwright-core, opens `/docs` on both services, checks
-//! that the page logs no console error, authorizes with the key and sends
-//! requests with "Try it out". Screenshots go to `docs/screenshots/`.
+//! makes a key, and runs with Debian's chromium, driven by npm's
+//! playwright-core:
+//! - `deploy/browser/docs_test.js`: opens `/docs` on both services, checks
+//!   that the page logs no console error, authorizes with the key and sends
+//!   requests with "Try it out";
+//! - `deploy/browser/dashboard_test.js`: the dashboard at `/` of the query
+//!   API, as an admin and a viewer of the key's project (both made here with
+//!   the bootstrap endpoint `POST /v1/admin/users`): live tiles, the metrics
+//!   and event explorers, key management, and the pages a viewer is refused.
+//!
+//! Screenshots go to `docs/screenshots/`.
 //!
 //! Nothing is skipped: without chromium or playwright-core the run fails,
 //! naming `deploy/install.sh browser`.
@@ -14,10 +21,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use serde_json::{Value, json};
 
 use crate::bench::processes::Processes;
 use crate::bench::unix_seconds;
-use crate::conformance::{create_key, start_services};
+use crate::conformance::{Target, create_key, start_services};
 use crate::sluice_cache;
 
 /// The browser the tests drive: Debian's (Playwright's own download cannot
@@ -110,29 +118,111 @@ impl BrowserCheck {
         let target = start_services(repo, work, processes, self.stack.clone(), "browser")?;
         let key = create_key(&target)?;
         crate::bench::e2e::wait_for_key_at(&target.query, &key)?;
-        say("===== /docs of the query API and the gateway (deploy/browser/docs_test.js) =====");
-        let started = Instant::now();
-        let status = Command::new("node")
-            .arg(repo.join("deploy/browser/docs_test.js"))
-            .env("NODE_PATH", modules)
-            .env("SLUICE_CHROMIUM", CHROMIUM)
-            .env("SLUICE_QUERY_URL", target.query.url())
-            .env("SLUICE_GATEWAY_URL", target.gateway.url())
-            .env("SLUICE_BROWSER_KEY", &key)
-            .env("SLUICE_SCREENSHOTS", screenshots)
-            .current_dir(repo)
-            .status()
-            .context("cannot run node")?;
-        let seconds = started.elapsed().as_secs();
-        if status.success() {
-            say(format!(
-                "passed in {seconds} s; screenshots in {}",
-                screenshots.display()
-            ));
-        } else {
-            say(format!("FAILED ({status}) in {seconds} s"));
+        let people = DashboardUsers::for_run();
+        people.create(&target)?;
+        let env = [
+            ("NODE_PATH", modules.as_os_str().to_owned()),
+            ("SLUICE_CHROMIUM", CHROMIUM.into()),
+            ("SLUICE_QUERY_URL", target.query.url().into()),
+            ("SLUICE_GATEWAY_URL", target.gateway.url().into()),
+            ("SLUICE_BROWSER_KEY", key.into()),
+            ("SLUICE_SCREENSHOTS", screenshots.as_os_str().to_owned()),
+            ("SLUICE_ADMIN_EMAIL", (&people.admin.0).into()),
+            ("SLUICE_ADMIN_PASSWORD", (&people.admin.1).into()),
+            ("SLUICE_VIEWER_EMAIL", (&people.viewer.0).into()),
+            ("SLUICE_VIEWER_PASSWORD", (&people.viewer.1).into()),
+            ("SLUICE_PROJECT", PROJECT.into()),
+        ];
+        let mut passed = true;
+        for (script, what) in [
+            ("docs_test.js", "/docs of the query API and the gateway"),
+            ("dashboard_test.js", "the dashboard of the query API"),
+        ] {
+            say(format!("===== {what} (deploy/browser/{script}) ====="));
+            let started = Instant::now();
+            let status = Command::new("node")
+                .arg(repo.join("deploy/browser").join(script))
+                .envs(env.iter().map(|(name, value)| (name, value)))
+                .current_dir(repo)
+                .status()
+                .context("cannot run node")?;
+            let seconds = started.elapsed().as_secs();
+            if status.success() {
+                say(format!(
+                    "{script} passed in {seconds} s; screenshots in {}",
+                    screenshots.display()
+                ));
+            } else {
+                say(format!("{script} FAILED ({status}) in {seconds} s"));
+                passed = false;
+            }
         }
-        Ok(status.success())
+        Ok(passed)
+    }
+}
+
+/// The project of [`create_key`]'s key, whose dashboard the test opens.
+const PROJECT: &str = "conformance";
+
+/// The people the dashboard test signs in as: an admin and a viewer of
+/// [`PROJECT`], as (email, password).
+struct DashboardUsers {
+    admin: (String, String),
+    viewer: (String, String),
+}
+
+impl DashboardUsers {
+    /// Addresses of this run only: the users topic outlives it.
+    fn for_run() -> Self {
+        let run = format!("{}-{}", std::process::id(), unix_seconds());
+        let person = |role: &str| {
+            (
+                format!("{role}-{run}@browser.sluice.test"),
+                format!("{role}-password-{run}"),
+            )
+        };
+        Self {
+            admin: person("admin"),
+            viewer: person("viewer"),
+        }
+    }
+
+    /// `POST /v1/admin/users` on the query API with the admin token, once
+    /// per person.
+    fn create(&self, target: &Target) -> anyhow::Result<()> {
+        let authorization = format!("Bearer {}", target.admin_token);
+        for ((email, password), role) in [(&self.admin, "admin"), (&self.viewer, "viewer")] {
+            let body = json!({"email": email, "password": password,
+                "roles": [{"project_id": PROJECT, "role": role}]});
+            let answer = target.query.call(
+                "POST",
+                "/v1/admin/users",
+                &[
+                    ("Authorization", &authorization),
+                    ("Content-Type", "application/json"),
+                ],
+                &body.to_string(),
+            );
+            match answer {
+                Some((201, _)) => {}
+                Some((status, text)) => {
+                    let message = serde_json::from_str::<Value>(&text)
+                        .ok()
+                        .and_then(|body| body.get("message")?.as_str().map(str::to_owned))
+                        .unwrap_or(text);
+                    bail!("the query API refused to create the {role} user ({status}): {message}")
+                }
+                None => bail!(
+                    "cannot reach the query API's admin API at {}",
+                    target.query.url()
+                ),
+            }
+        }
+        say(format!(
+            "users {} (admin) and {} (viewer) of project {PROJECT}",
+            self.admin.0, self.viewer.0
+        ));
+        Ok(())
     }
 }
 

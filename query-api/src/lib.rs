@@ -19,10 +19,12 @@
 //!   watermarks, late and dead-lettered counts, services' readiness.
 //! - [`snapshot`]: reading raw events with `FINAL` only where copies may be.
 //! - [`openapi`]: the OpenAPI document behind `/openapi.json` and `/docs`.
+//! - [`dashboard`]: the dashboard at `/`, its assets compiled in.
 //! - [`error`]: `ApiError`, one status and body per failure.
 
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod export;

@@ -5,6 +5,7 @@ use axum::routing::get;
 use axum::{Router, middleware};
 use sluice_runtime::ops::{self, HttpMetrics};
 
+use crate::dashboard;
 use crate::error::ApiError;
 use crate::events::list_events;
 use crate::export::{export_events, export_metrics};
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state.clone());
     api.merge(ops::router(state.readiness, state.registry))
         .merge(sluice_runtime::docs::router(openapi::spec()))
+        .merge(dashboard::router())
         .fallback(|uri: Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
 }

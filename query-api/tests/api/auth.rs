@@ -162,4 +162,10 @@ async fn errors_share_one_body() {
     let missing = api.get("/docs/assets/nothing.js", "").await;
     assert_eq!(missing.status, 404);
     assert!(missing.text.contains("not_found"), "{}", missing.text);
+    // The dashboard at / and every file it loads, compiled in, without a key.
+    for (path, content_type) in sluice_query_api::dashboard::page_paths() {
+        let answer = api.get(&path, "").await;
+        assert_eq!(answer.status, 200, "{path}");
+        assert_eq!(answer.headers["content-type"], content_type, "{path}");
+    }
 }
