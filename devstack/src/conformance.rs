@@ -304,6 +304,7 @@ pub(crate) fn start_services(
         ("SLUICE_KAFKA_EVENTS_TOPIC", format!("sluice.{run}.events")),
         ("SLUICE_KAFKA_DLQ_TOPIC", format!("sluice.{run}.dlq")),
         ("SLUICE_KAFKA_KEYS_TOPIC", format!("sluice.{run}.keys")),
+        ("SLUICE_KAFKA_ACCESS_TOPIC", format!("sluice.{run}.access")),
         ("SLUICE_KAFKA_LIVE_TOPIC", format!("sluice.{run}.live")),
         ("SLUICE_KAFKA_PARTITIONS", "1".into()),
         ("SLUICE_CONSUMER_GROUP", format!("sluice-{run}")),
