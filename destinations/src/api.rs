@@ -18,8 +18,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use sluice_runtime::auth::{is_admin_token, presented_key};
-use sluice_runtime::keys::{KeyStore, Scope};
+use sluice_runtime::access::{Access, Need, PROJECT_HEADER};
+use sluice_runtime::keys::Scope;
 use sluice_runtime::record_topic::{RecordStore, RecordWriter};
 use sluice_schemas::rules::project_id as check_project_id;
 use sluice_schemas::time_format::{DAY_MS, format_rfc3339_ms, now_ms};
@@ -54,8 +54,8 @@ const RESERVED_HEADERS: [&str; 6] = [
 
 #[derive(Clone)]
 pub struct AppState {
-    pub keys: KeyStore,
-    pub admin_token: String,
+    /// Keys, users and the bootstrap admin token.
+    pub access: Access,
     pub webhooks: RecordStore<WebhookRecord>,
     pub writer: Arc<RecordWriter<WebhookRecord>>,
     pub policy: Arc<TargetPolicy>,
@@ -78,7 +78,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Who asks: one project's manager (`webhooks` scope), or an admin of all.
+/// Who asks: one project's manager (a `webhooks` key, or a developer or
+/// admin of the project), or an admin of all.
 #[derive(Debug)]
 pub struct Manager {
     /// `None` for an admin.
@@ -89,15 +90,19 @@ impl FromRequestParts<AppState> for Manager {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let presented = presented_key(&parts.headers).unwrap_or_default();
-        if is_admin_token(&state.admin_token, &presented) {
-            return Ok(Self { project: None });
+        if state.access.admin(parts).is_ok() {
+            // An admin of all projects may still name one (`X-Sluice-Project`,
+            // as the dashboard does), and then manages that one only.
+            let named = parts
+                .headers
+                .get(PROJECT_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            return Ok(Self { project: named });
         }
-        let key = state
-            .keys
-            .authorize_any(&presented, &[Scope::Webhooks, Scope::Admin])?;
+        let grant = state.access.project(parts, Need::Scope(Scope::Webhooks))?;
         Ok(Self {
-            project: (!key.allows(Scope::Admin)).then(|| key.project_id.clone()),
+            project: Some(grant.project_id),
         })
     }
 }

@@ -37,10 +37,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
+use sluice_runtime::access::Access;
 use sluice_runtime::clickhouse::{CLICKHOUSE_CHECK, Connection, ensure_schema};
 use sluice_runtime::http::{serve_http, with_common_layers};
 use sluice_runtime::kafka::{KAFKA_CHECK, ensure_keys_topic, ensure_record_topic, ensure_topics};
-use sluice_runtime::keys::KeyStore;
 use sluice_runtime::ops::{self, HttpMetrics, Patience, Readiness};
 use sluice_runtime::record_topic::{RecordStore, RecordWriter};
 use sluice_runtime::supervise::Supervisor;
@@ -99,7 +99,7 @@ pub async fn serve(
     let features = ensure_schema(&clickhouse, waiting_for(CLICKHOUSE_CHECK), &shutdown).await?;
     // After the topics exist: a broker may create a topic that a reader
     // asks about first, with settings not Sluice's.
-    let keys = KeyStore::tail(kafka, &readiness, &supervisor, shutdown.clone())?;
+    let access = Access::start(kafka, &config.api, &readiness, &supervisor, &shutdown)?;
     let webhooks: RecordStore<WebhookRecord> = RecordStore::tail(
         kafka,
         &settings.webhooks_topic,
@@ -150,8 +150,7 @@ pub async fn serve(
     ));
 
     let state = AppState {
-        keys,
-        admin_token: config.api.admin_token.clone(),
+        access,
         webhooks,
         writer: Arc::new(RecordWriter::new(kafka, &settings.webhooks_topic)?),
         policy: Arc::new(policy),

@@ -304,6 +304,12 @@ pub(crate) fn start_services(
         ("SLUICE_KAFKA_EVENTS_TOPIC", format!("sluice.{run}.events")),
         ("SLUICE_KAFKA_DLQ_TOPIC", format!("sluice.{run}.dlq")),
         ("SLUICE_KAFKA_KEYS_TOPIC", format!("sluice.{run}.keys")),
+        ("SLUICE_KAFKA_ACCESS_TOPIC", format!("sluice.{run}.access")),
+        // Sessions on, so sign-in and the user endpoints are exercised for real.
+        (
+            "SLUICE_SESSION_SECRET",
+            format!("conformance-session-secret-{run}-0123456789abcdef"),
+        ),
         ("SLUICE_KAFKA_LIVE_TOPIC", format!("sluice.{run}.live")),
         ("SLUICE_KAFKA_PARTITIONS", "1".into()),
         ("SLUICE_CONSUMER_GROUP", format!("sluice-{run}")),

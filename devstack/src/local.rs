@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::components::Component;
-use crate::probe::{http_get, port_open, post_admin_key};
+use crate::probe::{http_get, port_open, post_admin_key, post_as_admin};
 use crate::process::{Launch, PidFile, is_alive, launch, stop};
 use crate::settings::{HOST, StackSettings};
 use crate::stack::Stack;
@@ -63,6 +63,11 @@ pub struct LocalPipeline {
     pub api_key: String,
     pub project: String,
     pub admin_token: String,
+    /// Signs users' sessions; every service gets the same.
+    pub session_secret: String,
+    /// The first user of the dashboard, a global admin.
+    pub admin_email: String,
+    pub admin_password: String,
     pub gateway_port: u16,
     pub processor_port: u16,
     pub query_port: u16,
@@ -96,6 +101,12 @@ impl LocalPipeline {
             api_key: variable("SLUICE_LOCAL_API_KEY", "sluice-dev-key"),
             project: variable("SLUICE_LOCAL_PROJECT", "demo"),
             admin_token: variable("SLUICE_LOCAL_ADMIN_TOKEN", "sluice-dev-admin-token"),
+            session_secret: variable(
+                "SLUICE_LOCAL_SESSION_SECRET",
+                "sluice-dev-session-secret-not-for-production",
+            ),
+            admin_email: variable("SLUICE_LOCAL_ADMIN_EMAIL", "admin@sluice.local"),
+            admin_password: variable("SLUICE_LOCAL_ADMIN_PASSWORD", "sluice-dev-password"),
             gateway_port: port("SLUICE_GATEWAY_PORT", 8080)?,
             processor_port: port("SLUICE_PROCESSOR_PORT", 8082)?,
             query_port: port("SLUICE_QUERY_PORT", 8081)?,
@@ -170,6 +181,7 @@ impl LocalPipeline {
             self.wait_ready(service)?;
         }
         self.create_dev_key()?;
+        self.create_admin_user()?;
         println!("{}", self.welcome());
         Ok(())
     }
@@ -203,6 +215,7 @@ impl LocalPipeline {
         let mut env = vec![
             ("SLUICE_LISTEN", format!("{HOST}:{port}")),
             ("SLUICE_ADMIN_TOKEN", self.admin_token.clone()),
+            ("SLUICE_SESSION_SECRET", self.session_secret.clone()),
             (
                 "SLUICE_KAFKA_IDEMPOTENCE",
                 variable("SLUICE_KAFKA_IDEMPOTENCE", "false"),
@@ -231,6 +244,11 @@ impl LocalPipeline {
                     "gateway=http://{HOST}:{},processor=http://{HOST}:{}",
                     self.gateway_port, self.processor_port
                 ),
+            ));
+            // The dashboard manages webhooks through the query API.
+            env.push((
+                "SLUICE_DESTINATIONS_URL",
+                format!("http://{HOST}:{}", self.destinations_port),
             ));
         }
         let started = launch(
@@ -294,6 +312,30 @@ impl LocalPipeline {
         Ok(())
     }
 
+    /// The dashboard's first user, a global admin; an existing one is kept.
+    fn create_admin_user(&self) -> anyhow::Result<()> {
+        let body = serde_json::json!({
+            "email": self.admin_email,
+            "password": self.admin_password,
+            "global_admin": true,
+            "roles": [{"project_id": self.project, "role": "admin"}],
+        })
+        .to_string();
+        let answer = post_as_admin(self.query_port, "/v1/admin/users", &self.admin_token, &body)
+            .ok_or_else(|| anyhow::anyhow!("cannot reach the query API's admin API"))?;
+        if answer.contains("\"user_id\"") {
+            say(format!("dashboard user {} created", self.admin_email));
+        } else if answer.contains("exists") {
+            say(format!(
+                "dashboard user {} already exists",
+                self.admin_email
+            ));
+        } else {
+            bail!("the query API refused the dashboard user: {answer}");
+        }
+        Ok(())
+    }
+
     fn welcome(&self) -> String {
         let (key, gateway, query) = (&self.api_key, self.gateway_port, self.query_port);
         format!(
@@ -305,6 +347,7 @@ Sluice is running.
   destinations      http://{HOST}:{destinations}   (/v1/webhooks with the admin token; docs/destinations.md)
   API key           {key} (project {project}, scopes ingest and read)
   admin token       {token} (POST/GET /v1/admin/keys, GET /v1/admin/status on the query API)
+  dashboard         http://{HOST}:{query}/   (sign in as {email}, password {password})
 
 Send an event:
   curl -s -X POST http://{HOST}:{gateway}/v1/events \
@@ -321,6 +364,8 @@ Stop everything: deploy/local.sh down"#,
             destinations = self.destinations_port,
             project = self.project,
             token = self.admin_token,
+            email = self.admin_email,
+            password = self.admin_password,
         )
     }
 

@@ -150,20 +150,19 @@ impl HttpRequest<'_> {
 /// POSTs a key (JSON `body`) to the admin API of the gateway on `port`:
 /// the answer's body, `None` when nothing answers.
 pub fn post_admin_key(port: u16, admin_token: &str, body: &str) -> Option<String> {
+    post_as_admin(port, "/v1/admin/keys", admin_token, body)
+}
+
+/// POSTs JSON `body` to `path` on `port` with the admin token: the
+/// answer's body, `None` when nothing answers.
+pub fn post_as_admin(port: u16, path: &str, admin_token: &str, body: &str) -> Option<String> {
     let authorization = format!("Bearer {admin_token}");
     let headers = [
         ("Authorization", authorization.as_str()),
         ("Content-Type", "application/json"),
     ];
-    http_request(
-        port,
-        "POST",
-        "/v1/admin/keys",
-        &headers,
-        body,
-        Duration::from_secs(15),
-    )
-    .map(|(_, answer)| answer)
+    http_request(port, "POST", path, &headers, body, Duration::from_secs(15))
+        .map(|(_, answer)| answer)
 }
 
 /// ClickHouse's (and the fixture's) `/ping` says `Ok.`.

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use sluice_runtime::auth::{is_admin_token, presented_key};
+use sluice_runtime::access::Principal;
+use sluice_runtime::auth::presented_key;
 use sluice_runtime::keys::{AuthError, KeyRecord, Scope};
 
 use crate::error::{ApiError, Result};
@@ -124,23 +125,21 @@ fn jitsu_key(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Leave to administer keys: the bootstrap admin token (compared in
-/// constant time) or a key with the `admin` scope, from `Authorization`.
+/// constant time), a key with the `admin` scope, or a global admin's
+/// session ([`sluice_runtime::access::Access::admin`]).
 #[derive(Debug)]
-pub struct AdminKey;
+pub struct AdminKey(pub Principal);
 
 impl FromRequestParts<AppState> for AdminKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let presented = presented_key(&parts.headers);
-        if let (Some(token), Some(presented)) = (&state.admin_token, &presented)
-            && is_admin_token(token, presented)
-        {
-            return Ok(Self);
-        }
         let client_ip = client_ip(parts, state).await?;
-        authorize(state, presented.as_deref(), client_ip, Scope::Admin)?;
-        Ok(Self)
+        state
+            .access
+            .admin(parts)
+            .map(Self)
+            .map_err(|error| refused(state, error, client_ip))
     }
 }
 
@@ -153,20 +152,22 @@ fn authorize(
     scope: Scope,
 ) -> Result<Arc<KeyRecord>> {
     let outcome = match presented {
-        Some(key) => state.keys.authorize(key, scope),
+        Some(key) => state.access.key_with(key, scope),
         None => Err(AuthError::Missing),
     };
-    outcome.map_err(|error| {
-        if matches!(
-            error,
-            AuthError::Missing | AuthError::Unknown | AuthError::Revoked
-        ) && let Err(limited) = state.rate_limits.failed_auth(client_ip)
-        {
-            state.metrics.rate_limited(limited.limit);
-            return ApiError::RateLimited(limited);
-        }
-        ApiError::Auth(error)
-    })
+    outcome.map_err(|error| refused(state, error, client_ip))
+}
+
+/// The answer to a refused credential: 429 once `client_ip` is over its
+/// failed-auth limit with guesses (missing, unknown or revoked keys).
+fn refused(state: &AppState, error: AuthError, client_ip: IpAddr) -> ApiError {
+    if error.is_bad_credential()
+        && let Err(limited) = state.rate_limits.failed_auth(client_ip)
+    {
+        state.metrics.rate_limited(limited.limit);
+        return ApiError::RateLimited(limited);
+    }
+    ApiError::Auth(error)
 }
 
 /// The client's IP: the peer, unless it is a trusted proxy (see
@@ -196,6 +197,8 @@ mod tests {
     use base64::engine::general_purpose::STANDARD;
     use prometheus_client::registry::Registry;
     use serde_json::{Value, json};
+    use sluice_runtime::access::{Access, AccessStore, KeyUsageTracker};
+    use sluice_runtime::keys::manage::KeyAdmin;
     use sluice_runtime::keys::{KeyLimits, KeyStore, KeyWriter};
     use sluice_runtime::ops::{HttpMetrics, Readiness};
     use sluice_runtime::settings::{KafkaSettings, defaults};
@@ -239,11 +242,17 @@ mod tests {
         let ingest = IngestSettings::default();
         let mut registry = Registry::default();
         let metrics = GatewayMetrics::register(&mut registry);
+        let access = Access::new(
+            keys,
+            AccessStore::with_records([]),
+            None,
+            ADMIN_TOKEN,
+            KeyUsageTracker::default(),
+        );
         AppState {
             publisher: Arc::new(EventPublisher::new(&kafka, &ingest, &metrics).unwrap()),
-            keys,
-            key_writer: Arc::new(KeyWriter::new(&kafka).unwrap()),
-            admin_token: Some(Arc::from(ADMIN_TOKEN)),
+            key_admin: KeyAdmin::new(&access, KeyWriter::new(&kafka).unwrap()),
+            access,
             limits: Arc::default(),
             cors: Arc::new(CorsPolicy::parse(&ingest.cors_origins).unwrap()),
             ingest: Arc::new(ingest),

@@ -72,9 +72,7 @@ impl ApiError {
     /// The reason label of the events metric.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Auth(AuthError::MissingScope(_)) => "forbidden",
-            Self::Auth(AuthError::NotLoaded) => "keys_loading",
-            Self::Auth(_) => "unauthorized",
+            Self::Auth(error) => error.status_and_code().1,
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::UnsupportedEncoding(_) => "unsupported_encoding",
             Self::PayloadTooLarge(_) => "payload_too_large",

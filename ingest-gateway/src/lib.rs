@@ -51,9 +51,11 @@ use std::time::Duration;
 
 use anyhow::bail;
 use prometheus_client::registry::Registry;
+use sluice_runtime::access::Access;
 use sluice_runtime::http::{serve_http, with_common_layers};
 use sluice_runtime::kafka::KAFKA_CHECK;
-use sluice_runtime::keys::{KeyStore, KeyWriter};
+use sluice_runtime::keys::KeyWriter;
+use sluice_runtime::keys::manage::KeyAdmin;
 use sluice_runtime::ops::{HttpMetrics, Readiness};
 use sluice_runtime::supervise::Supervisor;
 use sluice_schemas::Limits;
@@ -83,13 +85,10 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let admin_token = match config.api.admin_token.trim() {
-        "" => None,
-        token if token.len() < MIN_ADMIN_TOKEN_BYTES => {
-            bail!("the admin token must have at least {MIN_ADMIN_TOKEN_BYTES} characters")
-        }
-        token => Some(Arc::from(token)),
-    };
+    let admin_token = config.api.admin_token.trim();
+    if !admin_token.is_empty() && admin_token.len() < MIN_ADMIN_TOKEN_BYTES {
+        bail!("--admin-token must have at least {MIN_ADMIN_TOKEN_BYTES} characters");
+    }
     let proxies = TrustedProxies::parse(&config.ingest.trusted_proxies)?;
     let cors = CorsPolicy::parse(&config.ingest.cors_origins)?;
     let readiness = Readiness::default();
@@ -102,7 +101,13 @@ pub async fn serve(
     // A misconfiguration the broker reveals (a refused password, an
     // untrusted certificate) ends the watch, and the gateway with it.
     let supervisor = Supervisor::new(shutdown.clone());
-    let keys = KeyStore::tail(kafka, &readiness, &supervisor, shutdown.child_token())?;
+    let access = Access::start(
+        kafka,
+        &config.api,
+        &readiness,
+        &supervisor,
+        &shutdown.child_token(),
+    )?;
     supervisor.spawn(
         "broker watch",
         broker::watch(
@@ -121,9 +126,8 @@ pub async fn serve(
     });
     let state = AppState {
         publisher: publisher.clone(),
-        keys,
-        key_writer: Arc::new(KeyWriter::new(kafka)?),
-        admin_token,
+        key_admin: KeyAdmin::new(&access, KeyWriter::new(kafka)?),
+        access,
         limits: Arc::new(Limits::default()),
         ingest: Arc::new(config.ingest.clone()),
         proxies: Arc::new(proxies),

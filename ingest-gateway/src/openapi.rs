@@ -11,6 +11,7 @@
 use axum::Router;
 use serde_json::{Value, json};
 use sluice_runtime::docs::{error_response, retry_after_header, with_shared_parts};
+use sluice_runtime::keys::manage::key_schemas;
 
 use crate::routes::{SEGMENT_BATCH_PATHS, SEGMENT_CALLS, segment_call_paths};
 
@@ -136,9 +137,7 @@ fn schemas() -> Value {
             "field": {"type": "string"}, "reason": {"type": "string"}}}}}});
     let accepted = json!({"type": "object", "required": ["index", "event_id"], "properties": {
         "index": {"type": "integer", "minimum": 0}, "event_id": {"type": "string"}}});
-    let limit = json!({"type": "integer", "minimum": 0, "maximum": u32::MAX, "nullable": true});
-    let scope = json!({"type": "string", "enum": ["ingest", "read", "admin", "webhooks"]});
-    json!({
+    let mut schemas = json!({
         "Event": event_schema(),
         "BatchAnswer": {"type": "object", "required": ["accepted", "rejected"], "properties": {
             "accepted": {"type": "array", "items": accepted},
@@ -148,28 +147,11 @@ fn schemas() -> Value {
             "event_id": {"type": "string", "description": "Single calls: the event's id."},
             "accepted": {"type": "array", "items": accepted},
             "rejected": {"type": "array", "items": rejected}}},
-        "KeyLimits": {"type": "object", "additionalProperties": false,
-            "description": "Per-key rate limits; one left out takes the gateway's default, 0 turns it off.",
-            "properties": {
-                "requests_per_second": limit, "request_burst": limit,
-                "events_per_second": limit, "event_burst": limit}},
-        "NewKey": {"type": "object", "required": ["project_id", "scopes"], "additionalProperties": false, "properties": {
-            "project_id": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
-            "scopes": {"type": "array", "minItems": 1, "items": scope},
-            "label": {"type": "string", "maxLength": 256, "description": "At most 256 bytes."},
-            "key": {"type": "string", "nullable": true, "minLength": 12, "maxLength": 256,
-                "pattern": "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]*$",
-                "description": "An existing secret to import (12-256 bytes, no spaces or control characters); generated when absent."},
-            "limits": {"$ref": "#/components/schemas/KeyLimits"}}},
-        "Key": {"type": "object", "additionalProperties": false,
-            "required": ["key_id", "project_id", "scopes", "label", "created_at", "revoked_at", "limits"], "properties": {
-            "key_id": {"type": "string"}, "project_id": {"type": "string"},
-            "scopes": {"type": "array", "items": scope}, "label": {"type": "string"},
-            "created_at": {"type": "string", "format": "date-time"},
-            "revoked_at": {"type": "string", "format": "date-time", "nullable": true},
-            "limits": {"$ref": "#/components/schemas/KeyLimits"},
-            "key": {"type": "string", "description": "Only in the answer to a create: the secret, this once."}}},
-    })
+    });
+    if let (Some(all), Value::Object(keys)) = (schemas.as_object_mut(), key_schemas()) {
+        all.extend(keys);
+    }
+    schemas
 }
 
 /// A Segment single call: the message fields the gateway reads and checks;
@@ -248,6 +230,16 @@ fn admin_paths() -> Value {
                     "409": error_response("An imported `key` already exists and is not revoked (`key_exists`)."),
                     "413": error_response("The body is over 64 KiB (`payload_too_large`)."),
                     "415": error_response("The body is not application/json (`unsupported_media_type`).")}))}},
+        "/v1/admin/keys/{key_id}/rotate": {"post": {"summary": "Rotate a key (admin)",
+            "description": "A new key with the old one's project, scopes, label and limits; the old key keeps working until `old_key_valid_until` (at once when absent). The body may be empty.",
+            "parameters": [{"name": "key_id", "in": "path", "required": true, "schema": {"type": "string"}}],
+            "requestBody": {"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/KeyRotation"}}}},
+            "responses": admin(json!({
+                "201": {"description": "The new key, with its secret this once.", "content": {"application/json": {"schema": key}}},
+                "400": error_response("A time is malformed or past, or the key is revoked (`invalid_request`, `invalid_json`)."),
+                "404": error_response("Unknown key_id (`not_found`)."),
+                "413": error_response("The body is over 64 KiB (`payload_too_large`)."),
+                "415": error_response("The body is not application/json (`unsupported_media_type`).")}))}},
         "/v1/admin/keys/{key_id}": {"delete": {"summary": "Revoke a key (admin)",
             "description": "Idempotent: revoking a revoked key answers it as it is.",
             "parameters": [{"name": "key_id", "in": "path", "required": true, "schema": {"type": "string"}}],

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
-use sluice_runtime::keys::{KeyStore, KeyWriter};
+use sluice_runtime::access::Access;
+use sluice_runtime::keys::manage::KeyAdmin;
 use sluice_runtime::ops::{HttpMetrics, Readiness};
 use sluice_schemas::Limits;
 
@@ -18,10 +19,9 @@ use crate::rate_limit::RateLimits;
 #[derive(Clone)]
 pub struct AppState {
     pub publisher: Arc<EventPublisher>,
-    pub keys: KeyStore,
-    pub key_writer: Arc<KeyWriter>,
-    /// The bootstrap admin token, when configured.
-    pub admin_token: Option<Arc<str>>,
+    /// Keys, users and the bootstrap admin token.
+    pub access: Access,
+    pub key_admin: KeyAdmin,
     pub limits: Arc<Limits>,
     pub ingest: Arc<IngestSettings>,
     pub proxies: Arc<TrustedProxies>,

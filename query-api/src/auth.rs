@@ -5,14 +5,16 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use sluice_runtime::auth::{is_admin_token, presented_key};
+use sluice_runtime::access::{Access, Need, chosen_project};
+use sluice_runtime::auth::presented_key;
 use sluice_runtime::clickhouse::CLICKHOUSE_CHECK;
-use sluice_runtime::keys::{AuthError, Scope};
+use sluice_runtime::keys::Scope;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The project of the request's key, which needs the `read` scope. Every
+/// The project of the request: a key's with the `read` scope, or the one a
+/// signed-in user names and has a role in ([`Access::project`]). Every
 /// query binds it: no request can read another project's rows. When
 /// ClickHouse does not answer ([`CLICKHOUSE_CHECK`]) the request is refused
 /// at once (503) instead of waiting for its time limit.
@@ -23,16 +25,16 @@ impl FromRequestParts<AppState> for ReadProject {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = presented_key(&parts.headers).unwrap_or_default();
-        let key = state.keys.authorize(&presented, Scope::Read)?;
+        let grant = state.access.project(parts, Need::Scope(Scope::Read))?;
         if !state.readiness.passes(CLICKHOUSE_CHECK) {
             return Err(ApiError::StorageDown);
         }
-        Ok(Self(key.project_id.clone()))
+        Ok(Self(grant.project_id))
     }
 }
 
-/// The project of a WebSocket's key (`read` scope): from `Authorization`,
+/// The project of a WebSocket's key or session (`read`): from `Authorization`, the
+/// session cookie,
 /// or `key` in the query string for browsers, which cannot set headers on
 /// WebSockets. Pushes come from the live topic, so ClickHouse may be down.
 #[derive(Debug)]
@@ -48,15 +50,22 @@ impl FromRequestParts<AppState> for LiveProject {
                 .into_iter()
                 .find_map(|(name, value)| (name == "key").then_some(value))
         };
-        let presented = presented_key(&parts.headers)
-            .or_else(in_query)
-            .ok_or(ApiError::Auth(AuthError::Missing))?;
-        let key = state.keys.authorize(&presented, Scope::Read)?;
-        Ok(Self(key.project_id.clone()))
+        let principal = match in_query() {
+            Some(key) if presented_key(&parts.headers).is_none() => {
+                state.access.principal_of(&key)?
+            }
+            _ => state.access.principal(parts)?,
+        };
+        let grant = Access::grant(
+            principal,
+            chosen_project(&parts.headers),
+            Need::Scope(Scope::Read),
+        )?;
+        Ok(Self(grant.project_id))
     }
 }
 
-/// The bootstrap admin token (`--admin-token`) or a key with the `admin`
+/// The bootstrap admin token (`--admin-token`), a global admin, or a key with the `admin`
 /// scope: the views across projects.
 #[derive(Debug)]
 pub struct AdminAccess;
@@ -65,10 +74,7 @@ impl FromRequestParts<AppState> for AdminAccess {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = presented_key(&parts.headers).unwrap_or_default();
-        if !is_admin_token(&state.admin_token, &presented) {
-            state.keys.authorize(&presented, Scope::Admin)?;
-        }
+        state.access.admin(parts)?;
         if !state.readiness.passes(CLICKHOUSE_CHECK) {
             return Err(ApiError::StorageDown);
         }

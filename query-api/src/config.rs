@@ -90,6 +90,16 @@ pub struct QuerySettings {
     /// `gateway=http://10.0.0.5:8080,processor=http://10.0.0.6:8082`.
     #[arg(long = "status-peers", env = "SLUICE_STATUS_PEERS", default_value = "")]
     pub status_peers: String,
+
+    /// The destinations service's base URL (e.g. `http://127.0.0.1:8083`):
+    /// `/v1/webhooks` here is forwarded to it, so the dashboard can manage
+    /// webhooks. Empty: those routes answer 404 saying so.
+    #[arg(
+        long = "destinations-url",
+        env = "SLUICE_DESTINATIONS_URL",
+        default_value = ""
+    )]
+    pub destinations_url: String,
 }
 
 impl Default for QuerySettings {

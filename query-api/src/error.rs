@@ -4,14 +4,22 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use sluice_runtime::access::sessions::SessionError;
 use sluice_runtime::auth::refusal;
 use sluice_runtime::http::ErrorBody;
 use sluice_runtime::keys::AuthError;
+use sluice_runtime::keys::manage::ManageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     Auth(#[from] AuthError),
+    #[error("{0}")]
+    Session(#[from] SessionError),
+    #[error("{0}")]
+    Manage(#[from] ManageError),
+    #[error("{0}")]
+    Conflict(String),
     #[error("parameter `{name}`: {reason}")]
     InvalidParameter { name: String, reason: String },
     #[error(
@@ -52,6 +60,20 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             Self::Auth(error) => refusal(&error),
+            Self::Session(SessionError::Auth(error)) => refusal(&error),
+            Self::Session(SessionError::Store(ref cause)) => {
+                tracing::error!(cause = %format!("{cause:#}"), "cannot write to the access topic");
+                retry_later(
+                    ErrorBody::new("broker_unavailable", "sessions cannot be stored now; retry")
+                        .into_response(StatusCode::SERVICE_UNAVAILABLE),
+                )
+            }
+            Self::Session(ref error) => ErrorBody::new("invalid_credentials", error.to_string())
+                .into_response(StatusCode::UNAUTHORIZED),
+            Self::Manage(error) => error.into_response(),
+            Self::Conflict(message) => {
+                ErrorBody::new("conflict", message).into_response(StatusCode::CONFLICT)
+            }
             Self::InvalidParameter {
                 ref name,
                 ref reason,

@@ -22,6 +22,7 @@
 //! - [`dashboard`]: the dashboard at `/`, its assets compiled in.
 //! - [`error`]: `ApiError`, one status and body per failure.
 
+pub mod accounts;
 pub mod auth;
 pub mod config;
 pub mod dashboard;
@@ -43,12 +44,14 @@ use std::sync::{Arc, OnceLock};
 use axum::Router;
 use axum::extract::Request;
 use prometheus_client::registry::Registry;
+use sluice_runtime::access::{Access, AccessWriter};
 use sluice_runtime::clickhouse::{
     CLICKHOUSE_CHECK, Connection, await_schema, watch as watch_clickhouse,
 };
 use sluice_runtime::http::{serve_http, with_common_layers};
 use sluice_runtime::kafka::{KAFKA_CHECK, ensure_keys_topic, ensure_topics};
-use sluice_runtime::keys::KeyStore;
+use sluice_runtime::keys::KeyWriter;
+use sluice_runtime::keys::manage::KeyAdmin;
 use sluice_runtime::ops::{self, HttpMetrics, Patience, Readiness};
 use sluice_runtime::supervise::Supervisor;
 use tokio::net::TcpListener;
@@ -106,16 +109,24 @@ pub async fn serve(
     )
     .await;
     let state = match started {
-        Ok((clickhouse, keys, live, status)) => AppState {
+        Ok((clickhouse, access, live, status)) => AppState {
             clickhouse,
-            keys,
+            key_admin: KeyAdmin::new(&access, KeyWriter::new(&config.kafka)?),
+            access_writer: Arc::new(AccessWriter::new(&config.kafka)?),
+            access,
+            login_limits: Arc::default(),
+            destinations_url: Some(config.query.destinations_url.trim())
+                .filter(|url| !url.is_empty())
+                .map(Arc::from),
+            http: reqwest::Client::builder()
+                .timeout(config.api.request_timeout())
+                .build()?,
             settings: config.query.clone(),
             live,
             shutdown: shutdown.clone(),
             http_metrics,
             readiness,
             registry,
-            admin_token: config.api.admin_token.clone(),
             status,
         },
         Err(error) => {
@@ -141,10 +152,16 @@ async fn start(
     readiness: &Readiness,
     supervisor: &Supervisor,
     shutdown: &CancellationToken,
-) -> anyhow::Result<(clickhouse::Client, KeyStore, LiveFeed, StatusSources)> {
+) -> anyhow::Result<(clickhouse::Client, Access, LiveFeed, StatusSources)> {
     let waiting_for = |check| Patience::Reporting(readiness.clone(), check);
     ensure_keys_topic(&config.kafka, waiting_for(KAFKA_CHECK), shutdown).await?;
-    let keys = KeyStore::tail(&config.kafka, readiness, supervisor, shutdown.child_token())?;
+    let access = Access::start(
+        &config.kafka,
+        &config.api,
+        readiness,
+        supervisor,
+        &shutdown.child_token(),
+    )?;
     if !config.kafka.live_topic.is_empty() {
         let live_topic = [config.kafka.live_topic.as_str()];
         ensure_topics(
@@ -169,7 +186,7 @@ async fn start(
         watch.await;
         Ok(())
     });
-    Ok((clickhouse, keys, live, status))
+    Ok((clickhouse, access, live, status))
 }
 
 /// `starting` until `app` is set, then `app`, for every request.

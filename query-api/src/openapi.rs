@@ -10,6 +10,7 @@
 
 use serde_json::{Value, json};
 use sluice_runtime::docs::{error_response, retry_after_header, with_shared_parts};
+use sluice_runtime::keys::manage::key_schemas;
 
 use crate::events::MAX_LIMIT as MAX_EVENTS;
 use crate::metrics::request::{MAX_LIMIT as MAX_ROWS, Metric};
@@ -164,15 +165,17 @@ fn metrics_parameters() -> Vec<Value> {
 /// The answers every read endpoint may give besides its success.
 fn error_responses() -> Value {
     json!({
-        "400": error_response("A parameter is malformed, out of range, repeated or unknown (`invalid_parameter`; `details.parameter` names it, `details.reason` says why)."),
+        "400": error_response("A parameter is malformed, out of range, repeated or unknown (`invalid_parameter`; `details.parameter` names it, `details.reason` says why), or a user with roles in several projects named none (`project_required`)."),
         "401": unauthorized(),
-        "403": error_response("The key lacks the `read` scope (`forbidden`)."),
+        "403": error_response("The key lacks the `read` scope, or the user has no role in the project (`forbidden`)."),
         "503": unavailable(),
     })
 }
 
 fn unauthorized() -> Value {
-    let mut response = error_response("No key, or an unknown or revoked one (`unauthorized`).");
+    let mut response = error_response(
+        "No credentials, or an unknown or revoked key (`unauthorized`), an expired key (`key_expired`), an expired session token (`session_expired`: refresh it) or an ended session (`session_ended`).",
+    );
     response["headers"] =
         json!({"WWW-Authenticate": {"required": true, "schema": {"type": "string"}}});
     response
@@ -333,6 +336,133 @@ fn status_schemas() -> Value {
     })
 }
 
+/// `/v1/auth/*`, `/v1/keys*`, `/v1/users*` and `/v1/admin/users*`.
+fn accounts_paths() -> Value {
+    let open = json!([]);
+    let user = json!({"$ref": "#/components/schemas/User"});
+    let key = json!({"$ref": "#/components/schemas/Key"});
+    let body = |schema: Value| json!({"required": true, "content": {"application/json": {"schema": schema}}});
+    let optional_body = |schema: Value| json!({"required": false, "content": {"application/json": {"schema": schema}}});
+    let ok = |description: &str, schema: &Value| json!({"description": description, "content": {"application/json": {"schema": schema}}});
+    let signed_in = ok(
+        "Signed in: the tokens, also set as HttpOnly SameSite=Strict cookies (`sluice_access`, `sluice_refresh`).",
+        &json!({"$ref": "#/components/schemas/SignedIn"}),
+    );
+    let bad = |what: &str| {
+        error_response(&format!(
+            "{what} (`invalid_parameter`: `details.parameter` names the field)."
+        ))
+    };
+    let manage = |own: Value, role: &str| {
+        let mut responses = json!({
+            "400": bad("A field is missing, unknown or invalid, or a user with several projects named none (`project_required`)"),
+            "401": unauthorized(),
+            "403": error_response(&format!("The role falls short: {role} (`forbidden`), or a cookie-authenticated change lacks `X-Sluice-Csrf` (`csrf_header_missing`).")),
+            "503": unavailable()});
+        if let (Some(map), Value::Object(own)) = (responses.as_object_mut(), own) {
+            map.extend(own);
+        }
+        responses
+    };
+    let key_id =
+        json!([{"name": "key_id", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    let user_id =
+        json!([{"name": "user_id", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    let not_found = error_response("No such key or user in the project (`not_found`).");
+    let conflict = error_response("The email or key exists (`conflict`, `key_exists`).");
+    let no_content = json!({"description": "Done."});
+    json!({
+        "/v1/auth/login": {"post": {"summary": "Sign in", "security": open,
+            "description": "Email and password. Rate-limited per client IP and per account (429 with Retry-After). Off (401 `sessions_disabled`) unless the operator set --session-secret.",
+            "requestBody": body(json!({"type": "object", "required": ["email", "password"], "additionalProperties": false, "properties": {
+                "email": {"type": "string"}, "password": {"type": "string"}}})),
+            "responses": {"200": signed_in, "400": bad("The body is not the JSON asked for"),
+                "401": error_response("Wrong email or password (`invalid_credentials`), or sessions are off (`sessions_disabled`)."),
+                "429": {"description": "Too many attempts (`too_many_attempts`).", "headers": {"Retry-After": retry_after_header(true)},
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "503": unavailable()}}},
+        "/v1/auth/refresh": {"post": {"summary": "New tokens for a refresh token", "security": open,
+            "description": "The body's `refresh_token`, else the `sluice_refresh` cookie (with `X-Sluice-Csrf`). Each refresh token works once.",
+            "requestBody": optional_body(json!({"type": "object", "additionalProperties": false, "properties": {"refresh_token": {"type": "string"}}})),
+            "responses": {"200": signed_in, "400": bad("The body is not the JSON asked for"),
+                "401": error_response("The refresh token is unknown, used or expired (`invalid_credentials`)."),
+                "403": error_response("The cookie came without `X-Sluice-Csrf` (`csrf_header_missing`)."),
+                "503": unavailable()}}},
+        "/v1/auth/logout": {"post": {"summary": "Sign out", "security": open,
+            "description": "Ends the session on every instance within about a second and clears the cookies. Always 204.",
+            "responses": {"204": no_content, "503": unavailable()}}},
+        "/v1/auth/me": {"get": {"summary": "Who is asking",
+            "responses": {"200": ok("The signed-in user (or `key`, or `admin_token`).", &json!({"type": "object"})),
+                "401": unauthorized(), "503": unavailable()}}},
+        "/v1/auth/password": {"post": {"summary": "Change the password",
+            "description": "Every other session of the user ends; this one continues with new tokens.",
+            "requestBody": body(json!({"type": "object", "required": ["current_password", "new_password"], "additionalProperties": false, "properties": {
+                "current_password": {"type": "string"}, "new_password": {"type": "string", "minLength": 10}}})),
+            "responses": manage(json!({"200": signed_in}), "only a signed-in user has a password")}},
+        "/v1/keys": {
+            "get": {"summary": "The project's keys", "description": "Developers and admins of the project, or an `admin` key.",
+                "responses": manage(json!({"200": ok("The keys, without secrets.", &json!({"type": "object", "required": ["keys"], "properties": {"keys": {"type": "array", "items": key}}}))}), "developer or admin")},
+            "post": {"summary": "Create a key in the project",
+                "description": "Scopes ingest, read or webhooks (`admin` only for global admins). The secret is in the answer, this once.",
+                "requestBody": body(json!({"$ref": "#/components/schemas/NewKey"})),
+                "responses": manage(json!({"201": ok("The key, with its secret this once.", &key), "409": conflict}), "developer or admin")}},
+        "/v1/keys/{key_id}": {"delete": {"summary": "Revoke a key of the project", "parameters": key_id,
+            "responses": manage(json!({"200": ok("Revoked.", &key), "404": not_found}), "developer or admin")}},
+        "/v1/keys/{key_id}/rotate": {"post": {"summary": "Rotate a key of the project", "parameters": key_id,
+            "description": "A new key with the old one's scopes, label and limits; the old one works until `old_key_valid_until` (at once when absent).",
+            "requestBody": optional_body(json!({"$ref": "#/components/schemas/KeyRotation"})),
+            "responses": manage(json!({"201": ok("The new key, with its secret this once.", &key), "404": not_found}), "developer or admin")}},
+        "/v1/users": {
+            "get": {"summary": "The project's users",
+                "responses": manage(json!({"200": ok("Users with a role here (and `role`).", &json!({"type": "object", "required": ["users"], "properties": {"users": {"type": "array", "items": user}}}))}), "admin")},
+            "post": {"summary": "Add a user to the project",
+                "description": "A new user (with `password`), or an existing one by email (without `password`) given a role here.",
+                "requestBody": body(json!({"type": "object", "required": ["email", "role"], "additionalProperties": false, "properties": {
+                    "email": {"type": "string"}, "password": {"type": "string", "minLength": 10}, "role": {"$ref": "#/components/schemas/Role"}}})),
+                "responses": manage(json!({"200": ok("An existing user, given the role.", &user), "201": ok("Created.", &user), "409": conflict}), "admin")}},
+        "/v1/users/{user_id}": {
+            "patch": {"summary": "Change a user's role in the project", "parameters": user_id,
+                "requestBody": body(json!({"type": "object", "required": ["role"], "additionalProperties": false, "properties": {"role": {"$ref": "#/components/schemas/Role"}}})),
+                "responses": manage(json!({"200": ok("Changed.", &user), "404": not_found}), "admin")},
+            "delete": {"summary": "Remove a user from the project", "parameters": user_id,
+                "description": "Their role here ends at once, in every session; the account stays.",
+                "responses": manage(json!({"204": no_content, "404": not_found}), "admin")}},
+        "/v1/admin/users": {
+            "get": {"summary": "Every user (global admins)",
+                "responses": manage(json!({"200": ok("Every user.", &json!({"type": "object", "required": ["users"], "properties": {"users": {"type": "array", "items": user}}}))}), "a global admin, the admin token or an `admin` key")},
+            "post": {"summary": "Create any user (global admins; how the first is made, with the admin token)",
+                "requestBody": body(json!({"type": "object", "required": ["email", "password"], "additionalProperties": false, "properties": {
+                    "email": {"type": "string"}, "password": {"type": "string", "minLength": 10}, "global_admin": {"type": "boolean"},
+                    "roles": {"type": "array", "items": {"type": "object", "required": ["project_id", "role"], "additionalProperties": false, "properties": {
+                        "project_id": {"type": "string"}, "role": {"$ref": "#/components/schemas/Role"}}}}}})),
+                "responses": manage(json!({"201": ok("Created.", &user), "409": conflict}), "a global admin, the admin token or an `admin` key")}},
+        "/v1/admin/users/{user_id}": {"delete": {"summary": "Delete a user (global admins)", "parameters": user_id,
+            "description": "The account and every session end.",
+            "responses": manage(json!({"204": no_content, "404": not_found}), "a global admin, the admin token or an `admin` key")}},
+    })
+}
+
+/// The schemas of people: users, roles, and what signing in answers.
+fn account_schemas() -> Value {
+    json!({
+        "Role": {"type": "string", "enum": ["viewer", "developer", "admin"],
+            "description": "viewer reads data; developer also manages keys and webhooks; admin also manages users."},
+        "User": {"type": "object", "required": ["user_id", "email", "global_admin", "roles", "created_at"], "properties": {
+            "user_id": {"type": "string"}, "email": {"type": "string"}, "global_admin": {"type": "boolean"},
+            "roles": {"type": "array", "items": {"type": "object", "required": ["project_id", "role"], "properties": {
+                "project_id": {"type": "string"}, "role": {"$ref": "#/components/schemas/Role"}}}},
+            "role": {"$ref": "#/components/schemas/Role"},
+            "created_at": {"type": "string", "format": "date-time"}, "created_by": {"type": "string"},
+            "session_id": {"type": "string"}}},
+        "SignedIn": {"type": "object", "required": ["access_token", "token_type", "expires_in", "refresh_token", "user"], "properties": {
+            "access_token": {"type": "string", "description": "A JWT (HS256), good for `expires_in` seconds."},
+            "token_type": {"type": "string", "enum": ["Bearer"]},
+            "expires_in": {"type": "integer"},
+            "refresh_token": {"type": "string", "description": "Works once, for 14 days."},
+            "user": {"$ref": "#/components/schemas/User"}}},
+    })
+}
+
 pub fn spec() -> Value {
     let mut event_parameters = vec![
         query(
@@ -360,14 +490,20 @@ pub fn spec() -> Value {
     live_errors["426"] =
         error_response("The connection cannot be upgraded (`websocket_required`).");
     live_errors["101"] = json!({"description": "Switching to the WebSocket protocol."});
-    with_shared_parts(json!({
+    let mut all_schemas = schemas();
+    for more in [account_schemas(), key_schemas()] {
+        if let (Some(all), Value::Object(more)) = (all_schemas.as_object_mut(), more) {
+            all.extend(more);
+        }
+    }
+    let mut spec = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "Sluice query API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Raw events, metrics, exports and live pushes of one project: the project of the API key (scope `read`). A parameter not listed for an operation is a 400. Every error is {\"error\", \"message\", \"details\"}. See docs/query-api.md."
+            "description": "Raw events, metrics, exports and live pushes of one project: the project of the API key (scope `read`), or the one a signed-in user names (`X-Sluice-Project`) and has a role in. Also people: sign-in (/v1/auth), a project's keys and users, and every user for global admins. `/v1/webhooks` is forwarded to the destinations service (see its /docs) when --destinations-url is set. A parameter not listed for an operation is a 400. Every error is {\"error\", \"message\", \"details\"}. See docs/query-api.md."
         },
-        "components": {"schemas": schemas()},
+        "components": {"schemas": all_schemas},
         "paths": {
             "/v1/events": {"get": {
                 "summary": "Raw events, newest first",
@@ -417,7 +553,11 @@ pub fn spec() -> Value {
                 "parameters": [query("key", text(), "The API key, for clients that cannot set Authorization on a WebSocket.")],
                 "responses": live_errors}}
         }
-    }))
+    });
+    if let (Some(paths), Value::Object(more)) = (spec["paths"].as_object_mut(), accounts_paths()) {
+        paths.extend(more);
+    }
+    with_shared_parts(spec)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use axum::routing::get;
 use axum::{Router, middleware};
 use sluice_runtime::ops::{self, HttpMetrics};
 
+use crate::accounts;
 use crate::dashboard;
 use crate::error::ApiError;
 use crate::events::list_events;
@@ -24,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/live", get(live_socket))
         .route("/v1/status", get(project_status))
         .route("/v1/admin/status", get(admin_status))
+        .merge(accounts::router())
         .route_layer(middleware::from_fn_with_state(
             state.http_metrics.clone(),
             HttpMetrics::track,

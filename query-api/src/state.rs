@@ -3,10 +3,12 @@
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
-use sluice_runtime::keys::KeyStore;
+use sluice_runtime::access::{Access, AccessWriter};
+use sluice_runtime::keys::manage::KeyAdmin;
 use sluice_runtime::ops::{HttpMetrics, Readiness};
 use tokio_util::sync::CancellationToken;
 
+use crate::accounts::login_limits::LoginLimits;
 use crate::config::QuerySettings;
 use crate::live::feed::LiveFeed;
 use crate::status::StatusSources;
@@ -14,14 +16,19 @@ use crate::status::StatusSources;
 #[derive(Clone)]
 pub struct AppState {
     pub clickhouse: clickhouse::Client,
-    pub keys: KeyStore,
+    /// Keys, users, sessions and the bootstrap admin token.
+    pub access: Access,
+    pub access_writer: Arc<AccessWriter>,
+    pub key_admin: KeyAdmin,
+    pub login_limits: Arc<LoginLimits>,
+    /// Where `/v1/webhooks` is forwarded (`--destinations-url`).
+    pub destinations_url: Option<Arc<str>>,
+    pub http: reqwest::Client,
     pub settings: QuerySettings,
     pub live: LiveFeed,
     pub shutdown: CancellationToken,
     pub http_metrics: HttpMetrics,
     pub readiness: Readiness,
     pub registry: Arc<Registry>,
-    /// The bootstrap admin token (`--admin-token`); empty when unset.
-    pub admin_token: String,
     pub status: StatusSources,
 }

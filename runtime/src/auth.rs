@@ -43,16 +43,11 @@ pub fn is_admin_token(configured: &str, presented: &str) -> bool {
             == 0
 }
 
-/// The answer to a refused key: 401 (missing, unknown, revoked), 403 (a
-/// scope is missing), or 503 while the key store is still loading.
+/// The answer to a refused credential: 401 (missing, unknown, revoked,
+/// expired), 403 (a scope or role falls short), 400 (which project?), or 503
+/// while the stores are still loading.
 pub fn refusal(error: &AuthError) -> Response {
-    let (status, code) = match error {
-        AuthError::MissingScope(_) => (StatusCode::FORBIDDEN, "forbidden"),
-        AuthError::NotLoaded => (StatusCode::SERVICE_UNAVAILABLE, "keys_loading"),
-        AuthError::Missing | AuthError::Unknown | AuthError::Revoked => {
-            (StatusCode::UNAUTHORIZED, "unauthorized")
-        }
-    };
+    let (status, code) = error.status_and_code();
     let mut response = ErrorBody::new(code, error.to_string()).into_response(status);
     let headers = response.headers_mut();
     match status {

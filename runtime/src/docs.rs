@@ -54,11 +54,13 @@ pub fn with_shared_parts(mut spec: Value) -> Value {
         "message": {"type": "string", "description": "What went wrong, for a person."},
         "details": {"description": "Structured specifics, e.g. the offending fields."}}});
     spec["components"]["securitySchemes"]["key"] = json!({"type": "http", "scheme": "bearer",
-        "description": "An API key: `Authorization: Bearer KEY`."});
+        "description": "An API key, or a signed-in user's session token (POST /v1/auth/login on the query API): `Authorization: Bearer …`. A user names the project with `X-Sluice-Project` when they have roles in several."});
     spec["components"]["securitySchemes"]["basic"] = json!({"type": "http", "scheme": "basic",
         "description": "An API key as the basic-auth user name (how Segment SDKs send a write key); the password is ignored."});
     spec["components"]["schemas"]["Error"] = error;
-    spec["security"] = json!([{"key": []}, {"basic": []}]);
+    spec["components"]["securitySchemes"]["session_cookie"] = json!({"type": "apiKey", "in": "cookie", "name": "sluice_access",
+        "description": "A signed-in user's session (the dashboard's HttpOnly cookie); changes also need the `X-Sluice-Csrf: 1` header."});
+    spec["security"] = json!([{"key": []}, {"basic": []}, {"session_cookie": []}]);
     let open = json!([]);
     let status = |values: &[&str]| {
         json!({"type": "object", "required": ["status"], "properties": {

@@ -143,14 +143,16 @@ pub fn misconfigured(last_error: &str) -> Option<&'static str> {
     }
 }
 
-/// Creates the keys topic when missing: one partition, so records of a key
-/// stay in order, and compacted, so it keeps the latest record of each key.
+/// Creates the keys and access topics when missing ([`crate::access`]):
+/// one partition, so the records of a key or user stay in order, and
+/// compacted, so each keeps the latest record of each id.
 pub async fn ensure_keys_topic(
     settings: &KafkaSettings,
     patience: Patience,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    ensure_record_topic(settings, &settings.keys_topic, patience, shutdown).await
+    ensure_record_topic(settings, &settings.keys_topic, patience.clone(), shutdown).await?;
+    ensure_record_topic(settings, &settings.access_topic, patience, shutdown).await
 }
 
 /// Creates a topic of configuration records ([`crate::record_topic`]) when

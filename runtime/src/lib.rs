@@ -1,6 +1,7 @@
 //! Plumbing that the three Sluice services share, kept in one place.
 //!
 //! - [`auth`]: where a request carries its API key.
+//! - [`access`]: who is asking and what they may do: keys, users, roles, sessions.
 //! - [`keys`]: API keys, their scopes and limits, in a tailed Kafka topic.
 //! - [`record_topic`]: configuration records in a compacted topic every instance tails.
 //! - [`settings`]: typed settings for Kafka, ClickHouse and telemetry, and the
@@ -23,6 +24,7 @@
 //! - [`http`]: the JSON error body every endpoint answers with, and `serve_http`.
 //! - [`docs`]: `/openapi.json`, and `/docs`: Swagger UI over it (vendored, compiled in).
 
+pub mod access;
 pub mod auth;
 pub mod clickhouse;
 pub mod docs;

@@ -60,6 +60,15 @@ pub struct KafkaSettings {
     )]
     pub keys_topic: String,
 
+    /// Topic that holds users, their sessions and keys' last use; every
+    /// service reads it at startup and tails it. One partition, compacted.
+    #[arg(
+        long = "kafka-access-topic",
+        env = "SLUICE_KAFKA_ACCESS_TOPIC",
+        default_value = "sluice.access"
+    )]
+    pub access_topic: String,
+
     /// Partitions given to topics that Sluice creates (existing topics are left alone).
     #[arg(
         long = "kafka-partitions",
@@ -184,6 +193,20 @@ pub struct ApiSettings {
     )]
     pub admin_token: String,
 
+    /// Secret that signs users' session tokens (at least 32 bytes; every
+    /// instance of every service needs the same one). Unset: no user sessions,
+    /// keys only.
+    #[arg(
+        long = "session-secret",
+        env = "SLUICE_SESSION_SECRET",
+        hide_env_values = true
+    )]
+    pub session_secret: Option<Secret>,
+
+    /// File whose first line is the session secret (instead of --session-secret).
+    #[arg(long = "session-secret-file", env = "SLUICE_SESSION_SECRET_FILE")]
+    pub session_secret_file: Option<PathBuf>,
+
     /// Time limit for one HTTP request, in milliseconds.
     #[arg(
         long = "request-timeout-ms",
@@ -194,6 +217,15 @@ pub struct ApiSettings {
 }
 
 impl ApiSettings {
+    /// The session secret, from the value or its file.
+    pub fn session_secret(&self) -> anyhow::Result<Option<Secret>> {
+        crate::secret::optional_secret_from(
+            self.session_secret.as_ref(),
+            self.session_secret_file.as_deref(),
+            "--session-secret",
+        )
+    }
+
     pub fn request_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.request_timeout_ms)
     }

@@ -171,6 +171,8 @@ async fn broker_return(broker: &PrivateBroker) -> anyhow::Result<f64> {
         listen: "127.0.0.1:0".parse()?,
         api: ApiSettings {
             admin_token: String::new(),
+            session_secret: None,
+            session_secret_file: None,
             request_timeout_ms: 30_000,
         },
         ingest: IngestSettings::default(),

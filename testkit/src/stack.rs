@@ -210,6 +210,7 @@ impl TestEnv {
                 dlq_topic: format!("test.{id}.dlq"),
                 live_topic: format!("test.{id}.live"),
                 keys_topic: format!("test.{id}.keys"),
+                access_topic: format!("test.{id}.access"),
                 partitions: 4,
                 replication_factor: 1,
                 // The tests' broker is tansu 0.6.0, whose sqlite engine breaks

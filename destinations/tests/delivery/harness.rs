@@ -50,6 +50,7 @@ impl PrivateStack {
         let mut kafka: KafkaSettings = settings::defaults();
         kafka.brokers = stack_settings.kafka_brokers();
         kafka.keys_topic = format!("test.{name}.keys");
+        kafka.access_topic = format!("test.{name}.access");
         kafka.events_topic = format!("test.{name}.events");
         kafka.dlq_topic = format!("test.{name}.dlq");
         kafka.live_topic = String::new();
@@ -163,6 +164,7 @@ impl PrivateStack {
             ("--kafka-events-topic", self.kafka.events_topic.clone()),
             ("--kafka-dlq-topic", self.kafka.dlq_topic.clone()),
             ("--kafka-keys-topic", self.kafka.keys_topic.clone()),
+            ("--kafka-access-topic", self.kafka.access_topic.clone()),
             ("--kafka-live-topic", String::new()),
             ("--kafka-partitions", self.kafka.partitions.to_string()),
             ("--kafka-idempotence", "false".into()),

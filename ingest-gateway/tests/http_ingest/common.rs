@@ -20,6 +20,8 @@ pub fn config(env: &TestEnv) -> GatewayConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         api: ApiSettings {
             admin_token: ADMIN_TOKEN.into(),
+            session_secret: None,
+            session_secret_file: None,
             request_timeout_ms: 30_000,
         },
         ingest: IngestSettings::default(),
@@ -178,6 +180,7 @@ pub fn gateway_command(env: &TestEnv, brokers: &str, port: u16) -> tokio::proces
         .env("SLUICE_KAFKA_EVENTS_TOPIC", &env.kafka.events_topic)
         .env("SLUICE_KAFKA_DLQ_TOPIC", &env.kafka.dlq_topic)
         .env("SLUICE_KAFKA_KEYS_TOPIC", &env.kafka.keys_topic)
+        .env("SLUICE_KAFKA_ACCESS_TOPIC", &env.kafka.access_topic)
         .env("SLUICE_KAFKA_IDEMPOTENCE", "false");
     command
 }

@@ -179,3 +179,148 @@ async fn every_auth_failure_is_refused_and_guessing_is_slowed() {
     // A valid key from the same IP still works.
     assert_eq!(gateway.post("/v1/events", &event).await.status, 202);
 }
+
+/// A user and a session of theirs written to the access topic, and a token
+/// for it signed with `secret`, as the query API's sign-in makes them.
+async fn session_token(env: &TestEnv, secret: &str, global_admin: bool) -> String {
+    use sluice_runtime::access::records::new_id;
+    use sluice_runtime::access::{
+        AccessRecord, AccessWriter, Role, SessionRecord, TokenKey, UserRecord,
+    };
+    use sluice_runtime::secret::Secret;
+    use sluice_schemas::time_format::now_ms;
+
+    let writer = AccessWriter::new(&env.kafka).unwrap();
+    let user = UserRecord {
+        user_id: new_id("usr_"),
+        email: format!("{}@example.com", new_id("u")),
+        password_hash: String::new(),
+        global_admin,
+        roles: [(project(env), Role::Developer)].into_iter().collect(),
+        created_at_ms: now_ms(),
+        created_by: "test".into(),
+        sessions_valid_from_ms: 0,
+        deleted_at_ms: None,
+    };
+    let session = SessionRecord {
+        session_id: new_id("ses_"),
+        user_id: user.user_id.clone(),
+        refresh_digest: String::new(),
+        created_at_ms: now_ms(),
+        expires_at_ms: now_ms() + 3_600_000,
+        revoked_at_ms: None,
+    };
+    writer.put(&AccessRecord::User(user.clone())).await.unwrap();
+    writer
+        .put(&AccessRecord::Session(session.clone()))
+        .await
+        .unwrap();
+    TokenKey::new(&Secret::new(secret), "--session-secret")
+        .unwrap()
+        .issue(&user.user_id, &session.session_id, now_ms() / 1000, 600)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_expire_and_rotate_and_sessions_administer_but_never_send() {
+    const SECRET: &str = "gateway-test-session-secret-32-bytes!!";
+    let env = TestEnv::new("gw_rotate");
+    let mut settings = config(&env);
+    settings.api.session_secret = Some(sluice_runtime::secret::Secret::new(SECRET));
+    let gateway = Gateway::start_with(&env, settings).await;
+    let admin = |method: reqwest::Method, path: &str, token: &str| {
+        gateway
+            .client
+            .request(method, gateway.url(path))
+            .bearer_auth(token)
+    };
+    let send = |key: &str| {
+        gateway
+            .client
+            .post(gateway.url("/v1/events"))
+            .bearer_auth(key)
+            .json(&json!({"type": "x"}))
+    };
+    let soon = || {
+        sluice_schemas::time_format::format_rfc3339_ms(
+            sluice_schemas::time_format::now_ms() + 6_000,
+        )
+    };
+
+    // A key that expires: it works, then 401 saying so.
+    let create = json!({"project_id": project(&env), "scopes": ["ingest"], "expires_at": soon()});
+    let made = gateway
+        .send(admin(reqwest::Method::POST, "/v1/admin/keys", ADMIN_TOKEN).json(&create))
+        .await;
+    assert_eq!(made.status, 201, "{made:?}");
+    assert_eq!(made.body["created_by"], "admin-token");
+    let expiring = made.body["key"].as_str().unwrap().to_owned();
+    assert_eq!(gateway.send(send(&expiring)).await.status, 202);
+    let expired = gateway
+        .eventually_status("the key to expire", 401, || send(&expiring))
+        .await;
+    assert_eq!(expired.body["error"], "key_expired", "{expired:?}");
+    let past = json!({"project_id": project(&env), "scopes": ["ingest"], "expires_at": "2001-01-01T00:00:00Z"});
+    let refused = gateway
+        .send(admin(reqwest::Method::POST, "/v1/admin/keys", ADMIN_TOKEN).json(&past))
+        .await;
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert!(
+        refused.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("expires_at")
+    );
+
+    // Rotation: the new key at once, the old one until the time given.
+    let create = json!({"project_id": project(&env), "scopes": ["ingest"], "label": "sender"});
+    let made = gateway
+        .send(admin(reqwest::Method::POST, "/v1/admin/keys", ADMIN_TOKEN).json(&create))
+        .await;
+    let (old, old_id) = (
+        made.body["key"].as_str().unwrap().to_owned(),
+        made.body["key_id"].as_str().unwrap().to_owned(),
+    );
+    let rotated = gateway
+        .send(
+            admin(
+                reqwest::Method::POST,
+                &format!("/v1/admin/keys/{old_id}/rotate"),
+                ADMIN_TOKEN,
+            )
+            .json(&json!({"old_key_valid_until": soon()})),
+        )
+        .await;
+    assert_eq!(rotated.status, 201, "{rotated:?}");
+    assert_eq!(rotated.body["replaces"], old_id.as_str());
+    assert_eq!(rotated.body["label"], "sender");
+    let new = rotated.body["key"].as_str().unwrap().to_owned();
+    assert_eq!(gateway.send(send(&new)).await.status, 202);
+    assert_eq!(gateway.send(send(&old)).await.status, 202);
+    gateway
+        .eventually_status("the old key to stop", 401, || send(&old))
+        .await;
+    assert_eq!(gateway.send(send(&new)).await.status, 202);
+
+    // A person's session: no events; key administration for global admins only.
+    let developer = session_token(&env, SECRET, false).await;
+    let refused = gateway
+        .eventually_status("the session to be known", 403, || send(&developer))
+        .await;
+    assert!(
+        refused.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot send events"),
+        "{refused:?}"
+    );
+    let answer = gateway
+        .send(admin(reqwest::Method::GET, "/v1/admin/keys", &developer))
+        .await;
+    assert_eq!(answer.status, 403, "{answer:?}");
+    let root = session_token(&env, SECRET, true).await;
+    gateway
+        .eventually_status("a global admin to list keys", 200, || {
+            admin(reqwest::Method::GET, "/v1/admin/keys", &root)
+        })
+        .await;
+}

@@ -36,6 +36,8 @@ fn telemetry() -> TelemetrySettings {
 fn api_settings() -> ApiSettings {
     ApiSettings {
         admin_token: String::new(),
+        session_secret: None,
+        session_secret_file: None,
         request_timeout_ms: 30_000,
     }
 }

@@ -3,6 +3,7 @@
 //! (from raw events and from rollups written by the real pipeline), exports
 //! that parse back, and live WebSocket pushes.
 
+mod accounts;
 mod auth;
 mod common;
 mod events;

@@ -31,6 +31,7 @@ fn query_api(
         .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
         .envs(broker.service_env(&broker.password))
         .env("SLUICE_KAFKA_KEYS_TOPIC", &env.kafka.keys_topic)
+        .env("SLUICE_KAFKA_ACCESS_TOPIC", &env.kafka.access_topic)
         .env("SLUICE_KAFKA_LIVE_TOPIC", &env.kafka.live_topic)
         .env("SLUICE_CLICKHOUSE_URL", clickhouse.url())
         .env("SLUICE_CLICKHOUSE_DATABASE", &env.clickhouse.database)

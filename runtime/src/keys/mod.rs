@@ -9,7 +9,9 @@
 //!
 //! - [`record`]: one key's record, its digest, scopes and limits.
 //! - [`store`]: the in-memory view, its tailing thread, and the writer.
+//! - [`manage`]: creating, rotating and revoking keys, for the APIs that do.
 
+pub mod manage;
 pub mod record;
 pub mod store;
 

@@ -82,6 +82,19 @@ pub struct KeyRecord {
     pub revoked_at_ms: Option<i64>,
     #[serde(default)]
     pub limits: KeyLimits,
+    /// The key stops working then (401 saying so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
+    /// Who made it: `admin-token`, `key:ID` or `user:EMAIL` (see
+    /// [`crate::access::Principal::describe`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub created_by: String,
+    /// The key this one replaced by rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+    /// The key that replaced this one by rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
 }
 
 impl KeyRecord {
@@ -104,6 +117,10 @@ impl KeyRecord {
             created_at_ms: now_ms,
             revoked_at_ms: None,
             limits,
+            expires_at_ms: None,
+            created_by: String::new(),
+            replaces: None,
+            replaced_by: None,
         }
     }
 

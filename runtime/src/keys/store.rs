@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::record::{KeyDigest, KeyRecord, MAX_KEY_BYTES, Scope};
+use sluice_schemas::time_format::{format_rfc3339_ms, now_ms};
+
 use crate::ops::Readiness;
 use crate::record_topic::{RecordStore, RecordWriter, StoredRecord};
 use crate::settings::KafkaSettings;
@@ -17,20 +19,7 @@ use crate::supervise::Supervisor;
 /// The readiness check that the store sets once it has read the whole topic.
 pub const READINESS_CHECK: &str = "keys";
 
-/// Why a presented key was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    #[error("no API key: send `Authorization: Bearer KEY`")]
-    Missing,
-    #[error("unknown API key")]
-    Unknown,
-    #[error("this API key was revoked")]
-    Revoked,
-    #[error("this API key lacks the `{0}` scope")]
-    MissingScope(Scope),
-    #[error("the key store is still loading")]
-    NotLoaded,
-}
+pub use crate::access::AuthError;
 
 impl StoredRecord for KeyRecord {
     const KIND: &'static str = "key";
@@ -85,12 +74,9 @@ impl KeyStore {
         self.records.is_loaded()
     }
 
-    /// The record of `presented` if it is a live key with any of `scopes`.
-    pub fn authorize_any(
-        &self,
-        presented: &str,
-        scopes: &[Scope],
-    ) -> Result<Arc<KeyRecord>, AuthError> {
+    /// The record of `presented` if it is a live key (known, not revoked,
+    /// not expired at `now_ms`).
+    pub fn live(&self, presented: &str, now_ms: i64) -> Result<Arc<KeyRecord>, AuthError> {
         if !self.is_loaded() {
             return Err(AuthError::NotLoaded);
         }
@@ -108,6 +94,19 @@ impl KeyStore {
         if record.is_revoked() {
             return Err(AuthError::Revoked);
         }
+        if let Some(at) = record.expires_at_ms.filter(|at| *at <= now_ms) {
+            return Err(AuthError::Expired(format_rfc3339_ms(at)));
+        }
+        Ok(record)
+    }
+
+    /// The record of `presented` if it is a live key with any of `scopes`.
+    pub fn authorize_any(
+        &self,
+        presented: &str,
+        scopes: &[Scope],
+    ) -> Result<Arc<KeyRecord>, AuthError> {
+        let record = self.live(presented, now_ms())?;
         if scopes.iter().any(|scope| record.allows(*scope)) {
             Ok(record)
         } else {

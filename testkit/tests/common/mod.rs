@@ -31,6 +31,8 @@ pub fn project(env: &TestEnv) -> String {
 pub fn api_settings() -> ApiSettings {
     ApiSettings {
         admin_token: String::new(),
+        session_secret: None,
+        session_secret_file: None,
         request_timeout_ms: 30_000,
     }
 }

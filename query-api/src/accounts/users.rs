@@ -1,0 +1,349 @@
+//! Users: a project's, managed by its admins (`/v1/users`), and everyone,
+//! managed by global admins and the bootstrap admin token
+//! (`/v1/admin/users`, which also creates the first user).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use sluice_runtime::access::password::{check_new_password, hash_password};
+use sluice_runtime::access::records::new_id;
+use sluice_runtime::access::{AccessRecord, Principal, Role, UserRecord};
+use sluice_schemas::time_format::{format_rfc3339_ms, now_ms};
+
+use super::{GlobalAdmin, UsersManager};
+use crate::error::{ApiError, Result};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/users", get(list_project_users).post(add_project_user))
+        .route(
+            "/v1/users/{user_id}",
+            patch(change_project_role).delete(remove_project_user),
+        )
+        .route("/v1/admin/users", get(list_all_users).post(create_user))
+        .route(
+            "/v1/admin/users/{user_id}",
+            axum::routing::delete(delete_user),
+        )
+}
+
+/// A user as the API shows it: never the password hash.
+pub fn user_view(user: &UserRecord) -> Value {
+    let roles: Vec<Value> = user
+        .roles
+        .iter()
+        .map(|(project_id, role)| json!({"project_id": project_id, "role": role}))
+        .collect();
+    json!({
+        "user_id": user.user_id,
+        "email": user.email,
+        "global_admin": user.global_admin,
+        "roles": roles,
+        "created_at": format_rfc3339_ms(user.created_at_ms),
+        "created_by": user.created_by,
+    })
+}
+
+/// A JSON object body as `T`; a wrong or unknown field is a 400 naming it.
+pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|error| ApiError::invalid("body", error.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProjectUser {
+    email: String,
+    /// Needed for a new user; left out to give an existing user a role here.
+    #[serde(default)]
+    password: Option<String>,
+    role: Role,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleChange {
+    role: Role,
+}
+
+/// `GET /v1/users`: the users with a role in the project.
+async fn list_project_users(
+    State(state): State<AppState>,
+    UsersManager(grant): UsersManager,
+) -> Json<Value> {
+    let users: Vec<Value> = state
+        .access
+        .accounts()
+        .users()
+        .iter()
+        .filter_map(|user| {
+            let role = user.roles.get(&grant.project_id)?;
+            let mut view = user_view(user);
+            view["role"] = json!(role);
+            Some(view)
+        })
+        .collect();
+    Json(json!({"users": users}))
+}
+
+/// `POST /v1/users`: a new user with a role in the project, or an existing
+/// one (by email, without `password`) given a role here.
+async fn add_project_user(
+    State(state): State<AppState>,
+    UsersManager(grant): UsersManager,
+    body: Bytes,
+) -> Result<Response> {
+    let request: NewProjectUser = parse_body(&body)?;
+    let roles = BTreeMap::from([(grant.project_id.clone(), request.role)]);
+    match state.access.accounts().user_by_email(&request.email) {
+        Some(existing) if request.password.is_none() => {
+            let mut user = (*existing).clone();
+            user.roles.insert(grant.project_id.clone(), request.role);
+            write(&state, user)
+                .await
+                .map(|view| (StatusCode::OK, Json(view)).into_response())
+        }
+        Some(_) => Err(ApiError::Conflict(format!(
+            "a user with email {} exists; leave `password` out to give them a role here",
+            request.email.trim().to_lowercase()
+        ))),
+        None => {
+            let Some(password) = request.password else {
+                return Err(ApiError::invalid("password", "a new user needs a password"));
+            };
+            let user = new_user(&request.email, &password, false, roles, &grant.principal).await?;
+            write(&state, user)
+                .await
+                .map(|view| (StatusCode::CREATED, Json(view)).into_response())
+        }
+    }
+}
+
+/// `PATCH /v1/users/{user_id}`: the user's role in the project.
+async fn change_project_role(
+    State(state): State<AppState>,
+    UsersManager(grant): UsersManager,
+    Path(user_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>> {
+    let request: RoleChange = parse_body(&body)?;
+    let mut user = project_user(&state, &grant.project_id, &user_id)?;
+    user.roles.insert(grant.project_id.clone(), request.role);
+    write(&state, user).await.map(Json)
+}
+
+/// `DELETE /v1/users/{user_id}`: the user loses their role in the project
+/// (their sessions lose it at once); the account stays.
+async fn remove_project_user(
+    State(state): State<AppState>,
+    UsersManager(grant): UsersManager,
+    Path(user_id): Path<String>,
+) -> Result<StatusCode> {
+    let mut user = project_user(&state, &grant.project_id, &user_id)?;
+    user.roles.remove(&grant.project_id);
+    write(&state, user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    email: String,
+    password: String,
+    #[serde(default)]
+    global_admin: bool,
+    #[serde(default)]
+    roles: Vec<ProjectRole>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectRole {
+    project_id: String,
+    role: Role,
+}
+
+/// `GET /v1/admin/users`: every user.
+async fn list_all_users(State(state): State<AppState>, _: GlobalAdmin) -> Json<Value> {
+    let users: Vec<Value> = state
+        .access
+        .accounts()
+        .users()
+        .iter()
+        .map(|user| user_view(user))
+        .collect();
+    Json(json!({"users": users}))
+}
+
+/// `POST /v1/admin/users`: any user, global admins included (how the first
+/// one is made, with the admin token).
+async fn create_user(
+    State(state): State<AppState>,
+    GlobalAdmin(by): GlobalAdmin,
+    body: Bytes,
+) -> Result<Response> {
+    let request: NewUser = parse_body(&body)?;
+    if state
+        .access
+        .accounts()
+        .user_by_email(&request.email)
+        .is_some()
+    {
+        return Err(ApiError::Conflict(format!(
+            "a user with email {} exists",
+            request.email.trim().to_lowercase()
+        )));
+    }
+    let mut roles = BTreeMap::new();
+    for ProjectRole { project_id, role } in request.roles {
+        sluice_schemas::rules::project_id(&project_id)
+            .map_err(|reason| ApiError::invalid("roles[].project_id", reason))?;
+        roles.insert(project_id, role);
+    }
+    let user = new_user(
+        &request.email,
+        &request.password,
+        request.global_admin,
+        roles,
+        &by,
+    )
+    .await?;
+    let view = write(&state, user).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// `DELETE /v1/admin/users/{user_id}`: the account and all its sessions end.
+async fn delete_user(
+    State(state): State<AppState>,
+    _: GlobalAdmin,
+    Path(user_id): Path<String>,
+) -> Result<StatusCode> {
+    let user = live_user(&state, &user_id)?;
+    let deleted = UserRecord {
+        deleted_at_ms: Some(now_ms()),
+        ..(*user).clone()
+    };
+    write(&state, deleted).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn new_user(
+    email: &str,
+    password: &str,
+    global_admin: bool,
+    roles: BTreeMap<String, Role>,
+    by: &Principal,
+) -> Result<UserRecord> {
+    let email = checked_email(email)?;
+    check_new_password(password).map_err(|reason| ApiError::invalid("password", reason))?;
+    let password = password.to_owned();
+    let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|_| ApiError::invalid("password", "could not be hashed"))?;
+    Ok(UserRecord {
+        user_id: new_id("usr_"),
+        email,
+        password_hash,
+        global_admin,
+        roles,
+        created_at_ms: now_ms(),
+        created_by: by.describe(),
+        sessions_valid_from_ms: 0,
+        deleted_at_ms: None,
+    })
+}
+
+/// An email address, lower-cased: one `@`, something on each side, no spaces.
+fn checked_email(email: &str) -> Result<String> {
+    let email = email.trim().to_lowercase();
+    let plausible = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.contains('@')
+        });
+    if plausible {
+        Ok(email)
+    } else {
+        Err(ApiError::invalid("email", "is not an email address"))
+    }
+}
+
+fn live_user(state: &AppState, user_id: &str) -> Result<Arc<UserRecord>> {
+    state
+        .access
+        .accounts()
+        .user(user_id)
+        .filter(|user| !user.is_deleted())
+        .ok_or_else(|| ApiError::NotFound(format!("user {user_id:?}")))
+}
+
+/// The user `user_id` if they have a role in `project_id` (others are not
+/// this project's to see).
+fn project_user(state: &AppState, project_id: &str, user_id: &str) -> Result<UserRecord> {
+    let user = live_user(state, user_id)?;
+    if !user.roles.contains_key(project_id) {
+        return Err(ApiError::NotFound(format!(
+            "user {user_id:?} in project {project_id}"
+        )));
+    }
+    Ok((*user).clone())
+}
+
+async fn write(state: &AppState, user: UserRecord) -> Result<Value> {
+    let view = user_view(&user);
+    state
+        .access
+        .put(&state.access_writer, AccessRecord::User(user))
+        .await?;
+    Ok(view)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_checked_and_lower_cased() {
+        assert_eq!(
+            checked_email(" Ana@Example.COM ").unwrap(),
+            "ana@example.com"
+        );
+        for bad in [
+            "",
+            "ana",
+            "@example.com",
+            "ana@localhost",
+            "a b@example.com",
+            "a@b@c.d",
+        ] {
+            assert!(checked_email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn views_never_show_the_password_hash() {
+        let user = UserRecord {
+            user_id: "usr_1".into(),
+            email: "ana@example.com".into(),
+            password_hash: "$argon2id$hash".into(),
+            global_admin: false,
+            roles: BTreeMap::from([("demo".to_owned(), Role::Developer)]),
+            created_at_ms: 0,
+            created_by: "admin-token".into(),
+            sessions_valid_from_ms: 0,
+            deleted_at_ms: None,
+        };
+        let view = user_view(&user).to_string();
+        assert!(!view.contains("argon2"), "{view}");
+        assert!(view.contains(r#""role":"developer""#), "{view}");
+    }
+}
