@@ -18,7 +18,7 @@ export class ApiError extends Error {
   get field () {
     const details = this.details
     if (!details || typeof details !== 'object') return null
-    return details.field || details.parameter || null
+    return details.field || details.parameter || details.fields?.[0]?.field || null
   }
 
   /**

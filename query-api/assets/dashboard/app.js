@@ -48,7 +48,7 @@ function renderTop () {
     }, page.title))))
   replace(document.getElementById('project-switcher'), projectSwitcher())
   replace(document.getElementById('who'),
-    h('span', { class: 'who' }, session.user.email, ' ', h('span', { class: 'role' }, `(${roleLabel()})`)),
+    h('span', { class: 'who', title: session.user.email }, session.user.email, ' ', h('span', { class: 'role' }, `(${roleLabel()})`)),
     h('a', { href: '#/account', 'aria-current': current === 'account' ? 'page' : null }, 'Account'),
     button('Sign out', signOutNow, { class: 'link' }))
 }
@@ -133,7 +133,8 @@ function show (title, render) {
   replace(main, container)
   const stop = render(container)
   cleanup = typeof stop === 'function' ? stop : null
-  main.focus({ preventScroll: true })
+  // Focus moves to the new page, unless the page chose a field (the login page's email).
+  if (!container.contains(document.activeElement)) main.focus({ preventScroll: true })
   announce(title)
 }
 

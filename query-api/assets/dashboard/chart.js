@@ -12,10 +12,12 @@ const PALETTE = ['#1f6feb', '#d1242f', '#1a7f37', '#9a6700', '#8250df', '#0b7b8b
 
 /**
  * Draws into `container`: `buckets` are epoch milliseconds, each series
- * `{label, values}` with one value (or null) per bucket. Returns a function
- * that removes the chart.
+ * `{label, values}` with one value (or null) per bucket, over the time axis
+ * `span` ([from, to] in epoch milliseconds: the question's range, so a
+ * single bucket does not stretch over years). Returns a function that
+ * removes the chart.
  */
-export function lineChart (container, { buckets, series, title, yLabel, height = 300 }) {
+export function lineChart (container, { buckets, series, span, title, yLabel, height = 300 }) {
   const frame = h('div', { class: 'chart', role: 'img', 'aria-label': `${title}: a line chart; the table below has its numbers` })
   replace(container, frame)
   if (!buckets.length) {
@@ -27,7 +29,7 @@ export function lineChart (container, { buckets, series, title, yLabel, height =
     title,
     width,
     height,
-    scales: { x: { time: true } },
+    scales: { x: { time: true, range: () => [span[0] / 1000, span[1] / 1000] } },
     axes: [{}, { label: yLabel, size: 70, values: (_, ticks) => ticks.map(number) }],
     series: [{ label: 'Time' }].concat(series.map((one, index) => ({
       label: one.label,

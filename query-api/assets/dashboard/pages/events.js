@@ -22,7 +22,10 @@ export function render (container, params) {
 
   // The first page's question, and the cursor of every page shown so far.
   let asked = null
+  let pageSize = 0
   let cursors = []
+  // Only the newest request may draw: an older one that answers late is dropped.
+  let latest = 0
 
   async function start (remember) {
     problem.clear()
@@ -30,29 +33,33 @@ export function render (container, params) {
     if (!filterPairs) return
     if (remember) history.replaceState(null, '', url('#/events', [...filters.hashPairs(), ['limit', limit.value]]))
     const { from, to } = rangeEndingNow(filters.range())
+    pageSize = Number(limit.value)
     asked = [['from', from], ['to', to], ...filterPairs, ['limit', limit.value]]
     cursors = [null]
     await load(0)
   }
 
   async function load (page) {
+    const ticket = ++latest
     results.setAttribute('aria-busy', 'true')
     const cursor = cursors[page]
     try {
       const answer = await get('/v1/events', cursor ? [...asked, ['cursor', cursor]] : asked)
+      if (ticket !== latest) return
       cursors = cursors.slice(0, page + 1)
       if (answer.next_cursor) cursors.push(answer.next_cursor)
+      problem.clear()
       show(answer, page)
     } catch (error) {
-      problem.fail(error, LABELS, form)
+      if (ticket === latest) problem.fail(error, LABELS, form)
     } finally {
-      results.setAttribute('aria-busy', 'false')
+      if (ticket === latest) results.setAttribute('aria-busy', 'false')
     }
   }
 
   function show (answer, page) {
     const events = answer.events
-    const first = page * Number(limit.value)
+    const first = page * pageSize
     const newer = h('button', { type: 'button', disabled: page === 0, onclick: () => load(page - 1) }, '← Newer')
     const older = h('button', { type: 'button', disabled: !answer.next_cursor, onclick: () => load(page + 1) }, 'Older →')
     const pager = h('nav', { class: 'pager', 'aria-label': 'Pages of events' },

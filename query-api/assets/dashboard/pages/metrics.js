@@ -56,6 +56,8 @@ export function render (container, params) {
   replace(container, h('h1', {}, 'Metrics'), form, problem.element, results)
 
   let clearChart = () => {}
+  // Only the newest question may draw: an older one that answers late is dropped.
+  let latest = 0
 
   function question () {
     const metrics = metricBoxes.map((label) => label.querySelector('input')).filter((box) => box.checked).map((box) => box.value)
@@ -82,16 +84,16 @@ export function render (container, params) {
     if (remember) history.replaceState(null, '', url('#/metrics', [...filters.hashPairs(), ...shape]))
     const { from, to } = rangeEndingNow(filters.range())
     const asked = [['from', from], ['to', to], ...filterPairs, ...shape]
-    run.disabled = true
+    const ticket = ++latest
     results.setAttribute('aria-busy', 'true')
     try {
       const answer = await get('/v1/metrics', asked)
+      if (ticket !== latest) return
       show(answer, asked, metrics)
     } catch (error) {
-      problem.fail(error, LABELS, form)
+      if (ticket === latest) problem.fail(error, LABELS, form)
     } finally {
-      run.disabled = false
-      results.setAttribute('aria-busy', 'false')
+      if (ticket === latest) results.setAttribute('aria-busy', 'false')
     }
   }
 
@@ -126,7 +128,7 @@ export function render (container, params) {
     const draw = () => {
       clearChart()
       if (!drawable.length) return
-      clearChart = drawSeries(chartBox, rows, dimensions, chartMetric.value)
+      clearChart = drawSeries(chartBox, rows, dimensions, chartMetric.value, [Date.parse(answer.from), Date.parse(answer.to)])
     }
     chartMetric.addEventListener('change', draw)
     draw()
@@ -137,7 +139,7 @@ export function render (container, params) {
 }
 
 /** One series per group (the most `metric` first, at most MOST_SERIES), one point per bucket. */
-function drawSeries (box, rows, dimensions, metric) {
+function drawSeries (box, rows, dimensions, metric, span) {
   const buckets = [...new Set(rows.map((row) => Date.parse(row.bucket)))].sort((a, b) => a - b)
   const index = new Map(buckets.map((bucket, at) => [bucket, at]))
   const groups = new Map()
@@ -152,7 +154,7 @@ function drawSeries (box, rows, dimensions, metric) {
   const title = groups.size > MOST_SERIES
     ? `${metric} per bucket (the ${MOST_SERIES} largest of ${groups.size} groups)`
     : `${metric} per bucket`
-  return lineChart(box, { buckets, series, title, yLabel: metric })
+  return lineChart(box, { buckets, series, span, title, yLabel: metric })
 }
 
 function resultTable (columns, rows) {

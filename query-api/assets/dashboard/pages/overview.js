@@ -112,19 +112,24 @@ export function render (container) {
   let clearChart = () => {}
   async function loadHour () {
     try {
-      const from = new Date(Date.now() - 3600e3).toISOString()
+      const now = Date.now()
+      const from = new Date(now - 3600e3).toISOString()
       const answer = await get('/v1/metrics', { interval: '1m', metrics: 'count', group_by: 'status', from })
-      const buckets = [...new Set(answer.rows.map((row) => Date.parse(row.bucket)))].sort((a, b) => a - b)
+      // Every minute of the hour: a minute without events has no row, and counts 0.
+      const firstMinute = Date.parse(answer.from)
+      const buckets = Array.from({ length: Math.floor((now - firstMinute) / 60e3) + 1 }, (_, i) => firstMinute + i * 60e3)
       const totals = new Map(buckets.map((bucket) => [bucket, 0]))
       const seen = new Set()
       for (const row of answer.rows) {
-        totals.set(Date.parse(row.bucket), totals.get(Date.parse(row.bucket)) + row.count)
+        const bucket = Date.parse(row.bucket)
+        totals.set(bucket, (totals.get(bucket) || 0) + row.count)
         if (row.status && isErrorStatus(String(row.status))) seen.add(String(row.status))
       }
       clearChart()
       clearChart = lineChart(chartBox, {
         buckets,
         series: [{ label: 'events', values: buckets.map((bucket) => totals.get(bucket)) }],
+        span: [now - 3600e3, now],
         title: '',
         yLabel: 'events / min',
         height: 220
