@@ -3,7 +3,8 @@
 // changes within 2 s of events sent to the gateway over HTTP; a group-by
 // draws a chart and a table, and its CSV link downloads those rows; the
 // event explorer pages forwards and back; a key is created (shown once,
-// accepted by the API) and revoked (refused from then on); a viewer finds
+// accepted by the API) and revoked (refused from then on); the project
+// switcher changes what the admin's role allows; a viewer finds
 // the management pages hidden and, opened directly, refused. No page logs
 // a console error, except the API answers a step expects (the 401 of
 // "who am I" before signing in, the 401 of a wrong password), which
@@ -14,7 +15,7 @@
 // the two users; by hand:
 //   NODE_PATH=~/.cache/sluice/browser/node/node_modules \
 //   SLUICE_QUERY_URL=http://127.0.0.1:8081 SLUICE_GATEWAY_URL=http://127.0.0.1:8080 \
-//   SLUICE_BROWSER_KEY=KEY SLUICE_PROJECT=PROJECT SLUICE_SCREENSHOTS=docs/screenshots \
+//   SLUICE_BROWSER_KEY=KEY SLUICE_PROJECT=PROJECT SLUICE_OTHER_PROJECT=OTHER SLUICE_SCREENSHOTS=docs/screenshots \
 //   SLUICE_ADMIN_EMAIL=… SLUICE_ADMIN_PASSWORD=… SLUICE_VIEWER_EMAIL=… SLUICE_VIEWER_PASSWORD=… \
 //   node deploy/browser/dashboard_test.js
 const path = require('node:path')
@@ -29,6 +30,7 @@ const base = env('SLUICE_QUERY_URL')
 const gateway = env('SLUICE_GATEWAY_URL')
 const key = env('SLUICE_BROWSER_KEY')
 const project = env('SLUICE_PROJECT')
+const otherProject = env('SLUICE_OTHER_PROJECT')
 const shots = env('SLUICE_SCREENSHOTS')
 const admin = { email: env('SLUICE_ADMIN_EMAIL'), password: env('SLUICE_ADMIN_PASSWORD') }
 const viewer = { email: env('SLUICE_VIEWER_EMAIL'), password: env('SLUICE_VIEWER_PASSWORD') }
@@ -160,6 +162,9 @@ async function asAdmin (browser) {
   if (!refusal.trim()) throw new Error('a wrong password showed no message')
   say(`a wrong password says: ${refusal.trim()}`)
   await signIn(page, admin)
+  // The admin has roles in two projects: the switcher picks this one.
+  await page.getByLabel('Project', { exact: true }).selectOption(project)
+  await page.getByRole('heading', { name: `Overview of ${project}` }).waitFor()
   watcher.check('signing in')
 
   // Live tiles: warm the pipeline up, then time one batch.
@@ -242,14 +247,16 @@ async function asAdmin (browser) {
   say('events: 60 in pages of 25, 25 and 10, forwards and back without repeats')
   watcher.check('the event explorer')
 
-  // Keys: create one (shown once, accepted by the API), then revoke it.
+  // Keys: create one (shown once, accepted by the API), rotate it (both
+  // work until the old one's grace ends), revoke the old one.
   await page.getByRole('link', { name: 'API keys' }).click()
   await page.getByRole('heading', { name: /^API keys of/ }).waitFor()
   const label = `dashboard ${run}`
   await page.getByLabel('Label').fill(label)
   await page.getByLabel('Expires (optional)').fill(new Date(Date.now() + 7 * 86400e3).toISOString().slice(0, 16))
   await page.getByRole('button', { name: 'Create key' }).click()
-  const created = (await page.locator('[data-secret="key"]').innerText()).trim()
+  const secret = page.locator('[data-secret="key"]')
+  const created = (await secret.innerText()).trim()
   const row = page.locator('table.keys tbody tr', { hasText: label })
   await row.waitFor()
   const createdBy = await row.locator('td').nth(5).innerText()
@@ -260,20 +267,43 @@ async function asAdmin (browser) {
   await shot(page, 'keys')
   await waitForStatus(created, 200, 'the new key')
   await page.getByRole('button', { name: 'I have copied it' }).click()
-  await row.getByRole('button', { name: /^Revoke/ }).click()
+  const oldRow = page.locator(`table.keys tbody tr[data-key-id="${await row.getAttribute('data-key-id')}"]`)
+
+  await oldRow.getByRole('button', { name: /^Rotate/ }).click()
   const dialog = page.locator('dialog')
-  await dialog.waitFor()
+  await dialog.getByLabel('Old key valid until').waitFor()
+  await dialog.getByRole('button', { name: 'Rotate' }).click()
+  await page.locator('.revealed', { hasText: 'was rotated' }).waitFor()
+  const successor = (await secret.innerText()).trim()
+  if (successor === created) throw new Error('rotating showed the old key again')
+  await oldRow.locator('.badge', { hasText: 'rotated' }).waitFor()
+  await waitForStatus(successor, 200, 'the successor')
+  await waitForStatus(created, 200, 'the rotated key within its grace')
+  await page.getByRole('button', { name: 'I have copied it' }).click()
+
+  await oldRow.getByRole('button', { name: /^Revoke/ }).click()
   await dialog.getByRole('button', { name: 'Revoke' }).click()
   await page.locator('.message-ok', { hasText: 'was revoked' }).waitFor()
-  await row.locator('.badge', { hasText: 'revoked' }).waitFor()
+  await oldRow.locator('.badge', { hasText: 'revoked' }).waitFor()
   await waitForStatus(created, 401, 'the revoked key')
-  say('keys: created (the API accepts it), revoked (the API refuses it)')
+  await waitForStatus(successor, 200, 'the successor after the old key was revoked')
+  say('keys: created (the API accepts it), rotated (both work), the old one revoked (the API refuses it, the successor works)')
   watcher.check('key management')
 
   await page.getByRole('link', { name: 'Users' }).click()
   await page.locator('table.data', { hasText: viewer.email }).waitFor()
   await shot(page, 'users')
   watcher.check('user management')
+
+  // In the other project the admin is a viewer: the page they are on is refused, the nav shrinks.
+  await page.getByLabel('Project', { exact: true }).selectOption(otherProject)
+  await page.locator('.refusal', { hasText: `Your role (viewer) cannot manage users in project ${otherProject}` }).waitFor()
+  const nav = await page.getByRole('navigation', { name: 'Pages' }).innerText()
+  if (nav.includes('API keys') || nav.includes('Users')) throw new Error(`in ${otherProject} the navigation still offers: ${nav}`)
+  await page.getByRole('link', { name: 'Overview' }).click()
+  await page.getByRole('heading', { name: `Overview of ${otherProject}` }).waitFor()
+  say(`project switcher: in ${otherProject} the admin is a viewer, and the management pages go`)
+  watcher.check('the project switcher')
 
   watcher.expect(401, '/v1/auth/me')
   await page.getByRole('button', { name: 'Sign out' }).click()

@@ -132,6 +132,7 @@ impl BrowserCheck {
             ("SLUICE_VIEWER_EMAIL", (&people.viewer.0).into()),
             ("SLUICE_VIEWER_PASSWORD", (&people.viewer.1).into()),
             ("SLUICE_PROJECT", PROJECT.into()),
+            ("SLUICE_OTHER_PROJECT", OTHER_PROJECT.into()),
         ];
         let mut passed = true;
         for (script, what) in [
@@ -164,8 +165,13 @@ impl BrowserCheck {
 /// The project of [`create_key`]'s key, whose dashboard the test opens.
 const PROJECT: &str = "conformance";
 
-/// The people the dashboard test signs in as: an admin and a viewer of
-/// [`PROJECT`], as (email, password).
+/// A second project, where the admin is only a viewer: the dashboard then
+/// offers a project switcher, and hides the management pages there.
+const OTHER_PROJECT: &str = "browser-other";
+
+/// The people the dashboard test signs in as: an admin of [`PROJECT`] (and
+/// viewer of [`OTHER_PROJECT`]) and a viewer of [`PROJECT`], as (email,
+/// password).
 struct DashboardUsers {
     admin: (String, String),
     viewer: (String, String),
@@ -191,9 +197,14 @@ impl DashboardUsers {
     /// per person.
     fn create(&self, target: &Target) -> anyhow::Result<()> {
         let authorization = format!("Bearer {}", target.admin_token);
-        for ((email, password), role) in [(&self.admin, "admin"), (&self.viewer, "viewer")] {
-            let body = json!({"email": email, "password": password,
-                "roles": [{"project_id": PROJECT, "role": role}]});
+        let admin_roles = json!([{"project_id": PROJECT, "role": "admin"},
+            {"project_id": OTHER_PROJECT, "role": "viewer"}]);
+        let viewer_roles = json!([{"project_id": PROJECT, "role": "viewer"}]);
+        for ((email, password), role, roles) in [
+            (&self.admin, "admin", admin_roles),
+            (&self.viewer, "viewer", viewer_roles),
+        ] {
+            let body = json!({"email": email, "password": password, "roles": roles});
             let answer = target.query.call(
                 "POST",
                 "/v1/admin/users",
@@ -219,7 +230,7 @@ impl DashboardUsers {
             }
         }
         say(format!(
-            "users {} (admin) and {} (viewer) of project {PROJECT}",
+            "users {} (admin; viewer of {OTHER_PROJECT}) and {} (viewer) of project {PROJECT}",
             self.admin.0, self.viewer.0
         ));
         Ok(())

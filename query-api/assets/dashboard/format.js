@@ -4,6 +4,12 @@
 const dateTime = new Intl.DateTimeFormat(undefined, {
   year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit'
 })
+const sameYear = new Intl.DateTimeFormat(undefined, {
+  month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23'
+})
+const otherYear = new Intl.DateTimeFormat(undefined, {
+  year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', hourCycle: 'h23'
+})
 const integer = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 })
 const decimal = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 })
 
@@ -14,12 +20,18 @@ export function when (value, empty = '—') {
   return Number.isNaN(date.getTime()) ? String(value) : dateTime.format(date)
 }
 
-/** `<time datetime=…>` text for an instant. */
+/**
+ * `<time datetime=…>` for an instant, short for tables (`Dec 6, 15:32:33`;
+ * the year only when it is not this one), the full form as its title.
+ */
 export function timeElement (value, empty = '—') {
   if (value === null || value === undefined || value === '') return empty
+  const date = new Date(value)
+  if (Number.isNaN(date.getTime())) return String(value)
   const element = document.createElement('time')
-  element.dateTime = new Date(value).toISOString()
-  element.textContent = when(value)
+  element.dateTime = date.toISOString()
+  element.title = dateTime.format(date)
+  element.textContent = (date.getFullYear() === new Date().getFullYear() ? sameYear : otherYear).format(date)
   return element
 }
 

@@ -7,7 +7,7 @@ import { get, url } from '../api.js'
 import { lineChart } from '../chart.js'
 import { field, h, messageBox, replace, select } from '../dom.js'
 import { FILTER_LABELS, filterFields } from '../filters.js'
-import { number, rangeEndingNow, when } from '../format.js'
+import { number, rangeEndingNow, timeElement, when } from '../format.js'
 
 const INTERVALS = [['1m', '1 minute'], ['5m', '5 minutes'], ['15m', '15 minutes'], ['1h', '1 hour'], ['1d', '1 day']]
 const METRICS = ['count', 'unique_users', 'unique_sessions', 'sum_duration', 'avg_duration', 'min_duration',
@@ -167,7 +167,7 @@ function resultTable (columns, rows) {
       h('thead', {}, h('tr', {}, columns.map((column) => h('th', { scope: 'col' }, column)))),
       h('tbody', {}, shown.map((row) => h('tr', {}, columns.map((column) => {
         const value = row[column]
-        if (column === 'bucket') return h('td', {}, when(value))
+        if (column === 'bucket') return h('td', {}, timeElement(value))
         return h('td', { class: typeof value === 'number' ? 'num' : null }, typeof value === 'number' ? number(value) : value ?? '—')
       }))))))
 }
