@@ -371,6 +371,9 @@ fn accounts_paths() -> Value {
     let not_found = error_response("No such key or user in the project (`not_found`).");
     let conflict = error_response("The email or key exists (`conflict`, `key_exists`).");
     let no_content = json!({"description": "Done."});
+    let email = json!({"type": "string", "format": "email", "maxLength": 254});
+    let new_password = json!({"type": "string", "minLength": 10, "maxLength": 1024,
+        "description": "At least 10 characters, at most 1024 bytes."});
     json!({
         "/v1/auth/login": {"post": {"summary": "Sign in", "security": open,
             "description": "Email and password. Rate-limited per client IP and per account (429 with Retry-After). Off (401 `sessions_disabled`) unless the operator set --session-secret.",
@@ -397,7 +400,7 @@ fn accounts_paths() -> Value {
         "/v1/auth/password": {"post": {"summary": "Change the password",
             "description": "Every other session of the user ends; this one continues with new tokens.",
             "requestBody": body(json!({"type": "object", "required": ["current_password", "new_password"], "additionalProperties": false, "properties": {
-                "current_password": {"type": "string"}, "new_password": {"type": "string", "minLength": 10}}})),
+                "current_password": {"type": "string"}, "new_password": new_password}})),
             "responses": manage(json!({"200": signed_in}), "only a signed-in user has a password")}},
         "/v1/keys": {
             "get": {"summary": "The project's keys", "description": "Developers and admins of the project, or an `admin` key.",
@@ -418,7 +421,7 @@ fn accounts_paths() -> Value {
             "post": {"summary": "Add a user to the project",
                 "description": "A new user (with `password`), or an existing one by email (without `password`) given a role here.",
                 "requestBody": body(json!({"type": "object", "required": ["email", "role"], "additionalProperties": false, "properties": {
-                    "email": {"type": "string"}, "password": {"type": "string", "minLength": 10}, "role": {"$ref": "#/components/schemas/Role"}}})),
+                    "email": email, "password": new_password, "role": {"$ref": "#/components/schemas/Role"}}})),
                 "responses": manage(json!({"200": ok("An existing user, given the role.", &user), "201": ok("Created.", &user), "409": conflict}), "admin")}},
         "/v1/users/{user_id}": {
             "patch": {"summary": "Change a user's role in the project", "parameters": user_id,
@@ -432,9 +435,9 @@ fn accounts_paths() -> Value {
                 "responses": manage(json!({"200": ok("Every user.", &json!({"type": "object", "required": ["users"], "properties": {"users": {"type": "array", "items": user}}}))}), "a global admin, the admin token or an `admin` key")},
             "post": {"summary": "Create any user (global admins; how the first is made, with the admin token)",
                 "requestBody": body(json!({"type": "object", "required": ["email", "password"], "additionalProperties": false, "properties": {
-                    "email": {"type": "string"}, "password": {"type": "string", "minLength": 10}, "global_admin": {"type": "boolean"},
+                    "email": email, "password": new_password, "global_admin": {"type": "boolean"},
                     "roles": {"type": "array", "items": {"type": "object", "required": ["project_id", "role"], "additionalProperties": false, "properties": {
-                        "project_id": {"type": "string"}, "role": {"$ref": "#/components/schemas/Role"}}}}}})),
+                        "project_id": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}, "role": {"$ref": "#/components/schemas/Role"}}}}}})),
                 "responses": manage(json!({"201": ok("Created.", &user), "409": conflict}), "a global admin, the admin token or an `admin` key")}},
         "/v1/admin/users/{user_id}": {"delete": {"summary": "Delete a user (global admins)", "parameters": user_id,
             "description": "The account and every session end.",

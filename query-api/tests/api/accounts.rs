@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use sluice_query_api::QueryConfig;
 use sluice_runtime::secret::Secret;
 use sluice_testkit::{Running, TestEnv, eventually, spawn_service};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::common::{project, query_config};
 
@@ -428,6 +429,33 @@ async fn the_cookie_session_needs_the_csrf_header_and_sign_in_is_rate_limited() 
         .await
         .unwrap();
     assert_eq!(made.status(), 201);
+
+    // The live WebSocket takes the cookie from a page of this origin only.
+    let live = |origin: String| {
+        let mut request = api
+            .url("/v1/live")
+            .replace("http://", "ws://")
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("cookie", pair.parse().unwrap());
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    let own_origin = api.url("").trim_end_matches('/').to_owned();
+    let (socket, _) = live(own_origin)
+        .await
+        .expect("the dashboard's own page connects");
+    drop(socket);
+    match live("http://evil.example".to_owned()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("another site's page must be refused: {other:?}"),
+    }
 
     // Wrong passwords: refused alike for unknown accounts, then paused.
     let wrong = json!({"email": "ana@example.com", "password": "not the password"});

@@ -100,6 +100,8 @@ pub enum AuthError {
     ProjectRequired,
     #[error("a change made with the session cookie must send the `X-Sluice-Csrf: 1` header")]
     CsrfHeaderMissing,
+    #[error("the session cookie counts only from a page of this origin")]
+    CrossOrigin,
 }
 
 impl AuthError {
@@ -118,7 +120,9 @@ impl AuthError {
             | AuthError::NoRole(_)
             | AuthError::NotGlobalAdmin
             | AuthError::SessionCannot(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            AuthError::CsrfHeaderMissing => (StatusCode::FORBIDDEN, "csrf_header_missing"),
+            AuthError::CsrfHeaderMissing | AuthError::CrossOrigin => {
+                (StatusCode::FORBIDDEN, "csrf_header_missing")
+            }
             AuthError::ProjectRequired => (StatusCode::BAD_REQUEST, "project_required"),
             AuthError::NotLoaded => (StatusCode::SERVICE_UNAVAILABLE, "keys_loading"),
         }
