@@ -5,7 +5,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use sluice_runtime::access::{Access, Need, chosen_project};
+use sluice_runtime::access::{Access, Need, named_project};
 use sluice_runtime::auth::presented_key;
 use sluice_runtime::clickhouse::CLICKHOUSE_CHECK;
 use sluice_runtime::keys::{AuthError, Scope};
@@ -64,11 +64,8 @@ impl FromRequestParts<AppState> for LiveProject {
                 state.access.principal(parts)?
             }
         };
-        let grant = Access::grant(
-            principal,
-            chosen_project(&parts.headers),
-            Need::Scope(Scope::Read),
-        )?;
+        let named = named_project(&principal, &parts.headers);
+        let grant = Access::grant(principal, named, Need::Scope(Scope::Read))?;
         Ok(Self(grant.project_id))
     }
 }

@@ -354,7 +354,8 @@ impl Access {
     /// they have one).
     pub fn project(&self, parts: &Parts, need: Need) -> Result<Grant, AuthError> {
         let principal = self.principal(parts)?;
-        Self::grant(principal, chosen_project(&parts.headers), need)
+        let named = named_project(&principal, &parts.headers);
+        Self::grant(principal, named, need)
     }
 
     /// [`Self::project`] for a principal already known, and the project it names.
@@ -441,12 +442,18 @@ impl Access {
     }
 }
 
-/// The project a request names: `X-Sluice-Project`, else the `sluice_project` cookie.
-pub fn chosen_project(headers: &HeaderMap) -> Option<String> {
+/// The project a request of `principal` names: `X-Sluice-Project`, else (for
+/// a person, not a key) the dashboard's `sluice_project` cookie, which a key
+/// sent from the same browser (e.g. from `/docs`) must not pick up.
+pub fn named_project(principal: &Principal, headers: &HeaderMap) -> Option<String> {
+    let cookie = match principal {
+        Principal::Key(_) => None,
+        Principal::User { .. } | Principal::AdminToken => cookie(headers, PROJECT_COOKIE),
+    };
     headers
         .get(PROJECT_HEADER)
         .and_then(|value| value.to_str().ok())
-        .or_else(|| cookie(headers, PROJECT_COOKIE))
+        .or(cookie)
         .map(str::trim)
         .filter(|project| !project.is_empty())
         .map(str::to_owned)
