@@ -172,6 +172,7 @@ struct PasswordChange {
 /// goes on with new tokens.
 async fn change_password(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Anyone(principal): Anyone,
     body: Bytes,
@@ -183,12 +184,19 @@ async fn change_password(
         ));
     };
     let request: PasswordChange = super::users::parse_body(&body)?;
+    // Guessing the current password with a stolen token is held to the
+    // sign-in limits.
+    let now = now_ms();
+    if let Err(wait) = state.login_limits.attempt(peer.ip(), &user.email, now) {
+        return Ok(too_many_attempts(wait));
+    }
     if state
         .access
         .check_password(&user.email, &request.current_password)
         .await
         .is_err()
     {
+        state.login_limits.failed(&user.email, now);
         return Ok(
             ErrorBody::new("invalid_credentials", "the current password is wrong")
                 .into_response(StatusCode::UNAUTHORIZED),
