@@ -371,6 +371,8 @@ fn accounts_paths() -> Value {
     let not_found = error_response("No such key or user in the project (`not_found`).");
     let conflict = error_response("The email or key exists (`conflict`, `key_exists`).");
     let no_content = json!({"description": "Done."});
+    let too_many = json!({"description": "Too many attempts (`too_many_attempts`).", "headers": {"Retry-After": retry_after_header(true)},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     let email = json!({"type": "string", "format": "email", "maxLength": 254});
     let new_password = json!({"type": "string", "minLength": 10, "maxLength": 1024,
         "description": "At least 10 characters, at most 1024 bytes."});
@@ -381,8 +383,7 @@ fn accounts_paths() -> Value {
                 "email": {"type": "string"}, "password": {"type": "string"}}})),
             "responses": {"200": signed_in, "400": bad("The body is not the JSON asked for"),
                 "401": error_response("Wrong email or password (`invalid_credentials`), or sessions are off (`sessions_disabled`)."),
-                "429": {"description": "Too many attempts (`too_many_attempts`).", "headers": {"Retry-After": retry_after_header(true)},
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "429": too_many,
                 "503": unavailable()}}},
         "/v1/auth/refresh": {"post": {"summary": "New tokens for a refresh token", "security": open,
             "description": "The body's `refresh_token`, else the `sluice_refresh` cookie (with `X-Sluice-Csrf`). Each refresh token works once.",
@@ -401,7 +402,7 @@ fn accounts_paths() -> Value {
             "description": "Every other session of the user ends; this one continues with new tokens.",
             "requestBody": body(json!({"type": "object", "required": ["current_password", "new_password"], "additionalProperties": false, "properties": {
                 "current_password": {"type": "string"}, "new_password": new_password}})),
-            "responses": manage(json!({"200": signed_in}), "only a signed-in user has a password")}},
+            "responses": manage(json!({"200": signed_in, "429": too_many}), "only a signed-in user has a password")}},
         "/v1/keys": {
             "get": {"summary": "The project's keys", "description": "Developers and admins of the project, or an `admin` key.",
                 "responses": manage(json!({"200": ok("The keys, without secrets.", &json!({"type": "object", "required": ["keys"], "properties": {"keys": {"type": "array", "items": key}}}))}), "developer or admin")},
