@@ -440,9 +440,17 @@ fn accounts_paths() -> Value {
                     "roles": {"type": "array", "items": {"type": "object", "required": ["project_id", "role"], "additionalProperties": false, "properties": {
                         "project_id": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}, "role": {"$ref": "#/components/schemas/Role"}}}}}})),
                 "responses": manage(json!({"201": ok("Created.", &user), "409": conflict}), "a global admin, the admin token or an `admin` key")}},
-        "/v1/admin/users/{user_id}": {"delete": {"summary": "Delete a user (global admins)", "parameters": user_id,
-            "description": "The account and every session end.",
-            "responses": manage(json!({"204": no_content, "404": not_found}), "a global admin, the admin token or an `admin` key")}},
+        "/v1/admin/users/{user_id}": {
+            "patch": {"summary": "Change a user (global admins)", "parameters": user_id,
+                "description": "A new `password` (every session of the user ends), `global_admin`, `roles` (replacing all), or `end_sessions: true` (signs them out everywhere within about a second).",
+                "requestBody": body(json!({"type": "object", "additionalProperties": false, "properties": {
+                    "password": new_password, "global_admin": {"type": "boolean"}, "end_sessions": {"type": "boolean"},
+                    "roles": {"type": "array", "items": {"type": "object", "required": ["project_id", "role"], "additionalProperties": false, "properties": {
+                        "project_id": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}, "role": {"$ref": "#/components/schemas/Role"}}}}}})),
+                "responses": manage(json!({"200": ok("Changed.", &user), "404": not_found}), "a global admin, the admin token or an `admin` key")},
+            "delete": {"summary": "Delete a user (global admins)", "parameters": user_id,
+                "description": "The account and every session end.",
+                "responses": manage(json!({"204": no_content, "404": not_found}), "a global admin, the admin token or an `admin` key")}},
     })
 }
 

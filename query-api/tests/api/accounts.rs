@@ -498,3 +498,69 @@ async fn the_cookie_session_needs_the_csrf_header_and_sign_in_is_rate_limited() 
         "{bad:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_admin_signs_a_user_out_everywhere_resets_and_deletes_them() {
+    let env = TestEnv::new("qreset");
+    env.ensure_schema().await;
+    let (a, b) = (api(&env).await, api(&env).await);
+    let demo = project(&env, "demo");
+    create_user(
+        &a,
+        "bo@example.com",
+        json!([{"project_id": demo, "role": "viewer"}]),
+        false,
+    )
+    .await;
+    let user_id = call(&a, Method::GET, "/v1/admin/users", ADMIN_TOKEN, None, None)
+        .await
+        .body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|user| user["email"] == "bo@example.com")
+        .unwrap()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/admin/users/{user_id}");
+    let patch = |body: Value| call(&a, Method::PATCH, &path, ADMIN_TOKEN, None, Some(body));
+
+    // Signed out everywhere: B refuses the session within seconds.
+    let session = token(&sign_in(&a, "bo@example.com").await);
+    until_status(&b, "/v1/events?limit=1", &session, None, 200).await;
+    assert_eq!(patch(json!({"end_sessions": true})).await.status, 200);
+    until_status(&b, "/v1/events?limit=1", &session, None, 401).await;
+
+    // A new password: the old one stops working, the new one signs in.
+    let session = token(&sign_in(&a, "bo@example.com").await);
+    let changed = patch(json!({"password": "a brand new password", "roles": [{"project_id": demo, "role": "developer"}]})).await;
+    assert_eq!(changed.status, 200, "{changed:?}");
+    assert_eq!(changed.body["roles"][0]["role"], "developer");
+    until_status(&b, "/v1/events?limit=1", &session, None, 401).await;
+    let old = post(
+        &a,
+        "/v1/auth/login",
+        "",
+        json!({"email": "bo@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(old.status, 401, "{old:?}");
+    let new = post(
+        &a,
+        "/v1/auth/login",
+        "",
+        json!({"email": "bo@example.com", "password": "a brand new password"}),
+    )
+    .await;
+    assert_eq!(new.status, 200, "{new:?}");
+    let session = token(&new.body);
+    until_status(&b, "/v1/keys", &session, None, 200).await;
+
+    // Deleted: every session ends, and the email can be used again.
+    let deleted = call(&a, Method::DELETE, &path, ADMIN_TOKEN, None, None).await;
+    assert_eq!(deleted.status, 204, "{deleted:?}");
+    until_status(&b, "/v1/keys", &session, None, 401).await;
+    assert_eq!(patch(json!({"end_sessions": true})).await.status, 404);
+    create_user(&a, "bo@example.com", json!([]), false).await;
+}
