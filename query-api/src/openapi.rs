@@ -393,8 +393,10 @@ fn accounts_paths() -> Value {
                 "403": error_response("The cookie came without `X-Sluice-Csrf` (`csrf_header_missing`)."),
                 "503": unavailable()}}},
         "/v1/auth/logout": {"post": {"summary": "Sign out", "security": open,
-            "description": "Ends the session on every instance within about a second and clears the cookies. Always 204.",
-            "responses": {"204": no_content, "503": unavailable()}}},
+            "description": "Ends the session on every instance within about a second and clears the cookies (204); `everywhere` ends every session of the user.",
+            "requestBody": optional_body(json!({"type": "object", "additionalProperties": false, "properties": {
+                "everywhere": {"type": "boolean", "description": "End every session of the user, not only this one."}}})),
+            "responses": {"204": no_content, "400": bad("The body is not the JSON asked for"), "503": unavailable()}}},
         "/v1/auth/me": {"get": {"summary": "Who is asking",
             "responses": {"200": ok("The signed-in user (or `key`, or `admin_token`).", &json!({"type": "object"})),
                 "401": unauthorized(), "503": unavailable()}}},

@@ -349,10 +349,41 @@ async fn sessions_end_everywhere_and_keys_expire_and_rotate() {
     let current = token(&changed.body);
     until_status(&b, "/v1/keys", &current, None, 200).await;
 
-    // Sign-out on A ends the session on B.
+    // Sign-out on A ends the session on B, and only that one.
+    let other = token(
+        &post(
+            &a,
+            "/v1/auth/login",
+            "",
+            json!({"email": "dev@example.com", "password": "another long password"}),
+        )
+        .await
+        .body,
+    );
     let out = call(&a, Method::POST, "/v1/auth/logout", &current, None, None).await;
     assert_eq!(out.status, 204, "{out:?}");
     until_status(&b, "/v1/keys", &current, None, 401).await;
+    assert_eq!(
+        call(&b, Method::GET, "/v1/keys", &other, None, None)
+            .await
+            .status,
+        200
+    );
+    // Signing out everywhere ends every session of the user.
+    let third = token(
+        &post(
+            &a,
+            "/v1/auth/login",
+            "",
+            json!({"email": "dev@example.com", "password": "another long password"}),
+        )
+        .await
+        .body,
+    );
+    let out = post(&a, "/v1/auth/logout", &third, json!({"everywhere": true})).await;
+    assert_eq!(out.status, 204, "{out:?}");
+    until_status(&b, "/v1/keys", &other, None, 401).await;
+    until_status(&b, "/v1/keys", &third, None, 401).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
