@@ -249,10 +249,19 @@ impl Access {
         supervisor: &Supervisor,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
-        let token_key = api
+        let mut token_key = api
             .session_secret()?
             .map(|secret| TokenKey::new(&secret, "--session-secret"))
             .transpose()?;
+        if let Some(previous) = api.session_secret_previous() {
+            token_key = Some(
+                token_key
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("--session-secret-previous needs --session-secret")
+                    })?
+                    .with_previous(&previous, "--session-secret-previous")?,
+            );
+        }
         let keys = KeyStore::tail(kafka, readiness, supervisor, shutdown.clone())?;
         let accounts = AccessStore::tail(kafka, readiness, supervisor, shutdown.clone())?;
         let usage = KeyUsageTracker::default();
