@@ -5,10 +5,10 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use sluice_runtime::access::{Access, Need, chosen_project};
+use sluice_runtime::access::{Access, Need, named_project};
 use sluice_runtime::auth::presented_key;
 use sluice_runtime::clickhouse::CLICKHOUSE_CHECK;
-use sluice_runtime::keys::Scope;
+use sluice_runtime::keys::{AuthError, Scope};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -33,10 +33,12 @@ impl FromRequestParts<AppState> for ReadProject {
     }
 }
 
-/// The project of a WebSocket's key or session (`read`): from `Authorization`, the
-/// session cookie,
-/// or `key` in the query string for browsers, which cannot set headers on
-/// WebSockets. Pushes come from the live topic, so ClickHouse may be down.
+/// The project of a WebSocket's key or session (`read`): from `Authorization`,
+/// `key` in the query string (browsers cannot set headers on WebSockets), or
+/// the session cookie, which counts only from a page of this origin (a
+/// WebSocket is not held to the same-origin policy, so another site's page
+/// could otherwise open one with the user's cookie). Pushes come from the
+/// live topic, so ClickHouse may be down.
 #[derive(Debug)]
 pub struct LiveProject(pub String);
 
@@ -54,15 +56,34 @@ impl FromRequestParts<AppState> for LiveProject {
             Some(key) if presented_key(&parts.headers).is_none() => {
                 state.access.principal_of(&key)?
             }
-            _ => state.access.principal(parts)?,
+            Some(_) => state.access.principal(parts)?,
+            None => {
+                if presented_key(&parts.headers).is_none() && !same_origin(&parts.headers) {
+                    return Err(AuthError::CrossOrigin.into());
+                }
+                state.access.principal(parts)?
+            }
         };
-        let grant = Access::grant(
-            principal,
-            chosen_project(&parts.headers),
-            Need::Scope(Scope::Read),
-        )?;
+        let named = named_project(&principal, &parts.headers);
+        let grant = Access::grant(principal, named, Need::Scope(Scope::Read))?;
         Ok(Self(grant.project_id))
     }
+}
+
+/// Whether the request's `Origin` (when it has one) is the host it was sent to.
+fn same_origin(headers: &axum::http::HeaderMap) -> bool {
+    let Some(origin) = headers.get(axum::http::header::ORIGIN) else {
+        return true;
+    };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|host| host.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|origin| origin.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    matches!((origin_host, host), (Some(origin), Some(host)) if origin.eq_ignore_ascii_case(host))
 }
 
 /// The bootstrap admin token (`--admin-token`), a global admin, or a key with the `admin`

@@ -66,6 +66,9 @@ use status::broker::BrokerView;
 use status::peers::Peers;
 use tower::ServiceExt;
 
+/// The readiness check that passes once the API's routes serve.
+pub const ROUTES_CHECK: &str = "routes";
+
 /// Runs the query API on `listener` until `shutdown`. It serves at once:
 /// while the keys topic, the live topic or ClickHouse's tables are not there
 /// yet, `/health/ready` says which and why, and every API route answers 503
@@ -79,6 +82,9 @@ pub async fn serve(
     let readiness = Readiness::default();
     readiness.register(KAFKA_CHECK);
     readiness.register(CLICKHOUSE_CHECK);
+    // Ready only once the routes are in place: the other checks may all
+    // pass a moment before they are.
+    readiness.fail(ROUTES_CHECK, "the API opens once every other check passes");
     let connection = Connection::open(&config.clickhouse)?;
     let peers = Peers::parse(&config.query.status_peers, "--status-peers")?;
     let mut registry = Registry::default();
@@ -135,7 +141,9 @@ pub async fn serve(
             return Err(error);
         }
     };
+    let ready = state.readiness.clone();
     let _ = app.set(router(state));
+    ready.pass(ROUTES_CHECK);
     tracing::info!("query API ready");
     server.await??;
     supervisor.outcome()?;

@@ -371,6 +371,11 @@ fn accounts_paths() -> Value {
     let not_found = error_response("No such key or user in the project (`not_found`).");
     let conflict = error_response("The email or key exists (`conflict`, `key_exists`).");
     let no_content = json!({"description": "Done."});
+    let too_many = json!({"description": "Too many attempts (`too_many_attempts`).", "headers": {"Retry-After": retry_after_header(true)},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    let email = json!({"type": "string", "format": "email", "maxLength": 254});
+    let new_password = json!({"type": "string", "minLength": 10, "maxLength": 1024,
+        "description": "At least 10 characters, at most 1024 bytes."});
     json!({
         "/v1/auth/login": {"post": {"summary": "Sign in", "security": open,
             "description": "Email and password. Rate-limited per client IP and per account (429 with Retry-After). Off (401 `sessions_disabled`) unless the operator set --session-secret.",
@@ -378,8 +383,7 @@ fn accounts_paths() -> Value {
                 "email": {"type": "string"}, "password": {"type": "string"}}})),
             "responses": {"200": signed_in, "400": bad("The body is not the JSON asked for"),
                 "401": error_response("Wrong email or password (`invalid_credentials`), or sessions are off (`sessions_disabled`)."),
-                "429": {"description": "Too many attempts (`too_many_attempts`).", "headers": {"Retry-After": retry_after_header(true)},
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "429": too_many,
                 "503": unavailable()}}},
         "/v1/auth/refresh": {"post": {"summary": "New tokens for a refresh token", "security": open,
             "description": "The body's `refresh_token`, else the `sluice_refresh` cookie (with `X-Sluice-Csrf`). Each refresh token works once.",
@@ -389,16 +393,18 @@ fn accounts_paths() -> Value {
                 "403": error_response("The cookie came without `X-Sluice-Csrf` (`csrf_header_missing`)."),
                 "503": unavailable()}}},
         "/v1/auth/logout": {"post": {"summary": "Sign out", "security": open,
-            "description": "Ends the session on every instance within about a second and clears the cookies. Always 204.",
-            "responses": {"204": no_content, "503": unavailable()}}},
+            "description": "Ends the session on every instance within about a second and clears the cookies (204); `everywhere` ends every session of the user.",
+            "requestBody": optional_body(json!({"type": "object", "additionalProperties": false, "properties": {
+                "everywhere": {"type": "boolean", "description": "End every session of the user, not only this one."}}})),
+            "responses": {"204": no_content, "400": bad("The body is not the JSON asked for"), "503": unavailable()}}},
         "/v1/auth/me": {"get": {"summary": "Who is asking",
             "responses": {"200": ok("The signed-in user (or `key`, or `admin_token`).", &json!({"type": "object"})),
                 "401": unauthorized(), "503": unavailable()}}},
         "/v1/auth/password": {"post": {"summary": "Change the password",
             "description": "Every other session of the user ends; this one continues with new tokens.",
             "requestBody": body(json!({"type": "object", "required": ["current_password", "new_password"], "additionalProperties": false, "properties": {
-                "current_password": {"type": "string"}, "new_password": {"type": "string", "minLength": 10}}})),
-            "responses": manage(json!({"200": signed_in}), "only a signed-in user has a password")}},
+                "current_password": {"type": "string"}, "new_password": new_password}})),
+            "responses": manage(json!({"200": signed_in, "429": too_many}), "only a signed-in user has a password")}},
         "/v1/keys": {
             "get": {"summary": "The project's keys", "description": "Developers and admins of the project, or an `admin` key.",
                 "responses": manage(json!({"200": ok("The keys, without secrets.", &json!({"type": "object", "required": ["keys"], "properties": {"keys": {"type": "array", "items": key}}}))}), "developer or admin")},
@@ -418,7 +424,7 @@ fn accounts_paths() -> Value {
             "post": {"summary": "Add a user to the project",
                 "description": "A new user (with `password`), or an existing one by email (without `password`) given a role here.",
                 "requestBody": body(json!({"type": "object", "required": ["email", "role"], "additionalProperties": false, "properties": {
-                    "email": {"type": "string"}, "password": {"type": "string", "minLength": 10}, "role": {"$ref": "#/components/schemas/Role"}}})),
+                    "email": email, "password": new_password, "role": {"$ref": "#/components/schemas/Role"}}})),
                 "responses": manage(json!({"200": ok("An existing user, given the role.", &user), "201": ok("Created.", &user), "409": conflict}), "admin")}},
         "/v1/users/{user_id}": {
             "patch": {"summary": "Change a user's role in the project", "parameters": user_id,
@@ -432,13 +438,21 @@ fn accounts_paths() -> Value {
                 "responses": manage(json!({"200": ok("Every user.", &json!({"type": "object", "required": ["users"], "properties": {"users": {"type": "array", "items": user}}}))}), "a global admin, the admin token or an `admin` key")},
             "post": {"summary": "Create any user (global admins; how the first is made, with the admin token)",
                 "requestBody": body(json!({"type": "object", "required": ["email", "password"], "additionalProperties": false, "properties": {
-                    "email": {"type": "string"}, "password": {"type": "string", "minLength": 10}, "global_admin": {"type": "boolean"},
+                    "email": email, "password": new_password, "global_admin": {"type": "boolean"},
                     "roles": {"type": "array", "items": {"type": "object", "required": ["project_id", "role"], "additionalProperties": false, "properties": {
-                        "project_id": {"type": "string"}, "role": {"$ref": "#/components/schemas/Role"}}}}}})),
+                        "project_id": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}, "role": {"$ref": "#/components/schemas/Role"}}}}}})),
                 "responses": manage(json!({"201": ok("Created.", &user), "409": conflict}), "a global admin, the admin token or an `admin` key")}},
-        "/v1/admin/users/{user_id}": {"delete": {"summary": "Delete a user (global admins)", "parameters": user_id,
-            "description": "The account and every session end.",
-            "responses": manage(json!({"204": no_content, "404": not_found}), "a global admin, the admin token or an `admin` key")}},
+        "/v1/admin/users/{user_id}": {
+            "patch": {"summary": "Change a user (global admins)", "parameters": user_id,
+                "description": "A new `password` (every session of the user ends), `global_admin`, `roles` (replacing all), or `end_sessions: true` (signs them out everywhere within about a second).",
+                "requestBody": body(json!({"type": "object", "additionalProperties": false, "properties": {
+                    "password": new_password, "global_admin": {"type": "boolean"}, "end_sessions": {"type": "boolean"},
+                    "roles": {"type": "array", "items": {"type": "object", "required": ["project_id", "role"], "additionalProperties": false, "properties": {
+                        "project_id": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}, "role": {"$ref": "#/components/schemas/Role"}}}}}})),
+                "responses": manage(json!({"200": ok("Changed.", &user), "404": not_found}), "a global admin, the admin token or an `admin` key")},
+            "delete": {"summary": "Delete a user (global admins)", "parameters": user_id,
+                "description": "The account and every session end.",
+                "responses": manage(json!({"204": no_content, "404": not_found}), "a global admin, the admin token or an `admin` key")}},
     })
 }
 

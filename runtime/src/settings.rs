@@ -207,6 +207,16 @@ pub struct ApiSettings {
     #[arg(long = "session-secret-file", env = "SLUICE_SESSION_SECRET_FILE")]
     pub session_secret_file: Option<PathBuf>,
 
+    /// The session secret before a rotation: tokens it signed are still
+    /// accepted (nothing new is signed with it). Drop it once they have
+    /// expired (15 minutes; refresh tokens do not depend on it).
+    #[arg(
+        long = "session-secret-previous",
+        env = "SLUICE_SESSION_SECRET_PREVIOUS",
+        hide_env_values = true
+    )]
+    pub session_secret_previous: Option<Secret>,
+
     /// Time limit for one HTTP request, in milliseconds.
     #[arg(
         long = "request-timeout-ms",
@@ -217,6 +227,13 @@ pub struct ApiSettings {
 }
 
 impl ApiSettings {
+    /// The previous session secret, when one is given (empty counts as none).
+    pub fn session_secret_previous(&self) -> Option<Secret> {
+        self.session_secret_previous
+            .clone()
+            .filter(|secret| !secret.is_empty())
+    }
+
     /// The session secret, from the value or its file.
     pub fn session_secret(&self) -> anyhow::Result<Option<Secret>> {
         crate::secret::optional_secret_from(

@@ -173,6 +173,7 @@ async fn broker_return(broker: &PrivateBroker) -> anyhow::Result<f64> {
             admin_token: String::new(),
             session_secret: None,
             session_secret_file: None,
+            session_secret_previous: None,
             request_timeout_ms: 30_000,
         },
         ingest: IngestSettings::default(),

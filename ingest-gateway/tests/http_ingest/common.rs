@@ -22,6 +22,7 @@ pub fn config(env: &TestEnv) -> GatewayConfig {
             admin_token: ADMIN_TOKEN.into(),
             session_secret: None,
             session_secret_file: None,
+            session_secret_previous: None,
             request_timeout_ms: 30_000,
         },
         ingest: IngestSettings::default(),

@@ -118,14 +118,42 @@ async fn refresh(
     Ok(signed_in(&tokens, &user, secure(&headers)))
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Logout {
+    /// End every session of the user, not only this one.
+    #[serde(default)]
+    everywhere: bool,
+}
+
 /// `POST /v1/auth/logout`: ends the session (of the token, or of the refresh
-/// cookie when the token has expired) everywhere, and clears the cookies.
+/// cookie when the token has expired) on every instance, and clears the
+/// cookies; with `{"everywhere": true}`, every session of the user.
 async fn logout(
     State(state): State<AppState>,
     parts: axum::http::request::Parts,
+    body: Bytes,
 ) -> Result<Response> {
+    let request: Logout = if body.iter().all(u8::is_ascii_whitespace) {
+        Logout::default()
+    } else {
+        super::users::parse_body(&body)?
+    };
     let ended = match state.access.principal(&parts) {
-        Ok(Principal::User { session_id, .. }) => Some(session_id),
+        Ok(Principal::User { session_id, user }) => {
+            if request.everywhere {
+                let everywhere = UserRecord {
+                    sessions_valid_from_ms: now_ms() + 1,
+                    ..(*user).clone()
+                };
+                state
+                    .access
+                    .put(&state.access_writer, AccessRecord::User(everywhere))
+                    .await?;
+                tracing::info!(user_id = %user.user_id, "signed out everywhere");
+            }
+            Some(session_id)
+        }
         _ => cookie(&parts.headers, REFRESH_COOKIE)
             .and_then(|token| token.split_once('.'))
             .map(|(session_id, _)| session_id.to_owned())
@@ -172,6 +200,7 @@ struct PasswordChange {
 /// goes on with new tokens.
 async fn change_password(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Anyone(principal): Anyone,
     body: Bytes,
@@ -183,12 +212,19 @@ async fn change_password(
         ));
     };
     let request: PasswordChange = super::users::parse_body(&body)?;
+    // Guessing the current password with a stolen token is held to the
+    // sign-in limits.
+    let now = now_ms();
+    if let Err(wait) = state.login_limits.attempt(peer.ip(), &user.email, now) {
+        return Ok(too_many_attempts(wait));
+    }
     if state
         .access
         .check_password(&user.email, &request.current_password)
         .await
         .is_err()
     {
+        state.login_limits.failed(&user.email, now);
         return Ok(
             ErrorBody::new("invalid_credentials", "the current password is wrong")
                 .into_response(StatusCode::UNAUTHORIZED),

@@ -33,7 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/users", get(list_all_users).post(create_user))
         .route(
             "/v1/admin/users/{user_id}",
-            axum::routing::delete(delete_user),
+            patch(change_user).delete(delete_user),
         )
 }
 
@@ -203,12 +203,7 @@ async fn create_user(
             request.email.trim().to_lowercase()
         )));
     }
-    let mut roles = BTreeMap::new();
-    for ProjectRole { project_id, role } in request.roles {
-        sluice_schemas::rules::project_id(&project_id)
-            .map_err(|reason| ApiError::invalid("roles[].project_id", reason))?;
-        roles.insert(project_id, role);
-    }
+    let roles = checked_roles(request.roles)?;
     let user = new_user(
         &request.email,
         &request.password,
@@ -219,6 +214,48 @@ async fn create_user(
     .await?;
     let view = write(&state, user).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserChange {
+    /// A new password (every session of the user ends).
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    global_admin: Option<bool>,
+    /// Replaces every role.
+    #[serde(default)]
+    roles: Option<Vec<ProjectRole>>,
+    /// Ends every session of the user (signs them out everywhere).
+    #[serde(default)]
+    end_sessions: bool,
+}
+
+/// `PATCH /v1/admin/users/{user_id}`: a new password, roles or global admin,
+/// or the end of every session of the user.
+async fn change_user(
+    State(state): State<AppState>,
+    _: GlobalAdmin,
+    Path(user_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>> {
+    let request: UserChange = parse_body(&body)?;
+    let mut user = (*live_user(&state, &user_id)?).clone();
+    if let Some(password) = request.password {
+        user.password_hash = hashed(&password).await?;
+        user.sessions_valid_from_ms = now_ms();
+    }
+    if request.end_sessions {
+        user.sessions_valid_from_ms = now_ms();
+    }
+    if let Some(global_admin) = request.global_admin {
+        user.global_admin = global_admin;
+    }
+    if let Some(roles) = request.roles {
+        user.roles = checked_roles(roles)?;
+    }
+    write(&state, user).await.map(Json)
 }
 
 /// `DELETE /v1/admin/users/{user_id}`: the account and all its sessions end.
@@ -244,11 +281,7 @@ async fn new_user(
     by: &Principal,
 ) -> Result<UserRecord> {
     let email = checked_email(email)?;
-    check_new_password(password).map_err(|reason| ApiError::invalid("password", reason))?;
-    let password = password.to_owned();
-    let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|_| ApiError::invalid("password", "could not be hashed"))?;
+    let password_hash = hashed(password).await?;
     Ok(UserRecord {
         user_id: new_id("usr_"),
         email,
@@ -260,6 +293,25 @@ async fn new_user(
         sessions_valid_from_ms: 0,
         deleted_at_ms: None,
     })
+}
+
+/// The Argon2id hash of a new `password`, checked first.
+async fn hashed(password: &str) -> Result<String> {
+    check_new_password(password).map_err(|reason| ApiError::invalid("password", reason))?;
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|_| ApiError::invalid("password", "could not be hashed"))
+}
+
+fn checked_roles(roles: Vec<ProjectRole>) -> Result<BTreeMap<String, Role>> {
+    let mut checked = BTreeMap::new();
+    for ProjectRole { project_id, role } in roles {
+        sluice_schemas::rules::project_id(&project_id)
+            .map_err(|reason| ApiError::invalid("roles[].project_id", reason))?;
+        checked.insert(project_id, role);
+    }
+    Ok(checked)
 }
 
 /// An email address, lower-cased: one `@`, something on each side, no spaces.

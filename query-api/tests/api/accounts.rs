@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use sluice_query_api::QueryConfig;
 use sluice_runtime::secret::Secret;
 use sluice_testkit::{Running, TestEnv, eventually, spawn_service};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::common::{project, query_config};
 
@@ -348,10 +349,41 @@ async fn sessions_end_everywhere_and_keys_expire_and_rotate() {
     let current = token(&changed.body);
     until_status(&b, "/v1/keys", &current, None, 200).await;
 
-    // Sign-out on A ends the session on B.
+    // Sign-out on A ends the session on B, and only that one.
+    let other = token(
+        &post(
+            &a,
+            "/v1/auth/login",
+            "",
+            json!({"email": "dev@example.com", "password": "another long password"}),
+        )
+        .await
+        .body,
+    );
     let out = call(&a, Method::POST, "/v1/auth/logout", &current, None, None).await;
     assert_eq!(out.status, 204, "{out:?}");
     until_status(&b, "/v1/keys", &current, None, 401).await;
+    assert_eq!(
+        call(&b, Method::GET, "/v1/keys", &other, None, None)
+            .await
+            .status,
+        200
+    );
+    // Signing out everywhere ends every session of the user.
+    let third = token(
+        &post(
+            &a,
+            "/v1/auth/login",
+            "",
+            json!({"email": "dev@example.com", "password": "another long password"}),
+        )
+        .await
+        .body,
+    );
+    let out = post(&a, "/v1/auth/logout", &third, json!({"everywhere": true})).await;
+    assert_eq!(out.status, 204, "{out:?}");
+    until_status(&b, "/v1/keys", &other, None, 401).await;
+    until_status(&b, "/v1/keys", &third, None, 401).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -429,6 +461,33 @@ async fn the_cookie_session_needs_the_csrf_header_and_sign_in_is_rate_limited() 
         .unwrap();
     assert_eq!(made.status(), 201);
 
+    // The live WebSocket takes the cookie from a page of this origin only.
+    let live = |origin: String| {
+        let mut request = api
+            .url("/v1/live")
+            .replace("http://", "ws://")
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("cookie", pair.parse().unwrap());
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    let own_origin = api.url("").trim_end_matches('/').to_owned();
+    let (socket, _) = live(own_origin)
+        .await
+        .expect("the dashboard's own page connects");
+    drop(socket);
+    match live("http://evil.example".to_owned()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("another site's page must be refused: {other:?}"),
+    }
+
     // Wrong passwords: refused alike for unknown accounts, then paused.
     let wrong = json!({"email": "ana@example.com", "password": "not the password"});
     let unknown = json!({"email": "nobody@example.com", "password": "not the password"});
@@ -469,4 +528,70 @@ async fn the_cookie_session_needs_the_csrf_header_and_sign_in_is_rate_limited() 
         bad.body["message"].as_str().unwrap().contains("password"),
         "{bad:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_admin_signs_a_user_out_everywhere_resets_and_deletes_them() {
+    let env = TestEnv::new("qreset");
+    env.ensure_schema().await;
+    let (a, b) = (api(&env).await, api(&env).await);
+    let demo = project(&env, "demo");
+    create_user(
+        &a,
+        "bo@example.com",
+        json!([{"project_id": demo, "role": "viewer"}]),
+        false,
+    )
+    .await;
+    let user_id = call(&a, Method::GET, "/v1/admin/users", ADMIN_TOKEN, None, None)
+        .await
+        .body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|user| user["email"] == "bo@example.com")
+        .unwrap()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/admin/users/{user_id}");
+    let patch = |body: Value| call(&a, Method::PATCH, &path, ADMIN_TOKEN, None, Some(body));
+
+    // Signed out everywhere: B refuses the session within seconds.
+    let session = token(&sign_in(&a, "bo@example.com").await);
+    until_status(&b, "/v1/events?limit=1", &session, None, 200).await;
+    assert_eq!(patch(json!({"end_sessions": true})).await.status, 200);
+    until_status(&b, "/v1/events?limit=1", &session, None, 401).await;
+
+    // A new password: the old one stops working, the new one signs in.
+    let session = token(&sign_in(&a, "bo@example.com").await);
+    let changed = patch(json!({"password": "a brand new password", "roles": [{"project_id": demo, "role": "developer"}]})).await;
+    assert_eq!(changed.status, 200, "{changed:?}");
+    assert_eq!(changed.body["roles"][0]["role"], "developer");
+    until_status(&b, "/v1/events?limit=1", &session, None, 401).await;
+    let old = post(
+        &a,
+        "/v1/auth/login",
+        "",
+        json!({"email": "bo@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(old.status, 401, "{old:?}");
+    let new = post(
+        &a,
+        "/v1/auth/login",
+        "",
+        json!({"email": "bo@example.com", "password": "a brand new password"}),
+    )
+    .await;
+    assert_eq!(new.status, 200, "{new:?}");
+    let session = token(&new.body);
+    until_status(&b, "/v1/keys", &session, None, 200).await;
+
+    // Deleted: every session ends, and the email can be used again.
+    let deleted = call(&a, Method::DELETE, &path, ADMIN_TOKEN, None, None).await;
+    assert_eq!(deleted.status, 204, "{deleted:?}");
+    until_status(&b, "/v1/keys", &session, None, 401).await;
+    assert_eq!(patch(json!({"end_sessions": true})).await.status, 404);
+    create_user(&a, "bo@example.com", json!([]), false).await;
 }

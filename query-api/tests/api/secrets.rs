@@ -18,6 +18,8 @@ use tokio::process::Command;
 use crate::common::project;
 
 const ADMIN_TOKEN: &str = "admin-token-do-not-print-91be07";
+const SESSION_SECRET: &str = "session-secret-do-not-print-5c1e9a77b2";
+const PASSWORD: &str = "user-password-do-not-print-8e2f";
 
 fn query_api(
     env: &TestEnv,
@@ -42,6 +44,7 @@ fn query_api(
         .env("SLUICE_CLICKHOUSE_PASSWORD", reader_password)
         .env("SLUICE_CLICKHOUSE_CA_FILE", &clickhouse.ca_file)
         .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("SLUICE_SESSION_SECRET", SESSION_SECRET)
         .env("SLUICE_LOG", "trace");
     command
 }
@@ -63,6 +66,8 @@ async fn no_secret_is_printed_or_served() {
         broker.password.as_str(),
         clickhouse.reader_password.as_str(),
         ADMIN_TOKEN,
+        SESSION_SECRET,
+        PASSWORD,
     ];
     let binary = env!("CARGO_BIN_EXE_sluice-query-api");
     let mut seen = help_text(
@@ -71,6 +76,7 @@ async fn no_secret_is_printed_or_served() {
             ("SLUICE_KAFKA_SASL_PASSWORD", &broker.password),
             ("SLUICE_CLICKHOUSE_PASSWORD", &clickhouse.reader_password),
             ("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("SLUICE_SESSION_SECRET", SESSION_SECRET),
         ],
     );
     assert!(seen.contains("--clickhouse-ca-file"), "{seen}");
@@ -98,6 +104,45 @@ async fn no_secret_is_printed_or_served() {
     })
     .await;
     seen.push_str(&answered.text().await.unwrap());
+    // A person signs in: neither their password nor their tokens may reach
+    // the log (the tokens are theirs to see, in the answer only).
+    let user = serde_json::json!({"email": "secret@example.com", "password": PASSWORD,
+        "roles": [{"project_id": project(&env, "secrets"), "role": "viewer"}]});
+    let created = client
+        .post(format!("{base}/v1/admin/users"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    seen.push_str(&created.text().await.unwrap());
+    let signed_in: serde_json::Value = client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&serde_json::json!({"email": "secret@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session = signed_in["access_token"].as_str().unwrap().to_owned();
+    let refresh = signed_in["refresh_token"].as_str().unwrap().to_owned();
+    let wrong_password = client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&serde_json::json!({"email": "secret@example.com", "password": "wrong-pw-do-not-print-77"}))
+        .send()
+        .await
+        .unwrap();
+    seen.push_str(&wrong_password.text().await.unwrap());
+    seen.push_str(
+        &served_text(
+            &base,
+            &["/v1/auth/me", "/v1/events?limit=1"],
+            Some(&session),
+        )
+        .await,
+    );
     let paths = [
         "/metrics",
         "/health/ready",
@@ -111,6 +156,16 @@ async fn no_secret_is_printed_or_served() {
     seen.push_str(&served_text(&base, &paths, Some(&key)).await);
     let (_, printed) = running.end().await;
     assert!(printed.contains("query API listening"), "the log was read");
+    assert!(printed.contains("signed in"), "the sign-in was logged");
+    assert_no_secret(
+        &printed,
+        &[
+            session.as_str(),
+            refresh.as_str(),
+            "wrong-pw-do-not-print-77",
+        ],
+        "the query API's log",
+    );
     seen.push_str(&printed);
 
     // A wrong ClickHouse password: the startup error names the settings,

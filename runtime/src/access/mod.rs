@@ -100,6 +100,8 @@ pub enum AuthError {
     ProjectRequired,
     #[error("a change made with the session cookie must send the `X-Sluice-Csrf: 1` header")]
     CsrfHeaderMissing,
+    #[error("the session cookie counts only from a page of this origin")]
+    CrossOrigin,
 }
 
 impl AuthError {
@@ -118,7 +120,9 @@ impl AuthError {
             | AuthError::NoRole(_)
             | AuthError::NotGlobalAdmin
             | AuthError::SessionCannot(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            AuthError::CsrfHeaderMissing => (StatusCode::FORBIDDEN, "csrf_header_missing"),
+            AuthError::CsrfHeaderMissing | AuthError::CrossOrigin => {
+                (StatusCode::FORBIDDEN, "csrf_header_missing")
+            }
             AuthError::ProjectRequired => (StatusCode::BAD_REQUEST, "project_required"),
             AuthError::NotLoaded => (StatusCode::SERVICE_UNAVAILABLE, "keys_loading"),
         }
@@ -245,10 +249,19 @@ impl Access {
         supervisor: &Supervisor,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
-        let token_key = api
+        let mut token_key = api
             .session_secret()?
             .map(|secret| TokenKey::new(&secret, "--session-secret"))
             .transpose()?;
+        if let Some(previous) = api.session_secret_previous() {
+            token_key = Some(
+                token_key
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("--session-secret-previous needs --session-secret")
+                    })?
+                    .with_previous(&previous, "--session-secret-previous")?,
+            );
+        }
         let keys = KeyStore::tail(kafka, readiness, supervisor, shutdown.clone())?;
         let accounts = AccessStore::tail(kafka, readiness, supervisor, shutdown.clone())?;
         let usage = KeyUsageTracker::default();
@@ -350,7 +363,8 @@ impl Access {
     /// they have one).
     pub fn project(&self, parts: &Parts, need: Need) -> Result<Grant, AuthError> {
         let principal = self.principal(parts)?;
-        Self::grant(principal, chosen_project(&parts.headers), need)
+        let named = named_project(&principal, &parts.headers);
+        Self::grant(principal, named, need)
     }
 
     /// [`Self::project`] for a principal already known, and the project it names.
@@ -437,12 +451,18 @@ impl Access {
     }
 }
 
-/// The project a request names: `X-Sluice-Project`, else the `sluice_project` cookie.
-pub fn chosen_project(headers: &HeaderMap) -> Option<String> {
+/// The project a request of `principal` names: `X-Sluice-Project`, else (for
+/// a person, not a key) the dashboard's `sluice_project` cookie, which a key
+/// sent from the same browser (e.g. from `/docs`) must not pick up.
+pub fn named_project(principal: &Principal, headers: &HeaderMap) -> Option<String> {
+    let cookie = match principal {
+        Principal::Key(_) => None,
+        Principal::User { .. } | Principal::AdminToken => cookie(headers, PROJECT_COOKIE),
+    };
     headers
         .get(PROJECT_HEADER)
         .and_then(|value| value.to_str().ok())
-        .or_else(|| cookie(headers, PROJECT_COOKIE))
+        .or(cookie)
         .map(str::trim)
         .filter(|project| !project.is_empty())
         .map(str::to_owned)

@@ -216,6 +216,22 @@ fn keys_act_in_their_own_project_unless_admin() {
     );
     assert!(world.access.admin(&admin).is_ok());
     assert!(world.access.admin(&world.bearer(ADMIN_TOKEN, None)).is_ok());
+    // The dashboard's project cookie does not steer a key sent from the same browser.
+    let with_cookie = world.parts(
+        Method::GET,
+        &[
+            ("authorization", "Bearer admin-key-001".to_owned()),
+            ("cookie", format!("{PROJECT_COOKIE}=demo")),
+        ],
+    );
+    assert_eq!(
+        world
+            .access
+            .project(&with_cookie, Need::ManageKeys)
+            .unwrap()
+            .project_id,
+        "ops"
+    );
     assert_eq!(
         world
             .access

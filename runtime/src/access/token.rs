@@ -41,10 +41,12 @@ pub enum TokenError {
     Expired,
 }
 
-/// Signs and verifies session tokens.
+/// Signs and verifies session tokens: signs with the current secret,
+/// verifies with it or the previous one (while a secret is rotated).
 #[derive(Clone)]
 pub struct TokenKey {
     secret: Secret,
+    previous: Option<Secret>,
 }
 
 impl std::fmt::Debug for TokenKey {
@@ -63,7 +65,15 @@ impl TokenKey {
         }
         Ok(Self {
             secret: secret.clone(),
+            previous: None,
         })
+    }
+
+    /// Also accepts tokens signed with `previous` (verifying only), so a
+    /// secret can be rotated without signing everyone out.
+    pub fn with_previous(mut self, previous: &Secret, setting: &str) -> anyhow::Result<Self> {
+        self.previous = Some(Self::new(previous, setting)?.secret);
+        Ok(self)
     }
 
     /// A token for the user `user_id` in session `session_id`, valid from
@@ -99,10 +109,14 @@ impl TokenKey {
             .decode(signature)
             .map_err(|_| TokenError::Invalid)?;
         let signing_input = &token[..header_and_payload_len(token)];
-        let mut mac = self.hmac();
-        mac.update(signing_input.as_bytes());
-        mac.verify_slice(&signature)
-            .map_err(|_| TokenError::Invalid)?;
+        let signed_by = |secret: &Secret| {
+            let mut mac = hmac(secret);
+            mac.update(signing_input.as_bytes());
+            mac.verify_slice(&signature).is_ok()
+        };
+        if !signed_by(&self.secret) && !self.previous.as_ref().is_some_and(signed_by) {
+            return Err(TokenError::Invalid);
+        }
         let claims: Claims = decode_json(payload)?;
         if claims.iss != ISSUER {
             return Err(TokenError::Invalid);
@@ -113,16 +127,16 @@ impl TokenKey {
         Ok(claims)
     }
 
-    fn hmac(&self) -> Hmac<Sha256> {
-        Hmac::<Sha256>::new_from_slice(self.secret.expose().as_bytes())
-            .expect("HMAC takes a key of any length")
-    }
-
     fn mac(&self, input: &[u8]) -> Vec<u8> {
-        let mut mac = self.hmac();
+        let mut mac = hmac(&self.secret);
         mac.update(input);
         mac.finalize().into_bytes().to_vec()
     }
+}
+
+fn hmac(secret: &Secret) -> Hmac<Sha256> {
+    Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
+        .expect("HMAC takes a key of any length")
 }
 
 /// Whether `credential` has a JWT's shape (three base64url parts, a JSON
@@ -215,6 +229,26 @@ mod tests {
             assert_eq!(ours.verify(broken, 1_001), Err(TokenError::Invalid));
         }
         assert!(!looks_like_token("slk_0123"));
+    }
+
+    #[test]
+    fn a_rotated_secret_still_verifies_until_it_is_dropped() {
+        let old = key("the-old-session-secret-of-32-bytes!!");
+        let token = old.issue("usr_1", "ses_1", 1_000, 900);
+        let rotated = key(SECRET)
+            .with_previous(
+                &Secret::new("the-old-session-secret-of-32-bytes!!"),
+                "--session-secret-previous",
+            )
+            .unwrap();
+        assert!(rotated.verify(&token, 1_001).is_ok());
+        let fresh = rotated.issue("usr_1", "ses_1", 1_000, 900);
+        assert_eq!(
+            old.verify(&fresh, 1_001),
+            Err(TokenError::Invalid),
+            "signed with the new one"
+        );
+        assert_eq!(key(SECRET).verify(&token, 1_001), Err(TokenError::Invalid));
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub fn api_settings() -> ApiSettings {
         admin_token: String::new(),
         session_secret: None,
         session_secret_file: None,
+        session_secret_previous: None,
         request_timeout_ms: 30_000,
     }
 }
