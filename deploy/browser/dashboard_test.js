@@ -3,12 +3,14 @@
 // changes within 2 s of events sent to the gateway over HTTP; a group-by
 // draws a chart and a table, and its CSV link downloads those rows; the
 // event explorer pages forwards and back; a key is created (shown once,
-// accepted by the API) and revoked (refused from then on); the project
-// switcher changes what the admin's role allows; a viewer finds
+// accepted by the API), rotated and revoked (refused from then on); an
+// access cookie that has ended is refreshed without signing out; an API
+// error (webhooks without a destinations service) reads as a sentence; the
+// project switcher changes what the admin's role allows; a viewer finds
 // the management pages hidden and, opened directly, refused. No page logs
-// a console error, except the API answers a step expects (the 401 of
-// "who am I" before signing in, the 401 of a wrong password), which
-// Chromium logs as failed loads. Screenshots (1280×800) go to
+// a console error, except the API answers a step expects (the 401s of
+// "who am I" and of the refresh before signing in, the 401 of a wrong
+// password, ...), which Chromium logs as failed loads. Screenshots (1280×800) go to
 // SLUICE_SCREENSHOTS.
 //
 // Run by `sluice-dev browser`, which starts the services, makes the key and
@@ -136,16 +138,19 @@ async function openExplorer (page, name) {
   await page.getByLabel('Tag').fill(run)
 }
 
+/** What a page without a session asks first: who am I (401), and a refresh of the session (401). */
+const SIGNED_OUT = [[401, '/v1/auth/me'], [401, '/v1/auth/refresh']]
+
 /**
  * A fresh browser context (no session) at the dashboard, 1280×800; the
- * watcher expects the 401 of "who am I" before signing in, and `expected`.
+ * watcher expects the answers of SIGNED_OUT, and `expected`.
  */
 async function openDashboard (browser, expected = []) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } })
   context.setDefaultTimeout(20000)
   const page = await context.newPage()
   const watcher = watch(page)
-  for (const [status, pathname] of [[401, '/v1/auth/me'], ...expected]) watcher.expect(status, pathname)
+  for (const [status, pathname] of [...SIGNED_OUT, ...expected]) watcher.expect(status, pathname)
   await page.goto(`${base}/`)
   return { context, page, watcher }
 }
@@ -247,10 +252,20 @@ async function asAdmin (browser) {
   say('events: 60 in pages of 25, 25 and 10, forwards and back without repeats')
   watcher.check('the event explorer')
 
+  // The access cookie ends with its token (Max-Age, 15 minutes): the next
+  // request is refused, the dashboard refreshes the session with the
+  // refresh cookie and sends it again, and the person stays signed in.
+  await context.clearCookies({ name: 'sluice_access' })
+  watcher.expect(401, '/v1/keys')
   // Keys: create one (shown once, accepted by the API), rotate it (both
   // work until the old one's grace ends), revoke the old one.
   await page.getByRole('link', { name: 'API keys' }).click()
   await page.getByRole('heading', { name: /^API keys of/ }).waitFor()
+  await page.locator('table.keys').waitFor()
+  if (!(await context.cookies()).some((cookie) => cookie.name === 'sluice_access')) {
+    throw new Error('the session was not refreshed after the access cookie ended')
+  }
+  say('an ended access cookie: the session was refreshed and the keys page loaded')
   const label = `dashboard ${run}`
   await page.getByLabel('Label').fill(label)
   await page.getByLabel('Expires (optional)').fill(new Date(Date.now() + 7 * 86400e3).toISOString().slice(0, 16))
@@ -295,9 +310,17 @@ async function asAdmin (browser) {
   await shot(page, 'users')
   watcher.check('user management')
 
+  // This run starts no destinations service: the webhooks page shows the API's message, in words.
+  watcher.expect(404, '/v1/webhooks')
+  await page.getByRole('link', { name: 'Webhooks' }).click()
+  const unconfigured = await page.getByRole('alert').innerText()
+  if (!unconfigured.includes('destinations service')) throw new Error(`the webhooks page without destinations says: ${unconfigured}`)
+  say(`webhooks without a destinations service: "${unconfigured.trim()}"`)
+  watcher.check('the webhooks page')
+
   // In the other project the admin is a viewer: the page they are on is refused, the nav shrinks.
   await page.getByLabel('Project', { exact: true }).selectOption(otherProject)
-  await page.locator('.refusal', { hasText: `Your role (viewer) cannot manage users in project ${otherProject}` }).waitFor()
+  await page.locator('.refusal', { hasText: `Your role (viewer) cannot manage webhooks in project ${otherProject}` }).waitFor()
   const nav = await page.getByRole('navigation', { name: 'Pages' }).innerText()
   if (nav.includes('API keys') || nav.includes('Users')) throw new Error(`in ${otherProject} the navigation still offers: ${nav}`)
   await page.getByRole('link', { name: 'Overview' }).click()
@@ -305,7 +328,7 @@ async function asAdmin (browser) {
   say(`project switcher: in ${otherProject} the admin is a viewer, and the management pages go`)
   watcher.check('the project switcher')
 
-  watcher.expect(401, '/v1/auth/me')
+  for (const [status, pathname] of SIGNED_OUT) watcher.expect(status, pathname)
   await page.getByRole('button', { name: 'Sign out' }).click()
   await page.getByRole('heading', { name: 'Sign in to Sluice' }).waitFor()
   await page.reload()

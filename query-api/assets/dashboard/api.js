@@ -1,8 +1,11 @@
 // Every request the dashboard makes, to this origin only. The session is
 // the HttpOnly cookie the API set at login (JavaScript never sees a token);
-// writes carry `X-Sluice-Csrf: 1`, every request `X-Sluice-Project`. An
-// expired access token is refreshed once and the request sent again; when
-// that fails, the person is sent to the login page.
+// writes carry `X-Sluice-Csrf: 1`, every request `X-Sluice-Project`. On a
+// 401 the session is refreshed once (with the refresh cookie) and the
+// request sent again; when that fails, the person is sent to the login page.
+// Any 401, not only `session_expired`: the access cookie lives exactly as
+// long as its token, so once it is gone the browser sends no token at all
+// and the API can only say `unauthorized`.
 
 /** The API's error body as an Error: `{error, message, details}` plus the status. */
 export class ApiError extends Error {
@@ -138,7 +141,7 @@ export async function request (method, path, { query, body, retry = true } = {})
     response.headers.get('retry-after'))
   const isAuthCall = path.startsWith('/v1/auth/')
   if (response.status === 401 && !isAuthCall) {
-    if (retry && error.code === 'session_expired' && await refresh()) {
+    if (retry && await refresh()) {
       return request(method, path, { query, body, retry: false })
     }
     signedOut(error)
@@ -156,15 +159,20 @@ export async function currentUser () {
   try {
     return await request('GET', '/v1/auth/me')
   } catch (error) {
-    if (error.status === 401 && error.code === 'session_expired' && await refresh()) {
-      try {
-        return await request('GET', '/v1/auth/me')
-      } catch (again) {
-        if (again.status === 401) return null
-        throw again
-      }
-    }
-    if (error.status === 401) return null
-    throw error
+    if (error.status !== 401) throw error
   }
+  if (!(await refresh())) return null
+  try {
+    return await request('GET', '/v1/auth/me')
+  } catch (again) {
+    if (again.status === 401) return null
+    throw again
+  }
+}
+
+/** True while a session holds (refreshing it if needed); else the person is signed out. */
+export async function ensureSession () {
+  const user = await currentUser()
+  if (!user) signedOut(new ApiError(401))
+  return Boolean(user)
 }

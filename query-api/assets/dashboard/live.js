@@ -3,7 +3,7 @@
 // WebSockets). Subscriptions are kept and sent again after a reconnect;
 // before reconnecting, the session is checked (and refreshed if expired).
 
-import { get } from './api.js'
+import { ensureSession } from './api.js'
 
 export class LiveSocket {
   /**
@@ -42,9 +42,9 @@ export class LiveSocket {
     const delay = Math.min(15000, 1000 * 2 ** this.attempt++)
     try {
       // Refreshes an expired session, or ends it (to the login page).
-      await get('/v1/auth/me')
-    } catch (error) {
-      if (error.status === 401) return
+      if (!(await ensureSession())) return
+    } catch {
+      // Nothing answered: try the socket again after the delay.
     }
     if (this.closed) return
     this.timer = setTimeout(() => this.connect(), delay)
