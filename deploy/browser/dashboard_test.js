@@ -19,6 +19,7 @@
 //   SLUICE_QUERY_URL=http://127.0.0.1:8081 SLUICE_GATEWAY_URL=http://127.0.0.1:8080 \
 //   SLUICE_BROWSER_KEY=KEY SLUICE_PROJECT=PROJECT SLUICE_OTHER_PROJECT=OTHER SLUICE_SCREENSHOTS=docs/screenshots \
 //   SLUICE_ADMIN_EMAIL=… SLUICE_ADMIN_PASSWORD=… SLUICE_VIEWER_EMAIL=… SLUICE_VIEWER_PASSWORD=… \
+//   SLUICE_GLOBAL_ADMIN_EMAIL=… SLUICE_GLOBAL_ADMIN_PASSWORD=… \
 //   node deploy/browser/dashboard_test.js
 const path = require('node:path')
 const { chromium } = require('playwright-core')
@@ -36,6 +37,7 @@ const otherProject = env('SLUICE_OTHER_PROJECT')
 const shots = env('SLUICE_SCREENSHOTS')
 const admin = { email: env('SLUICE_ADMIN_EMAIL'), password: env('SLUICE_ADMIN_PASSWORD') }
 const viewer = { email: env('SLUICE_VIEWER_EMAIL'), password: env('SLUICE_VIEWER_PASSWORD') }
+const globalAdmin = { email: env('SLUICE_GLOBAL_ADMIN_EMAIL'), password: env('SLUICE_GLOBAL_ADMIN_PASSWORD') }
 const executablePath = process.env.SLUICE_CHROMIUM || '/usr/bin/chromium'
 const run = `browser-${Date.now()}`
 
@@ -114,8 +116,12 @@ function batch (n, offset) {
   }))
 }
 
-/** Signs in by the labelled fields, or with the keyboard alone (the email field has focus; Tab, Enter). */
-async function signIn (page, person, { keyboard = false } = {}) {
+/**
+ * Signs in by the labelled fields, or with the keyboard alone (the email
+ * field has focus; Tab, Enter); then waits for `landing`, by default the
+ * overview.
+ */
+async function signIn (page, person, { keyboard = false, landing = /^Overview of/ } = {}) {
   if (keyboard) {
     await page.getByLabel('Email').waitFor()
     await page.keyboard.type(person.email)
@@ -127,7 +133,7 @@ async function signIn (page, person, { keyboard = false } = {}) {
     await page.getByLabel('Password').fill(person.password)
     await page.getByRole('button', { name: 'Sign in' }).click()
   }
-  await page.getByRole('heading', { name: /^Overview of/ }).waitFor()
+  await page.getByRole('heading', { name: landing }).waitFor()
 }
 
 /** Opens the explorer `name` from the navigation, filtered to this run's events. */
@@ -374,6 +380,25 @@ async function asViewer (browser) {
   await context.close()
 }
 
+/** A global admin has no role anywhere: they name a project, and may do everything there. */
+async function asGlobalAdmin (browser) {
+  const { context, page, watcher } = await openDashboard(browser)
+  await signIn(page, globalAdmin, { landing: 'Overview' })
+  await page.getByText('Name a project in the field at the top').waitFor()
+  await page.getByLabel('Project', { exact: true }).fill(project)
+  await page.getByRole('button', { name: 'Open' }).click()
+  await page.getByRole('heading', { name: `Overview of ${project}` }).waitFor()
+  const nav = await page.getByRole('navigation', { name: 'Pages' }).innerText()
+  for (const offered of ['API keys', 'Webhooks', 'Users']) {
+    if (!nav.includes(offered)) throw new Error(`a global admin's navigation lacks ${offered}: ${nav}`)
+  }
+  await page.getByRole('link', { name: 'Users' }).click()
+  await page.locator('table.data', { hasText: admin.email }).waitFor()
+  watcher.check('the global admin')
+  say(`global admin: named project ${project} and manages its users`)
+  await context.close()
+}
+
 async function main () {
   const browser = await chromium.launch({
     executablePath,
@@ -382,6 +407,7 @@ async function main () {
   try {
     await asAdmin(browser)
     await asViewer(browser)
+    await asGlobalAdmin(browser)
   } finally {
     await browser.close()
   }

@@ -131,6 +131,8 @@ impl BrowserCheck {
             ("SLUICE_ADMIN_PASSWORD", (&people.admin.1).into()),
             ("SLUICE_VIEWER_EMAIL", (&people.viewer.0).into()),
             ("SLUICE_VIEWER_PASSWORD", (&people.viewer.1).into()),
+            ("SLUICE_GLOBAL_ADMIN_EMAIL", (&people.global.0).into()),
+            ("SLUICE_GLOBAL_ADMIN_PASSWORD", (&people.global.1).into()),
             ("SLUICE_PROJECT", PROJECT.into()),
             ("SLUICE_OTHER_PROJECT", OTHER_PROJECT.into()),
         ];
@@ -170,11 +172,13 @@ const PROJECT: &str = "conformance";
 const OTHER_PROJECT: &str = "browser-other";
 
 /// The people the dashboard test signs in as: an admin of [`PROJECT`] (and
-/// viewer of [`OTHER_PROJECT`]) and a viewer of [`PROJECT`], as (email,
-/// password).
+/// viewer of [`OTHER_PROJECT`]), a viewer of [`PROJECT`] and a global
+/// admin, as (email, password).
 struct DashboardUsers {
     admin: (String, String),
     viewer: (String, String),
+    /// A global admin: no role anywhere, every role everywhere.
+    global: (String, String),
 }
 
 impl DashboardUsers {
@@ -190,6 +194,7 @@ impl DashboardUsers {
         Self {
             admin: person("admin"),
             viewer: person("viewer"),
+            global: person("global-admin"),
         }
     }
 
@@ -203,8 +208,10 @@ impl DashboardUsers {
         for ((email, password), role, roles) in [
             (&self.admin, "admin", admin_roles),
             (&self.viewer, "viewer", viewer_roles),
+            (&self.global, "global admin", json!([])),
         ] {
-            let body = json!({"email": email, "password": password, "roles": roles});
+            let body = json!({"email": email, "password": password, "roles": roles,
+                "global_admin": role == "global admin"});
             let answer = target.query.call(
                 "POST",
                 "/v1/admin/users",
@@ -230,8 +237,8 @@ impl DashboardUsers {
             }
         }
         say(format!(
-            "users {} (admin; viewer of {OTHER_PROJECT}) and {} (viewer) of project {PROJECT}",
-            self.admin.0, self.viewer.0
+            "users {} (admin; viewer of {OTHER_PROJECT}) and {} (viewer) of project {PROJECT}, {} (global admin)",
+            self.admin.0, self.viewer.0, self.global.0
         ));
         Ok(())
     }
