@@ -174,6 +174,19 @@ pub struct DestinationSettings {
         default_value_t = 1_000
     )]
     pub commit_interval_ms: u64,
+
+    /// A partition that this instance does not hold, with messages waiting
+    /// and the group's committed offset still this long, is taken to be a
+    /// dead instance's: this instance leaves the group and joins again, so
+    /// that the broker assigns it afresh (tansu leaves a dead member's
+    /// partitions assigned to it). On the retry topic the limit is this plus
+    /// --backoff-max-ms. In milliseconds.
+    #[arg(
+        long = "stall-timeout-ms",
+        env = "SLUICE_STALL_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    pub stall_timeout_ms: u64,
 }
 
 impl DestinationSettings {

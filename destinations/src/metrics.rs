@@ -20,6 +20,7 @@ pub const SCHEDULED_RETRIES: &str = "sluice_destination_scheduled_retries";
 pub const UNSETTLED: &str = "sluice_destination_unsettled_deliveries";
 pub const BATCH_SIZE: &str = "sluice_destination_batch_events";
 pub const LOG_ROWS_DROPPED: &str = "sluice_destination_log_rows_dropped";
+pub const ASSIGNED: &str = "sluice_destination_assigned_partitions";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WebhookLabel {
@@ -40,6 +41,12 @@ pub struct ParkLabels {
     pub reason: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumerLabel {
+    /// `events` or `retries`.
+    pub consumer: &'static str,
+}
+
 #[derive(Clone)]
 pub struct DestinationMetrics {
     pub matches: Family<WebhookLabel, Counter>,
@@ -54,6 +61,7 @@ pub struct DestinationMetrics {
     pub scheduled_retries: Gauge,
     pub unsettled: Gauge,
     pub log_rows_dropped: Counter,
+    pub assigned: Family<ConsumerLabel, Gauge>,
 }
 
 impl DestinationMetrics {
@@ -78,6 +86,7 @@ impl DestinationMetrics {
             scheduled_retries: Gauge::default(),
             unsettled: Gauge::default(),
             log_rows_dropped: Counter::default(),
+            assigned: Family::default(),
         };
         registry.register(
             MATCHES,
@@ -135,7 +144,19 @@ impl DestinationMetrics {
             "Deliveries-log rows dropped because ClickHouse fell behind",
             metrics.log_rows_dropped.clone(),
         );
+        registry.register(
+            ASSIGNED,
+            "Partitions this instance holds, per consumer: events, retries",
+            metrics.assigned.clone(),
+        );
         metrics
+    }
+
+    /// The gauge of the partitions `consumer` holds.
+    pub fn assigned(&self, consumer: &'static str) -> Gauge {
+        self.assigned
+            .get_or_create(&ConsumerLabel { consumer })
+            .clone()
     }
 
     pub fn webhook(webhook_id: &str) -> WebhookLabel {

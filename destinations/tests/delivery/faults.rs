@@ -5,59 +5,15 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
-use sluice_runtime::kafka::client_config;
 use sluice_testkit::eventually;
 use sluice_testkit::processes::{free_port, wait_until_ready};
 
-use crate::harness::{PrivateStack, call, event, text};
-use crate::receiver::{Received, Receiver};
+use crate::backlog::Backlog;
+use crate::harness::{PrivateStack, all_at, call, create, event, event_id, ids, named, text};
+use crate::receiver::Receiver;
 
 const PATIENCE: Duration = Duration::from_secs(180);
-
-/// Creates a webhook of project `shop` and returns its id.
-async fn create(client: &reqwest::Client, hooks: &str, body: Value) -> String {
-    let (status, answer) = call(client, "POST", hooks, body).await;
-    assert_eq!(status, 201, "{answer}");
-    answer["webhook_id"].as_str().unwrap().to_owned()
-}
-
-/// The event id in a delivery's body.
-fn event_id(received: &Received) -> String {
-    let body: Value = serde_json::from_str(&received.body).expect("a JSON body");
-    body["data"]["event_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// The offsets the service's group committed on the events topic.
-fn committed(stack: &PrivateStack, group: &str) -> HashMap<i32, i64> {
-    let consumer: BaseConsumer = client_config(&stack.kafka)
-        .unwrap()
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    for partition in 0..stack.kafka.partitions {
-        list.add_partition(&stack.kafka.events_topic, partition);
-    }
-    let list = consumer
-        .committed_offsets(list, Duration::from_secs(30))
-        .expect("committed offsets");
-    list.elements()
-        .iter()
-        .map(|element| {
-            let offset = match element.offset() {
-                Offset::Offset(offset) => offset,
-                _ => 0,
-            };
-            (element.partition(), offset)
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sigkill_in_the_middle_of_a_backlog_loses_no_match() {
@@ -74,117 +30,40 @@ async fn a_sigkill_in_the_middle_of_a_backlog_loses_no_match() {
     let mut service = stack.spawn_binary(&config, port);
     wait_until_ready(&base, PATIENCE).await;
     let client = reqwest::Client::new();
-    let hooks = format!("{base}/v1/webhooks");
-    create(
-        &client,
-        &hooks,
-        json!({"project_id": "shop", "url": format!("http://{receiver_addr}/slow"), "rules": [{"type": "order"}]}),
-    )
-    .await;
-    // Pending retries at the kill: every attempt of these fails twice first.
-    create(
-        &client,
-        &hooks,
-        json!({"project_id": "shop", "url": format!("http://{receiver_addr}/flaky"), "rules": [{"type": "signup"}]}),
-    )
-    .await;
-
-    let producer = stack.producer();
-    let orders: Vec<_> = (0..600)
-        .map(|i| event("shop", &format!("order-{i}"), "order", "{}"))
-        .collect();
-    let signups: Vec<_> = (0..20)
-        .map(|i| event("shop", &format!("signup-{i}"), "signup", "{}"))
-        .collect();
-    let unmatched: Vec<_> = (0..50)
-        .map(|i| event("shop", &format!("view-{i}"), "page_view", "{}"))
-        .collect();
-    let offsets = stack.send(&producer, &orders).await;
-    stack.send(&producer, &signups).await;
-    stack.send(&producer, &unmatched).await;
-    let offset_of: HashMap<String, (i32, i64)> = orders
-        .iter()
-        .map(|e| e.event_id.clone())
-        .zip(offsets)
-        .collect();
+    Backlog::webhooks(&client, &format!("{base}/v1/webhooks"), receiver_addr).await;
+    let backlog = Backlog::send(&stack, 600).await;
 
     // Kill in the middle of the backlog, once the group has committed some.
-    eventually("a quarter of the backlog delivered", PATIENCE, || async {
-        Some(()).filter(|()| receiver.received("slow").len() >= 150)
-    })
-    .await;
-    eventually("a commit", PATIENCE, || async {
-        Some(()).filter(|()| committed(&stack, &group).values().any(|&o| o > 0))
-    })
-    .await;
-    service.signal("KILL");
-    assert_eq!(
-        service.exit_code_within(Duration::from_secs(60)).await,
-        Some(None),
-        "killed by the signal"
-    );
+    let at_kill = backlog
+        .kill_midway((&stack, &group), &receiver, 150, &mut service)
+        .await;
     let killed_at = Instant::now();
-    let committed_at_kill = committed(&stack, &group);
-    let before_kill: HashSet<String> = receiver.received("slow").iter().map(event_id).collect();
-    assert!(
-        before_kill.len() < orders.len(),
-        "the backlog was not finished at the kill"
-    );
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let service = stack.spawn_binary(&config, port);
     wait_until_ready(&base, PATIENCE).await;
 
-    // Every match arrives at least once.
-    let expected: HashSet<String> = orders.iter().map(|e| e.event_id.clone()).collect();
-    let received = eventually("every order delivered", PATIENCE, || async {
-        let received = receiver.received("slow");
-        let ids: HashSet<String> = received.iter().map(event_id).collect();
-        Some(received).filter(|_| ids.is_superset(&expected))
-    })
-    .await;
-    let flaky_expected: HashSet<String> = signups.iter().map(|e| e.event_id.clone()).collect();
-    eventually("every signup answered 200", PATIENCE, || async {
-        let mut attempts: HashMap<String, usize> = HashMap::new();
-        for received in receiver.received("flaky") {
-            *attempts.entry(event_id(&received)).or_default() += 1;
-        }
-        // The receiver answers 200 from the third attempt of a delivery on.
-        Some(()).filter(|()| flaky_expected.iter().all(|id| attempts.get(id) >= Some(&3)))
-    })
-    .await;
-
-    // Only what matched; duplicates only inside the documented window:
-    // deliveries sent before the kill whose source offset was not committed.
-    let mut copies: HashMap<String, usize> = HashMap::new();
-    for delivery in &received {
-        *copies.entry(event_id(delivery)).or_default() += 1;
-    }
-    assert_eq!(copies.len(), expected.len(), "nothing unmatched arrived");
-    let duplicates: Vec<&String> = copies
-        .iter()
-        .filter(|&(_, &count)| count > 1)
-        .map(|(id, _)| id)
-        .collect();
-    for id in &duplicates {
+    // Every match arrives at least once; only what matched; repeats only
+    // inside the documented window: deliveries sent before the kill whose
+    // source offset was not committed.
+    let received = backlog.all_arrived(&receiver, PATIENCE).await;
+    let repeats = backlog.repeats(&received, &at_kill);
+    for id in &repeats {
         assert!(
-            before_kill.contains(*id),
+            at_kill.delivered.contains(id),
             "{id} was sent twice, not across the kill"
         );
-        let (partition, offset) = offset_of[*id];
-        assert!(
-            offset >= committed_at_kill[&partition],
-            "{id} at {partition}/{offset} was committed ({committed_at_kill:?}) yet sent again"
-        );
     }
-    let (delivered_twice, deliveries) = (duplicates.len(), received.len());
     println!(
-        "SIGKILL: {} of {} orders delivered before the kill, {delivered_twice} sent again \
-         after the restart ({deliveries} requests in all), committed at the kill: \
-         {committed_at_kill:?}, all delivered {:?} after the kill",
-        before_kill.len(),
-        expected.len(),
+        "SIGKILL: {} of {} orders delivered before the kill, {} sent again \
+         after the restart ({} requests in all), committed at the kill: \
+         {:?}, all delivered {:?} after the kill",
+        at_kill.delivered.len(),
+        backlog.orders.len(),
+        repeats.len(),
+        received.len(),
+        at_kill.committed,
         killed_at.elapsed()
     );
     let (clean, output) = service.end().await;
@@ -224,19 +103,13 @@ async fn a_dead_endpoint_never_delays_another() {
     )
     .await;
 
-    let orders: Vec<_> = (0..40)
-        .map(|i| event("shop", &format!("order-{i}"), "order", "{}"))
-        .collect();
+    let orders = named("order", 40);
     stack.send(&stack.producer(), &orders).await;
-    let expected: HashSet<String> = orders.iter().map(|e| e.event_id.clone()).collect();
+    let expected = ids(&orders);
 
     // The healthy webhook gets everything while the hanging one has not
     // finished a single delivery.
-    eventually("every order at the healthy webhook", PATIENCE, || async {
-        let ids: HashSet<String> = receiver.received("ok").iter().map(event_id).collect();
-        Some(()).filter(|()| ids.is_superset(&expected))
-    })
-    .await;
+    all_at(&receiver, "ok", &orders, PATIENCE).await;
     let metrics = text(&service.url("/metrics")).await;
     let hang_delivered = format!(
         "sluice_destination_deliveries_total{{webhook_id=\"{hang}\",outcome=\"delivered\"}}"

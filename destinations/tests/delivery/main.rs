@@ -2,8 +2,10 @@
 //! ClickHouse (both on free ports, stopped when the test ends) and a real
 //! HTTP receiver started by the test.
 
+mod backlog;
 mod batch;
 mod faults;
 mod harness;
 mod receiver;
+mod scale;
 mod webhooks;
