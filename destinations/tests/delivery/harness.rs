@@ -309,6 +309,47 @@ pub fn committed_on(stack: &PrivateStack, group: &str, topic: &str) -> HashMap<i
         .collect()
 }
 
+/// The end offset (the next message's) of each partition of `topic`.
+pub fn ends(stack: &PrivateStack, topic: &str) -> HashMap<i32, i64> {
+    let consumer: BaseConsumer = client_config(&stack.kafka).unwrap().create().unwrap();
+    (0..stack.kafka.partitions)
+        .map(|partition| {
+            let (_, end) = consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(30))
+                .expect("watermarks");
+            (partition, end)
+        })
+        .collect()
+}
+
+/// Waits until the metrics page at `url` passes `check`, and returns it;
+/// on timeout, fails with the service's own series of the last page read.
+pub async fn metrics_until(
+    url: &str,
+    what: &str,
+    patience: Duration,
+    check: impl Fn(&str) -> bool,
+) -> String {
+    let give_up = std::time::Instant::now() + patience;
+    loop {
+        let page = text(url).await;
+        if check(&page) {
+            return page;
+        }
+        if std::time::Instant::now() >= give_up {
+            let ours: Vec<&str> = page
+                .lines()
+                .filter(|line| line.starts_with("sluice_destination"))
+                .collect();
+            panic!(
+                "timed out after {patience:?} waiting for {what}; the last metrics:\n{}",
+                ours.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The value of the metric line that starts with `series` (name and
 /// labels, as the exposition writes them) on the metrics page `text`.
 pub fn metric(text: &str, series: &str) -> Option<f64> {

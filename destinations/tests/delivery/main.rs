@@ -7,5 +7,6 @@ mod batch;
 mod faults;
 mod harness;
 mod receiver;
+mod removal;
 mod scale;
 mod webhooks;
