@@ -142,7 +142,8 @@ pub struct DestinationSettings {
     pub backoff_base_ms: u64,
 
     /// The longest wait between attempts (and the most a `Retry-After` is
-    /// honoured for), in milliseconds.
+    /// honoured for, and the longest pause of an open circuit), in
+    /// milliseconds.
     #[arg(
         long = "backoff-max-ms",
         env = "SLUICE_BACKOFF_MAX_MS",
@@ -158,7 +159,9 @@ pub struct DestinationSettings {
     )]
     pub breaker_threshold: u32,
 
-    /// How long an open circuit waits before one trial attempt, in milliseconds.
+    /// How long an open circuit waits before one trial attempt, in
+    /// milliseconds; it doubles with each failed trial, up to
+    /// --backoff-max-ms, and starts over once a trial succeeds.
     #[arg(
         long = "breaker-pause-ms",
         env = "SLUICE_BREAKER_PAUSE_MS",

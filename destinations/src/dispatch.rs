@@ -85,6 +85,8 @@ pub struct DispatchLimits {
     pub backoff: Backoff,
     pub breaker_threshold: u32,
     pub breaker_pause: Duration,
+    /// The longest pause of a breaker that keeps failing its trials.
+    pub breaker_max_pause: Duration,
 }
 
 #[derive(Clone)]
@@ -130,7 +132,8 @@ impl Dispatcher {
     }
 
     /// Hands `job` to its destination's queue, or parks it in the retry
-    /// topic when the queue is full. Never waits on a receiver.
+    /// topic when the queue is full or the circuit open. Never waits on a
+    /// receiver.
     pub async fn dispatch(&self, job: Job) {
         let webhook_id = job.delivery.webhook_id.clone();
         if !self.is_active(&webhook_id) {
@@ -140,6 +143,19 @@ impl Dispatcher {
             return;
         }
         let destination = self.destination(&webhook_id);
+        let reopens_at = destination
+            .breaker
+            .lock()
+            .ok()
+            .and_then(|b| b.reopens_at(Instant::now()));
+        if let Some(at) = reopens_at {
+            // Straight back to the retry topic, until the next trial,
+            // rather than through the queue (and a park for a full one).
+            let wait = at.saturating_duration_since(Instant::now());
+            self.park(job, now_ms() + wait.as_millis() as i64, "circuit_open")
+                .await;
+            return;
+        }
         let events = job.delivery.events();
         let queued = destination.queued.fetch_add(events, Ordering::Relaxed);
         // A batch larger than the whole queue still goes into an empty one.
@@ -212,6 +228,7 @@ impl Dispatcher {
             breaker: Arc::new(Mutex::new(Breaker::new(
                 limits.breaker_threshold,
                 limits.breaker_pause,
+                limits.breaker_max_pause,
             ))),
         };
         destinations.insert(webhook_id.to_owned(), destination.clone());

@@ -132,6 +132,7 @@ pub async fn serve(
             backoff: settings.backoff(),
             breaker_threshold: settings.breaker_threshold,
             breaker_pause: Duration::from_millis(settings.breaker_pause_ms),
+            breaker_max_pause: Duration::from_millis(settings.backoff_max_ms),
         },
         shutdown: workers.clone(),
     });

@@ -6,11 +6,13 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sluice_testkit::eventually;
 use sluice_testkit::processes::{free_port, wait_until_ready};
+use sluice_testkit::{Running, eventually};
 
 use crate::backlog::Backlog;
-use crate::harness::{PrivateStack, all_at, call, create, event, event_id, ids, named, text};
+use crate::harness::{
+    PrivateStack, all_at, call, create, event, event_id, ids, metric, metrics_until, named, text,
+};
 use crate::receiver::Receiver;
 
 const PATIENCE: Duration = Duration::from_secs(180);
@@ -150,23 +152,51 @@ async fn a_dead_endpoint_never_delays_another() {
     service.stop().await.expect("clean stop");
 }
 
+/// A service whose circuits open after three failed attempts, and one
+/// webhook of project `shop` for its orders at `url`, with 50 attempts.
+struct CircuitCase {
+    stack: PrivateStack,
+    service: Running,
+    client: reqwest::Client,
+    hooks: String,
+    id: String,
+}
+
+impl CircuitCase {
+    /// `pauses`: the circuit's first pause and `--backoff-max-ms`, in ms.
+    async fn start(name: &str, pauses: (u64, u64), queue_capacity: usize, url: &str) -> Self {
+        let stack = PrivateStack::start(name);
+        let mut config = stack.config();
+        let d = &mut config.destinations;
+        d.breaker_threshold = 3;
+        (d.breaker_pause_ms, d.backoff_max_ms) = pauses;
+        d.queue_capacity = queue_capacity;
+        let service = stack.start_service(config).await;
+        let client = reqwest::Client::new();
+        let hooks = service.url("/v1/webhooks");
+        let body = json!({"project_id": "shop", "url": url, "rules": [{"type": "order"}], "max_attempts": 50});
+        let id = create(&client, &hooks, body).await;
+        Self {
+            stack,
+            service,
+            client,
+            hooks,
+            id,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_circuit_opens_on_failures_and_closes_on_success() {
-    let stack = PrivateStack::start("circuit");
     let (receiver, receiver_addr) = Receiver::start().await;
-    let mut config = stack.config();
-    config.destinations.breaker_threshold = 3;
-    config.destinations.breaker_pause_ms = 2_000;
-    config.destinations.backoff_max_ms = 1_000;
-    let service = stack.start_service(config).await;
-    let client = reqwest::Client::new();
-    let hooks = service.url("/v1/webhooks");
-    let id = create(
-        &client,
-        &hooks,
-        json!({"project_id": "shop", "url": format!("http://{receiver_addr}/switch"), "rules": [{"type": "order"}], "max_attempts": 50}),
-    )
-    .await;
+    let url = format!("http://{receiver_addr}/switch");
+    let CircuitCase {
+        stack,
+        service,
+        client,
+        hooks,
+        id,
+    } = CircuitCase::start("circuit", (2_000, 1_000), 1_000, &url).await;
     let webhook = format!("{hooks}/{id}");
     let gauge =
         |state: i64| format!("sluice_destination_circuit_state{{webhook_id=\"{id}\"}} {state}");
@@ -217,5 +247,73 @@ async fn the_circuit_opens_on_failures_and_closes_on_success() {
     })
     .await;
 
+    service.stop().await.expect("clean stop");
+}
+
+/// Every park of `webhook`'s deliveries in the retry topic so far, by the
+/// metrics page `page`.
+fn parks(page: &str, webhook: &str) -> f64 {
+    ["retry", "queue_full", "circuit_open"]
+        .iter()
+        .filter_map(|reason| {
+            let series = format!(
+                "sluice_destination_parked_total{{webhook_id=\"{webhook}\",reason=\"{reason}\"}}"
+            );
+            metric(page, &series)
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_endpoints_backlog_is_rewritten_less_and_less_often() {
+    const EVENTS: usize = 1_000;
+    const WINDOW: Duration = Duration::from_secs(40);
+    // A port that refuses connections until the receiver starts on it.
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/ok");
+    let CircuitCase {
+        stack, service, id, ..
+    } = CircuitCase::start("deadbacklog", (1_000, 8_000), 100, &url).await;
+    let orders = named("order", EVENTS);
+    stack.send(&stack.producer(), &orders).await;
+    let metrics_url = service.url("/metrics");
+    let matched = format!("sluice_destination_matches_total{{webhook_id=\"{id}\"}}");
+    let page = metrics_until(&metrics_url, "every order matched", PATIENCE, |page| {
+        metric(page, &matched) == Some(EVENTS as f64)
+    })
+    .await;
+    let (start, parks_at_start) = (Instant::now(), parks(&page, &id));
+    tokio::time::sleep(WINDOW).await;
+    let page = text(&metrics_url).await;
+    let elapsed = start.elapsed();
+    let rewrites = parks(&page, &id) - parks_at_start;
+    let attempts = metric(
+        &page,
+        &format!("sluice_destination_attempts_total{{webhook_id=\"{id}\"}}"),
+    );
+    let per_event = rewrites / EVENTS as f64;
+    println!(
+        "dead endpoint: {EVENTS} events, {rewrites} parks in the retry topic in {elapsed:?} \
+         ({per_event:.1} per event), attempts in all {attempts:?}"
+    );
+    // At most a few parks per event each time the circuit half-opens (for a
+    // full queue, while the trial runs, until the next trial), and the
+    // pause doubles from 1 s to 8 s: within the window it can half-open
+    // at most this often, however slowly the machine runs.
+    let (mut pause, mut open_until, mut reopenings) = (Duration::from_secs(1), Duration::ZERO, 0);
+    while open_until + pause <= elapsed {
+        open_until += pause;
+        reopenings += 1;
+        pause = (pause * 2).min(Duration::from_secs(8));
+    }
+    let bound = 3.0 * f64::from(reopenings + 1);
+    assert!(
+        per_event <= bound,
+        "{per_event} parks per event in {elapsed:?}, over {bound} ({reopenings} reopenings)"
+    );
+
+    // The endpoint comes back: everything arrives.
+    let (receiver, _) = Receiver::start_on(port).await;
+    all_at(&receiver, "ok", &orders, PATIENCE).await;
     service.stop().await.expect("clean stop");
 }

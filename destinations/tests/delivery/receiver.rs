@@ -45,11 +45,18 @@ impl Receiver {
     /// (500 while [`Receiver::set_failing`], else 200), `gate` (no answer
     /// while [`Receiver::set_closed`], then 200).
     pub async fn start() -> (Self, SocketAddr) {
+        Self::start_on(0).await
+    }
+
+    /// Serves on 127.0.0.1:`port` (0: any free port) until the test ends.
+    pub async fn start_on(port: u16) -> (Self, SocketAddr) {
         let receiver = Self::default();
         let app = Router::new()
             .route("/{path}", post(answer))
             .with_state(receiver.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
         (receiver, addr)
