@@ -2,7 +2,12 @@
 //! row it opens, and deliveries to that destination wait (in the retry
 //! topic, not in memory) instead of tying up a worker on a dead endpoint;
 //! after `pause` one trial attempt is let through (half-open): success
-//! closes it, failure opens it for another pause.
+//! closes it, failure opens it for twice the pause before, up to
+//! `max_pause`. While it is open, every delivery waiting for the endpoint
+//! is written to the retry topic again once per pause; the growing pause
+//! bounds those rewrites over a long outage (and the trials the dead
+//! endpoint gets), at the cost of noticing its return up to `max_pause`
+//! late.
 
 use std::time::{Duration, Instant};
 
@@ -46,6 +51,9 @@ pub enum Permit {
 #[derive(Debug, Clone)]
 pub struct Breaker {
     threshold: u32,
+    /// The first pause, and the longest.
+    pauses: (Duration, Duration),
+    /// The pause of the current opening.
     pause: Duration,
     failures_in_a_row: u32,
     opened_at: Option<Instant>,
@@ -53,9 +61,10 @@ pub struct Breaker {
 }
 
 impl Breaker {
-    pub fn new(threshold: u32, pause: Duration) -> Self {
+    pub fn new(threshold: u32, pause: Duration, max_pause: Duration) -> Self {
         Self {
             threshold: threshold.max(1),
+            pauses: (pause, max_pause.max(pause)),
             pause,
             failures_in_a_row: 0,
             opened_at: None,
@@ -85,7 +94,15 @@ impl Breaker {
         }
     }
 
+    /// When an open breaker lets its next trial through; `None` unless open.
+    pub fn reopens_at(&self, now: Instant) -> Option<Instant> {
+        self.opened_at
+            .filter(|_| self.state(now) == BreakerState::Open)
+            .map(|at| at + self.pause)
+    }
+
     pub fn succeeded(&mut self) {
+        self.pause = self.pauses.0;
         self.failures_in_a_row = 0;
         self.opened_at = None;
         self.trial_running = false;
@@ -98,6 +115,9 @@ impl Breaker {
         self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
         let trial_failed = self.trial_running;
         self.trial_running = false;
+        if trial_failed {
+            self.pause = (self.pause * 2).min(self.pauses.1);
+        }
         if trial_failed || self.failures_in_a_row >= self.threshold {
             self.opened_at = Some(now);
         }
@@ -111,7 +131,7 @@ mod tests {
     #[test]
     fn opens_after_the_threshold_half_opens_after_the_pause_and_closes_on_success() {
         let pause = Duration::from_secs(10);
-        let mut breaker = Breaker::new(3, pause);
+        let mut breaker = Breaker::new(3, pause, pause * 4);
         let start = Instant::now();
         for _ in 0..2 {
             assert_eq!(breaker.permit(start), Permit::Attempt);
@@ -127,19 +147,35 @@ mod tests {
         assert_eq!(breaker.permit(later), Permit::Trial);
         // One trial at a time.
         assert!(matches!(breaker.permit(later), Permit::WaitUntil(_)));
-        // A failed trial opens it again for a whole pause.
+        // A failed trial opens it again for twice the pause, up to the longest.
         breaker.failed(later);
         assert_eq!(breaker.state(later), BreakerState::Open);
-        assert_eq!(breaker.state(later + pause), BreakerState::HalfOpen);
-        assert_eq!(breaker.permit(later + pause), Permit::Trial);
+        assert_eq!(breaker.reopens_at(later), Some(later + pause * 2));
+        assert_eq!(breaker.state(later + pause), BreakerState::Open);
+        let mut at = later;
+        for expected in [2, 4, 4] {
+            at += pause * expected;
+            assert_eq!(breaker.state(at), BreakerState::HalfOpen);
+            assert_eq!(breaker.reopens_at(at), None);
+            assert_eq!(breaker.permit(at), Permit::Trial);
+            breaker.failed(at);
+        }
+        assert_eq!(breaker.reopens_at(at), Some(at + pause * 4));
+        at += pause * 4;
+        assert_eq!(breaker.permit(at), Permit::Trial);
         breaker.succeeded();
-        assert_eq!(breaker.state(later + pause), BreakerState::Closed);
-        assert_eq!(breaker.permit(later + pause), Permit::Attempt);
+        assert_eq!(breaker.state(at), BreakerState::Closed);
+        assert_eq!(breaker.permit(at), Permit::Attempt);
+        // Open again: the pause starts over.
+        for _ in 0..3 {
+            breaker.failed(at);
+        }
+        assert_eq!(breaker.reopens_at(at), Some(at + pause));
     }
 
     #[test]
     fn a_success_resets_the_count() {
-        let mut breaker = Breaker::new(2, Duration::from_secs(1));
+        let mut breaker = Breaker::new(2, Duration::from_secs(1), Duration::from_secs(1));
         let now = Instant::now();
         breaker.failed(now);
         breaker.succeeded();

@@ -142,7 +142,8 @@ pub struct DestinationSettings {
     pub backoff_base_ms: u64,
 
     /// The longest wait between attempts (and the most a `Retry-After` is
-    /// honoured for), in milliseconds.
+    /// honoured for, and the longest pause of an open circuit), in
+    /// milliseconds.
     #[arg(
         long = "backoff-max-ms",
         env = "SLUICE_BACKOFF_MAX_MS",
@@ -158,7 +159,9 @@ pub struct DestinationSettings {
     )]
     pub breaker_threshold: u32,
 
-    /// How long an open circuit waits before one trial attempt, in milliseconds.
+    /// How long an open circuit waits before one trial attempt, in
+    /// milliseconds; it doubles with each failed trial, up to
+    /// --backoff-max-ms, and starts over once a trial succeeds.
     #[arg(
         long = "breaker-pause-ms",
         env = "SLUICE_BREAKER_PAUSE_MS",
@@ -174,6 +177,19 @@ pub struct DestinationSettings {
         default_value_t = 1_000
     )]
     pub commit_interval_ms: u64,
+
+    /// A partition that this instance does not hold, with messages waiting
+    /// and the group's committed offset still this long, is taken to be a
+    /// dead instance's: this instance leaves the group and joins again, so
+    /// that the broker assigns it afresh (tansu leaves a dead member's
+    /// partitions assigned to it). On the retry topic the limit is this plus
+    /// --backoff-max-ms. In milliseconds.
+    #[arg(
+        long = "stall-timeout-ms",
+        env = "SLUICE_STALL_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    pub stall_timeout_ms: u64,
 }
 
 impl DestinationSettings {

@@ -18,7 +18,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::consumer::{
@@ -29,6 +29,7 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use sluice_runtime::kafka::client_config;
 use sluice_runtime::record_topic::RecordStore;
 use sluice_runtime::settings::KafkaSettings;
+use sluice_runtime::supervise::Supervisor;
 use sluice_schemas::Limits;
 use sluice_schemas::decode::{MessageAt, decode, is_marker};
 use sluice_schemas::time_format::now_ms;
@@ -39,6 +40,7 @@ use crate::dispatch::{Dispatcher, Job};
 use crate::metrics::DestinationMetrics;
 use crate::offsets::OffsetLedger;
 use crate::rules::Matcher;
+use crate::takeover::{Rejoin, StallWatch};
 use crate::webhook::WebhookRecord;
 
 /// Keeps the ledger in step with the group's assignments.
@@ -115,63 +117,6 @@ fn commit(consumer: &LedgerConsumer, topic: &str, ledger: &OffsetLedger) {
     }
 }
 
-/// How long a consumer may hold no partition before it joins its group
-/// again; longer than the session timeout, so a dead member is gone by then.
-const REJOIN_GRACE: Duration = Duration::from_secs(15);
-
-/// A consumer that holds no partition for a while leaves its group and
-/// joins again. tansu 0.6.0 may give a member that joins within the session
-/// timeout of a dead one (a restart after a SIGKILL) no partition at all
-/// (docs/failure-modes.md); joining again makes the broker assign every
-/// partition afresh. The grace doubles on each rejoin, up to 16 times, so an
-/// instance with nothing to hold (more instances than partitions) rarely
-/// rebalances the group.
-#[derive(Debug)]
-struct Rejoin {
-    empty_since: Option<Instant>,
-    grace: Duration,
-}
-
-impl Rejoin {
-    fn new() -> Self {
-        Self {
-            empty_since: None,
-            grace: REJOIN_GRACE,
-        }
-    }
-
-    /// Whether to join again now, given whether the consumer holds any partition.
-    fn due(&mut self, holds_any: bool, now: Instant) -> bool {
-        if holds_any {
-            self.empty_since = None;
-            self.grace = REJOIN_GRACE;
-            return false;
-        }
-        let since = *self.empty_since.get_or_insert(now);
-        if now.duration_since(since) < self.grace {
-            return false;
-        }
-        self.empty_since = Some(now);
-        self.grace = (self.grace * 2).min(REJOIN_GRACE * 16);
-        true
-    }
-
-    /// Joins again if due.
-    fn check(&mut self, consumer: &LedgerConsumer, topic: &str, ledger: &OffsetLedger) {
-        if !self.due(ledger.holds_any(), Instant::now()) {
-            return;
-        }
-        tracing::warn!(
-            topic,
-            "no partition held; leaving the consumer group and joining again"
-        );
-        consumer.unsubscribe();
-        if let Err(error) = consumer.subscribe(&[topic]) {
-            tracing::warn!(cause = %error, topic, "cannot subscribe again; the next check retries");
-        }
-    }
-}
-
 /// The webhooks of each project, matched and ready; rebuilt when the store changes.
 struct WebhookIndex {
     store: RecordStore<WebhookRecord>,
@@ -211,9 +156,31 @@ pub struct ConsumeContext {
     pub kafka: KafkaSettings,
     pub group: String,
     pub commit_interval: Duration,
+    /// A partition not held here, with messages waiting and its committed
+    /// offset still this long, is taken to be a dead instance's
+    /// ([`crate::takeover`]).
+    pub stall_timeout: Duration,
+    /// The longest a retry waits until due (`--backoff-max-ms`): an offset
+    /// of the retry topic may rightly stay still that much longer.
+    pub longest_wait: Duration,
+    pub supervisor: Supervisor,
     pub dispatcher: Dispatcher,
     pub metrics: DestinationMetrics,
     pub shutdown: CancellationToken,
+}
+
+/// The rejoin rule of the consumer of `topic` in `group`, with its watch
+/// started (named `name`).
+fn rejoin_rule(
+    context: &ConsumeContext,
+    (group, topic, name): (&str, &str, &'static str),
+    stall_timeout: Duration,
+    ledger: &OffsetLedger,
+) -> anyhow::Result<Rejoin> {
+    let watch = StallWatch::new(&context.kafka, group, topic, stall_timeout, ledger.clone())?;
+    let rejoin = Rejoin::new(watch.orphans());
+    watch.spawn(name, &context.supervisor, context.shutdown.clone())?;
+    Ok(rejoin)
 }
 
 /// Reads the events topic until shutdown, matching and dispatching.
@@ -227,13 +194,16 @@ pub async fn events(
     let mut index = WebhookIndex::new(webhooks);
     let limits = Limits::default();
     let mut tick = tokio::time::interval(context.commit_interval);
-    let mut rejoin = Rejoin::new();
+    let watched = (context.group.as_str(), topic.as_str(), "events watch");
+    let mut rejoin = rejoin_rule(&context, watched, context.stall_timeout, &ledger)?;
+    let assigned = context.metrics.assigned("events");
     loop {
         tokio::select! {
             () = context.shutdown.cancelled() => break,
             _ = tick.tick() => {
                 commit(&consumer, &topic, &ledger);
                 rejoin.check(&consumer, &topic, &ledger);
+                assigned.set(ledger.held().len() as i64);
                 context.metrics.unsettled.set(ledger.unsettled() as i64);
             }
             message = consumer.recv() => match message {
@@ -345,7 +315,10 @@ pub async fn retries(
     // Events in `waiting`: a batch counts its members.
     let mut held_events = 0usize;
     let mut tick = tokio::time::interval(context.commit_interval);
-    let mut rejoin = Rejoin::new();
+    let stall_timeout = context.stall_timeout + context.longest_wait;
+    let watched = (group.as_str(), retry_topic.as_str(), "retries watch");
+    let mut rejoin = rejoin_rule(&context, watched, stall_timeout, &ledger)?;
+    let assigned = context.metrics.assigned("retries");
     loop {
         let next_due = waiting
             .peek()
@@ -357,6 +330,7 @@ pub async fn retries(
             _ = tick.tick() => {
                 commit(&consumer, &retry_topic, &ledger);
                 rejoin.check(&consumer, &retry_topic, &ledger);
+                assigned.set(ledger.held().len() as i64);
                 context.metrics.scheduled_retries.set(held_events as i64);
             }
             () = tokio::time::sleep(next_due), if !waiting.is_empty() => {
@@ -397,26 +371,4 @@ pub async fn retries(
     }
     commit(&consumer, &retry_topic, &ledger);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_consumer_without_partitions_rejoins_after_a_growing_grace() {
-        let mut rejoin = Rejoin::new();
-        let start = Instant::now();
-        assert!(!rejoin.due(false, start));
-        assert!(!rejoin.due(false, start + REJOIN_GRACE / 2));
-        assert!(rejoin.due(false, start + REJOIN_GRACE));
-        // Still nothing: the next rejoin waits twice as long.
-        let again = start + REJOIN_GRACE;
-        assert!(!rejoin.due(false, again + REJOIN_GRACE));
-        assert!(rejoin.due(false, again + REJOIN_GRACE * 2));
-        // A partition held resets it.
-        assert!(!rejoin.due(true, again + REJOIN_GRACE * 3));
-        assert!(!rejoin.due(false, again + REJOIN_GRACE * 3));
-        assert!(rejoin.due(false, again + REJOIN_GRACE * 4));
-    }
 }

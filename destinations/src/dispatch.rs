@@ -12,6 +12,12 @@
 //! is bounded in events, not jobs, so that batches coming back from the
 //! retry topic keep that bound (an event is at most 32 KiB either way). A
 //! batch is one attempt for the circuit breaker; its metrics count events.
+//!
+//! A webhook deleted or disabled keeps nothing here: a delivery for it is
+//! settled (its offset released) without an attempt, and its worker, once
+//! idle, takes its destination out of the map, settles what is still
+//! queued, waits for its attempts in flight and drops the webhook's
+//! metric series.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,6 +43,10 @@ use crate::webhook::WebhookRecord;
 
 /// How long a delivery that found its queue full waits in the retry topic.
 const QUEUE_FULL_PAUSE: Duration = Duration::from_secs(1);
+
+/// How long a worker waits for a job before it checks that its webhook is
+/// still active.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// A delivery and the source offsets it holds back until it is settled:
 /// one, or for a batch formed here, one per member (a batch read back from
@@ -75,6 +85,8 @@ pub struct DispatchLimits {
     pub backoff: Backoff,
     pub breaker_threshold: u32,
     pub breaker_pause: Duration,
+    /// The longest pause of a breaker that keeps failing its trials.
+    pub breaker_max_pause: Duration,
 }
 
 #[derive(Clone)]
@@ -120,10 +132,30 @@ impl Dispatcher {
     }
 
     /// Hands `job` to its destination's queue, or parks it in the retry
-    /// topic when the queue is full. Never waits on a receiver.
+    /// topic when the queue is full or the circuit open. Never waits on a
+    /// receiver.
     pub async fn dispatch(&self, job: Job) {
         let webhook_id = job.delivery.webhook_id.clone();
+        if !self.is_active(&webhook_id) {
+            // Deleted or disabled since the match (or since it was parked):
+            // nothing to deliver, and no destination to keep for it.
+            job.settle();
+            return;
+        }
         let destination = self.destination(&webhook_id);
+        let reopens_at = destination
+            .breaker
+            .lock()
+            .ok()
+            .and_then(|b| b.reopens_at(Instant::now()));
+        if let Some(at) = reopens_at {
+            // Straight back to the retry topic, until the next trial,
+            // rather than through the queue (and a park for a full one).
+            let wait = at.saturating_duration_since(Instant::now());
+            self.park(job, now_ms() + wait.as_millis() as i64, "circuit_open")
+                .await;
+            return;
+        }
         let events = job.delivery.events();
         let queued = destination.queued.fetch_add(events, Ordering::Relaxed);
         // A batch larger than the whole queue still goes into an empty one.
@@ -159,6 +191,14 @@ impl Dispatcher {
         let _ = tokio::time::timeout(limit, self.inner.tasks.wait()).await;
     }
 
+    fn is_active(&self, webhook_id: &str) -> bool {
+        self.inner
+            .parts
+            .webhooks
+            .get(webhook_id)
+            .is_some_and(|webhook| webhook.is_active())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Destination>> {
         self.inner
             .destinations
@@ -188,9 +228,12 @@ impl Dispatcher {
             breaker: Arc::new(Mutex::new(Breaker::new(
                 limits.breaker_threshold,
                 limits.breaker_pause,
+                limits.breaker_max_pause,
             ))),
         };
         destinations.insert(webhook_id.to_owned(), destination.clone());
+        let metrics = &self.inner.parts.metrics;
+        metrics.destinations.set(destinations.len() as i64);
         let worker = self.clone();
         let breaker = destination.breaker.clone();
         let queued = destination.queued.clone();
@@ -201,17 +244,69 @@ impl Dispatcher {
         destination
     }
 
-    /// One destination's loop: takes jobs while fewer than the concurrency
-    /// limit are in flight. Jobs still queued at shutdown stay unsettled;
-    /// their offsets are not committed and the next run delivers them.
+    /// One destination's life: takes jobs until shutdown or until its
+    /// webhook is gone; then, once its attempts in flight have ended, drops
+    /// its metric series.
     async fn work(
         self,
         webhook_id: String,
-        mut jobs: mpsc::Receiver<Job>,
+        jobs: mpsc::Receiver<Job>,
         queued: Arc<AtomicUsize>,
         breaker: Arc<Mutex<Breaker>>,
     ) {
-        let slots = Arc::new(Semaphore::new(self.inner.parts.limits.concurrency.max(1)));
+        let concurrency = self.inner.parts.limits.concurrency.max(1);
+        let slots = Arc::new(Semaphore::new(concurrency));
+        let retired = self
+            .take_jobs(&webhook_id, jobs, &queued, &breaker, &slots)
+            .await;
+        if !retired {
+            return;
+        }
+        let shutdown = &self.inner.parts.shutdown;
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = slots.acquire_many(concurrency as u32) => {}
+        }
+        self.forget(&webhook_id);
+    }
+
+    /// Takes the destination of `webhook_id` out of the map, if `queued` is
+    /// still its: the queue closes once the dispatches under way are done,
+    /// and the worker settles what is left in it.
+    fn retire(&self, webhook_id: &str, queued: &Arc<AtomicUsize>) {
+        let mut destinations = self.lock();
+        if destinations
+            .get(webhook_id)
+            .is_some_and(|d| Arc::ptr_eq(&d.queued, queued))
+        {
+            destinations.remove(webhook_id);
+            let metrics = &self.inner.parts.metrics;
+            metrics.destinations.set(destinations.len() as i64);
+        }
+    }
+
+    /// Drops the metric series of a retired webhook, unless it came back
+    /// (enabled again) and has a destination anew.
+    fn forget(&self, webhook_id: &str) {
+        let destinations = self.lock();
+        if !destinations.contains_key(webhook_id) {
+            self.inner.parts.metrics.forget(webhook_id);
+        }
+    }
+
+    /// Takes jobs while fewer than the concurrency limit are in flight,
+    /// until shutdown (`false`) or until the webhook is gone and its queue
+    /// closed (`true`). Jobs still queued at shutdown stay unsettled; their
+    /// offsets are not committed and the next run delivers them.
+    async fn take_jobs(
+        &self,
+        webhook_id: &str,
+        mut jobs: mpsc::Receiver<Job>,
+        queued: &Arc<AtomicUsize>,
+        breaker: &Arc<Mutex<Breaker>>,
+        slots: &Arc<Semaphore>,
+    ) -> bool {
+        let webhook_id = webhook_id.to_owned();
         let depth = self.depth(&webhook_id);
         let taken = |job: &Job| {
             let events = job.delivery.events();
@@ -221,20 +316,28 @@ impl Dispatcher {
         let shutdown = &self.inner.parts.shutdown;
         // A delivery that ended a batch by not fitting: the next one's first.
         let mut held: Option<Job> = None;
+        let mut retiring = false;
         loop {
             let slot = tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => return false,
                 slot = slots.clone().acquire_owned() => slot,
             };
-            let Ok(slot) = slot else { return };
+            let Ok(slot) = slot else { return false };
             let job = match held.take() {
                 Some(job) => job,
                 None => {
                     let job = tokio::select! {
-                        () = shutdown.cancelled() => return,
+                        () = shutdown.cancelled() => return false,
                         job = jobs.recv() => job,
+                        () = tokio::time::sleep(IDLE_CHECK), if !retiring => {
+                            if !self.is_active(&webhook_id) {
+                                self.retire(&webhook_id, queued);
+                                retiring = true;
+                            }
+                            continue;
+                        }
                     };
-                    let Some(job) = job else { return };
+                    let Some(job) = job else { return true };
                     taken(&job);
                     job
                 }
@@ -254,7 +357,7 @@ impl Dispatcher {
                     let Some(gathered) =
                         gather(job, &mut jobs, config.into(), joins, size, shutdown).await
                     else {
-                        return;
+                        return false;
                     };
                     gathered.items[1..]
                         .iter()

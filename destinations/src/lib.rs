@@ -31,6 +31,7 @@ pub mod error;
 pub mod metrics;
 pub mod sender;
 pub mod spool;
+pub mod takeover;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -131,6 +132,7 @@ pub async fn serve(
             backoff: settings.backoff(),
             breaker_threshold: settings.breaker_threshold,
             breaker_pause: Duration::from_millis(settings.breaker_pause_ms),
+            breaker_max_pause: Duration::from_millis(settings.backoff_max_ms),
         },
         shutdown: workers.clone(),
     });
@@ -138,6 +140,9 @@ pub async fn serve(
         kafka: kafka.clone(),
         group: settings.consumer_group.clone(),
         commit_interval: Duration::from_millis(settings.commit_interval_ms.max(10)),
+        stall_timeout: Duration::from_millis(settings.stall_timeout_ms),
+        longest_wait: Duration::from_millis(settings.backoff_max_ms),
+        supervisor: supervisor.clone(),
         dispatcher: dispatcher.clone(),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),

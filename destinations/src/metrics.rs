@@ -20,6 +20,12 @@ pub const SCHEDULED_RETRIES: &str = "sluice_destination_scheduled_retries";
 pub const UNSETTLED: &str = "sluice_destination_unsettled_deliveries";
 pub const BATCH_SIZE: &str = "sluice_destination_batch_events";
 pub const LOG_ROWS_DROPPED: &str = "sluice_destination_log_rows_dropped";
+pub const ASSIGNED: &str = "sluice_destination_assigned_partitions";
+pub const DESTINATIONS: &str = "sluice_destination_active_destinations";
+
+/// Every outcome and park reason, to drop a webhook's series.
+const OUTCOMES: [&str; 4] = ["delivered", "retrying", "dead", "refused"];
+const PARK_REASONS: [&str; 3] = ["retry", "queue_full", "circuit_open"];
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WebhookLabel {
@@ -40,6 +46,12 @@ pub struct ParkLabels {
     pub reason: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumerLabel {
+    /// `events` or `retries`.
+    pub consumer: &'static str,
+}
+
 #[derive(Clone)]
 pub struct DestinationMetrics {
     pub matches: Family<WebhookLabel, Counter>,
@@ -54,6 +66,8 @@ pub struct DestinationMetrics {
     pub scheduled_retries: Gauge,
     pub unsettled: Gauge,
     pub log_rows_dropped: Counter,
+    pub assigned: Family<ConsumerLabel, Gauge>,
+    pub destinations: Gauge,
 }
 
 impl DestinationMetrics {
@@ -78,6 +92,8 @@ impl DestinationMetrics {
             scheduled_retries: Gauge::default(),
             unsettled: Gauge::default(),
             log_rows_dropped: Counter::default(),
+            assigned: Family::default(),
+            destinations: Gauge::default(),
         };
         registry.register(
             MATCHES,
@@ -135,7 +151,50 @@ impl DestinationMetrics {
             "Deliveries-log rows dropped because ClickHouse fell behind",
             metrics.log_rows_dropped.clone(),
         );
+        registry.register(
+            ASSIGNED,
+            "Partitions this instance holds, per consumer: events, retries",
+            metrics.assigned.clone(),
+        );
+        registry.register(
+            DESTINATIONS,
+            "Webhooks with a queue and workers in memory (deleted and disabled ones are dropped once idle)",
+            metrics.destinations.clone(),
+        );
         metrics
+    }
+
+    /// Drops every series of a webhook that was deleted or disabled.
+    pub fn forget(&self, webhook_id: &str) {
+        let label = Self::webhook(webhook_id);
+        for family in [&self.matches, &self.attempts] {
+            family.remove(&label);
+        }
+        for family in [&self.latency, &self.end_to_end, &self.batch_size] {
+            family.remove(&label);
+        }
+        for family in [&self.queue_depth, &self.circuit_state] {
+            family.remove(&label);
+        }
+        for outcome in OUTCOMES {
+            self.deliveries.remove(&OutcomeLabels {
+                webhook_id: webhook_id.to_owned(),
+                outcome,
+            });
+        }
+        for reason in PARK_REASONS {
+            self.parked.remove(&ParkLabels {
+                webhook_id: webhook_id.to_owned(),
+                reason,
+            });
+        }
+    }
+
+    /// The gauge of the partitions `consumer` holds.
+    pub fn assigned(&self, consumer: &'static str) -> Gauge {
+        self.assigned
+            .get_or_create(&ConsumerLabel { consumer })
+            .clone()
     }
 
     pub fn webhook(webhook_id: &str) -> WebhookLabel {

@@ -4,7 +4,7 @@
 //! loses nothing: the next owner of the partition resumes at the committed
 //! offset and matches again whatever was not settled.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -172,6 +172,11 @@ impl OffsetLedger {
     /// Whether this process holds any partition.
     pub fn holds_any(&self) -> bool {
         !self.lock().is_empty()
+    }
+
+    /// The partitions this process holds.
+    pub fn held(&self) -> BTreeSet<i32> {
+        self.lock().keys().copied().collect()
     }
 
     /// Unsettled deliveries across partitions (for metrics).

@@ -2,12 +2,12 @@
 //! batch retried whole under one webhook-id.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sluice_testkit::eventually;
 
-use crate::harness::{PrivateStack, call, event, text};
+use crate::harness::{PrivateStack, all_at, call, create, event, ids, metric, named, text};
 use crate::receiver::{Received, Receiver, verify};
 
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -214,6 +214,97 @@ async fn batches_carry_many_events_signed_and_retry_whole() {
     .await;
     assert_eq!(again[1].body, refused.body);
     assert!(verify(&secrets["refuse"], &again[1]), "{:?}", again[1]);
+
+    service.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_batch_queue_parks_counting_events_and_delivers_everything() {
+    const CAPACITY: f64 = 10.0;
+    let stack = PrivateStack::start("batchfull");
+    let (receiver, receiver_addr) = Receiver::start().await;
+    let mut config = stack.config();
+    config.destinations.queue_capacity = CAPACITY as usize;
+    config.destinations.concurrency = 1;
+    config.destinations.breaker_threshold = 1_000;
+    let service = stack.start_service(config).await;
+    let client = reqwest::Client::new();
+    let hooks = service.url("/v1/webhooks");
+    let target = |path: &str| format!("http://{receiver_addr}/{path}");
+    // While the gate is closed every attempt times out, so batches come
+    // back from the retry topic whole: jobs of several events each.
+    let batched = create(
+        &client,
+        &hooks,
+        json!({"project_id": "shop", "url": target("gate"), "rules": [{"type": "order"}],
+               "timeout_ms": 1_500, "max_attempts": 50,
+               "batch": {"max_events": 5, "max_wait_ms": 300}}),
+    )
+    .await;
+    create(
+        &client,
+        &hooks,
+        json!({"project_id": "shop", "url": target("ok"), "rules": [{"type": "order"}]}),
+    )
+    .await;
+
+    receiver.set_closed(true);
+    let orders = named("order", 40);
+    stack.send(&stack.producer(), &orders).await;
+    let expected: BTreeSet<String> = ids(&orders).into_iter().collect();
+
+    // The consumer is not held up: the other webhook gets every order
+    // while the gated one's only worker waits.
+    all_at(&receiver, "ok", &orders, PATIENCE).await;
+
+    // Batches time out, are parked and come back whole; the queue takes
+    // what fits in events and the rest is parked again, so it never holds
+    // more than its capacity in events, whatever the jobs.
+    let metrics_url = service.url("/metrics");
+    let depth = format!("sluice_destination_queue_depth{{webhook_id=\"{batched}\"}}");
+    let parked = |reason: &str| {
+        format!("sluice_destination_parked_total{{webhook_id=\"{batched}\",reason=\"{reason}\"}}")
+    };
+    let give_up = Instant::now() + PATIENCE;
+    let mut deepest = 0.0_f64;
+    let (retried, full) = loop {
+        let page = text(&metrics_url).await;
+        deepest = deepest.max(metric(&page, &depth).unwrap_or(0.0));
+        let retried = metric(&page, &parked("retry")).unwrap_or(0.0);
+        let full = metric(&page, &parked("queue_full")).unwrap_or(0.0);
+        if retried >= 8.0 && full >= 1.0 {
+            break (retried, full);
+        }
+        assert!(
+            Instant::now() < give_up,
+            "no timed-out batches or no full queue: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        deepest <= CAPACITY,
+        "the queue held {deepest} events, over its capacity of {CAPACITY}"
+    );
+    assert!(deepest > 1.0, "the queue never filled: {deepest}");
+
+    // Open: every order arrives, each counted delivered once.
+    receiver.set_closed(false);
+    let delivered_series = format!(
+        "sluice_destination_deliveries_total{{webhook_id=\"{batched}\",outcome=\"delivered\"}}"
+    );
+    eventually("every order at the gated webhook", PATIENCE, || async {
+        let page = text(&metrics_url).await;
+        let sent = delivered(&receiver.received("gate"));
+        Some(()).filter(|()| {
+            sent.is_superset(&expected)
+                && metric(&page, &delivered_series) == Some(expected.len() as f64)
+        })
+    })
+    .await;
+    println!(
+        "batch queue limit: {retried} batches parked after a timeout, {full} parks for a full \
+         queue, at most {deepest} events queued (capacity {CAPACITY})"
+    );
 
     service.stop().await.expect("clean stop");
 }

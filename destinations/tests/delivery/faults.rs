@@ -5,59 +5,17 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
-use sluice_runtime::kafka::client_config;
-use sluice_testkit::eventually;
 use sluice_testkit::processes::{free_port, wait_until_ready};
+use sluice_testkit::{Running, eventually};
 
-use crate::harness::{PrivateStack, call, event, text};
-use crate::receiver::{Received, Receiver};
+use crate::backlog::Backlog;
+use crate::harness::{
+    PrivateStack, all_at, call, create, event, event_id, ids, metric, metrics_until, named, text,
+};
+use crate::receiver::Receiver;
 
 const PATIENCE: Duration = Duration::from_secs(180);
-
-/// Creates a webhook of project `shop` and returns its id.
-async fn create(client: &reqwest::Client, hooks: &str, body: Value) -> String {
-    let (status, answer) = call(client, "POST", hooks, body).await;
-    assert_eq!(status, 201, "{answer}");
-    answer["webhook_id"].as_str().unwrap().to_owned()
-}
-
-/// The event id in a delivery's body.
-fn event_id(received: &Received) -> String {
-    let body: Value = serde_json::from_str(&received.body).expect("a JSON body");
-    body["data"]["event_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// The offsets the service's group committed on the events topic.
-fn committed(stack: &PrivateStack, group: &str) -> HashMap<i32, i64> {
-    let consumer: BaseConsumer = client_config(&stack.kafka)
-        .unwrap()
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    for partition in 0..stack.kafka.partitions {
-        list.add_partition(&stack.kafka.events_topic, partition);
-    }
-    let list = consumer
-        .committed_offsets(list, Duration::from_secs(30))
-        .expect("committed offsets");
-    list.elements()
-        .iter()
-        .map(|element| {
-            let offset = match element.offset() {
-                Offset::Offset(offset) => offset,
-                _ => 0,
-            };
-            (element.partition(), offset)
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sigkill_in_the_middle_of_a_backlog_loses_no_match() {
@@ -74,117 +32,40 @@ async fn a_sigkill_in_the_middle_of_a_backlog_loses_no_match() {
     let mut service = stack.spawn_binary(&config, port);
     wait_until_ready(&base, PATIENCE).await;
     let client = reqwest::Client::new();
-    let hooks = format!("{base}/v1/webhooks");
-    create(
-        &client,
-        &hooks,
-        json!({"project_id": "shop", "url": format!("http://{receiver_addr}/slow"), "rules": [{"type": "order"}]}),
-    )
-    .await;
-    // Pending retries at the kill: every attempt of these fails twice first.
-    create(
-        &client,
-        &hooks,
-        json!({"project_id": "shop", "url": format!("http://{receiver_addr}/flaky"), "rules": [{"type": "signup"}]}),
-    )
-    .await;
-
-    let producer = stack.producer();
-    let orders: Vec<_> = (0..600)
-        .map(|i| event("shop", &format!("order-{i}"), "order", "{}"))
-        .collect();
-    let signups: Vec<_> = (0..20)
-        .map(|i| event("shop", &format!("signup-{i}"), "signup", "{}"))
-        .collect();
-    let unmatched: Vec<_> = (0..50)
-        .map(|i| event("shop", &format!("view-{i}"), "page_view", "{}"))
-        .collect();
-    let offsets = stack.send(&producer, &orders).await;
-    stack.send(&producer, &signups).await;
-    stack.send(&producer, &unmatched).await;
-    let offset_of: HashMap<String, (i32, i64)> = orders
-        .iter()
-        .map(|e| e.event_id.clone())
-        .zip(offsets)
-        .collect();
+    Backlog::webhooks(&client, &format!("{base}/v1/webhooks"), receiver_addr).await;
+    let backlog = Backlog::send(&stack, 600).await;
 
     // Kill in the middle of the backlog, once the group has committed some.
-    eventually("a quarter of the backlog delivered", PATIENCE, || async {
-        Some(()).filter(|()| receiver.received("slow").len() >= 150)
-    })
-    .await;
-    eventually("a commit", PATIENCE, || async {
-        Some(()).filter(|()| committed(&stack, &group).values().any(|&o| o > 0))
-    })
-    .await;
-    service.signal("KILL");
-    assert_eq!(
-        service.exit_code_within(Duration::from_secs(60)).await,
-        Some(None),
-        "killed by the signal"
-    );
+    let at_kill = backlog
+        .kill_midway((&stack, &group), &receiver, 150, &mut service)
+        .await;
     let killed_at = Instant::now();
-    let committed_at_kill = committed(&stack, &group);
-    let before_kill: HashSet<String> = receiver.received("slow").iter().map(event_id).collect();
-    assert!(
-        before_kill.len() < orders.len(),
-        "the backlog was not finished at the kill"
-    );
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let service = stack.spawn_binary(&config, port);
     wait_until_ready(&base, PATIENCE).await;
 
-    // Every match arrives at least once.
-    let expected: HashSet<String> = orders.iter().map(|e| e.event_id.clone()).collect();
-    let received = eventually("every order delivered", PATIENCE, || async {
-        let received = receiver.received("slow");
-        let ids: HashSet<String> = received.iter().map(event_id).collect();
-        Some(received).filter(|_| ids.is_superset(&expected))
-    })
-    .await;
-    let flaky_expected: HashSet<String> = signups.iter().map(|e| e.event_id.clone()).collect();
-    eventually("every signup answered 200", PATIENCE, || async {
-        let mut attempts: HashMap<String, usize> = HashMap::new();
-        for received in receiver.received("flaky") {
-            *attempts.entry(event_id(&received)).or_default() += 1;
-        }
-        // The receiver answers 200 from the third attempt of a delivery on.
-        Some(()).filter(|()| flaky_expected.iter().all(|id| attempts.get(id) >= Some(&3)))
-    })
-    .await;
-
-    // Only what matched; duplicates only inside the documented window:
-    // deliveries sent before the kill whose source offset was not committed.
-    let mut copies: HashMap<String, usize> = HashMap::new();
-    for delivery in &received {
-        *copies.entry(event_id(delivery)).or_default() += 1;
-    }
-    assert_eq!(copies.len(), expected.len(), "nothing unmatched arrived");
-    let duplicates: Vec<&String> = copies
-        .iter()
-        .filter(|&(_, &count)| count > 1)
-        .map(|(id, _)| id)
-        .collect();
-    for id in &duplicates {
+    // Every match arrives at least once; only what matched; repeats only
+    // inside the documented window: deliveries sent before the kill whose
+    // source offset was not committed.
+    let received = backlog.all_arrived(&receiver, PATIENCE).await;
+    let repeats = backlog.repeats(&received, &at_kill);
+    for id in &repeats {
         assert!(
-            before_kill.contains(*id),
+            at_kill.delivered.contains(id),
             "{id} was sent twice, not across the kill"
         );
-        let (partition, offset) = offset_of[*id];
-        assert!(
-            offset >= committed_at_kill[&partition],
-            "{id} at {partition}/{offset} was committed ({committed_at_kill:?}) yet sent again"
-        );
     }
-    let (delivered_twice, deliveries) = (duplicates.len(), received.len());
     println!(
-        "SIGKILL: {} of {} orders delivered before the kill, {delivered_twice} sent again \
-         after the restart ({deliveries} requests in all), committed at the kill: \
-         {committed_at_kill:?}, all delivered {:?} after the kill",
-        before_kill.len(),
-        expected.len(),
+        "SIGKILL: {} of {} orders delivered before the kill, {} sent again \
+         after the restart ({} requests in all), committed at the kill: \
+         {:?}, all delivered {:?} after the kill",
+        at_kill.delivered.len(),
+        backlog.orders.len(),
+        repeats.len(),
+        received.len(),
+        at_kill.committed,
         killed_at.elapsed()
     );
     let (clean, output) = service.end().await;
@@ -224,19 +105,13 @@ async fn a_dead_endpoint_never_delays_another() {
     )
     .await;
 
-    let orders: Vec<_> = (0..40)
-        .map(|i| event("shop", &format!("order-{i}"), "order", "{}"))
-        .collect();
+    let orders = named("order", 40);
     stack.send(&stack.producer(), &orders).await;
-    let expected: HashSet<String> = orders.iter().map(|e| e.event_id.clone()).collect();
+    let expected = ids(&orders);
 
     // The healthy webhook gets everything while the hanging one has not
     // finished a single delivery.
-    eventually("every order at the healthy webhook", PATIENCE, || async {
-        let ids: HashSet<String> = receiver.received("ok").iter().map(event_id).collect();
-        Some(()).filter(|()| ids.is_superset(&expected))
-    })
-    .await;
+    all_at(&receiver, "ok", &orders, PATIENCE).await;
     let metrics = text(&service.url("/metrics")).await;
     let hang_delivered = format!(
         "sluice_destination_deliveries_total{{webhook_id=\"{hang}\",outcome=\"delivered\"}}"
@@ -277,23 +152,51 @@ async fn a_dead_endpoint_never_delays_another() {
     service.stop().await.expect("clean stop");
 }
 
+/// A service whose circuits open after three failed attempts, and one
+/// webhook of project `shop` for its orders at `url`, with 50 attempts.
+struct CircuitCase {
+    stack: PrivateStack,
+    service: Running,
+    client: reqwest::Client,
+    hooks: String,
+    id: String,
+}
+
+impl CircuitCase {
+    /// `pauses`: the circuit's first pause and `--backoff-max-ms`, in ms.
+    async fn start(name: &str, pauses: (u64, u64), queue_capacity: usize, url: &str) -> Self {
+        let stack = PrivateStack::start(name);
+        let mut config = stack.config();
+        let d = &mut config.destinations;
+        d.breaker_threshold = 3;
+        (d.breaker_pause_ms, d.backoff_max_ms) = pauses;
+        d.queue_capacity = queue_capacity;
+        let service = stack.start_service(config).await;
+        let client = reqwest::Client::new();
+        let hooks = service.url("/v1/webhooks");
+        let body = json!({"project_id": "shop", "url": url, "rules": [{"type": "order"}], "max_attempts": 50});
+        let id = create(&client, &hooks, body).await;
+        Self {
+            stack,
+            service,
+            client,
+            hooks,
+            id,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_circuit_opens_on_failures_and_closes_on_success() {
-    let stack = PrivateStack::start("circuit");
     let (receiver, receiver_addr) = Receiver::start().await;
-    let mut config = stack.config();
-    config.destinations.breaker_threshold = 3;
-    config.destinations.breaker_pause_ms = 2_000;
-    config.destinations.backoff_max_ms = 1_000;
-    let service = stack.start_service(config).await;
-    let client = reqwest::Client::new();
-    let hooks = service.url("/v1/webhooks");
-    let id = create(
-        &client,
-        &hooks,
-        json!({"project_id": "shop", "url": format!("http://{receiver_addr}/switch"), "rules": [{"type": "order"}], "max_attempts": 50}),
-    )
-    .await;
+    let url = format!("http://{receiver_addr}/switch");
+    let CircuitCase {
+        stack,
+        service,
+        client,
+        hooks,
+        id,
+    } = CircuitCase::start("circuit", (2_000, 1_000), 1_000, &url).await;
     let webhook = format!("{hooks}/{id}");
     let gauge =
         |state: i64| format!("sluice_destination_circuit_state{{webhook_id=\"{id}\"}} {state}");
@@ -344,5 +247,73 @@ async fn the_circuit_opens_on_failures_and_closes_on_success() {
     })
     .await;
 
+    service.stop().await.expect("clean stop");
+}
+
+/// Every park of `webhook`'s deliveries in the retry topic so far, by the
+/// metrics page `page`.
+fn parks(page: &str, webhook: &str) -> f64 {
+    ["retry", "queue_full", "circuit_open"]
+        .iter()
+        .filter_map(|reason| {
+            let series = format!(
+                "sluice_destination_parked_total{{webhook_id=\"{webhook}\",reason=\"{reason}\"}}"
+            );
+            metric(page, &series)
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_endpoints_backlog_is_rewritten_less_and_less_often() {
+    const EVENTS: usize = 1_000;
+    const WINDOW: Duration = Duration::from_secs(40);
+    // A port that refuses connections until the receiver starts on it.
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/ok");
+    let CircuitCase {
+        stack, service, id, ..
+    } = CircuitCase::start("deadbacklog", (1_000, 8_000), 100, &url).await;
+    let orders = named("order", EVENTS);
+    stack.send(&stack.producer(), &orders).await;
+    let metrics_url = service.url("/metrics");
+    let matched = format!("sluice_destination_matches_total{{webhook_id=\"{id}\"}}");
+    let page = metrics_until(&metrics_url, "every order matched", PATIENCE, |page| {
+        metric(page, &matched) == Some(EVENTS as f64)
+    })
+    .await;
+    let (start, parks_at_start) = (Instant::now(), parks(&page, &id));
+    tokio::time::sleep(WINDOW).await;
+    let page = text(&metrics_url).await;
+    let elapsed = start.elapsed();
+    let rewrites = parks(&page, &id) - parks_at_start;
+    let attempts = metric(
+        &page,
+        &format!("sluice_destination_attempts_total{{webhook_id=\"{id}\"}}"),
+    );
+    let per_event = rewrites / EVENTS as f64;
+    println!(
+        "dead endpoint: {EVENTS} events, {rewrites} parks in the retry topic in {elapsed:?} \
+         ({per_event:.1} per event), attempts in all {attempts:?}"
+    );
+    // At most a few parks per event each time the circuit half-opens (for a
+    // full queue, while the trial runs, until the next trial), and the
+    // pause doubles from 1 s to 8 s: within the window it can half-open
+    // at most this often, however slowly the machine runs.
+    let (mut pause, mut open_until, mut reopenings) = (Duration::from_secs(1), Duration::ZERO, 0);
+    while open_until + pause <= elapsed {
+        open_until += pause;
+        reopenings += 1;
+        pause = (pause * 2).min(Duration::from_secs(8));
+    }
+    let bound = 3.0 * f64::from(reopenings + 1);
+    assert!(
+        per_event <= bound,
+        "{per_event} parks per event in {elapsed:?}, over {bound} ({reopenings} reopenings)"
+    );
+
+    // The endpoint comes back: everything arrives.
+    let (receiver, _) = Receiver::start_on(port).await;
+    all_at(&receiver, "ok", &orders, PATIENCE).await;
     service.stop().await.expect("clean stop");
 }

@@ -4,7 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use sluice_destinations::DestinationsConfig;
 use sluice_devstack::{Component, Stack, StackSettings};
@@ -14,6 +18,8 @@ use sluice_schemas::Event;
 use sluice_schemas::avro::encode_event;
 use sluice_testkit::processes::Printing;
 use sluice_testkit::{Running, spawn_service};
+
+use crate::receiver::{Received, Receiver};
 
 pub const ADMIN_TOKEN: &str = "destinations-test-admin-token";
 
@@ -180,6 +186,7 @@ impl PrivateStack {
             ("--destination-concurrency", d.concurrency.to_string()),
             ("--breaker-threshold", d.breaker_threshold.to_string()),
             ("--breaker-pause-ms", d.breaker_pause_ms.to_string()),
+            ("--stall-timeout-ms", d.stall_timeout_ms.to_string()),
         ];
         for (flag, value) in flags {
             command.arg(format!("{flag}={value}"));
@@ -208,6 +215,31 @@ pub fn event(project: &str, id: &str, event_type: &str, properties: &str) -> Eve
     event
 }
 
+/// `count` events of project `shop` of type `kind`, with ids `{kind}-0`, `{kind}-1`, …
+pub fn named(kind: &str, count: usize) -> Vec<Event> {
+    (0..count)
+        .map(|i| event("shop", &format!("{kind}-{i}"), kind, "{}"))
+        .collect()
+}
+
+/// The ids of `events`.
+pub fn ids(events: &[Event]) -> std::collections::HashSet<String> {
+    events.iter().map(|e| e.event_id.clone()).collect()
+}
+
+/// Waits until the receiver has got every event of `expected` at `path`,
+/// one event a request.
+pub async fn all_at(receiver: &Receiver, path: &str, expected: &[Event], patience: Duration) {
+    let expected = ids(expected);
+    let what = format!("every event expected at {path}");
+    sluice_testkit::eventually(&what, patience, || async {
+        let got: std::collections::HashSet<String> =
+            receiver.received(path).iter().map(event_id).collect();
+        Some(()).filter(|()| got.is_superset(&expected))
+    })
+    .await;
+}
+
 /// Calls the management API as the admin; the status and the JSON answer.
 pub async fn call(client: &reqwest::Client, method: &str, url: &str, body: Value) -> (u16, Value) {
     let request = match method {
@@ -228,4 +260,101 @@ pub async fn call(client: &reqwest::Client, method: &str, url: &str, body: Value
 pub async fn text(url: &str) -> String {
     let response = reqwest::get(url).await.expect("an answer");
     response.text().await.expect("a body")
+}
+
+/// Creates a webhook and returns its id.
+pub async fn create(client: &reqwest::Client, hooks: &str, body: Value) -> String {
+    let (status, answer) = call(client, "POST", hooks, body).await;
+    assert_eq!(status, 201, "{answer}");
+    answer["webhook_id"].as_str().unwrap().to_owned()
+}
+
+/// The event id in a (single) delivery's body.
+pub fn event_id(received: &Received) -> String {
+    let body: Value = serde_json::from_str(&received.body).expect("a JSON body");
+    body["data"]["event_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The offsets `group` committed on the events topic, per partition (0
+/// where it committed none).
+pub fn committed(stack: &PrivateStack, group: &str) -> HashMap<i32, i64> {
+    committed_on(stack, group, &stack.kafka.events_topic)
+}
+
+/// The offsets `group` committed on `topic`, per partition (0 where it
+/// committed none).
+pub fn committed_on(stack: &PrivateStack, group: &str, topic: &str) -> HashMap<i32, i64> {
+    let consumer: BaseConsumer = client_config(&stack.kafka)
+        .unwrap()
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for partition in 0..stack.kafka.partitions {
+        list.add_partition(topic, partition);
+    }
+    let list = consumer
+        .committed_offsets(list, Duration::from_secs(30))
+        .expect("committed offsets");
+    list.elements()
+        .iter()
+        .map(|element| {
+            let offset = match element.offset() {
+                Offset::Offset(offset) => offset,
+                _ => 0,
+            };
+            (element.partition(), offset)
+        })
+        .collect()
+}
+
+/// The end offset (the next message's) of each partition of `topic`.
+pub fn ends(stack: &PrivateStack, topic: &str) -> HashMap<i32, i64> {
+    let consumer: BaseConsumer = client_config(&stack.kafka).unwrap().create().unwrap();
+    (0..stack.kafka.partitions)
+        .map(|partition| {
+            let (_, end) = consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(30))
+                .expect("watermarks");
+            (partition, end)
+        })
+        .collect()
+}
+
+/// Waits until the metrics page at `url` passes `check`, and returns it;
+/// on timeout, fails with the service's own series of the last page read.
+pub async fn metrics_until(
+    url: &str,
+    what: &str,
+    patience: Duration,
+    check: impl Fn(&str) -> bool,
+) -> String {
+    let give_up = std::time::Instant::now() + patience;
+    loop {
+        let page = text(url).await;
+        if check(&page) {
+            return page;
+        }
+        if std::time::Instant::now() >= give_up {
+            let ours: Vec<&str> = page
+                .lines()
+                .filter(|line| line.starts_with("sluice_destination"))
+                .collect();
+            panic!(
+                "timed out after {patience:?} waiting for {what}; the last metrics:\n{}",
+                ours.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The value of the metric line that starts with `series` (name and
+/// labels, as the exposition writes them) on the metrics page `text`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }

@@ -2,8 +2,11 @@
 //! ClickHouse (both on free ports, stopped when the test ends) and a real
 //! HTTP receiver started by the test.
 
+mod backlog;
 mod batch;
 mod faults;
 mod harness;
 mod receiver;
+mod removal;
+mod scale;
 mod webhooks;

@@ -33,6 +33,8 @@ pub struct Receiver {
     seen: Arc<Mutex<HashMap<(String, String), usize>>>,
     /// Whether `switch` answers 500 (else 200).
     failing: Arc<AtomicBool>,
+    /// Whether `gate` holds its requests unanswered.
+    closed: Arc<AtomicBool>,
 }
 
 impl Receiver {
@@ -40,13 +42,21 @@ impl Receiver {
     /// (500), `refuse` (400), `flaky` (500 twice per delivery, then 200),
     /// `throttle` (429 with `Retry-After: 1` once per delivery, then 200),
     /// `hang` (no answer for a minute), `slow` (200 after 100 ms), `switch`
-    /// (500 while [`Receiver::set_failing`], else 200).
+    /// (500 while [`Receiver::set_failing`], else 200), `gate` (no answer
+    /// while [`Receiver::set_closed`], then 200).
     pub async fn start() -> (Self, SocketAddr) {
+        Self::start_on(0).await
+    }
+
+    /// Serves on 127.0.0.1:`port` (0: any free port) until the test ends.
+    pub async fn start_on(port: u16) -> (Self, SocketAddr) {
         let receiver = Self::default();
         let app = Router::new()
             .route("/{path}", post(answer))
             .with_state(receiver.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
         (receiver, addr)
@@ -88,6 +98,10 @@ impl Receiver {
 
     pub fn set_failing(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    pub fn set_closed(&self, closed: bool) {
+        self.closed.store(closed, Ordering::SeqCst);
     }
 
     pub fn received(&self, path: &str) -> Vec<Received> {
@@ -147,6 +161,12 @@ async fn answer(
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
         "switch" => StatusCode::OK.into_response(),
+        "gate" => {
+            while receiver.closed.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            StatusCode::OK.into_response()
+        }
         "hang" => {
             tokio::time::sleep(Duration::from_secs(60)).await;
             StatusCode::OK.into_response()
