@@ -142,8 +142,7 @@ pub struct DestinationSettings {
     pub backoff_base_ms: u64,
 
     /// The longest wait between attempts (and the most a `Retry-After` is
-    /// honoured for, and the longest pause of an open circuit), in
-    /// milliseconds.
+    /// honoured for), in milliseconds.
     #[arg(
         long = "backoff-max-ms",
         env = "SLUICE_BACKOFF_MAX_MS",
@@ -161,13 +160,23 @@ pub struct DestinationSettings {
 
     /// How long an open circuit waits before one trial attempt, in
     /// milliseconds; it doubles with each failed trial, up to
-    /// --backoff-max-ms, and starts over once a trial succeeds.
+    /// --breaker-pause-max-ms, and starts over once a trial succeeds.
     #[arg(
         long = "breaker-pause-ms",
         env = "SLUICE_BREAKER_PAUSE_MS",
         default_value_t = 30_000
     )]
     pub breaker_pause_ms: u64,
+
+    /// The longest pause of an open circuit, in milliseconds: how late an
+    /// endpoint's return may be noticed at most. Longer pauses rewrite a
+    /// dead endpoint's backlog to the retry topic less often.
+    #[arg(
+        long = "breaker-pause-max-ms",
+        env = "SLUICE_BREAKER_PAUSE_MAX_MS",
+        default_value_t = 120_000
+    )]
+    pub breaker_pause_max_ms: u64,
 
     /// How often settled offsets are committed, in milliseconds. With the
     /// request time limit, it bounds the redelivery window after a crash.

@@ -132,7 +132,7 @@ pub async fn serve(
             backoff: settings.backoff(),
             breaker_threshold: settings.breaker_threshold,
             breaker_pause: Duration::from_millis(settings.breaker_pause_ms),
-            breaker_max_pause: Duration::from_millis(settings.backoff_max_ms),
+            breaker_max_pause: Duration::from_millis(settings.breaker_pause_max_ms),
         },
         shutdown: workers.clone(),
     });
@@ -147,12 +147,20 @@ pub async fn serve(
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     });
-    let events = tokio::spawn(consume::events(context.clone(), webhooks.clone()));
-    let retries = tokio::spawn(consume::retries(
-        context,
-        settings.retry_topic.clone(),
-        settings.max_scheduled_retries,
-    ));
+    // Supervised: a consumer that cannot start or fails stops the service,
+    // naming why, rather than leaving it up and delivering nothing.
+    let events = supervisor.spawn_awaited(
+        "events consumer",
+        consume::events(context.clone(), webhooks.clone()),
+    );
+    let retries = supervisor.spawn_awaited(
+        "retries consumer",
+        consume::retries(
+            context,
+            settings.retry_topic.clone(),
+            settings.max_scheduled_retries,
+        ),
+    );
 
     let state = AppState {
         access,

@@ -51,6 +51,23 @@ impl Supervisor {
         });
     }
 
+    /// Like [`Self::spawn`]; the handle resolves once the task has ended,
+    /// for work a shutdown must wait for (a consumer committing its offsets).
+    pub fn spawn_awaited<F>(&self, name: &'static str, task: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (done, ended) = tokio::sync::oneshot::channel::<()>();
+        self.spawn(name, async move {
+            let outcome = task.await;
+            drop(done);
+            outcome
+        });
+        tokio::spawn(async move {
+            let _ = ended.await;
+        })
+    }
+
     /// Runs `work` on an OS thread of its own (blocking work: a Kafka
     /// consumer's poll loop), supervised as [`Self::spawn`] supervises a task:
     /// failing, panicking or returning before shutdown stops the service.
@@ -110,6 +127,37 @@ mod tests {
             .await
             .expect("the failure stops the service");
         format!("{:#}", supervisor.outcome().unwrap_err())
+    }
+
+    #[tokio::test]
+    async fn an_awaited_task_is_supervised_and_its_handle_resolves_when_it_ends() {
+        let shutdown = CancellationToken::new();
+        let supervisor = Supervisor::new(shutdown.clone());
+        let handle =
+            supervisor.spawn_awaited("consumer", async { anyhow::bail!("cannot subscribe") });
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .unwrap()
+            .unwrap();
+        let failure = stopped(&supervisor, &shutdown).await;
+        assert!(failure.contains("consumer: cannot subscribe"), "{failure}");
+
+        let shutdown = CancellationToken::new();
+        let supervisor = Supervisor::new(shutdown.clone());
+        let stopping = shutdown.clone();
+        let handle = supervisor.spawn_awaited("consumer", async move {
+            stopping.cancelled().await;
+            Ok(())
+        });
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            supervisor.outcome().is_ok(),
+            "ending at shutdown is no failure"
+        );
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod secure_broker;
 pub mod secure_clickhouse;
 pub mod services;
+pub mod sessions;
 pub mod stack;
 
 pub use broker::PrivateBroker;

@@ -163,13 +163,13 @@ struct CircuitCase {
 }
 
 impl CircuitCase {
-    /// `pauses`: the circuit's first pause and `--backoff-max-ms`, in ms.
+    /// `pauses`: the circuit's first pause and its longest, in ms.
     async fn start(name: &str, pauses: (u64, u64), queue_capacity: usize, url: &str) -> Self {
         let stack = PrivateStack::start(name);
         let mut config = stack.config();
         let d = &mut config.destinations;
         d.breaker_threshold = 3;
-        (d.breaker_pause_ms, d.backoff_max_ms) = pauses;
+        (d.breaker_pause_ms, d.breaker_pause_max_ms) = pauses;
         d.queue_capacity = queue_capacity;
         let service = stack.start_service(config).await;
         let client = reqwest::Client::new();

@@ -94,6 +94,7 @@ impl PrivateStack {
         d.allow_private_targets = vec!["127.0.0.0/8".into()];
         d.backoff_base_ms = 200;
         d.backoff_max_ms = 2_000;
+        d.breaker_pause_max_ms = 2_000;
         d.commit_interval_ms = 200;
         config.api.admin_token = ADMIN_TOKEN.into();
         config.process.lifecycle.shutdown_timeout_ms = 10_000;
@@ -186,6 +187,7 @@ impl PrivateStack {
             ("--destination-concurrency", d.concurrency.to_string()),
             ("--breaker-threshold", d.breaker_threshold.to_string()),
             ("--breaker-pause-ms", d.breaker_pause_ms.to_string()),
+            ("--breaker-pause-max-ms", d.breaker_pause_max_ms.to_string()),
             ("--stall-timeout-ms", d.stall_timeout_ms.to_string()),
         ];
         for (flag, value) in flags {

@@ -6,6 +6,7 @@ mod backlog;
 mod batch;
 mod faults;
 mod harness;
+mod people;
 mod receiver;
 mod removal;
 mod scale;

@@ -180,44 +180,13 @@ async fn every_auth_failure_is_refused_and_guessing_is_slowed() {
     assert_eq!(gateway.post("/v1/events", &event).await.status, 202);
 }
 
-/// A user and a session of theirs written to the access topic, and a token
-/// for it signed with `secret`, as the query API's sign-in makes them.
+/// A session token of a developer of the test's project (or a global admin).
 async fn session_token(env: &TestEnv, secret: &str, global_admin: bool) -> String {
-    use sluice_runtime::access::records::new_id;
-    use sluice_runtime::access::{
-        AccessRecord, AccessWriter, Role, SessionRecord, TokenKey, UserRecord,
-    };
-    use sluice_runtime::secret::Secret;
-    use sluice_schemas::time_format::now_ms;
-
-    let writer = AccessWriter::new(&env.kafka).unwrap();
-    let user = UserRecord {
-        user_id: new_id("usr_"),
-        email: format!("{}@example.com", new_id("u")),
-        password_hash: String::new(),
-        global_admin,
-        roles: [(project(env), Role::Developer)].into_iter().collect(),
-        created_at_ms: now_ms(),
-        created_by: "test".into(),
-        sessions_valid_from_ms: 0,
-        deleted_at_ms: None,
-    };
-    let session = SessionRecord {
-        session_id: new_id("ses_"),
-        user_id: user.user_id.clone(),
-        refresh_digest: String::new(),
-        created_at_ms: now_ms(),
-        expires_at_ms: now_ms() + 3_600_000,
-        revoked_at_ms: None,
-    };
-    writer.put(&AccessRecord::User(user.clone())).await.unwrap();
-    writer
-        .put(&AccessRecord::Session(session.clone()))
+    let role = [(project(env), sluice_runtime::access::Role::Developer)];
+    let roles: Vec<(&str, _)> = role.iter().map(|(p, r)| (p.as_str(), *r)).collect();
+    sluice_testkit::sessions::signed_in(&env.kafka, secret, &roles, global_admin)
         .await
-        .unwrap();
-    TokenKey::new(&Secret::new(secret), "--session-secret")
-        .unwrap()
-        .issue(&user.user_id, &session.session_id, now_ms() / 1000, 600)
+        .token
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
