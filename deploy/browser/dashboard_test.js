@@ -536,10 +536,12 @@ async function manageWebhooks (page, watcher) {
     if (!test) throw new Error('the test delivery did not reach the receiver')
     say(`webhooks: "${delivered}", and the receiver got a sluice.test event`)
 
-    // The deliveries log: the matched events, delivered.
-    await page.getByRole('button', { name: `Show the deliveries to ${receiver.url}` }).click()
+    // The deliveries log, opened by keyboard (focus goes to it): the matched events, delivered.
+    await page.getByRole('button', { name: `Show the deliveries to ${receiver.url}` }).focus()
+    await page.keyboard.press('Enter')
     const deliveries = page.locator('section.deliveries')
     await deliveries.getByRole('heading', { name: /^Deliveries to/ }).waitFor()
+    await page.waitForFunction(() => document.activeElement?.matches('section.deliveries'))
     const listed = async () => {
       await deliveries.locator('table.data, .empty').first().waitFor()
       const rows = await deliveries.locator('table.data tbody tr').evaluateAll((trs) =>
