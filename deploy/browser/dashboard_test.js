@@ -4,23 +4,32 @@
 // draws a chart and a table, and its CSV link downloads those rows; the
 // event explorer pages forwards and back; a key is created (shown once,
 // accepted by the API), rotated and revoked (refused from then on); an
-// access cookie that has ended is refreshed without signing out; an API
-// error (webhooks without a destinations service) reads as a sentence; the
-// project switcher changes what the admin's role allows; a viewer finds
-// the management pages hidden and, opened directly, refused. No page logs
+// access cookie that has ended is refreshed without signing out; a user is
+// added with a role (who changes their password on the Account page: the
+// old one is then refused, the new one works), given another role, and
+// removed (their open page is refused within seconds); a webhook is made
+// on the webhooks page (an invalid rule is refused in words), pointing at
+// a receiver this script runs: of the events sent to the gateway, only
+// those its rule matches arrive, signed, and so does a test delivery; its
+// deliveries are listed, and it is deleted; the project switcher changes
+// what the admin's role allows; a viewer finds the management pages hidden
+// and, opened directly, refused. No page logs
 // a console error, except the API answers a step expects (the 401s of
 // "who am I" and of the refresh before signing in, the 401 of a wrong
 // password, ...), which Chromium logs as failed loads. Screenshots (1280×800) go to
 // SLUICE_SCREENSHOTS.
 //
-// Run by `sluice-dev browser`, which starts the services, makes the key and
-// the two users; by hand:
+// Run by `sluice-dev browser`, which starts the services (the query API
+// forwarding /v1/webhooks to a destinations service that allows targets on
+// 127.0.0.0/8), makes the key and the users; by hand:
 //   NODE_PATH=~/.cache/sluice/browser/node/node_modules \
 //   SLUICE_QUERY_URL=http://127.0.0.1:8081 SLUICE_GATEWAY_URL=http://127.0.0.1:8080 \
 //   SLUICE_BROWSER_KEY=KEY SLUICE_PROJECT=PROJECT SLUICE_OTHER_PROJECT=OTHER SLUICE_SCREENSHOTS=docs/screenshots \
 //   SLUICE_ADMIN_EMAIL=… SLUICE_ADMIN_PASSWORD=… SLUICE_VIEWER_EMAIL=… SLUICE_VIEWER_PASSWORD=… \
 //   SLUICE_GLOBAL_ADMIN_EMAIL=… SLUICE_GLOBAL_ADMIN_PASSWORD=… \
 //   node deploy/browser/dashboard_test.js
+const crypto = require('node:crypto')
+const http = require('node:http')
 const path = require('node:path')
 const { chromium } = require('playwright-core')
 
@@ -314,14 +323,10 @@ async function asAdmin (browser) {
   await page.getByRole('link', { name: 'Users' }).click()
   await page.locator('table.data', { hasText: viewer.email }).waitFor()
   await shot(page, 'users')
+  await manageUsers(browser, page)
   watcher.check('user management')
 
-  // This run starts no destinations service: the webhooks page shows the API's message, in words.
-  watcher.expect(404, '/v1/webhooks')
-  await page.getByRole('link', { name: 'Webhooks' }).click()
-  const unconfigured = await page.getByRole('alert').innerText()
-  if (!unconfigured.includes('destinations service')) throw new Error(`the webhooks page without destinations says: ${unconfigured}`)
-  say(`webhooks without a destinations service: "${unconfigured.trim()}"`)
+  await manageWebhooks(page, watcher)
   watcher.check('the webhooks page')
 
   // In the other project the admin is a viewer: the page they are on is refused, the nav shrinks.
@@ -341,6 +346,236 @@ async function asAdmin (browser) {
   await page.getByRole('heading', { name: 'Sign in to Sluice' }).waitFor()
   watcher.check('signing out')
   await context.close()
+}
+
+/** Waits until `condition()` holds, checking every half second; fails after `seconds` with `what`. */
+async function waitUntil (what, condition, seconds = 60) {
+  const deadline = Date.now() + seconds * 1000
+  for (;;) {
+    if (await condition()) return
+    if (Date.now() > deadline) throw new Error(`${what}: not after ${seconds} s`)
+    await new Promise((resolve) => setTimeout(resolve, 500))
+  }
+}
+
+/**
+ * On the users page as the admin: a new user is added as a viewer; in a
+ * browser of their own they sign in and change their password on the
+ * Account page (the old one is refused with the API's message, the new one
+ * works); the admin makes them a developer (their pages grow), then
+ * removes them, and the page they have open is refused.
+ */
+async function manageUsers (browser, page) {
+  const person = {
+    email: `person-${run}@browser.sluice.test`,
+    password: `first-password-${run}`
+  }
+  const newPassword = `second-password-${run}`
+  await page.getByLabel('Email', { exact: true }).fill(person.email)
+  await page.getByLabel('Initial password').fill(person.password)
+  await page.getByLabel('Role', { exact: true }).selectOption('viewer')
+  await page.getByRole('button', { name: 'Add user' }).click()
+  await page.locator('.message-ok', { hasText: `${person.email} was added as viewer.` }).waitFor()
+  const roleOf = page.getByLabel(`Role of ${person.email}`, { exact: true })
+  if ((await roleOf.inputValue()) !== 'viewer') throw new Error(`the new user's row shows role ${await roleOf.inputValue()}`)
+
+  // Their own browser: sign in, change the password on the Account page.
+  const theirs = await openDashboard(browser, [[401, '/v1/auth/login']])
+  const other = theirs.page
+  await signIn(other, person, { landing: `Overview of ${project}` })
+  await other.getByRole('link', { name: 'Account' }).click()
+  await other.getByRole('heading', { name: 'Account' }).waitFor()
+  const roles = await other.locator('dl.facts').innerText()
+  if (!roles.includes(`viewer in ${project}`)) throw new Error(`the Account page shows: ${roles}`)
+  await other.getByLabel('Current password').fill(person.password)
+  await other.getByLabel('New password', { exact: true }).fill(newPassword)
+  await other.getByLabel('New password again').fill(newPassword)
+  await other.getByRole('button', { name: 'Change password' }).click()
+  await other.locator('.message-ok', { hasText: 'Your password was changed.' }).waitFor()
+  for (const [status, pathname] of SIGNED_OUT) theirs.watcher.expect(status, pathname)
+  await other.getByRole('button', { name: 'Sign out' }).click()
+  await other.getByRole('heading', { name: 'Sign in to Sluice' }).waitFor()
+  await other.getByLabel('Email').fill(person.email)
+  await other.getByLabel('Password').fill(person.password)
+  await other.getByRole('button', { name: 'Sign in' }).click()
+  const refusal = (await other.getByRole('alert').innerText()).trim()
+  const api = await fetch(`${base}/v1/auth/login`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ email: person.email, password: person.password })
+  })
+  const apiMessage = (await api.json()).message
+  if (api.status !== 401 || !apiMessage || !refusal.includes(apiMessage)) {
+    throw new Error(`the old password: the page says "${refusal}", the API answered ${api.status} "${apiMessage}"`)
+  }
+  await other.getByLabel('Password').fill(newPassword)
+  await other.getByRole('button', { name: 'Sign in' }).click()
+  await other.getByRole('heading', { name: `Overview of ${project}` }).waitFor()
+  theirs.watcher.check('the password change')
+  say(`account: ${person.email} changed their password; the old one is refused ("${refusal}"), the new one signs in`)
+
+  // A developer: after a reload their navigation offers keys and webhooks.
+  await roleOf.selectOption('developer')
+  await page.getByRole('button', { name: `Save the role of ${person.email}` }).click()
+  await page.locator('.message-ok', { hasText: `${person.email} is now developer.` }).waitFor()
+  await waitUntil(`${person.email}'s navigation after becoming a developer`, async () => {
+    await other.reload()
+    await other.getByRole('heading', { name: `Overview of ${project}` }).waitFor()
+    const nav = await other.getByRole('navigation', { name: 'Pages' }).innerText()
+    return nav.includes('API keys') && nav.includes('Webhooks') && !nav.includes('Users')
+  })
+  theirs.watcher.check('the role change')
+
+  // Removed: the overview they have open is refused, in words, within seconds.
+  theirs.watcher.expect(403, '/v1/status')
+  theirs.watcher.expect(403, '/v1/metrics')
+  await page.getByRole('button', { name: `Remove ${person.email} from the project` }).click()
+  await page.locator('dialog').getByRole('button', { name: 'Remove' }).click()
+  await page.locator('.message-ok', { hasText: `${person.email} was removed from the project.` }).waitFor()
+  await page.locator('table.data tbody tr', { hasText: person.email }).waitFor({ state: 'detached' })
+  const refused = other.locator('.refusal')
+  await refused.waitFor({ timeout: 60000 })
+  const text = (await refused.innerText()).trim()
+  if (!text.includes('no role') || !text.includes(project)) throw new Error(`the removed user's page says: ${text}`)
+  const status = await other.request.get(`${base}/v1/status`, { headers: { 'X-Sluice-Project': project } })
+  if (status.status() !== 403) throw new Error(`GET /v1/status for the removed user answered ${status.status()}, not 403`)
+  await shot(other, 'removed')
+  theirs.watcher.check('the removed user')
+  await theirs.context.close()
+  say(`users: ${person.email} added as viewer, made developer (their navigation grew), removed; their open page says "${text}"`)
+}
+
+/** An HTTP receiver on 127.0.0.1 for the webhook: every request it got, answered 204. */
+async function startReceiver () {
+  const received = []
+  const server = http.createServer((request, response) => {
+    const chunks = []
+    request.on('data', (chunk) => chunks.push(chunk))
+    request.on('end', () => {
+      received.push({ headers: request.headers, body: Buffer.concat(chunks).toString('utf8') })
+      response.writeHead(204).end()
+    })
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    url: `http://127.0.0.1:${server.address().port}/hooks/${run}`,
+    received,
+    close: () => new Promise((resolve) => server.close(resolve))
+  }
+}
+
+/** True when `request` carries a Standard Webhooks signature of its body under `secret` (`whsec_…`). */
+function signedWith (secret, request) {
+  const key = Buffer.from(secret.replace(/^whsec_/, ''), 'base64')
+  const signed = `${request.headers['webhook-id']}.${request.headers['webhook-timestamp']}.${request.body}`
+  const expected = crypto.createHmac('sha256', key).update(signed).digest('base64')
+  return (request.headers['webhook-signature'] || '').split(' ').some((part) => part === `v1,${expected}`)
+}
+
+/**
+ * The webhooks page as the admin: an invalid rule is refused in words; a
+ * webhook to a receiver of this script gets exactly the events its rule
+ * matches, signed, and a test delivery; its deliveries are listed; it is
+ * deleted.
+ */
+async function manageWebhooks (page, watcher) {
+  const receiver = await startReceiver()
+  try {
+    await page.getByRole('link', { name: 'Webhooks' }).click()
+    await page.getByRole('heading', { name: /^Webhooks of/ }).waitFor()
+    await page.locator('section.results').filter({ has: page.locator('table.data, .empty') }).waitFor()
+    await page.getByLabel('URL').fill(receiver.url)
+    await page.getByLabel('Description').fill('paid checkouts')
+    const rules = page.getByLabel('Rules (JSON)')
+
+    // A rule the API refuses: its message, naming the field, not a JSON body.
+    watcher.expect(400, '/v1/webhooks')
+    await rules.fill('[{"type": "*", "sample": 2}]')
+    await page.getByRole('button', { name: 'Create webhook' }).click()
+    const refusal = (await page.getByRole('alert').innerText()).trim()
+    if (!refusal.includes('sample') || refusal.startsWith('{')) throw new Error(`an invalid rule says: ${refusal}`)
+    if ((await rules.getAttribute('aria-invalid')) !== 'true') throw new Error('the refused rules field is not marked invalid')
+    say(`webhooks: an invalid rule says "${refusal}"`)
+
+    const matching = `${run}.checkout.*`
+    await rules.fill(JSON.stringify([{ type: matching }]))
+    await page.getByRole('button', { name: 'Create webhook' }).click()
+    const secret = (await page.locator('[data-secret="webhook"]').innerText()).trim()
+    if (!secret.startsWith('whsec_')) throw new Error(`the new webhook's secret is ${secret}`)
+    const row = page.locator('table.data tbody tr', { hasText: receiver.url })
+    await row.waitFor()
+    await page.getByRole('button', { name: 'I have copied it' }).click()
+
+    // Events to the gateway: only those of the rule's types arrive. The
+    // second batch's match arrives after the first batch was matched (one
+    // partition, read in order), so by then a wrong match would be there too.
+    const event = (suffix, type) => ({ event_id: `${run}-hook-${suffix}`, type, tags: [run], user_id: 'hook-user' })
+    const wanted = [event('paid', `${run}.checkout.paid`), event('refunded', `${run}.checkout.refunded`)]
+    const unwanted = [event('signup', `${run}.signup`), event('bare', `${run}.checkout`), event('view', 'page_view')]
+    await send([unwanted[0], wanted[0], unwanted[1], wanted[1], unwanted[2]])
+    const events = () => receiver.received
+      .map((request) => ({ request, body: JSON.parse(request.body) }))
+      .filter(({ body }) => body.type === 'event' && body.data?.type !== 'sluice.test')
+    const arrived = () => new Set(events().map(({ body }) => body.data.event_id))
+    await waitUntil('the matching events at the receiver', () => wanted.every((one) => arrived().has(one.event_id)))
+    const last = event('shipped', `${run}.checkout.shipped`)
+    await send([last])
+    wanted.push(last)
+    await waitUntil('the last matching event at the receiver', () => arrived().has(last.event_id))
+    const wrong = [...arrived()].filter((id) => !wanted.some((one) => one.event_id === id))
+    if (wrong.length) throw new Error(`the receiver got events the rule does not match: ${wrong.join(', ')}`)
+    const unsigned = events().filter(({ request }) => !signedWith(secret, request))
+    if (unsigned.length) throw new Error(`${unsigned.length} deliveries are not signed with the webhook's secret`)
+    say(`webhooks: of ${wanted.length + unwanted.length} events sent, the ${wanted.length} of type ${matching} arrived at the receiver, signed; none other`)
+
+    // A test delivery, now.
+    await page.getByRole('button', { name: `Send a test delivery to ${receiver.url}` }).click()
+    const delivered = (await page.locator('.message-ok', { hasText: /^Delivered:/ }).innerText()).trim()
+    if (!delivered.includes('204')) throw new Error(`the test delivery says: ${delivered}`)
+    const test = receiver.received.map((request) => JSON.parse(request.body)).find((body) => body.data?.type === 'sluice.test')
+    if (!test) throw new Error('the test delivery did not reach the receiver')
+    say(`webhooks: "${delivered}", and the receiver got a sluice.test event`)
+
+    // The deliveries log, opened by keyboard (focus goes to it): the matched events, delivered.
+    await page.getByRole('button', { name: `Show the deliveries to ${receiver.url}` }).focus()
+    await page.keyboard.press('Enter')
+    const deliveries = page.locator('section.deliveries')
+    await deliveries.getByRole('heading', { name: /^Deliveries to/ }).waitFor()
+    await page.waitForFunction(() => document.activeElement?.matches('section.deliveries'))
+    const listed = async () => {
+      await deliveries.locator('table.data, .empty').first().waitFor()
+      const rows = await deliveries.locator('table.data tbody tr').evaluateAll((trs) =>
+        trs.map((tr) => ({ id: tr.dataset.eventId, status: tr.querySelector('.badge').textContent })))
+      return rows
+    }
+    await waitUntil('the deliveries list', async () => {
+      await deliveries.getByRole('button', { name: /^Refresh/ }).click()
+      await deliveries.locator('button:not([disabled])', { hasText: 'Refresh' }).waitFor()
+      const rows = await listed()
+      return wanted.every((one) => rows.some((row) => row.id === one.event_id && row.status === 'delivered'))
+    })
+    const rows = await listed()
+    if (rows.some((row) => !wanted.some((one) => one.event_id === row.id))) {
+      throw new Error(`the deliveries list shows events the rule does not match: ${JSON.stringify(rows)}`)
+    }
+    await page.evaluate(() => document.getElementById('webhooks-title').scrollIntoView())
+    await shot(page, 'webhooks')
+    say(`webhooks: the deliveries list shows the ${rows.length} matched events, delivered`)
+
+    // Delete: the row goes, and the API no longer knows it.
+    const listing = await page.request.get(`${base}/v1/webhooks`, { headers: { 'X-Sluice-Project': project } })
+    const id = (await listing.json()).webhooks.find((webhook) => webhook.url === receiver.url).webhook_id
+    await page.getByRole('button', { name: `Delete the webhook to ${receiver.url}` }).click()
+    await page.locator('dialog').getByRole('button', { name: 'Delete' }).click()
+    await page.locator('.message-ok', { hasText: `The webhook to ${receiver.url} was deleted.` }).waitFor()
+    await row.waitFor({ state: 'detached' })
+    if (!(await deliveries.isHidden())) throw new Error('the deleted webhook\'s deliveries are still shown')
+    const gone = await page.request.get(`${base}/v1/webhooks/${id}`, { headers: { 'X-Sluice-Project': project } })
+    if (gone.status() !== 404) throw new Error(`GET /v1/webhooks/${id} after deleting answered ${gone.status()}`)
+    say('webhooks: deleted; the row went and the API answers 404 for it')
+  } finally {
+    await receiver.close()
+  }
 }
 
 /** Polls `GET /v1/status` with `candidate` as the key until it answers `status` (keys propagate in about a second). */

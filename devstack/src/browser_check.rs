@@ -1,15 +1,17 @@
 //! `sluice-dev browser`: the services' pages in a real browser. It starts
-//! the gateway, a processor and the query API on free ports (as
-//! [`crate::conformance`] does, with topics and a database of their own),
-//! makes a key, and runs with Debian's chromium, driven by npm's
-//! playwright-core:
+//! the gateway, a processor, the destinations service and the query API on
+//! free ports (as [`crate::conformance`] does, with topics and a database of
+//! their own; webhooks may point at this machine), makes a key, and runs
+//! with Debian's chromium, driven by npm's playwright-core:
 //! - `deploy/browser/docs_test.js`: opens `/docs` on both services, checks
 //!   that the page logs no console error, authorizes with the key and sends
 //!   requests with "Try it out";
 //! - `deploy/browser/dashboard_test.js`: the dashboard at `/` of the query
 //!   API, as an admin and a viewer of the key's project (both made here with
 //!   the bootstrap endpoint `POST /v1/admin/users`): live tiles, the metrics
-//!   and event explorers, key management, and the pages a viewer is refused.
+//!   and event explorers, key management, webhooks (delivered to a receiver
+//!   the test runs), users added, changed and removed (whose session is
+//!   then refused), a password change, and the pages a viewer is refused.
 //!
 //! Screenshots go to `docs/screenshots/`.
 //!
@@ -25,7 +27,7 @@ use serde_json::{Value, json};
 
 use crate::bench::processes::Processes;
 use crate::bench::unix_seconds;
-use crate::conformance::{Target, create_key, start_services};
+use crate::conformance::{Target, Webhooks, create_key, start_services};
 use crate::sluice_cache;
 
 /// The browser the tests drive: Debian's (Playwright's own download cannot
@@ -115,7 +117,14 @@ impl BrowserCheck {
         modules: &Path,
         screenshots: &Path,
     ) -> anyhow::Result<bool> {
-        let target = start_services(repo, work, processes, self.stack.clone(), "browser")?;
+        let target = start_services(
+            repo,
+            work,
+            processes,
+            self.stack.clone(),
+            "browser",
+            Webhooks::Served,
+        )?;
         let key = create_key(&target)?;
         crate::bench::e2e::wait_for_key_at(&target.query, &key)?;
         let people = DashboardUsers::for_run();

@@ -84,7 +84,18 @@ fn say(line: impl AsRef<str>) {
 pub(crate) struct Target {
     pub gateway: HttpEndpoint,
     pub query: HttpEndpoint,
+    /// The destinations service, when [`start_services`] started one.
+    pub destinations: Option<HttpEndpoint>,
     pub admin_token: String,
+}
+
+/// Whether [`start_services`] also starts the destinations service, and
+/// points the query API's `/v1/webhooks` at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Webhooks {
+    Without,
+    /// Webhooks may point at `127.0.0.0/8`, so a test can receive them.
+    Served,
 }
 
 impl Conformance {
@@ -123,9 +134,17 @@ impl Conformance {
             (Some(gateway), Some(query), Some(token)) => Target {
                 gateway: HttpEndpoint::parse(gateway, "--gateway")?,
                 query: HttpEndpoint::parse(query, "--query")?,
+                destinations: None,
                 admin_token: token.clone(),
             },
-            _ => start_services(repo, work, processes, self.stack.clone(), RUN_NAME)?,
+            _ => start_services(
+                repo,
+                work,
+                processes,
+                self.stack.clone(),
+                RUN_NAME,
+                Webhooks::Without,
+            )?,
         };
         let key = create_key(&target)?;
         crate::bench::e2e::wait_for_key_at(&target.query, &key)?;
@@ -253,14 +272,16 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Builds and starts the gateway, a processor (so the query API has
-/// events to answer with) and the query API on free ports, with topics,
-/// database and consumer group of their own, named after `run`.
+/// events to answer with), with `webhooks` the destinations service, and
+/// the query API on free ports, with topics, database and consumer groups
+/// of their own, named after `run`.
 pub(crate) fn start_services(
     repo: &Path,
     work: &Path,
     processes: &mut Processes,
     stack: Option<(String, String)>,
     run: &str,
+    webhooks: Webhooks,
 ) -> anyhow::Result<Target> {
     let (brokers, clickhouse) = match stack {
         Some((brokers, clickhouse)) => (Some(brokers), Some(clickhouse)),
@@ -281,17 +302,17 @@ pub(crate) fn start_services(
         }
     };
     say("building the services");
+    let mut binaries = vec![
+        "sluice-ingest-gateway",
+        "sluice-stream-processor",
+        "sluice-query-api",
+    ];
+    if webhooks == Webhooks::Served {
+        binaries.push("sluice-destinations");
+    }
     let built = Command::new("cargo")
-        .args([
-            "build",
-            "--quiet",
-            "--bin",
-            "sluice-ingest-gateway",
-            "--bin",
-            "sluice-stream-processor",
-            "--bin",
-            "sluice-query-api",
-        ])
+        .args(["build", "--quiet"])
+        .args(binaries.iter().flat_map(|binary| ["--bin", binary]))
         .current_dir(repo)
         .status()
         .context("cannot run cargo")?;
@@ -326,8 +347,10 @@ pub(crate) fn start_services(
         ("SLUICE_CONSUMER_GROUP", format!("sluice-{run}")),
         ("SLUICE_LOG", log_level),
     ];
+    // `extra` overrides `common`.
     let launch = |binary: &str, log: &str, port: u16, extra: Vec<(&'static str, String)>| {
         let mut env = common.clone();
+        env.retain(|(name, _)| extra.iter().all(|(other, _)| other != name));
         env.push(("SLUICE_LISTEN", format!("{HOST}:{port}")));
         env.extend(extra);
         ServiceLaunch {
@@ -353,20 +376,58 @@ pub(crate) fn start_services(
         processor_port,
         Vec::new(),
     ))?;
+    let mut query_env = vec![
+        ("SLUICE_ADMIN_TOKEN", admin_token.clone()),
+        ("SLUICE_PROCESSOR_GROUP", format!("sluice-{run}")),
+        (
+            "SLUICE_STATUS_PEERS",
+            format!(
+                "gateway=http://{HOST}:{gateway_port},processor=http://{HOST}:{processor_port}"
+            ),
+        ),
+    ];
+    let destinations = match webhooks {
+        Webhooks::Without => None,
+        Webhooks::Served => {
+            let port = free_port()?;
+            processes.service(&launch(
+                "sluice-destinations",
+                "destinations.log",
+                port,
+                vec![
+                    ("SLUICE_ADMIN_TOKEN", admin_token.clone()),
+                    (
+                        "SLUICE_KAFKA_WEBHOOKS_TOPIC",
+                        format!("sluice.{run}.webhooks"),
+                    ),
+                    (
+                        "SLUICE_KAFKA_RETRY_TOPIC",
+                        format!("sluice.{run}.deliveries.retry"),
+                    ),
+                    (
+                        "SLUICE_KAFKA_DEAD_LETTER_TOPIC",
+                        format!("sluice.{run}.deliveries.dlq"),
+                    ),
+                    // Not the processor's group: each reads every event.
+                    (
+                        "SLUICE_CONSUMER_GROUP",
+                        format!("sluice-{run}-destinations"),
+                    ),
+                    ("SLUICE_ALLOW_PRIVATE_TARGETS", "127.0.0.0/8".into()),
+                ],
+            ))?;
+            query_env.push(("SLUICE_DESTINATIONS_URL", format!("http://{HOST}:{port}")));
+            Some(HttpEndpoint {
+                host: HOST.into(),
+                port,
+            })
+        }
+    };
     processes.service(&launch(
         "sluice-query-api",
         "query-api.log",
         query_port,
-        vec![
-            ("SLUICE_ADMIN_TOKEN", admin_token.clone()),
-            ("SLUICE_PROCESSOR_GROUP", format!("sluice-{run}")),
-            (
-                "SLUICE_STATUS_PEERS",
-                format!(
-                    "gateway=http://{HOST}:{gateway_port},processor=http://{HOST}:{processor_port}"
-                ),
-            ),
-        ],
+        query_env,
     ))?;
     let target = Target {
         gateway: HttpEndpoint {
@@ -377,10 +438,16 @@ pub(crate) fn start_services(
             host: HOST.into(),
             port: query_port,
         },
+        destinations,
         admin_token,
     };
+    let destinations = target
+        .destinations
+        .as_ref()
+        .map(|endpoint| format!(", destinations {}", endpoint.url()))
+        .unwrap_or_default();
     say(format!(
-        "gateway {}, query API {} (topics and database of {run})",
+        "gateway {}, query API {}{destinations} (topics and database of {run})",
         target.gateway.url(),
         target.query.url()
     ));

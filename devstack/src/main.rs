@@ -103,10 +103,11 @@ enum Command {
     /// Real third-party SDKs against a running gateway, their events read
     /// back through the query API (default: the local pipeline's).
     SdkCheck(SdkCheck),
-    /// /docs of the gateway and the query API in headless chromium
-    /// (playwright-core): authorize with a key, "Try it out", no console
-    /// errors; screenshots to docs/screenshots. Starts its own services
-    /// like `conformance` (needs `deploy/install.sh browser`).
+    /// /docs of the gateway and the query API, and the dashboard, in
+    /// headless chromium (playwright-core): "Try it out" with a key, keys,
+    /// users, webhooks to a local receiver, no console errors; screenshots
+    /// to docs/screenshots. Starts its own services like `conformance`,
+    /// plus destinations (needs `deploy/install.sh browser`).
     Browser(BrowserCheck),
 }
 

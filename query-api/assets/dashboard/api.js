@@ -5,7 +5,8 @@
 // request sent again; when that fails, the person is sent to the login page.
 // Any 401, not only `session_expired`: the access cookie lives exactly as
 // long as its token, so once it is gone the browser sends no token at all
-// and the API can only say `unauthorized`.
+// and the API can only say `unauthorized`. A 403 may mean that the
+// person's roles changed since the page loaded: the app is told, and checks.
 
 /** The API's error body as an Error: `{error, message, details}` plus the status. */
 export class ApiError extends Error {
@@ -54,6 +55,7 @@ function fallbackMessage (status) {
 
 let project = null
 let signedOut = () => {}
+let refused = () => {}
 
 /** The project every request names (and the cookie plain links and the live socket carry). */
 export function useProject (id) {
@@ -72,6 +74,11 @@ export function projectFromCookie () {
 /** `handler()` runs when the session has ended and cannot be refreshed. */
 export function whenSignedOut (handler) {
   signedOut = handler
+}
+
+/** `handler(error)` runs when the API refuses a request for the person's role (403 `forbidden`). */
+export function whenRefused (handler) {
+  refused = handler
 }
 
 /** `path?query` where query is an object, pairs or URLSearchParams; empty values are left out. */
@@ -146,6 +153,7 @@ export async function request (method, path, { query, body, retry = true } = {})
     }
     signedOut(error)
   }
+  if (response.status === 403 && error.code === 'forbidden' && !isAuthCall) refused(error)
   throw error
 }
 

@@ -2,9 +2,9 @@
 // may use, the project switcher, who is signed in) and the session's start
 // and end. Each page is `render(container, params) -> cleanup?`.
 
-import { currentUser, post, whenSignedOut } from './api.js'
+import { currentUser, post, whenRefused, whenSignedOut } from './api.js'
 import { announce, button, field, h, replace, select } from './dom.js'
-import { can, choose, projects, roleLabel, session, signIn, signOut } from './session.js'
+import { can, choose, projects, roleIn, roleLabel, session, signIn, signOut } from './session.js'
 import * as account from './pages/account.js'
 import * as events from './pages/events.js'
 import * as keys from './pages/keys.js'
@@ -113,14 +113,19 @@ function route () {
     return
   }
   if (page.needs && !session.project) {
-    show(page.title, (container) => replace(container, h('h1', {}, page.title),
-      h('p', { class: 'message message-info', role: 'status' }, 'Name a project in the field at the top to open its pages.')))
+    const sentence = session.user.global_admin
+      ? h('p', { class: 'message message-info', role: 'status' }, 'Name a project in the field at the top to open its pages.')
+      : h('p', { class: 'message message-error refusal', role: 'alert' },
+        'You have no role in any project. Ask an admin of a project to add you; your account settings are under Account.')
+    show(page.title, (container) => replace(container, h('h1', {}, page.title), sentence))
     return
   }
   if (page.needs && !can(page.needs)) {
     show(page.title, (container) => replace(container, h('h1', {}, page.title),
       h('p', { class: 'message message-error refusal', role: 'alert' },
-        `Your role (${roleLabel()}) cannot ${page.does} in project ${session.project}. `,
+        roleIn()
+          ? `Your role (${roleLabel()}) cannot ${page.does} in project ${session.project}. `
+          : `You have no role in project ${session.project} (any more). `,
         `Ask an admin of the project for the ${page.needs} role.`)))
     return
   }
@@ -151,6 +156,37 @@ whenSignedOut(() => {
   if (!session.user) return
   signOut()
   route()
+})
+
+/** What the page's role decisions rest on: the user's roles. */
+const rolesOf = (user) => JSON.stringify([Boolean(user.global_admin),
+  (user.roles || []).map((role) => `${role.project_id}:${role.role}`).sort()])
+
+// A refusal may mean an admin changed or removed this person's role since
+// the page loaded: read the roles again, and when they changed, show what
+// they allow now (a page the role no longer allows is refused in words).
+let checkingRoles = null
+whenRefused(() => {
+  if (!session.user || checkingRoles) return
+  checkingRoles = (async () => {
+    try {
+      const user = await currentUser()
+      if (!session.user) return
+      if (!user) {
+        signOut()
+        route()
+      } else if (rolesOf(user) !== rolesOf(session.user)) {
+        // The project stays: its pages say what the new role allows there.
+        session.user = user
+        announce('Your roles changed')
+        route()
+      }
+    } catch {
+      // Nothing answered: the page already shows the refusal it got.
+    } finally {
+      checkingRoles = null
+    }
+  })()
 })
 
 async function start () {

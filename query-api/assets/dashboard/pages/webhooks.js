@@ -1,14 +1,18 @@
 // The project's webhooks (developers and admins), through the query API's
 // `/v1/webhooks` (docs/destinations.md): list, create (the signing secret
-// is shown once), send a test delivery, delete.
+// is shown once), send a test delivery, show a webhook's deliveries of the
+// last day, delete.
 
 import { post, remove } from '../api.js'
 import { button, confirmDialog, field, h, messageBox, replace } from '../dom.js'
-import { millis, timeElement } from '../format.js'
+import { millis, number, timeElement } from '../format.js'
 import { secretPanel, submitCreate, tableLoader } from '../manage.js'
 import { session } from '../session.js'
 
 const LABELS = { url: 'URL', description: 'Description', rules: 'Rules', timeout_ms: 'Timeout', max_attempts: 'Attempts' }
+
+/** A delivery's status as a badge: delivered, retrying, dead or refused. */
+const STATUS_BADGES = { delivered: 'badge-on', retrying: 'badge-warn', dead: 'badge-off', refused: 'badge-off' }
 
 export function render (container) {
   const problem = messageBox()
@@ -19,16 +23,20 @@ export function render (container) {
     field: 'webhooks',
     headers: ['URL', 'Description', 'Rules', 'State', 'Created', 'Actions'],
     row,
-    caption: (webhooks) => `${webhooks.length} webhooks`,
+    caption: (webhooks) => webhooks.length === 1 ? '1 webhook' : `${webhooks.length} webhooks`,
     empty: 'This project has no webhooks yet.'
   })
+  // The deliveries of the webhook chosen with its "Deliveries" button.
+  const deliveriesBox = h('section', { class: 'results deliveries', hidden: true, 'aria-labelledby': 'deliveries-title', tabindex: '-1' })
+  let shownDeliveries = null
   replace(container,
     h('h1', {}, 'Webhooks of ', h('span', { class: 'project-name' }, session.project)),
     problem.element,
     revealed.element,
     createForm(),
     h('h2', { id: 'webhooks-title' }, 'Webhooks'),
-    listBox)
+    listBox,
+    deliveriesBox)
   load()
 
   function createForm () {
@@ -79,6 +87,8 @@ export function render (container) {
       h('td', { class: 'row-actions' },
         button('Send test', () => test(webhook), { 'aria-label': `Send a test delivery to ${webhook.url}` }),
         ' ',
+        button('Deliveries', () => showDeliveries(webhook), { 'aria-label': `Show the deliveries to ${webhook.url}` }),
+        ' ',
         button('Delete', () => deleteWebhook(webhook), { class: 'danger', 'aria-label': `Delete the webhook to ${webhook.url}` })))
   }
 
@@ -107,6 +117,51 @@ export function render (container) {
     })
     if (!done) return
     problem.show(`The webhook to ${webhook.url} was deleted.`, 'ok')
+    if (shownDeliveries === webhook.webhook_id) {
+      shownDeliveries = null
+      deliveriesBox.hidden = true
+      deliveriesBox.replaceChildren()
+    }
     await load()
   }
+
+  /** The webhook's deliveries of the last day, newest first (the test delivery is not among them). */
+  async function showDeliveries (webhook) {
+    shownDeliveries = webhook.webhook_id
+    const table = h('div', { class: 'deliveries-table' })
+    const loadDeliveries = tableLoader(table, {
+      path: `/v1/webhooks/${encodeURIComponent(webhook.webhook_id)}/deliveries?limit=100`,
+      field: 'deliveries',
+      headers: ['Event', 'Status', 'Attempts', 'Answer', 'Latency', 'Last attempt'],
+      row: deliveryRow,
+      caption: (deliveries) => `${deliveries.length === 1 ? '1 delivery' : `${deliveries.length} deliveries`} to ${webhook.url} in the last day, newest first`,
+      empty: `No deliveries to ${webhook.url} in the last day: events that its rules match are delivered within seconds.`
+    })
+    replace(deliveriesBox,
+      h('div', { class: 'results-head' },
+        h('h2', { id: 'deliveries-title' }, 'Deliveries to ', h('code', {}, webhook.url)),
+        button('Refresh', async (event) => {
+          event.target.disabled = true
+          try {
+            await loadDeliveries()
+          } finally {
+            event.target.disabled = false
+          }
+        }, { 'aria-label': `Refresh the deliveries to ${webhook.url}` })),
+      table)
+    deliveriesBox.hidden = false
+    await loadDeliveries()
+    deliveriesBox.focus()
+  }
+}
+
+function deliveryRow (delivery) {
+  const answer = delivery.response_status ? `HTTP ${delivery.response_status}` : delivery.error || '—'
+  return h('tr', { 'data-event-id': delivery.event_id },
+    h('td', {}, h('code', {}, delivery.event_id)),
+    h('td', {}, h('span', { class: ['badge', STATUS_BADGES[delivery.status] || 'badge-off'] }, delivery.status)),
+    h('td', {}, number(delivery.attempts)),
+    h('td', {}, answer, delivery.response_status && delivery.error ? ` (${delivery.error})` : ''),
+    h('td', {}, millis(delivery.latency_ms)),
+    h('td', {}, timeElement(delivery.last_attempt_at)))
 }
