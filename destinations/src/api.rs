@@ -145,7 +145,7 @@ impl Manager {
 }
 
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T> {
-    serde_json::from_slice(body).map_err(|error| ApiError::InvalidJson(error.to_string()))
+    sluice_runtime::http::json_object(body).map_err(ApiError::InvalidJson)
 }
 
 #[derive(Deserialize)]

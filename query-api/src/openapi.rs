@@ -376,6 +376,8 @@ fn accounts_paths() -> Value {
     let email = json!({"type": "string", "format": "email", "maxLength": 254});
     let new_password = json!({"type": "string", "minLength": 10, "maxLength": 1024,
         "description": "At least 10 characters, at most 1024 bytes."});
+    let nullable_password = json!({"type": "string", "minLength": 10, "maxLength": 1024, "nullable": true,
+        "description": "At least 10 characters, at most 1024 bytes; null or absent: unchanged (or, adding an existing user, none)."});
     json!({
         "/v1/auth/login": {"post": {"summary": "Sign in", "security": open,
             "description": "Email and password. Rate-limited per client IP and per account (429 with Retry-After). Off (401 `sessions_disabled`) unless the operator set --session-secret.",
@@ -387,7 +389,7 @@ fn accounts_paths() -> Value {
                 "503": unavailable()}}},
         "/v1/auth/refresh": {"post": {"summary": "New tokens for a refresh token", "security": open,
             "description": "The body's `refresh_token`, else the `sluice_refresh` cookie (with `X-Sluice-Csrf`). Each refresh token works once.",
-            "requestBody": optional_body(json!({"type": "object", "additionalProperties": false, "properties": {"refresh_token": {"type": "string"}}})),
+            "requestBody": optional_body(json!({"type": "object", "additionalProperties": false, "properties": {"refresh_token": {"type": "string", "nullable": true}}})),
             "responses": {"200": signed_in, "400": bad("The body is not the JSON asked for"),
                 "401": error_response("The refresh token is unknown, used or expired (`invalid_credentials`)."),
                 "403": error_response("The cookie came without `X-Sluice-Csrf` (`csrf_header_missing`)."),
@@ -424,7 +426,7 @@ fn accounts_paths() -> Value {
             "post": {"summary": "Add a user to the project",
                 "description": "A new user (with `password`), or an existing one by email (without `password`) given a role here.",
                 "requestBody": body(json!({"type": "object", "required": ["email", "role"], "additionalProperties": false, "properties": {
-                    "email": email, "password": new_password, "role": {"$ref": "#/components/schemas/Role"}}})),
+                    "email": email, "password": nullable_password, "role": {"$ref": "#/components/schemas/Role"}}})),
                 "responses": manage(json!({"200": ok("An existing user, given the role.", &user), "201": ok("Created.", &user), "409": conflict}), "admin")}},
         "/v1/users/{user_id}": {
             "patch": {"summary": "Change a user's role in the project", "parameters": user_id,
@@ -446,7 +448,7 @@ fn accounts_paths() -> Value {
             "patch": {"summary": "Change a user (global admins)", "parameters": user_id,
                 "description": "A new `password` (every session of the user ends), `global_admin`, `roles` (replacing all), or `end_sessions: true` (signs them out everywhere within about a second).",
                 "requestBody": body(json!({"type": "object", "additionalProperties": false, "properties": {
-                    "password": new_password, "global_admin": {"type": "boolean"}, "end_sessions": {"type": "boolean"},
+                    "password": nullable_password, "global_admin": {"type": "boolean", "nullable": true}, "end_sessions": {"type": "boolean"},
                     "roles": {"type": "array", "items": {"type": "object", "required": ["project_id", "role"], "additionalProperties": false, "properties": {
                         "project_id": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}, "role": {"$ref": "#/components/schemas/Role"}}}}}})),
                 "responses": manage(json!({"200": ok("Changed.", &user), "404": not_found}), "a global admin, the admin token or an `admin` key")},

@@ -54,6 +54,31 @@ impl ErrorBody {
     }
 }
 
+/// `body` as `T`, from a JSON object only: serde also reads a struct from
+/// an array of its fields, so `[null, null]` would pass as an empty change.
+/// The error says what is wrong, for a 400.
+pub fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    let value: Value = serde_json::from_slice(body).map_err(|error| error.to_string())?;
+    if !value.is_object() {
+        return Err("the body must be a JSON object".to_owned());
+    }
+    T::deserialize(value).map_err(|error| error.to_string())
+}
+
+/// For `#[serde(deserialize_with)]` on a list of structs: each item from a
+/// JSON object only (see [`json_object`]).
+pub fn objects<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::Deserialize as _;
+    Vec::<serde_json::Map<String, Value>>::deserialize(deserializer)?
+        .into_iter()
+        .map(|item| T::deserialize(Value::Object(item)).map_err(serde::de::Error::custom))
+        .collect()
+}
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Adds request ids (kept from the client or made up), a trace span per

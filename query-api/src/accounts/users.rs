@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use sluice_runtime::access::password::{check_new_password, hash_password};
 use sluice_runtime::access::records::new_id;
 use sluice_runtime::access::{AccessRecord, Principal, Role, UserRecord};
+use sluice_runtime::http::{json_object, objects};
 use sluice_schemas::time_format::{format_rfc3339_ms, now_ms};
 
 use super::{GlobalAdmin, UsersManager};
@@ -56,7 +57,7 @@ pub fn user_view(user: &UserRecord) -> Value {
 
 /// A JSON object body as `T`; a wrong or unknown field is a 400 naming it.
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body).map_err(|error| ApiError::invalid("body", error.to_string()))
+    json_object(body).map_err(|reason| ApiError::invalid("body", reason))
 }
 
 #[derive(Deserialize)]
@@ -161,7 +162,7 @@ struct NewUser {
     password: String,
     #[serde(default)]
     global_admin: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "objects")]
     roles: Vec<ProjectRole>,
 }
 
@@ -192,17 +193,8 @@ async fn create_user(
     body: Bytes,
 ) -> Result<Response> {
     let request: NewUser = parse_body(&body)?;
-    if state
-        .access
-        .accounts()
-        .user_by_email(&request.email)
-        .is_some()
-    {
-        return Err(ApiError::Conflict(format!(
-            "a user with email {} exists",
-            request.email.trim().to_lowercase()
-        )));
-    }
+    // Every field is checked before the email is looked up: a bad request
+    // is a 400 whether or not the email is taken.
     let roles = checked_roles(request.roles)?;
     let user = new_user(
         &request.email,
@@ -212,6 +204,12 @@ async fn create_user(
         &by,
     )
     .await?;
+    if state.access.accounts().user_by_email(&user.email).is_some() {
+        return Err(ApiError::Conflict(format!(
+            "a user with email {} exists",
+            user.email
+        )));
+    }
     let view = write(&state, user).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -225,7 +223,7 @@ struct UserChange {
     #[serde(default)]
     global_admin: Option<bool>,
     /// Replaces every role.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some_objects")]
     roles: Option<Vec<ProjectRole>>,
     /// Ends every session of the user (signs them out everywhere).
     #[serde(default)]
@@ -314,6 +312,12 @@ fn checked_roles(roles: Vec<ProjectRole>) -> Result<BTreeMap<String, Role>> {
     Ok(checked)
 }
 
+fn some_objects<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<Vec<ProjectRole>>, D::Error> {
+    objects(deserializer).map(Some)
+}
+
 /// An email address, lower-cased: one `@`, something on each side, no spaces.
 fn checked_email(email: &str) -> Result<String> {
     let email = email.trim().to_lowercase();
@@ -379,6 +383,21 @@ mod tests {
         ] {
             assert!(checked_email(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn bodies_and_their_lists_are_objects_only() {
+        assert!(parse_body::<UserChange>(b"[null, null]").is_err());
+        assert!(parse_body::<UserChange>(br#"{"roles": [["p", "viewer"]]}"#).is_err());
+        let change: UserChange =
+            parse_body(br#"{"roles": [{"project_id": "p", "role": "viewer"}]}"#).unwrap();
+        assert_eq!(change.roles.unwrap().len(), 1);
+        assert!(
+            parse_body::<NewUser>(
+                br#"{"email": "a@b.co", "password": "long enough!", "roles": [["p", "admin"]]}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]

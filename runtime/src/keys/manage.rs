@@ -299,7 +299,7 @@ pub fn key_schemas() -> Value {
                 "requests_per_second": limit, "request_burst": limit,
                 "events_per_second": limit, "event_burst": limit}},
         "NewKey": {"type": "object", "required": ["scopes"], "additionalProperties": false, "properties": {
-            "project_id": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$",
+            "project_id": {"type": "string", "nullable": true, "pattern": "^[A-Za-z0-9_.-]{1,64}$",
                 "description": "Needed by /v1/admin/keys; on /v1/keys it is the request's project (or left out)."},
             "scopes": {"type": "array", "minItems": 1, "items": scope},
             "label": {"type": "string", "maxLength": 256, "description": "At most 256 bytes."},
