@@ -87,6 +87,7 @@ pub async fn serve(
     readiness.fail(ROUTES_CHECK, "the API opens once every other check passes");
     let connection = Connection::open(&config.clickhouse)?;
     let peers = Peers::parse(&config.query.status_peers, "--status-peers")?;
+    let destinations_url = accounts::webhooks::destinations_url(&config.query.destinations_url)?;
     let mut registry = Registry::default();
     let http_metrics = HttpMetrics::register(&mut registry);
     let registry = Arc::new(registry);
@@ -121,9 +122,7 @@ pub async fn serve(
             access_writer: Arc::new(AccessWriter::new(&config.kafka)?),
             access,
             login_limits: Arc::default(),
-            destinations_url: Some(config.query.destinations_url.trim())
-                .filter(|url| !url.is_empty())
-                .map(Arc::from),
+            destinations_url,
             http: reqwest::Client::builder()
                 .timeout(config.api.request_timeout())
                 .build()?,

@@ -35,12 +35,7 @@ pub fn presented_key(headers: &HeaderMap) -> Option<String> {
 /// that is empty), compared in constant time.
 pub fn is_admin_token(configured: &str, presented: &str) -> bool {
     !configured.is_empty()
-        && configured.len() == presented.len()
-        && configured
-            .bytes()
-            .zip(presented.bytes())
-            .fold(0u8, |diff, (x, y)| diff | (x ^ y))
-            == 0
+        && crate::keys::record::constant_time_eq(configured.as_bytes(), presented.as_bytes())
 }
 
 /// The answer to a refused credential: 401 (missing, unknown, revoked,

@@ -4,6 +4,8 @@
 //! (`Authorization`, the session cookie), project and CSRF headers go along;
 //! the answer comes back as it is.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -17,6 +19,31 @@ use crate::state::AppState;
 
 /// The largest body forwarded (a webhook's configuration is small).
 const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// `--destinations-url` checked at startup: empty (no forwarding), or an
+/// http(s) base URL without credentials, query or fragment.
+pub fn destinations_url(text: &str) -> anyhow::Result<Option<Arc<str>>> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let url = reqwest::Url::parse(text)
+        .map_err(|error| anyhow::anyhow!("--destinations-url is not a URL ({error})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        anyhow::bail!(
+            "--destinations-url must be an http:// or https:// URL of the destinations service"
+        );
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        anyhow::bail!(
+            "--destinations-url must not carry credentials (the request's own are forwarded)"
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        anyhow::bail!("--destinations-url must be a base URL, without a query or fragment");
+    }
+    Ok(Some(Arc::from(text.trim_end_matches('/'))))
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -80,4 +107,30 @@ async fn forward(State(state): State<AppState>, request: Request) -> Response {
             .insert(header::CONTENT_TYPE, content_type);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_destinations_url_is_checked_naming_the_setting() {
+        assert_eq!(destinations_url("  ").unwrap(), None);
+        assert_eq!(
+            destinations_url("http://127.0.0.1:8083/")
+                .unwrap()
+                .as_deref(),
+            Some("http://127.0.0.1:8083")
+        );
+        for bad in [
+            "not a url",
+            "ftp://host",
+            "http://user:pw@host",
+            "http://host/?a=1",
+        ] {
+            let error = destinations_url(bad).unwrap_err().to_string();
+            assert!(error.contains("--destinations-url"), "{bad}: {error}");
+            assert!(!error.contains("pw"), "{error}");
+        }
+    }
 }

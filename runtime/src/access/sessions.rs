@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use sluice_schemas::time_format::now_ms;
 
 use super::password::{decoy_hash, verify_password};
@@ -13,6 +12,7 @@ use super::records::{AccessRecord, SessionRecord, UserRecord, new_id};
 use super::store::AccessWriter;
 use super::{Access, AuthError};
 use crate::keys::generate_key;
+use crate::keys::record::{KeyDigest, constant_time_eq};
 
 /// How long a session token is good for.
 pub const ACCESS_TOKEN_SECONDS: i64 = 15 * 60;
@@ -187,18 +187,9 @@ impl Access {
 }
 
 fn hex_sha256(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    KeyDigest::of(text).to_hex()
 }
 
 fn digest_matches(stored: &str, presented: &str) -> bool {
-    let presented = hex_sha256(presented);
-    stored.len() == presented.len()
-        && stored
-            .bytes()
-            .zip(presented.bytes())
-            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-            == 0
+    constant_time_eq(stored.as_bytes(), hex_sha256(presented).as_bytes())
 }
