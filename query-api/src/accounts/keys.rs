@@ -12,7 +12,7 @@ use sluice_runtime::keys::Scope;
 use sluice_runtime::keys::manage::{NewKey, Rotation};
 
 use super::KeysManager;
-use super::users::parse_body;
+use super::users::{optional_body, parse_body};
 use crate::error::{ApiError, Result};
 use crate::state::AppState;
 
@@ -67,11 +67,7 @@ async fn rotate(
     Path(key_id): Path<String>,
     body: Bytes,
 ) -> Result<Response> {
-    let rotation: Rotation = if body.iter().all(u8::is_ascii_whitespace) {
-        Rotation::default()
-    } else {
-        parse_body(&body)?
-    };
+    let rotation: Rotation = optional_body(&body)?;
     Ok(state
         .key_admin
         .rotate(

@@ -3,6 +3,7 @@
 //! API clients, and as HttpOnly, SameSite=Strict cookies, for the dashboard.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::header::{RETRY_AFTER, SET_COOKIE};
@@ -22,7 +23,7 @@ use sluice_runtime::http::ErrorBody;
 use sluice_schemas::time_format::now_ms;
 
 use super::Anyone;
-use super::users::user_view;
+use super::users::{optional_body, parse_body, user_view};
 use crate::error::{ApiError, Result};
 use crate::state::AppState;
 
@@ -49,26 +50,10 @@ async fn login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
-    let request: Login = super::users::parse_body(&body)?;
-    let now = now_ms();
-    if let Err(wait) = state.login_limits.attempt(peer.ip(), &request.email, now) {
-        return Ok(too_many_attempts(wait));
-    }
-    let user = match state
-        .access
-        .check_password(&request.email, &request.password)
-        .await
-    {
+    let request: Login = parse_body(&body)?;
+    let user = match limited_check(&state, peer, &request.email, &request.password).await? {
         Ok(user) => user,
-        Err(SessionError::WrongCredentials) => {
-            state.login_limits.failed(&request.email, now);
-            tracing::info!(client = %peer.ip(), "a sign-in with a wrong email or password");
-            return Ok(
-                ErrorBody::new("invalid_credentials", "wrong email or password")
-                    .into_response(StatusCode::UNAUTHORIZED),
-            );
-        }
-        Err(error) => return Err(error.into()),
+        Err(refusal) => return Ok(refused(&refusal, "wrong email or password")),
     };
     let tokens = state
         .access
@@ -92,11 +77,7 @@ async fn refresh(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
-    let request: Refresh = if body.iter().all(u8::is_ascii_whitespace) {
-        Refresh::default()
-    } else {
-        super::users::parse_body(&body)?
-    };
+    let request: Refresh = optional_body(&body)?;
     let token = match request.refresh_token {
         Some(token) => token,
         None => {
@@ -134,11 +115,7 @@ async fn logout(
     parts: axum::http::request::Parts,
     body: Bytes,
 ) -> Result<Response> {
-    let request: Logout = if body.iter().all(u8::is_ascii_whitespace) {
-        Logout::default()
-    } else {
-        super::users::parse_body(&body)?
-    };
+    let request: Logout = optional_body(&body)?;
     let ended = match state.access.principal(&parts) {
         Ok(Principal::User { session_id, user }) => {
             if request.everywhere {
@@ -211,24 +188,13 @@ async fn change_password(
             "only a signed-in user has a password",
         ));
     };
-    let request: PasswordChange = super::users::parse_body(&body)?;
+    let request: PasswordChange = parse_body(&body)?;
     // Guessing the current password with a stolen token is held to the
     // sign-in limits.
-    let now = now_ms();
-    if let Err(wait) = state.login_limits.attempt(peer.ip(), &user.email, now) {
-        return Ok(too_many_attempts(wait));
-    }
-    if state
-        .access
-        .check_password(&user.email, &request.current_password)
-        .await
-        .is_err()
+    if let Err(refusal) =
+        limited_check(&state, peer, &user.email, &request.current_password).await?
     {
-        state.login_limits.failed(&user.email, now);
-        return Ok(
-            ErrorBody::new("invalid_credentials", "the current password is wrong")
-                .into_response(StatusCode::UNAUTHORIZED),
-        );
+        return Ok(refused(&refusal, "the current password is wrong"));
     }
     check_new_password(&request.new_password)
         .map_err(|reason| ApiError::invalid("new_password", reason))?;
@@ -252,6 +218,46 @@ async fn change_password(
         .await?;
     tracing::info!(user_id = %user.user_id, "password changed; other sessions ended");
     Ok(signed_in(&tokens, &changed, secure(&headers)))
+}
+
+/// Why a password check held to the sign-in limits did not pass.
+enum Refusal {
+    /// Too many attempts: wait this many seconds.
+    Paused(u64),
+    WrongPassword,
+}
+
+/// The user of `email` if `password` is theirs, held to the sign-in limits
+/// per client IP and per account (a wrong password counts against both).
+async fn limited_check(
+    state: &AppState,
+    peer: SocketAddr,
+    email: &str,
+    password: &str,
+) -> Result<std::result::Result<Arc<UserRecord>, Refusal>> {
+    let now = now_ms();
+    if let Err(wait) = state.login_limits.attempt(peer.ip(), email, now) {
+        return Ok(Err(Refusal::Paused(wait)));
+    }
+    match state.access.check_password(email, password).await {
+        Ok(user) => Ok(Ok(user)),
+        Err(SessionError::WrongCredentials) => {
+            state.login_limits.failed(email, now);
+            tracing::info!(client = %peer.ip(), "a wrong email or password");
+            Ok(Err(Refusal::WrongPassword))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The answer to a refused check: 429 with Retry-After, or 401 saying `wrong`.
+fn refused(refusal: &Refusal, wrong: &str) -> Response {
+    match refusal {
+        Refusal::Paused(wait) => too_many_attempts(*wait),
+        Refusal::WrongPassword => {
+            ErrorBody::new("invalid_credentials", wrong).into_response(StatusCode::UNAUTHORIZED)
+        }
+    }
 }
 
 fn signed_in(tokens: &Tokens, user: &UserRecord, secure: bool) -> Response {

@@ -60,6 +60,15 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     json_object(body).map_err(|reason| ApiError::invalid("body", reason))
 }
 
+/// Like [`parse_body`], where an empty body means every field's default.
+pub fn optional_body<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse_body(body)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewProjectUser {
