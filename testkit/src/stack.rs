@@ -78,9 +78,22 @@ pub fn stack() -> &'static StackInfo {
         let brokers = std::env::var("SLUICE_TEST_KAFKA_BROKERS").ok();
         let clickhouse_url = std::env::var("SLUICE_TEST_CLICKHOUSE_URL").ok();
         let external = brokers.is_some() || clickhouse_url.is_some();
+        // Otherwise the local stack, where `deploy/stack.sh up` puts it (its
+        // ports follow SLUICE_KAFKA_PORT and SLUICE_CLICKHOUSE_HTTP_PORT, so
+        // the stack that is started here is the one that is asked).
+        let local = StackSettings::from_env(&repo_root()).ok();
         let mut info = StackInfo {
-            brokers: brokers.unwrap_or_else(|| "127.0.0.1:9092".into()),
-            clickhouse_url: clickhouse_url.unwrap_or_else(|| "http://127.0.0.1:8123".into()),
+            brokers: brokers.unwrap_or_else(|| {
+                local
+                    .as_ref()
+                    .map_or_else(|| "127.0.0.1:9092".into(), StackSettings::kafka_brokers)
+            }),
+            clickhouse_url: clickhouse_url.unwrap_or_else(|| {
+                local.as_ref().map_or_else(
+                    || "http://127.0.0.1:8123".into(),
+                    StackSettings::clickhouse_url,
+                )
+            }),
             engine: std::env::var("SLUICE_TEST_CLICKHOUSE_ENGINE")
                 .unwrap_or_else(|_| "clickhouse".into()),
             clickhouse_version: String::new(),
