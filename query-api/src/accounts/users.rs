@@ -113,8 +113,14 @@ async fn add_project_user(
     body: Bytes,
 ) -> Result<Response> {
     let request: NewProjectUser = parse_body(&body)?;
+    // Every field is checked before the email is looked up: a bad request
+    // is a 400 whether or not the email is taken.
+    let email = checked_email(&request.email)?;
+    if let Some(password) = &request.password {
+        checked_password(password)?;
+    }
     let roles = BTreeMap::from([(grant.project_id.clone(), request.role)]);
-    match state.access.accounts().user_by_email(&request.email) {
+    match state.access.accounts().user_by_email(&email) {
         Some(existing) if request.password.is_none() => {
             let mut user = (*existing).clone();
             user.roles.insert(grant.project_id.clone(), request.role);
@@ -123,14 +129,13 @@ async fn add_project_user(
                 .map(|view| (StatusCode::OK, Json(view)).into_response())
         }
         Some(_) => Err(ApiError::Conflict(format!(
-            "a user with email {} exists; leave `password` out to give them a role here",
-            request.email.trim().to_lowercase()
+            "a user with email {email} exists; leave `password` out to give them a role here"
         ))),
         None => {
             let Some(password) = request.password else {
                 return Err(ApiError::invalid("password", "a new user needs a password"));
             };
-            let user = new_user(&request.email, &password, false, roles, &grant.principal).await?;
+            let user = new_user(&email, &password, false, roles, &grant.principal).await?;
             write(&state, user)
                 .await
                 .map(|view| (StatusCode::CREATED, Json(view)).into_response())
@@ -304,11 +309,16 @@ async fn new_user(
 
 /// The Argon2id hash of a new `password`, checked first.
 async fn hashed(password: &str) -> Result<String> {
-    check_new_password(password).map_err(|reason| ApiError::invalid("password", reason))?;
+    checked_password(password)?;
     let password = password.to_owned();
     tokio::task::spawn_blocking(move || hash_password(&password))
         .await
         .map_err(|_| ApiError::invalid("password", "could not be hashed"))
+}
+
+/// `password` if it may be a new password, else why not.
+fn checked_password(password: &str) -> Result<()> {
+    check_new_password(password).map_err(|reason| ApiError::invalid("password", reason))
 }
 
 fn checked_roles(roles: Vec<ProjectRole>) -> Result<BTreeMap<String, Role>> {

@@ -198,6 +198,29 @@ async fn every_role_may_do_exactly_its_part_in_its_own_project() {
         refused.body["message"],
         format!("your role (viewer) in project `{demo}` cannot manage keys")
     );
+    // A request that is wrong is a 400 naming the field, whether or not the
+    // email is taken (the taken email's 409 comes after).
+    for (email, password, field) in [
+        ("added@example.com", "short", "password"),
+        ("someone@example.com", "short", "password"),
+        ("not an email", PASSWORD, "email"),
+    ] {
+        let body = json!({"email": email, "password": password, "role": "viewer"});
+        let answer = call(
+            &api,
+            Method::POST,
+            "/v1/users",
+            &tokens[2],
+            Some(&demo),
+            Some(body),
+        )
+        .await;
+        assert_eq!(answer.status, 400, "{email}: {answer:?}");
+        assert_eq!(
+            answer.body["details"]["parameter"], field,
+            "{email}: {answer:?}"
+        );
+    }
     // A developer cannot mint an `admin` key (that would act everywhere).
     let escalate = json!({"scopes": ["admin"]});
     let answer = call(
