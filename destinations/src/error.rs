@@ -3,9 +3,9 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use sluice_runtime::auth::refusal;
+
+use sluice_runtime::access::AuthError;
 use sluice_runtime::http::ErrorBody;
-use sluice_runtime::keys::AuthError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -39,7 +39,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            Self::Auth(error) => refusal(&error),
+            Self::Auth(error) => error.into_response(),
             Self::InvalidField {
                 ref field,
                 ref reason,

@@ -1,5 +1,5 @@
 //! Key administration across projects: create, list, rotate and revoke API
-//! keys ([`sluice_runtime::keys::manage`], shared with the query API's
+//! keys ([`sluice_runtime::key_admin`], shared with the query API's
 //! per-project `/v1/keys`).
 //!
 //! Guarded by the bootstrap admin token (`--admin-token`), a key with the
@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
-use sluice_runtime::keys::manage::{ManageError, NewKey, Rotation};
+use sluice_runtime::key_admin::{ManageError, NewKey, Rotation};
 
 use crate::auth::AdminKey;
 use crate::body::{Accept, parse_json_object, read_body};

@@ -15,9 +15,10 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use sluice_runtime::access::AuthError;
 use sluice_runtime::access::Principal;
 use sluice_runtime::auth::presented_key;
-use sluice_runtime::keys::{AuthError, KeyRecord, Scope};
+use sluice_runtime::keys::{KeyRecord, Scope};
 
 use crate::error::{ApiError, Result};
 use crate::state::AppState;
@@ -198,7 +199,7 @@ mod tests {
     use prometheus_client::registry::Registry;
     use serde_json::{Value, json};
     use sluice_runtime::access::{Access, AccessStore, KeyUsageTracker};
-    use sluice_runtime::keys::manage::KeyAdmin;
+    use sluice_runtime::key_admin::KeyAdmin;
     use sluice_runtime::keys::{KeyLimits, KeyStore, KeyWriter};
     use sluice_runtime::ops::{HttpMetrics, Readiness};
     use sluice_runtime::settings::{KafkaSettings, defaults};

@@ -3,9 +3,9 @@
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use sluice_runtime::auth::refusal;
+
+use sluice_runtime::access::AuthError;
 use sluice_runtime::http::ErrorBody;
-use sluice_runtime::keys::AuthError;
 use sluice_schemas::FieldError;
 
 use crate::body::Accept;
@@ -97,7 +97,7 @@ impl IntoResponse for ApiError {
         let message = self.to_string();
         let code = self.reason();
         let (status, body) = match self {
-            Self::Auth(error) => return refusal(&error),
+            Self::Auth(error) => return error.into_response(),
             Self::UnsupportedMediaType(accept) => {
                 let allowed = match accept {
                     Accept::Json => "application/json",

@@ -11,7 +11,7 @@
 use axum::Router;
 use serde_json::{Value, json};
 use sluice_runtime::docs::{error_response, retry_after_header, with_shared_parts};
-use sluice_runtime::keys::manage::key_schemas;
+use sluice_runtime::key_admin::key_schemas;
 
 use crate::routes::{SEGMENT_BATCH_PATHS, SEGMENT_CALLS, segment_call_paths};
 

@@ -5,10 +5,11 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use sluice_runtime::access::AuthError;
 use sluice_runtime::access::{Access, Need, named_project};
 use sluice_runtime::auth::presented_key;
 use sluice_runtime::clickhouse::CLICKHOUSE_CHECK;
-use sluice_runtime::keys::{AuthError, Scope};
+use sluice_runtime::keys::Scope;
 
 use crate::error::ApiError;
 use crate::state::AppState;

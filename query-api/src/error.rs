@@ -5,10 +5,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use sluice_runtime::access::sessions::SessionError;
-use sluice_runtime::auth::refusal;
+
+use sluice_runtime::access::AuthError;
 use sluice_runtime::http::ErrorBody;
-use sluice_runtime::keys::AuthError;
-use sluice_runtime::keys::manage::ManageError;
+use sluice_runtime::key_admin::ManageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -59,8 +59,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            Self::Auth(error) => refusal(&error),
-            Self::Session(SessionError::Auth(error)) => refusal(&error),
+            Self::Auth(error) => error.into_response(),
+            Self::Session(SessionError::Auth(error)) => error.into_response(),
             Self::Session(SessionError::Store(ref cause)) => {
                 tracing::error!(cause = %format!("{cause:#}"), "cannot write to the access topic");
                 retry_later(

@@ -50,8 +50,8 @@ use sluice_runtime::clickhouse::{
 };
 use sluice_runtime::http::{serve_http, with_common_layers};
 use sluice_runtime::kafka::{KAFKA_CHECK, ensure_keys_topic, ensure_topics};
+use sluice_runtime::key_admin::KeyAdmin;
 use sluice_runtime::keys::KeyWriter;
-use sluice_runtime::keys::manage::KeyAdmin;
 use sluice_runtime::ops::{self, HttpMetrics, Patience, Readiness};
 use sluice_runtime::supervise::Supervisor;
 use tokio::net::TcpListener;

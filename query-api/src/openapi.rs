@@ -10,7 +10,7 @@
 
 use serde_json::{Value, json};
 use sluice_runtime::docs::{error_response, retry_after_header, with_shared_parts};
-use sluice_runtime::keys::manage::key_schemas;
+use sluice_runtime::key_admin::key_schemas;
 
 use crate::events::MAX_LIMIT as MAX_EVENTS;
 use crate::metrics::request::{MAX_LIMIT as MAX_ROWS, Metric};

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 use sluice_runtime::access::{Access, AccessWriter};
-use sluice_runtime::keys::manage::KeyAdmin;
+use sluice_runtime::key_admin::KeyAdmin;
 use sluice_runtime::ops::{HttpMetrics, Readiness};
 use tokio_util::sync::CancellationToken;
 

@@ -2,14 +2,10 @@
 //! basic auth with the key as the user name (how Segment-compatible SDKs send
 //! their write key).
 
-use axum::http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-
-use crate::http::ErrorBody;
-use crate::keys::AuthError;
 
 /// The key presented in `headers`, or `None` when there is no usable
 /// `Authorization` header.
@@ -36,28 +32,6 @@ pub fn presented_key(headers: &HeaderMap) -> Option<String> {
 pub fn is_admin_token(configured: &str, presented: &str) -> bool {
     !configured.is_empty()
         && crate::keys::record::constant_time_eq(configured.as_bytes(), presented.as_bytes())
-}
-
-/// The answer to a refused credential: 401 (missing, unknown, revoked,
-/// expired), 403 (a scope or role falls short), 400 (which project?), or 503
-/// while the stores are still loading.
-pub fn refusal(error: &AuthError) -> Response {
-    let (status, code) = error.status_and_code();
-    let mut response = ErrorBody::new(code, error.to_string()).into_response(status);
-    let headers = response.headers_mut();
-    match status {
-        StatusCode::SERVICE_UNAVAILABLE => {
-            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        StatusCode::UNAUTHORIZED => {
-            headers.insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"sluice\""),
-            );
-        }
-        _ => {}
-    }
-    response
 }
 
 #[cfg(test)]

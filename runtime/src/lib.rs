@@ -1,8 +1,9 @@
 //! Plumbing that the three Sluice services share, kept in one place.
 //!
-//! - [`auth`]: where a request carries its API key.
+//! - [`auth`]: where a request carries its credential, and the admin token check.
 //! - [`access`]: who is asking and what they may do: keys, users, roles, sessions.
 //! - [`keys`]: API keys, their scopes and limits, in a tailed Kafka topic.
+//! - [`key_admin`]: creating, rotating and revoking keys, for the APIs that do.
 //! - [`record_topic`]: configuration records in a compacted topic every instance tails.
 //! - [`settings`]: typed settings for Kafka, ClickHouse and telemetry, and the
 //!   loader that layers defaults < config file < `SLUICE_*` environment < flags.
@@ -31,6 +32,7 @@ pub mod docs;
 pub mod http;
 pub mod kafka;
 pub mod kafka_security;
+pub mod key_admin;
 pub mod keys;
 pub mod ops;
 pub mod progress;

@@ -1,5 +1,5 @@
 //! `/v1/keys`: one project's API keys, for its developers and admins (and
-//! `admin` keys). The logic is [`sluice_runtime::keys::manage`], shared with
+//! `admin` keys). The logic is [`sluice_runtime::key_admin`], shared with
 //! the gateway's `/v1/admin/keys`.
 
 use axum::extract::{Path, State};
@@ -8,8 +8,8 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::Value;
+use sluice_runtime::key_admin::{NewKey, Rotation};
 use sluice_runtime::keys::Scope;
-use sluice_runtime::keys::manage::{NewKey, Rotation};
 
 use super::KeysManager;
 use super::users::{optional_body, parse_body};

@@ -14,6 +14,7 @@
 //! - [`password`]: Argon2id password hashes.
 //! - [`sessions`]: signing in, refreshing, signing out.
 //! - [`usage`]: when each key was last used.
+//! - `refusal`: [`AuthError`], why a request was refused, and its answer.
 //!
 //! Sessions are checked against the access topic on every request, so
 //! signing out, a password change or a removed role takes effect on every
@@ -21,6 +22,7 @@
 
 pub mod password;
 pub mod records;
+mod refusal;
 pub mod sessions;
 pub mod store;
 pub mod token;
@@ -29,9 +31,10 @@ pub mod usage;
 use std::sync::Arc;
 
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method};
 
 pub use records::{AccessRecord, KeyUsage, Role, SessionRecord, UserRecord};
+pub use refusal::AuthError;
 pub use store::{AccessStore, AccessWriter};
 pub use token::TokenKey;
 pub use usage::KeyUsageTracker;
@@ -58,85 +61,6 @@ pub const PROJECT_COOKIE: &str = "sluice_project";
 /// Sent by the dashboard's scripts on every change; a cross-site form cannot
 /// send it, so a cookie alone never changes anything.
 pub const CSRF_HEADER: &str = "x-sluice-csrf";
-
-/// Why a request was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    #[error("no credentials: send `Authorization: Bearer KEY` (an API key or a session token)")]
-    Missing,
-    #[error("unknown API key")]
-    Unknown,
-    #[error("this API key was revoked")]
-    Revoked,
-    #[error("this API key expired at {0}")]
-    Expired(String),
-    #[error("this API key lacks the `{0}` scope")]
-    MissingScope(Scope),
-    #[error("the key store is still loading")]
-    NotLoaded,
-    #[error("the session token expired: refresh it (POST /v1/auth/refresh) or sign in again")]
-    SessionExpired,
-    #[error("this session has ended (signed out, password changed or user removed): sign in again")]
-    SessionEnded,
-    #[error("not a valid session token")]
-    BadToken,
-    #[error("user sessions are not enabled here: the operator has not set --session-secret")]
-    SessionsDisabled,
-    #[error("your role ({role}) in project `{project}` cannot {action}")]
-    RoleTooLow {
-        role: Role,
-        project: String,
-        action: &'static str,
-    },
-    #[error(
-        "this needs the global admin role (or the admin token, or a key with the `admin` scope)"
-    )]
-    NotGlobalAdmin,
-    #[error("a person's session cannot send events: use a key with the `{0}` scope")]
-    SessionCannot(Scope),
-    #[error("you have no role in project `{0}`")]
-    NoRole(String),
-    #[error("choose a project: send the `X-Sluice-Project` header (you have roles in several)")]
-    ProjectRequired,
-    #[error("a change made with the session cookie must send the `X-Sluice-Csrf: 1` header")]
-    CsrfHeaderMissing,
-    #[error("the session cookie counts only from a page of this origin")]
-    CrossOrigin,
-}
-
-impl AuthError {
-    /// The status and the stable error code of the answer.
-    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
-        match self {
-            AuthError::Missing | AuthError::Unknown | AuthError::Revoked | AuthError::BadToken => {
-                (StatusCode::UNAUTHORIZED, "unauthorized")
-            }
-            AuthError::Expired(_) => (StatusCode::UNAUTHORIZED, "key_expired"),
-            AuthError::SessionExpired => (StatusCode::UNAUTHORIZED, "session_expired"),
-            AuthError::SessionEnded => (StatusCode::UNAUTHORIZED, "session_ended"),
-            AuthError::SessionsDisabled => (StatusCode::UNAUTHORIZED, "sessions_disabled"),
-            AuthError::MissingScope(_)
-            | AuthError::RoleTooLow { .. }
-            | AuthError::NoRole(_)
-            | AuthError::NotGlobalAdmin
-            | AuthError::SessionCannot(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            AuthError::CsrfHeaderMissing | AuthError::CrossOrigin => {
-                (StatusCode::FORBIDDEN, "csrf_header_missing")
-            }
-            AuthError::ProjectRequired => (StatusCode::BAD_REQUEST, "project_required"),
-            AuthError::NotLoaded => (StatusCode::SERVICE_UNAVAILABLE, "keys_loading"),
-        }
-    }
-
-    /// Whether this is a guess at a credential (counted against the
-    /// client's failed-auth limit where a service has one).
-    pub fn is_bad_credential(&self) -> bool {
-        matches!(
-            self,
-            AuthError::Missing | AuthError::Unknown | AuthError::Revoked | AuthError::BadToken
-        )
-    }
-}
 
 /// What a request needs in its project.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::http::{Method, Request};
+use axum::http::{Method, Request, StatusCode};
 
 use super::*;
 use crate::keys::KeyLimits;

@@ -9,11 +9,12 @@
 //!
 //! - [`record`]: one key's record, its digest, scopes and limits.
 //! - [`store`]: the in-memory view, its tailing thread, and the writer.
-//! - [`manage`]: creating, rotating and revoking keys, for the APIs that do.
+//!
+//! Creating, rotating and revoking them is [`crate::key_admin`]'s, above
+//! [`crate::access`] (it notes who did it).
 
-pub mod manage;
 pub mod record;
 pub mod store;
 
 pub use record::{KeyLimits, KeyRecord, Scope, generate_key};
-pub use store::{AuthError, KeyStore, KeyWriter};
+pub use store::{KeyRefusal, KeyStore, KeyWriter};

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::record::{KeyDigest, KeyRecord, MAX_KEY_BYTES, Scope};
-use sluice_schemas::time_format::{format_rfc3339_ms, now_ms};
+use super::record::{KeyDigest, KeyRecord, MAX_KEY_BYTES};
+use sluice_schemas::time_format::format_rfc3339_ms;
 
 use crate::ops::Readiness;
 use crate::record_topic::{RecordStore, RecordWriter, StoredRecord};
@@ -19,7 +19,19 @@ use crate::supervise::Supervisor;
 /// The readiness check that the store sets once it has read the whole topic.
 pub const READINESS_CHECK: &str = "keys";
 
-pub use crate::access::AuthError;
+/// Why a presented key is not a live one ([`crate::access::AuthError`]
+/// says it to the client).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRefusal {
+    /// The topic is still being read.
+    NotLoaded,
+    /// No key was presented.
+    Missing,
+    Unknown,
+    Revoked,
+    /// Expired at this instant (RFC 3339).
+    Expired(String),
+}
 
 impl StoredRecord for KeyRecord {
     const KIND: &'static str = "key";
@@ -76,49 +88,28 @@ impl KeyStore {
 
     /// The record of `presented` if it is a live key (known, not revoked,
     /// not expired at `now_ms`).
-    pub fn live(&self, presented: &str, now_ms: i64) -> Result<Arc<KeyRecord>, AuthError> {
+    pub fn live(&self, presented: &str, now_ms: i64) -> Result<Arc<KeyRecord>, KeyRefusal> {
         if !self.is_loaded() {
-            return Err(AuthError::NotLoaded);
+            return Err(KeyRefusal::NotLoaded);
         }
         if presented.is_empty() {
-            return Err(AuthError::Missing);
+            return Err(KeyRefusal::Missing);
         }
         if presented.len() > MAX_KEY_BYTES {
-            return Err(AuthError::Unknown);
+            return Err(KeyRefusal::Unknown);
         }
         let digest = KeyDigest::of(presented);
         let record = self
             .get(&digest.key_id())
             .filter(|record| record.matches(&digest))
-            .ok_or(AuthError::Unknown)?;
+            .ok_or(KeyRefusal::Unknown)?;
         if record.is_revoked() {
-            return Err(AuthError::Revoked);
+            return Err(KeyRefusal::Revoked);
         }
         if let Some(at) = record.expires_at_ms.filter(|at| *at <= now_ms) {
-            return Err(AuthError::Expired(format_rfc3339_ms(at)));
+            return Err(KeyRefusal::Expired(format_rfc3339_ms(at)));
         }
         Ok(record)
-    }
-
-    /// The record of `presented` if it is a live key with any of `scopes`.
-    pub fn authorize_any(
-        &self,
-        presented: &str,
-        scopes: &[Scope],
-    ) -> Result<Arc<KeyRecord>, AuthError> {
-        let record = self.live(presented, now_ms())?;
-        if scopes.iter().any(|scope| record.allows(*scope)) {
-            Ok(record)
-        } else {
-            Err(AuthError::MissingScope(
-                scopes.first().copied().unwrap_or(Scope::Admin),
-            ))
-        }
-    }
-
-    /// The record of `presented` if it is a live key with `scope`.
-    pub fn authorize(&self, presented: &str, scope: Scope) -> Result<Arc<KeyRecord>, AuthError> {
-        self.authorize_any(presented, &[scope])
     }
 
     pub fn get(&self, key_id: &str) -> Option<Arc<KeyRecord>> {
@@ -170,53 +161,38 @@ impl KeyWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::record::KeyLimits;
+    use crate::keys::record::{KeyLimits, Scope};
+    use sluice_schemas::time_format::now_ms;
 
     fn record(key: &str, scopes: Vec<Scope>) -> KeyRecord {
         KeyRecord::for_key(key, "demo", scopes, String::new(), KeyLimits::default(), 1)
     }
 
     #[test]
-    fn authorizes_live_keys_with_the_scope() {
+    fn finds_live_keys_only() {
         let mut revoked = record("revoked-key-1", vec![Scope::Ingest]);
         revoked.revoked_at_ms = Some(2);
+        let mut expiring = record("expiring-key-1", vec![Scope::Read]);
+        expiring.expires_at_ms = Some(1_000);
         let store = KeyStore::with_records([
             record("ingest-key-1", vec![Scope::Ingest]),
-            record("reader-key-1", vec![Scope::Read]),
             revoked,
+            expiring,
         ]);
-        let ok = store.authorize("ingest-key-1", Scope::Ingest).unwrap();
+        let ok = store.live("ingest-key-1", 5).unwrap();
         assert_eq!(ok.project_id, "demo");
+        assert!(ok.allows(Scope::Ingest));
+        assert_eq!(store.live("revoked-key-1", 5), Err(KeyRefusal::Revoked));
+        assert_eq!(store.live("ingest-key-2", 5), Err(KeyRefusal::Unknown));
+        assert_eq!(store.live("", 5), Err(KeyRefusal::Missing));
         assert_eq!(
-            store.authorize("reader-key-1", Scope::Ingest),
-            Err(AuthError::MissingScope(Scope::Ingest))
+            store.live(&"k".repeat(MAX_KEY_BYTES + 1), 5),
+            Err(KeyRefusal::Unknown)
         );
+        assert!(store.live("expiring-key-1", 999).is_ok());
         assert_eq!(
-            store.authorize("revoked-key-1", Scope::Ingest),
-            Err(AuthError::Revoked)
-        );
-        assert_eq!(
-            store.authorize("ingest-key-2", Scope::Ingest),
-            Err(AuthError::Unknown)
-        );
-        assert_eq!(store.authorize("", Scope::Ingest), Err(AuthError::Missing));
-        assert_eq!(
-            store.authorize(&"k".repeat(MAX_KEY_BYTES + 1), Scope::Ingest),
-            Err(AuthError::Unknown)
-        );
-    }
-
-    #[test]
-    fn any_of_several_scopes_will_do() {
-        let store = KeyStore::with_records([record("hooks-key-1", vec![Scope::Webhooks])]);
-        assert!(
-            store
-                .authorize_any("hooks-key-1", &[Scope::Admin, Scope::Webhooks])
-                .is_ok()
-        );
-        assert_eq!(
-            store.authorize_any("hooks-key-1", &[Scope::Admin, Scope::Read]),
-            Err(AuthError::MissingScope(Scope::Admin))
+            store.live("expiring-key-1", 1_000),
+            Err(KeyRefusal::Expired(format_rfc3339_ms(1_000)))
         );
     }
 
@@ -225,8 +201,8 @@ mod tests {
         let store = KeyStore::default();
         store.apply(record("ingest-key-1", vec![Scope::Ingest]));
         assert_eq!(
-            store.authorize("ingest-key-1", Scope::Ingest),
-            Err(AuthError::NotLoaded)
+            store.live("ingest-key-1", now_ms()),
+            Err(KeyRefusal::NotLoaded)
         );
     }
 
@@ -238,8 +214,8 @@ mod tests {
         store.apply(revoked);
         assert_eq!(store.list(Some("demo")).len(), 1);
         assert_eq!(
-            store.authorize("ingest-key-1", Scope::Ingest),
-            Err(AuthError::Revoked)
+            store.live("ingest-key-1", now_ms()),
+            Err(KeyRefusal::Revoked)
         );
     }
 }

@@ -14,10 +14,10 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use sluice_schemas::time_format::{format_rfc3339_ms, now_ms, parse_rfc3339_ms};
 
-use super::record::{MAX_KEY_BYTES, MIN_IMPORTED_KEY_BYTES};
-use super::{KeyLimits, KeyRecord, KeyStore, KeyWriter, Scope, generate_key};
 use crate::access::{Access, AccessStore};
 use crate::http::ErrorBody;
+use crate::keys::record::{MAX_KEY_BYTES, MIN_IMPORTED_KEY_BYTES};
+use crate::keys::{KeyLimits, KeyRecord, KeyStore, KeyWriter, Scope, generate_key};
 
 /// How long an answer waits for the store to show its own write.
 const READ_YOUR_WRITE: Duration = Duration::from_secs(10);
