@@ -68,11 +68,20 @@ impl<R> Default for RecordStore<R> {
 }
 
 struct Inner<R> {
-    records: RwLock<HashMap<String, Arc<R>>>,
+    records: RwLock<HashMap<String, Held<R>>>,
     loaded: AtomicBool,
     /// Bumped by every record applied, so readers that index the records
     /// know when to index them again.
     version: AtomicU64,
+}
+
+/// A record, and when its id first arrived.
+struct Held<R> {
+    record: Arc<R>,
+    /// The store's version when the first record with this id was applied:
+    /// ids compare by it in topic order, the same on every instance that has
+    /// read them both (the topics have one partition).
+    first_seen: u64,
 }
 
 impl<R: StoredRecord> std::fmt::Debug for RecordStore<R> {
@@ -137,7 +146,7 @@ impl<R: StoredRecord> RecordStore<R> {
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<R>> {
-        self.inner.records.read().ok()?.get(id).cloned()
+        Some(self.inner.records.read().ok()?.get(id)?.record.clone())
     }
 
     /// Every record, in no particular order.
@@ -145,8 +154,18 @@ impl<R: StoredRecord> RecordStore<R> {
         self.inner
             .records
             .read()
-            .map(|records| records.values().cloned().collect())
+            .map(|records| records.values().map(|held| held.record.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// Every record, in the order their ids first arrived (topic order).
+    pub fn in_arrival_order(&self) -> Vec<Arc<R>> {
+        let Ok(records) = self.inner.records.read() else {
+            return Vec::new();
+        };
+        let mut held: Vec<_> = records.values().collect();
+        held.sort_by_key(|held| held.first_seen);
+        held.into_iter().map(|held| held.record.clone()).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -175,8 +194,15 @@ impl<R: StoredRecord> RecordStore<R> {
     /// Holds `record`, replacing the one with its id.
     pub fn apply(&self, record: R) {
         if let Ok(mut records) = self.inner.records.write() {
-            records.insert(record.id().to_owned(), Arc::new(record));
-            self.inner.version.fetch_add(1, Ordering::Release);
+            let version = self.inner.version.fetch_add(1, Ordering::AcqRel);
+            let record = Arc::new(record);
+            records
+                .entry(record.id().to_owned())
+                .and_modify(|held| held.record = record.clone())
+                .or_insert(Held {
+                    record,
+                    first_seen: version,
+                });
         }
     }
 

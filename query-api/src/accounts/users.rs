@@ -136,7 +136,7 @@ async fn add_project_user(
                 return Err(ApiError::invalid("password", "a new user needs a password"));
             };
             let user = new_user(&email, &password, false, roles, &grant.principal).await?;
-            write(&state, user)
+            create(&state, user)
                 .await
                 .map(|view| (StatusCode::CREATED, Json(view)).into_response())
         }
@@ -224,7 +224,7 @@ async fn create_user(
             user.email
         )));
     }
-    let view = write(&state, user).await?;
+    let view = create(&state, user).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -371,6 +371,25 @@ fn project_user(state: &AppState, project_id: &str, user_id: &str) -> Result<Use
         )));
     }
     Ok((*user).clone())
+}
+
+/// Writes the new `user`. Should another instance have created a user with
+/// the same email at the same moment, and come first in the topic, this one
+/// is deleted again and the answer is the 409 it would have got a moment later.
+async fn create(state: &AppState, user: UserRecord) -> Result<Value> {
+    let view = write(state, user.clone()).await?;
+    if state.access.accounts().holds_email(&user) {
+        return Ok(view);
+    }
+    let email = user.email.clone();
+    let withdrawn = UserRecord {
+        deleted_at_ms: Some(now_ms()),
+        ..user
+    };
+    write(state, withdrawn).await?;
+    Err(ApiError::Conflict(format!(
+        "a user with email {email} exists (created a moment ago elsewhere)"
+    )))
 }
 
 async fn write(state: &AppState, user: UserRecord) -> Result<Value> {

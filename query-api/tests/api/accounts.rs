@@ -618,3 +618,70 @@ async fn a_global_admin_signs_a_user_out_everywhere_resets_and_deletes_them() {
     assert_eq!(patch(json!({"end_sessions": true})).await.status, 404);
     create_user(&a, "bo@example.com", json!([]), false).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_email_created_on_two_instances_at_once_makes_one_user() {
+    let env = TestEnv::new("qrace");
+    env.ensure_schema().await;
+    let (a, b) = (api(&env).await, api(&env).await);
+    let mut raced = 0;
+    for round in 0..6 {
+        let email = format!("race-{round}@example.com");
+        let body = |password: &str| json!({"email": email, "password": password});
+        let (on_a, on_b) = tokio::join!(
+            post(
+                &a,
+                "/v1/admin/users",
+                ADMIN_TOKEN,
+                body("the password on a")
+            ),
+            post(
+                &b,
+                "/v1/admin/users",
+                ADMIN_TOKEN,
+                body("the password on b")
+            ),
+        );
+        let mut statuses = [on_a.status, on_b.status];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 409], "{email}: {on_a:?} {on_b:?}");
+        let (created, password, refused) = if on_a.status == 201 {
+            (&on_a, "the password on a", &on_b)
+        } else {
+            (&on_b, "the password on b", &on_a)
+        };
+        let message = refused.body["message"].as_str().unwrap_or_default();
+        raced += usize::from(message.contains("a moment ago"));
+        let user_id = created.body["user_id"].as_str().unwrap();
+        // Both instances hold one live user with the email, the one
+        // answered 201, and its password is the one that signs in.
+        for api in [&a, &b] {
+            eventually(
+                &format!("one user with {email}"),
+                Duration::from_secs(20),
+                || async {
+                    let answer =
+                        call(api, Method::GET, "/v1/admin/users", ADMIN_TOKEN, None, None).await;
+                    let ids: Vec<&str> = answer.body["users"]
+                        .as_array()?
+                        .iter()
+                        .filter(|user| user["email"] == email.as_str())
+                        .filter_map(|user| user["user_id"].as_str())
+                        .collect();
+                    (ids == [user_id]).then_some(())
+                },
+            )
+            .await;
+            let signed_in = post(
+                api,
+                "/v1/auth/login",
+                "",
+                json!({"email": email, "password": password}),
+            )
+            .await;
+            assert_eq!(signed_in.status, 200, "{email}: {signed_in:?}");
+            assert_eq!(signed_in.body["user"]["user_id"], user_id);
+        }
+    }
+    println!("{raced} of 6 creations met in the topic (the rest were refused before writing)");
+}

@@ -60,12 +60,29 @@ impl AccessStore {
         }
     }
 
-    /// The live user with `email` (compared lower-cased).
+    /// The live user with `email` (compared lower-cased). Should two
+    /// instances have created one at the same moment, the first in the
+    /// topic holds it, on every instance alike (see [`Self::holds_email`]).
     pub fn user_by_email(&self, email: &str) -> Option<Arc<UserRecord>> {
         let email = email.trim().to_lowercase();
-        self.users()
-            .into_iter()
-            .find(|user| user.email == email && !user.is_deleted())
+        self.records
+            .in_arrival_order()
+            .iter()
+            .find_map(|record| match record.as_ref() {
+                AccessRecord::User(user) if user.email == email && !user.is_deleted() => {
+                    Some(Arc::new(user.clone()))
+                }
+                _ => None,
+            })
+    }
+
+    /// Whether `user`, just written and read back here, holds its email:
+    /// no live user with that email came before it in the topic. Every
+    /// instance that has read both answers alike, so of two users created
+    /// with one email at once, exactly one creator finds its user holds it.
+    pub fn holds_email(&self, user: &UserRecord) -> bool {
+        self.user_by_email(&user.email)
+            .is_some_and(|holder| holder.user_id == user.user_id)
     }
 
     /// Every user not deleted, ordered by creation.

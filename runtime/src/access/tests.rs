@@ -346,3 +346,38 @@ fn without_a_session_secret_tokens_are_refused_saying_why() {
         "the admin token is off"
     );
 }
+
+#[test]
+fn of_two_users_created_with_one_email_the_first_in_the_topic_holds_it() {
+    let named = |id: &str, created_at_ms: i64| UserRecord {
+        email: "same@example.com".into(),
+        created_at_ms,
+        ..user(id, &[], false)
+    };
+    // The second arrived later but says it was created earlier (another
+    // instance's clock): arrival decides, not the clock.
+    let (first, second) = (named("usr_first", 20), named("usr_second", 10));
+    let store = AccessStore::with_records([
+        AccessRecord::User(first.clone()),
+        AccessRecord::User(second.clone()),
+    ]);
+    assert!(store.holds_email(&first));
+    assert!(!store.holds_email(&second));
+    assert_eq!(
+        store.user_by_email(" Same@Example.com").unwrap().user_id,
+        "usr_first"
+    );
+    // A later change to the first keeps its place.
+    store.apply(AccessRecord::User(UserRecord {
+        global_admin: true,
+        ..first.clone()
+    }));
+    assert!(store.holds_email(&first));
+    // Once the first is deleted, the email is free for the second.
+    store.apply(AccessRecord::User(UserRecord {
+        deleted_at_ms: Some(30),
+        ..first.clone()
+    }));
+    assert!(store.holds_email(&second));
+    assert!(!store.holds_email(&first));
+}
