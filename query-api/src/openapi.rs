@@ -28,15 +28,10 @@ fn query(name: &str, schema: Value, description: &str) -> Value {
 }
 
 /// A comma-separated list, `name=a,b,c` (OpenAPI's form style, not exploded).
-/// An empty value is an empty list; an empty item (`a,,b`) is a 400.
-fn list(
-    name: &str,
-    items: Value,
-    min_items: usize,
-    max_items: Option<usize>,
-    description: &str,
-) -> Value {
-    let mut schema = json!({"type": "array", "minItems": min_items});
+/// At least one item: an empty value or item (`a,,b`) is a 400 (a parameter
+/// left out is none).
+fn list(name: &str, items: Value, max_items: Option<usize>, description: &str) -> Value {
+    let mut schema = json!({"type": "array", "minItems": 1});
     schema["items"] = items;
     if let Some(max) = max_items {
         schema["maxItems"] = json!(max);
@@ -117,28 +112,24 @@ fn metrics_parameters() -> Vec<Value> {
         list(
             "metrics",
             json!({"type": "string", "enum": names}),
-            1,
             None,
             "The metrics of each row. Default count.",
         ),
         list(
             "group_by",
             dimension,
-            0,
             Some(4),
             "Dimensions: type, source, status, property.KEY.",
         ),
         list(
             "having",
             json!({"type": "string", "pattern": condition}),
-            0,
             None,
             "Conditions METRIC OP NUMBER (OP: > >= < <= = !=, URL-encoded), all must hold; each metric must be among `metrics`; dominant_status cannot be compared.",
         ),
         list(
             "order_by",
             json!({"type": "string", "pattern": sort_key}),
-            0,
             None,
             "Sort keys: bucket, a group_by dimension or a requested metric; a leading - sorts descending. Default: bucket, then groups. Missing values sort last.",
         ),

@@ -221,12 +221,13 @@ pub struct MetricsRequest {
     pub exact: bool,
 }
 
-/// The items of a comma list, trimmed: none for an empty value, and an
-/// error for an empty item (`a,,b`, `a,`), which is a typo more often than
-/// not.
+/// The items of a comma list, trimmed. An empty item (`a,,b`, `a,`) is an
+/// error, a typo more often than not, and so is an empty value: on the wire
+/// it is both an empty list and a list of one empty item, and a parameter
+/// left out says "none" without doubt.
 fn list(text: &str) -> Result<Vec<&str>, String> {
     if text.trim().is_empty() {
-        return Ok(Vec::new());
+        return Err("is empty: leave the parameter out for none".to_owned());
     }
     let items: Vec<&str> = text.split(',').map(str::trim).collect();
     if items.iter().any(|item| item.is_empty()) {
@@ -279,9 +280,6 @@ impl MetricsRequest {
         let metrics = params
             .parse("metrics", parse_list::<Metric>)?
             .unwrap_or_else(|| vec![Metric::Count]);
-        if metrics.is_empty() {
-            return Err(ApiError::invalid("metrics", "name at least one metric"));
-        }
         let group_by = params
             .parse("group_by", parse_list::<Dimension>)?
             .unwrap_or_default();
@@ -466,9 +464,16 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_list_is_no_items_but_an_empty_item_is_an_error() {
-        let empty = request(&[("group_by", ""), ("having", ""), ("order_by", " ")]).unwrap();
-        assert!(empty.group_by.is_empty() && empty.having.is_empty() && empty.order_by.is_empty());
+    fn an_empty_value_or_item_is_an_error_naming_the_parameter() {
+        for name in ["metrics", "group_by", "having", "order_by"] {
+            for value in ["", " "] {
+                let error = request(&[(name, value)]).unwrap_err().to_string();
+                assert!(
+                    error.contains(name) && error.contains("leave the parameter out"),
+                    "{error}"
+                );
+            }
+        }
         let spaced = request(&[("metrics", " count , unique_users ")]).unwrap();
         assert_eq!(spaced.metrics, [Metric::Count, Metric::UniqueUsers]);
         let error = request(&[("metrics", "count,")]).unwrap_err().to_string();
