@@ -28,6 +28,19 @@ pub enum Accept {
     SdkJson,
 }
 
+impl Accept {
+    /// The media types, in words, for the refusal of another.
+    pub fn described(self) -> &'static str {
+        match self {
+            Accept::Json => "application/json",
+            Accept::SdkJson => {
+                "application/json, text/plain or application/x-www-form-urlencoded \
+                 (the body is read as JSON)"
+            }
+        }
+    }
+}
+
 /// The body, checked and decompressed; at most `max_bytes` long.
 pub fn read_body(
     headers: &HeaderMap,
@@ -177,7 +190,9 @@ fn check_media_type(headers: &HeaderMap, accept: Accept) -> Result<(), ApiError>
     if accepted {
         Ok(())
     } else {
-        Err(ApiError::UnsupportedMediaType(accept))
+        Err(ApiError::UnsupportedMediaType {
+            allowed: accept.described(),
+        })
     }
 }
 
@@ -302,7 +317,7 @@ mod tests {
             assert!(sdk.is_ok(), "{label}");
             let native = read_body(&headers(label, None), Ok(json.clone()), Accept::Json, 9);
             assert!(
-                matches!(native, Err(ApiError::UnsupportedMediaType(_))),
+                matches!(native, Err(ApiError::UnsupportedMediaType { .. })),
                 "{label}"
             );
         }
@@ -314,7 +329,7 @@ mod tests {
                 Accept::SdkJson,
                 9
             ),
-            Err(ApiError::UnsupportedMediaType(_))
+            Err(ApiError::UnsupportedMediaType { .. })
         ));
         assert!(matches!(
             read_body(
@@ -323,11 +338,11 @@ mod tests {
                 Accept::Json,
                 9
             ),
-            Err(ApiError::UnsupportedMediaType(_))
+            Err(ApiError::UnsupportedMediaType { .. })
         ));
         assert!(matches!(
             read_body(&HeaderMap::new(), Ok(json), Accept::Json, 9),
-            Err(ApiError::UnsupportedMediaType(_))
+            Err(ApiError::UnsupportedMediaType { .. })
         ));
     }
 

@@ -8,16 +8,16 @@ use sluice_runtime::access::AuthError;
 use sluice_runtime::http::ErrorBody;
 use sluice_schemas::FieldError;
 
-use crate::body::Accept;
-use crate::ingest::{Acknowledged, Rejected, field_errors_json};
+use crate::event_results::{Acknowledged, Rejected, field_errors_json};
 use crate::rate_limit::{Budget, Limited};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     Auth(AuthError),
+    /// The route's media types, in words.
     #[error("unsupported Content-Type")]
-    UnsupportedMediaType(Accept),
+    UnsupportedMediaType { allowed: &'static str },
     #[error("unsupported Content-Encoding {0:?}; send gzip or none")]
     UnsupportedEncoding(String),
     #[error("request body is larger than {0} bytes")]
@@ -73,7 +73,7 @@ impl ApiError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Auth(error) => error.status_and_code().1,
-            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::UnsupportedMediaType { .. } => "unsupported_media_type",
             Self::UnsupportedEncoding(_) => "unsupported_encoding",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::TooManyEvents(_) => "too_many_events",
@@ -98,19 +98,10 @@ impl IntoResponse for ApiError {
         let code = self.reason();
         let (status, body) = match self {
             Self::Auth(error) => return error.into_response(),
-            Self::UnsupportedMediaType(accept) => {
-                let allowed = match accept {
-                    Accept::Json => "application/json",
-                    Accept::SdkJson => {
-                        "application/json, text/plain or application/x-www-form-urlencoded \
-                         (the body is read as JSON)"
-                    }
-                };
-                (
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    ErrorBody::new(code, format!("Content-Type must be {allowed}")),
-                )
-            }
+            Self::UnsupportedMediaType { allowed } => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorBody::new(code, format!("Content-Type must be {allowed}")),
+            ),
             Self::UnsupportedEncoding(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 ErrorBody::new(code, message),

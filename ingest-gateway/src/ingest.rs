@@ -13,13 +13,13 @@ use std::borrow::Cow;
 use std::time::Instant;
 
 use serde::Serialize;
-use serde::ser::SerializeStruct;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sluice_schemas::time_format::now_ms;
 use sluice_schemas::validate::{RawEvent, parse_event, validate_event_json, validate_raw_event};
 use sluice_schemas::{Event, EventRef, FallbackId, FieldError, Origin};
 
 use crate::error::ApiError;
+pub use crate::event_results::{Acknowledged, Rejected};
 use crate::publish::PublishError;
 use crate::state::AppState;
 
@@ -80,45 +80,6 @@ impl Submission {
             fallback_event_id: FallbackId::UuidV7,
         }
     }
-}
-
-/// An event the broker has.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Acknowledged<'a> {
-    pub index: usize,
-    pub event_id: Cow<'a, str>,
-}
-
-impl Acknowledged<'_> {
-    pub fn into_owned(self) -> Acknowledged<'static> {
-        Acknowledged {
-            index: self.index,
-            event_id: Cow::Owned(self.event_id.into_owned()),
-        }
-    }
-}
-
-/// An event refused, with every rule it broke.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejected {
-    pub index: usize,
-    pub errors: Vec<FieldError>,
-}
-
-impl Serialize for Rejected {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut out = serializer.serialize_struct("Rejected", 2)?;
-        out.serialize_field("index", &self.index)?;
-        out.serialize_field("errors", &field_errors_json(&self.errors))?;
-        out.end()
-    }
-}
-
-pub fn field_errors_json(errors: &[FieldError]) -> Value {
-    errors
-        .iter()
-        .map(|e| json!({"field": e.field, "reason": e.reason}))
-        .collect()
 }
 
 /// A request's events, sorted into valid and refused.

@@ -16,7 +16,8 @@
 //! - [`client`]: client IP (trusted proxies) and user agent.
 //! - [`cors`]: CORS on the ingest routes, for browser SDKs.
 //! - [`ingest`]: per-event validation, publishing, and partial acceptance.
-//! - [`segment`]: Segment messages mapped onto Sluice events.
+//! - [`event_results`]: what became of each event (acknowledged, rejected).
+//! - [`segment`]: Segment messages mapped onto Sluice events, and their paths.
 //! - [`admin`]: creating, listing and revoking API keys.
 //! - [`rate_limit`]: per-key and per-IP limits.
 //! - [`publish`]: the Kafka producer.
@@ -37,6 +38,7 @@ pub mod client;
 pub mod config;
 pub mod cors;
 pub mod error;
+pub mod event_results;
 pub mod ingest;
 pub mod metrics;
 pub mod openapi;

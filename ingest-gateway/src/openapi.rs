@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sluice_runtime::docs::{error_response, retry_after_header, with_shared_parts};
 use sluice_runtime::key_admin::key_schemas;
 
-use crate::routes::{SEGMENT_BATCH_PATHS, SEGMENT_CALLS, segment_call_paths};
+use crate::segment;
 
 /// `/openapi.json` and `/docs`, to merge into the gateway's router.
 pub fn router() -> Router {
@@ -275,12 +275,12 @@ pub fn spec() -> Value {
         "Jitsu",
         "Jitsu server-to-server",
     ];
-    for (_, call, short) in SEGMENT_CALLS {
-        for (path, whose) in segment_call_paths(call, short).into_iter().zip(whose) {
+    for (_, call, short) in segment::CALLS {
+        for (path, whose) in segment::call_paths(call, short).into_iter().zip(whose) {
             paths[path] = segment_call(call, whose);
         }
     }
-    for (path, summary) in SEGMENT_BATCH_PATHS.into_iter().zip([
+    for (path, summary) in segment::BATCH_PATHS.into_iter().zip([
         "Segment batch",
         "Segment import (a batch)",
         "analytics.js batch (short path)",

@@ -27,32 +27,6 @@ use crate::rate_limit::Budget;
 use crate::segment::{self, BatchDefaults, Call};
 use crate::state::AppState;
 
-/// Segment's single calls: the call, its name, and analytics.js's
-/// one-letter name for it.
-pub const SEGMENT_CALLS: [(Call, &str, &str); 6] = [
-    (Call::Track, "track", "t"),
-    (Call::Identify, "identify", "i"),
-    (Call::Page, "page", "p"),
-    (Call::Screen, "screen", "s"),
-    (Call::Group, "group", "g"),
-    (Call::Alias, "alias", "a"),
-];
-
-/// Where a Segment batch is taken: Segment's batch and import paths, and
-/// analytics.js's one-letter one.
-pub const SEGMENT_BATCH_PATHS: [&str; 3] = ["/v1/batch", "/v1/import", "/v1/b"];
-
-/// Where a Segment single call is taken: Segment's path, analytics.js's
-/// one-letter one, and Jitsu's two (browser and server-to-server).
-pub fn segment_call_paths(name: &str, short: &str) -> [String; 4] {
-    [
-        format!("/v1/{name}"),
-        format!("/v1/{short}"),
-        format!("/api/s/{name}"),
-        format!("/api/s/s2s/{name}"),
-    ]
-}
-
 pub fn router(state: AppState) -> Router {
     let one = state.ingest.max_event_bytes;
     let many = state.ingest.max_batch_bytes;
@@ -69,11 +43,11 @@ pub fn router(state: AppState) -> Router {
     let mut ingest = Router::new()
         .route("/v1/events", limited(post(ingest_one), one))
         .route("/v1/events/batch", limited(post(ingest_batch), many));
-    for path in SEGMENT_BATCH_PATHS {
+    for path in segment::BATCH_PATHS {
         ingest = ingest.route(path, limited(post(segment_batch), many));
     }
-    for (call, name, short) in SEGMENT_CALLS {
-        for path in segment_call_paths(name, short) {
+    for (call, name, short) in segment::CALLS {
+        for path in segment::call_paths(name, short) {
             let handler =
                 move |state, key, headers, body| segment_call(call, state, key, headers, body);
             ingest = ingest.route(&path, limited(post(handler), one));

@@ -23,6 +23,32 @@ use serde_json::{Map, Value, json};
 use sluice_schemas::FieldError;
 use sluice_schemas::time_format::parse_rfc3339_ms;
 
+/// Segment's single calls: the call, its name, and analytics.js's
+/// one-letter name for it.
+pub const CALLS: [(Call, &str, &str); 6] = [
+    (Call::Track, "track", "t"),
+    (Call::Identify, "identify", "i"),
+    (Call::Page, "page", "p"),
+    (Call::Screen, "screen", "s"),
+    (Call::Group, "group", "g"),
+    (Call::Alias, "alias", "a"),
+];
+
+/// Where a Segment batch is taken: Segment's batch and import paths, and
+/// analytics.js's one-letter one.
+pub const BATCH_PATHS: [&str; 3] = ["/v1/batch", "/v1/import", "/v1/b"];
+
+/// Where a Segment single call is taken: Segment's path, analytics.js's
+/// one-letter one, and Jitsu's two (browser and server-to-server).
+pub fn call_paths(name: &str, short: &str) -> [String; 4] {
+    [
+        format!("/v1/{name}"),
+        format!("/v1/{short}"),
+        format!("/api/s/{name}"),
+        format!("/api/s/s2s/{name}"),
+    ]
+}
+
 /// The Segment call a message makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Call {

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::login_limits::LoginLimits;
 use crate::config::QuerySettings;
 use crate::live::feed::LiveFeed;
-use crate::status::StatusSources;
+use crate::status::sources::StatusSources;
 
 #[derive(Clone)]
 pub struct AppState {

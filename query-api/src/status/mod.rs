@@ -6,10 +6,12 @@
 //! - [`stored`]: what the processor recorded in ClickHouse.
 //! - [`broker`]: the events topic's logs as the broker sees them.
 //! - [`peers`]: other services' `/health/ready`.
+//! - [`sources`]: the last two and the processor's group, held in the app state.
 
 pub mod broker;
 pub mod peers;
 pub mod pipeline;
+pub mod sources;
 pub mod stored;
 
 use std::collections::BTreeMap;
@@ -23,19 +25,10 @@ use crate::auth::{AdminAccess, ReadProject};
 use crate::error::Result;
 use crate::params::Params;
 use crate::state::AppState;
-use broker::BrokerView;
-use peers::{Peers, ServiceHealth};
+use peers::ServiceHealth;
 use pipeline::{PipelineStatus, summarize, unstored_positions};
+pub use sources::StatusSources;
 use stored::{Activity, Counts};
-
-/// What the status endpoints read, besides ClickHouse.
-#[derive(Clone)]
-pub struct StatusSources {
-    pub broker: BrokerView,
-    /// The processor's consumer group, whose progress is reported.
-    pub processor_group: String,
-    pub peers: Peers,
-}
 
 /// A project's newest queryable event.
 #[derive(Debug, Serialize)]
