@@ -10,10 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{DeliveryResult, ProducerContext};
 use tokio::sync::Notify;
-
-use crate::metrics::ProducerCallbacks;
 
 /// What the broker said about each event of one request.
 #[derive(Debug)]
@@ -63,7 +60,7 @@ impl RequestAcks {
         self.first_error.lock().ok().and_then(|error| error.clone())
     }
 
-    fn record(&self, index: usize, outcome: Result<(), &KafkaError>) {
+    pub(crate) fn record(&self, index: usize, outcome: Result<(), &KafkaError>) {
         match outcome {
             Ok(()) => self.acknowledged[index].store(true, Ordering::Release),
             Err(cause) => {
@@ -87,19 +84,6 @@ impl RequestAcks {
 pub struct EventAck {
     pub request: std::sync::Arc<RequestAcks>,
     pub index: usize,
-}
-
-impl ProducerContext for ProducerCallbacks {
-    type DeliveryOpaque = Box<EventAck>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, ack: Self::DeliveryOpaque) {
-        match result {
-            Ok(_) => self.contact.acknowledged(),
-            Err(_) => self.contact.refused(),
-        }
-        ack.request
-            .record(ack.index, result.as_ref().map(|_| ()).map_err(|(e, _)| e));
-    }
 }
 
 #[cfg(test)]

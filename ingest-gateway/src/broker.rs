@@ -9,7 +9,6 @@
 //! asks the broker for metadata.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sluice_runtime::kafka::{KAFKA_CHECK, ensure_keys_topic, ensure_topics};
@@ -26,32 +25,6 @@ const RECENT: Duration = Duration::from_secs(5);
 /// Failures (of deliveries, or of metadata requests while quiet) for this
 /// long fail readiness.
 const FAILING_FOR: Duration = Duration::from_secs(5);
-
-/// What the broker answered the producer, counted by its delivery reports:
-/// one atomic add per event, no clock on the hot path; readiness turns the
-/// counts into times when it looks.
-#[derive(Debug, Default)]
-pub struct BrokerContact {
-    acknowledged: AtomicU64,
-    refused: AtomicU64,
-}
-
-impl BrokerContact {
-    pub fn acknowledged(&self) {
-        self.acknowledged.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn refused(&self) {
-        self.refused.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn counts(&self) -> (u64, u64) {
-        (
-            self.acknowledged.load(Ordering::Relaxed),
-            self.refused.load(Ordering::Relaxed),
-        )
-    }
-}
 
 /// What the deliveries alone say.
 #[derive(Debug, PartialEq, Eq)]
@@ -159,6 +132,7 @@ pub async fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::producer_callbacks::BrokerContact;
 
     #[test]
     fn deliveries_decide_before_any_probe() {

@@ -21,6 +21,7 @@
 //! - [`admin`]: creating, listing and revoking API keys.
 //! - [`rate_limit`]: per-key and per-IP limits.
 //! - [`publish`]: the Kafka producer.
+//! - [`producer_callbacks`]: its statistics and delivery reports.
 //! - [`broker`]: topics at startup, and the `kafka` readiness check.
 //! - [`acks`]: the broker's acks, counted per request (one wake-up each).
 //! - [`error`]: `ApiError`, one status and body per failure.
@@ -42,6 +43,7 @@ pub mod event_results;
 pub mod ingest;
 pub mod metrics;
 pub mod openapi;
+pub mod producer_callbacks;
 pub mod publish;
 pub mod rate_limit;
 pub mod routes;

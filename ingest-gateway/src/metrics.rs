@@ -1,7 +1,5 @@
-//! The gateway's own metrics, beside the shared HTTP ones, and librdkafka's
-//! statistics turned into gauges.
-
-use std::sync::Arc;
+//! The gateway's own metrics, beside the shared HTTP ones (librdkafka's
+//! statistics are turned into its gauges by [`crate::producer_callbacks`]).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -9,10 +7,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use rdkafka::ClientContext;
-use rdkafka::Statistics;
-
-use crate::broker::BrokerContact;
 
 pub const EVENTS_ACCEPTED: &str = "sluice_gateway_events_accepted";
 pub const EVENTS_REJECTED: &str = "sluice_gateway_events_rejected";
@@ -150,43 +144,5 @@ impl GatewayMetrics {
         self.rate_limited
             .get_or_create(&LimitLabels { limit })
             .inc();
-    }
-}
-
-/// The producer's context: librdkafka statistics into metrics, every second,
-/// and delivery reports into each request's acks ([`crate::acks`]).
-pub struct ProducerCallbacks {
-    metrics: GatewayMetrics,
-    /// What the broker answered, counted for readiness ([`crate::broker`]).
-    pub(crate) contact: Arc<BrokerContact>,
-}
-
-impl ProducerCallbacks {
-    pub fn new(metrics: GatewayMetrics, contact: Arc<BrokerContact>) -> Self {
-        Self { metrics, contact }
-    }
-}
-
-impl ClientContext for ProducerCallbacks {
-    fn stats(&self, statistics: Statistics) {
-        let m = &self.metrics;
-        m.queue_messages
-            .set(i64::try_from(statistics.msg_cnt).unwrap_or(i64::MAX));
-        m.queue_bytes
-            .set(i64::try_from(statistics.msg_size).unwrap_or(i64::MAX));
-        let brokers: Vec<_> = statistics.brokers.values().collect();
-        let up = brokers.iter().filter(|b| b.state == "UP").count();
-        m.brokers_up.set(i64::try_from(up).unwrap_or(i64::MAX));
-        let rtts: Vec<i64> = brokers
-            .iter()
-            .filter_map(|b| b.rtt.as_ref())
-            .map(|w| w.avg)
-            .collect();
-        if !rtts.is_empty() {
-            m.broker_rtt
-                .set(rtts.iter().sum::<i64>() / i64::try_from(rtts.len()).unwrap_or(1));
-        }
-        let errors: u64 = brokers.iter().map(|b| b.txerrs).sum();
-        m.tx_errors.set(i64::try_from(errors).unwrap_or(i64::MAX));
     }
 }

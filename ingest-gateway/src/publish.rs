@@ -15,9 +15,9 @@ use sluice_schemas::avro::encode_event_into;
 use tracing::Instrument;
 
 use crate::acks::{EventAck, RequestAcks};
-use crate::broker::BrokerContact;
 use crate::config::IngestSettings;
-use crate::metrics::{GatewayMetrics, ProducerCallbacks};
+use crate::metrics::GatewayMetrics;
+use crate::producer_callbacks::{BrokerContact, ProducerCallbacks};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
