@@ -6,7 +6,8 @@
 //!
 //! - [`event`]: [`Event`], the enriched record as it travels on the topic.
 //! - [`validate`]: JSON input to [`Event`], with a precise error per field.
-//! - [`rules`]: the rules on an event's values, shared by the JSON and Avro paths.
+//! - [`rules`]: the rules on an event's values and their [`Limits`], shared by the JSON
+//!   and Avro paths, and [`FieldError`], the rule an event broke.
 //! - [`decode`]: a topic value (Avro or JSON) to an [`Event`], as every consumer reads it.
 //! - [`avro`]: the Avro single-object codec for topic values (schema in `avro/event.avsc`).
 //! - [`ddl`]: the ClickHouse tables, in the SQL subset that 18.16 and current servers
@@ -27,4 +28,5 @@ pub mod time_format;
 pub mod validate;
 
 pub use event::{Event, EventOf, EventRef};
-pub use validate::{FallbackId, FieldError, Limits, Origin};
+pub use rules::{FieldError, Limits};
+pub use validate::{FallbackId, Origin};

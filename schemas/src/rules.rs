@@ -5,10 +5,67 @@
 //! to name the field.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use crate::event::Event;
 use crate::time_format::DAY_MS;
-use crate::validate::{FieldError, Limits};
+
+/// Bounds on one event. The defaults are the documented public limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Longest `event_id` and `type`, in bytes.
+    pub max_id_bytes: usize,
+    /// Longest value of any other string field, in bytes.
+    pub max_string_bytes: usize,
+    /// Most tags on one event.
+    pub max_tags: usize,
+    /// Deepest nesting of objects and arrays inside `properties`.
+    pub max_property_depth: usize,
+    /// Largest `properties` object, as compact JSON, in bytes.
+    pub max_properties_bytes: usize,
+    /// How far in the future an event time may lie, against the receiving clock.
+    pub max_future_ms: i64,
+    /// How far in the past an event time may lie.
+    pub max_past_ms: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_id_bytes: 128,
+            max_string_bytes: 1024,
+            max_tags: 64,
+            max_property_depth: 8,
+            max_properties_bytes: 24 * 1024,
+            max_future_ms: DAY_MS,
+            max_past_ms: 30 * DAY_MS,
+        }
+    }
+}
+
+/// One rule an event broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path of the offending field, e.g. `tags[3]` or `properties`.
+    pub field: String,
+    /// Why the value was refused.
+    pub reason: String,
+}
+
+impl FieldError {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
 
 /// An identifier (`event_id`, `type`, `project_id`, a tag): not empty, at
 /// most `max_id_bytes`, no control characters.

@@ -21,47 +21,13 @@ mod raw;
 mod tests;
 
 use std::borrow::Cow;
-use std::fmt;
 
 use serde_json::Value;
 
 use self::fields::{Fields, truncate};
 pub use self::raw::RawEvent;
 use crate::event::{Event, EventRef};
-use crate::time_format::DAY_MS;
-
-/// Bounds on one event. The defaults are the documented public limits.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Limits {
-    /// Longest `event_id` and `type`, in bytes.
-    pub max_id_bytes: usize,
-    /// Longest value of any other string field, in bytes.
-    pub max_string_bytes: usize,
-    /// Most tags on one event.
-    pub max_tags: usize,
-    /// Deepest nesting of objects and arrays inside `properties`.
-    pub max_property_depth: usize,
-    /// Largest `properties` object, as compact JSON, in bytes.
-    pub max_properties_bytes: usize,
-    /// How far in the future an event time may lie, against the receiving clock.
-    pub max_future_ms: i64,
-    /// How far in the past an event time may lie.
-    pub max_past_ms: i64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_id_bytes: 128,
-            max_string_bytes: 1024,
-            max_tags: 64,
-            max_property_depth: 8,
-            max_properties_bytes: 24 * 1024,
-            max_future_ms: DAY_MS,
-            max_past_ms: 30 * DAY_MS,
-        }
-    }
-}
+pub use crate::rules::{FieldError, Limits};
 
 /// Where an event came from: the facts the receiver adds to it.
 #[derive(Debug, Clone)]
@@ -93,30 +59,6 @@ impl FallbackId {
             Self::UuidV7 => uuid::Uuid::now_v7().to_string(),
             Self::Given(id) => id,
         }
-    }
-}
-
-/// One rule an event broke.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    /// Path of the offending field, e.g. `tags[3]` or `properties`.
-    pub field: String,
-    /// Why the value was refused.
-    pub reason: String,
-}
-
-impl FieldError {
-    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            reason: reason.into(),
-        }
-    }
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.reason)
     }
 }
 

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::*;
 use crate::rules;
+use crate::time_format::DAY_MS;
 
 const NOW: i64 = 1_700_000_000_000;
 
