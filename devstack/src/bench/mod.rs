@@ -37,6 +37,7 @@ pub mod sweep;
 pub mod tls;
 pub mod tls_phases;
 pub mod tls_rig;
+pub mod tls_settings;
 pub mod tls_table;
 
 use std::path::{Path, PathBuf};

@@ -10,8 +10,8 @@ use anyhow::bail;
 
 use super::processes::{ServiceLaunch, cpu_seconds, create_api_key};
 use super::report::{loadgen, number};
-use super::tls::{SASL_SAFE_S, TAG, TlsBench};
 use super::tls_rig::Rig;
+use super::tls_settings::{SASL_SAFE_S, TAG, TlsBench};
 use super::tls_table::{Figures, Variant};
 use super::{load_average, log, unix_seconds};
 use crate::probe::http_get;

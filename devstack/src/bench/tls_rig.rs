@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 
 use super::processes::{Broker, Processes};
-use super::tls::{SCRAM_USER, TAG, TlsBench};
+use super::tls_settings::{SCRAM_USER, TAG, TlsBench};
 use super::{HttpEndpoint, log};
 use crate::certificates::Certificates;
 use crate::clickhouse_config::{Https, ServerConfig, User};
