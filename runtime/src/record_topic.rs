@@ -158,14 +158,15 @@ impl<R: StoredRecord> RecordStore<R> {
             .unwrap_or_default()
     }
 
-    /// Every record, in the order their ids first arrived (topic order).
-    pub fn in_arrival_order(&self) -> Vec<Arc<R>> {
-        let Ok(records) = self.inner.records.read() else {
-            return Vec::new();
-        };
-        let mut held: Vec<_> = records.values().collect();
-        held.sort_by_key(|held| held.first_seen);
-        held.into_iter().map(|held| held.record.clone()).collect()
+    /// Of the records that satisfy `matches`, the one whose id arrived first
+    /// (topic order: the same on every instance that has read them all).
+    pub fn first_arrived(&self, matches: impl Fn(&R) -> bool) -> Option<Arc<R>> {
+        let records = self.inner.records.read().ok()?;
+        records
+            .values()
+            .filter(|held| matches(&held.record))
+            .min_by_key(|held| held.first_seen)
+            .map(|held| held.record.clone())
     }
 
     pub fn len(&self) -> usize {

@@ -65,15 +65,13 @@ impl AccessStore {
     /// topic holds it, on every instance alike (see [`Self::holds_email`]).
     pub fn user_by_email(&self, email: &str) -> Option<Arc<UserRecord>> {
         let email = email.trim().to_lowercase();
-        self.records
-            .in_arrival_order()
-            .iter()
-            .find_map(|record| match record.as_ref() {
-                AccessRecord::User(user) if user.email == email && !user.is_deleted() => {
-                    Some(Arc::new(user.clone()))
-                }
-                _ => None,
-            })
+        let held = self.records.first_arrived(|record| {
+            matches!(record, AccessRecord::User(user) if user.email == email && !user.is_deleted())
+        })?;
+        match held.as_ref() {
+            AccessRecord::User(user) => Some(Arc::new(user.clone())),
+            _ => None,
+        }
     }
 
     /// Whether `user`, just written and read back here, holds its email:
