@@ -323,6 +323,7 @@ impl DestinationsBench {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+        let matching_s = started.elapsed().as_secs_f64();
         // Attempts keep failing and parking meanwhile; let a few rounds pass.
         std::thread::sleep(Duration::from_secs(10));
         let label = format!(
@@ -335,6 +336,15 @@ impl DestinationsBench {
             "MiB",
             run,
             rss_kib(rig.service_pid).unwrap_or(f64::NAN) / 1024.0,
+        );
+        // Every match of a dead endpoint is parked (its circuit is open), so
+        // this is how fast the consumer goes on while it parks them.
+        figures.record(
+            TAG,
+            format!("events matched per second {label} (from the load's end)"),
+            "events/s",
+            run,
+            self.events as f64 / matching_s,
         );
         figures.record(
             TAG,
