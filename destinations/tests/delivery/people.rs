@@ -49,25 +49,35 @@ async fn roles_decide_who_manages_a_projects_webhooks() {
     let outsider = signed_in(kafka, SECRET, &[("other", Role::Admin)], false).await;
     let root = signed_in(kafka, SECRET, &[], true).await;
 
-    // The developer's session is known here within seconds; the webhook
-    // goes to their only project.
-    let body = json!({"url": "http://127.0.0.1:9/hook", "rules": [{"type": "order"}]});
-    let (status, created) = eventually("the developer's session", Duration::from_secs(20), || {
-        let body = body.clone();
-        let (client, hooks, token) = (&client, &hooks, &developer.token);
+    // The sessions are known here within seconds. They were written in
+    // turn to the one-partition access topic, so once the last one is
+    // known, so are the others.
+    eventually("the sessions", Duration::from_secs(20), || {
+        let (client, hooks, token) = (&client, &hooks, &root.token);
         async move {
-            let answer = as_person(
+            let (status, _) = as_person(
                 client,
-                reqwest::Method::POST,
+                reqwest::Method::GET,
                 hooks,
                 token,
+                Some("shop"),
                 None,
-                Some(body),
             )
             .await;
-            (answer.0 != 401).then_some(answer)
+            (status != 401).then_some(())
         }
     })
+    .await;
+    // The webhook goes to the developer's only project.
+    let body = json!({"url": "http://127.0.0.1:9/hook", "rules": [{"type": "order"}]});
+    let (status, created) = as_person(
+        &client,
+        reqwest::Method::POST,
+        &hooks,
+        &developer.token,
+        None,
+        Some(body),
+    )
     .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["project_id"], "shop");
